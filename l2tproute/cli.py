@@ -1,0 +1,341 @@
+"""The `l2tp-routectl` command line: parse, call the library, print.
+
+Errors are one line on stderr (exit 2 for a wrong argument or a refused request,
+1 for a failure at run time), never a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import sys
+from typing import List, Optional
+
+import typer
+
+from . import __version__, constants as C, engine, listing
+from .iproute2 import DryRun, IpError, IpRoute2, Runner
+from .model import InputError, make_route, parse_destination, parse_device, parse_gateway, parse_metric, parse_peer, parse_table
+from .routefile import serialize
+from .store import Store, StoreError
+
+app = typer.Typer(add_completion=True, rich_markup_mode=None, pretty_exceptions_enable=False,
+                  no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
+                  help="Per-user static routes for L2TP/PPP servers.")
+
+_NETNS_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", re.ASCII)
+
+PeerOpt = typer.Option(..., "--peer", metavar="IP", help="The user's peer address (from chap-secrets).")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+DryOpt = typer.Option(False, "--dry-run", help="Print the ip commands and the file change; change nothing.")
+NetnsOpt = typer.Option(None, "--netns", metavar="NAME", help="Run every ip command in this network namespace.")
+ForceOpt = typer.Option(False, "--force", help="Take over routes and destinations that are refused otherwise.")
+
+
+class DryRunStore(Store):
+    """Reads the real store; records what a write would do instead of doing it."""
+
+    def __init__(self, directory: str):
+        super().__init__(directory)
+        self.changes: List[str] = []
+
+    def locked(self, timeout: float = C.LOCK_TIMEOUT):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def write(self, peer, lines) -> None:
+        path = self.path(peer)
+        old = (self.read_bytes(peer) or b"").decode("ascii", "replace").splitlines(keepends=True)
+        if not any(line.is_route for line in lines):
+            self.changes.append(f"remove {path}")
+            return
+        new = serialize(lines).decode("ascii", "replace").splitlines(keepends=True)
+        diff = difflib.unified_diff(old, new, fromfile=path, tofile=path)
+        self.changes.extend(line.rstrip("\n") for line in diff)
+
+
+class Session:
+    """What one command works with: the store, the runner, the output mode."""
+
+    def __init__(self, json_out: bool, dry_run: bool, netns: Optional[str], force: bool = False):
+        if netns is not None and not _NETNS_RE.fullmatch(netns):
+            raise InputError(f"invalid namespace {netns!r}: expected a name as shown by `ip netns list`")
+        directory = Store.from_environment().directory
+        self.json = json_out
+        self.store = DryRunStore(directory) if dry_run else Store(directory)
+        self._netns = netns
+        self._dry_run = dry_run
+        self._runner: Optional[Runner] = None
+        self.force = force
+
+    @property
+    def runner(self) -> Runner:
+        if self._runner is None:
+            real = IpRoute2(self._netns)
+            self._runner = DryRun(real) if self._dry_run else real
+        return self._runner
+
+    def context(self) -> engine.Context:
+        return engine.Context(self.store, self.runner, force=self.force)
+
+    def finish(self, doc: dict, lines: List[str], ctx: Optional[engine.Context] = None, code: int = 0) -> int:
+        warnings = ctx.warnings if ctx else []
+        planned = self._planned()
+        if self.json:
+            doc = dict(doc, ok=code == 0, warnings=warnings)
+            if self._dry_run:
+                doc["dry_run"] = planned
+            print(json.dumps(doc, indent=None, sort_keys=True))
+        else:
+            out = lines + (["Dry run, nothing changed. Would run:"] + [f"  {p}" for p in planned] if self._dry_run else [])
+            if out:
+                print("\n".join(out))
+            _warn(warnings)
+        return code
+
+    def _planned(self) -> List[str]:
+        planned: List[str] = []
+        if isinstance(self._runner, DryRun):
+            planned += self._runner.planned
+        if isinstance(self.store, DryRunStore):
+            planned += self.store.changes
+        return planned
+
+
+def _warn(warnings: List[str]) -> None:
+    sys.stdout.flush()
+    for text in warnings:
+        print(f"{C.PROG}: warning: {text}", file=sys.stderr)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"{C.PROG} {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                                 help="Print the version and exit.")) -> None:
+    """Per-user static routes for L2TP/PPP servers."""
+
+
+@app.command("add")
+def add_cmd(peer: str = PeerOpt,
+            dst: str = typer.Option(..., "--dst", metavar="CIDR", help="Destination network, host bits zero."),
+            gw: Optional[str] = typer.Option(None, "--gw", metavar="IP", help="Gateway; default: the peer itself."),
+            dev: Optional[str] = typer.Option(None, "--dev", metavar="IFACE", help="Link; default: the peer's link."),
+            metric: Optional[str] = typer.Option(None, "--metric", metavar="N", help="Route metric."),
+            table: Optional[str] = typer.Option(None, "--table", metavar="ID|NAME", help="Routing table."),
+            force: bool = ForceOpt, json_out: bool = JsonOpt, dry_run: bool = DryOpt,
+            netns: Optional[str] = NetnsOpt) -> int:
+    """Add a route for a peer and install it now if the peer is connected.
+
+    Example: l2tp-routectl add --peer 10.255.10.2 --dst 192.168.20.0/24
+    """
+    p = parse_peer(peer)
+    route = make_route(p, parse_destination(dst), parse_gateway(gw) if gw is not None else None,
+                       parse_device(dev) if dev is not None else None,
+                       parse_metric(metric) if metric is not None else None,
+                       parse_table(table) if table is not None else None)
+    if route.family == 6 and gw is not None:
+        raise InputError("--gw is for IPv4 destinations; an IPv6 destination goes straight onto the peer's link")
+    session = Session(json_out, dry_run, netns, force)
+    ctx = session.context()
+    result = engine.add(ctx, p, route)
+    heading = {"added": "Added route", "updated": "Updated route", "exists": "Route already exists"}[result.status]
+    lines = [f"{heading}: {result.line}"]
+    if result.link is None:
+        lines.append(f"Peer {p} is not connected; the route will be installed when its link comes up.")
+    elif result.kernel_error:
+        ctx.warn(f"route saved but not installed on {result.link}: {result.kernel_error}")
+    else:
+        lines.append(f"Installed on {result.link}.")
+    doc = {"command": "add", "peer": str(p), "status": result.status, "route": result.line,
+           "link": result.link, "installed": result.link is not None and not result.kernel_error}
+    return session.finish(doc, lines, ctx, 1 if result.kernel_error else 0)
+
+
+@app.command("del")
+def del_cmd(peer: str = PeerOpt,
+            dst: str = typer.Option(..., "--dst", metavar="CIDR|all", help="Destination to delete, or 'all'."),
+            json_out: bool = JsonOpt, dry_run: bool = DryOpt, netns: Optional[str] = NetnsOpt) -> int:
+    """Delete a peer's route (or all of them) from its file and from the kernel.
+
+    Example: l2tp-routectl del --peer 10.255.10.2 --dst 192.168.20.0/24
+    """
+    p = parse_peer(peer)
+    target = engine.ALL if dst == engine.ALL else parse_destination(dst)
+    session = Session(json_out, dry_run, netns)
+    ctx = session.context()
+    result = engine.delete(ctx, p, target)
+    if not result.had_file:
+        lines = [f"No routes found for peer: {p}"]
+    elif not result.removed:
+        lines = [f"Route not found for peer {p}: {dst}"]
+    elif target == engine.ALL:
+        lines = [f"Deleted all routes for peer {p} ({len(result.removed)} lines); its route file is removed."]
+    else:
+        lines = [f"Deleted route: {text}" for text in result.removed]
+    for error in result.kernel_errors:
+        ctx.warn(f"could not remove from the kernel: {error}")
+    doc = {"command": "del", "peer": str(p), "dst": dst, "removed": result.removed,
+           "kernel_removed": result.kernel_removed, "kernel_errors": result.kernel_errors}
+    return session.finish(doc, lines, ctx, 1 if result.kernel_errors else 0)
+
+
+@app.command("list")
+def list_cmd(peer: Optional[str] = typer.Option(None, "--peer", metavar="IP", help="Only this peer."),
+             json_out: bool = JsonOpt, dry_run: bool = DryOpt, netns: Optional[str] = NetnsOpt) -> int:
+    """Print the stored routes of one peer, or of every peer.
+
+    Example: l2tp-routectl list --peer 10.255.10.2
+    """
+    session = Session(json_out, dry_run, netns)
+    store = session.store
+    if peer is not None:
+        p = parse_peer(peer)
+        data = store.read_bytes(p)
+        files = [(p, data)] if data is not None else []
+        warnings: List[str] = []
+        text = listing.peer_text(p, data)
+    else:
+        files, warnings = listing.read_all(store)
+        text = listing.all_text(files)
+    for fp, data in files:
+        warnings += listing.file_warnings(store, fp, data)
+    if session.json:
+        doc = {"command": "list", "peers": [listing.peer_doc(fp, data) for fp, data in files], "ok": True,
+               "warnings": warnings}
+        print(json.dumps(doc, sort_keys=True))
+        return 0
+    sys.stdout.flush()
+    sys.stdout.buffer.write(text)
+    _warn(warnings)
+    return 0
+
+
+@app.command("apply")
+def apply_cmd(peer: Optional[str] = typer.Option(None, "--peer", metavar="IP", help="Only this peer."),
+              force: bool = ForceOpt, json_out: bool = JsonOpt, dry_run: bool = DryOpt,
+              netns: Optional[str] = NetnsOpt) -> int:
+    """Install the stored routes of connected peers; without --peer, also remove stale ones.
+
+    Example: l2tp-routectl apply            (what the timer runs every minute)
+    """
+    p = parse_peer(peer) if peer is not None else None
+    session = Session(json_out, dry_run, netns, force)
+    ctx = session.context()
+    report = engine.apply(ctx, p)
+    lines = _apply_lines(report)
+    for bpeer, line, holder in report.blocked:
+        ctx.warn(f"peer {bpeer}: not installed: {line}: the destination is held by {holder}, "
+                 "which l2tp-routectl did not install (use --force to replace it)")
+    for fpeer, line, message in report.failed:
+        who = f"peer {fpeer}: " if fpeer else ""
+        ctx.warn(f"{who}failed: {line}: {message}")
+    doc = {"command": "apply", "peer": peer, "connected": {str(k): v for k, v in report.connected},
+           "offline": [str(x) for x in report.offline],
+           "installed": [{"peer": str(a), "route": b} for a, b in report.installed],
+           "updated": [{"peer": str(a), "route": b} for a, b in report.updated],
+           "removed": report.removed, "unchanged": report.unchanged,
+           "blocked": [{"peer": str(a), "route": b, "holder": c} for a, b, c in report.blocked],
+           "failed": [{"peer": str(a) if a else None, "route": b, "error": c} for a, b, c in report.failed]}
+    return session.finish(doc, lines, ctx, 0 if report.ok else 1)
+
+
+def _apply_lines(report: engine.ApplyReport) -> List[str]:
+    if report.scope is not None and report.offline:
+        return [f"Peer {report.scope} is not connected; its routes will be installed when its link comes up."]
+    lines = [f"Installed route for peer {p}: {line}" for p, line in report.installed]
+    lines += [f"Updated route for peer {p}: {line}" for p, line in report.updated]
+    lines += [f"Removed stale route: {what}" for what in report.removed]
+    if report.scope is not None:
+        link = report.connected[0][1]
+        lines.append(f"Applied routes for peer {report.scope} on {link}: {len(report.installed)} installed, "
+                     f"{len(report.updated)} updated, {len(report.removed)} removed, {report.unchanged} unchanged, "
+                     f"{len(report.blocked)} blocked, {len(report.failed)} failed.")
+    else:
+        lines.append(f"Applied routes: {len(report.connected)} peers connected, {len(report.offline)} offline; "
+                     f"{len(report.installed)} installed, {len(report.updated)} updated, {len(report.removed)} removed, "
+                     f"{report.unchanged} unchanged, {len(report.blocked)} blocked, {len(report.failed)} failed.")
+    return lines
+
+
+# -- entry point ------------------------------------------------------------
+
+_VALUE_OPTIONS = {"--peer", "--dst", "--gw", "--dev", "--metric", "--table", "--netns", "--user"}
+
+
+def _check_repeats(argv: List[str]) -> None:
+    """An option given twice is ambiguous: the old tool took the last, we refuse."""
+    seen = set()
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0] if arg.startswith("--") else arg
+        if name in _VALUE_OPTIONS or name in ("--json", "--dry-run", "--force"):
+            if name in seen:
+                raise InputError(f"option {name} given more than once; give it once")
+            seen.add(name)
+            skip = name in _VALUE_OPTIONS and "=" not in arg
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def run(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    wants_json = "--json" in argv
+    command = typer.main.get_command(app)
+    try:
+        _check_repeats(argv)
+        code = command.main(args=argv, prog_name=C.PROG, standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        return _fail("interrupted", C.EXIT_FAILURE, wants_json)
+    except InputError as exc:
+        return _fail(_one_line(exc), C.EXIT_USAGE, wants_json)
+    except (StoreError, IpError) as exc:
+        return _fail(_one_line(exc), C.EXIT_FAILURE, wants_json)
+    except (BrokenPipeError, KeyboardInterrupt):
+        return C.EXIT_FAILURE
+    except Exception as exc:  # never a traceback in front of the admin or the panel
+        if type(exc).__name__.startswith("NoArgsIsHelp"):
+            return _fail("no command given; expected one of: add, del, list, apply (see: "
+                         f"{C.PROG} --help)", C.EXIT_USAGE, wants_json)
+        if _is_click_error(exc):
+            return _fail(_usage_message(exc), exc.exit_code or C.EXIT_USAGE, wants_json)
+        return _fail(f"internal error ({type(exc).__name__}): {_one_line(exc)}; please report this",
+                     C.EXIT_FAILURE, wants_json)
+
+
+def _is_click_error(exc: Exception) -> bool:
+    # typer bundles its own copy of click in recent releases: recognise its errors by shape.
+    return hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)
+
+
+def _usage_message(exc: Exception) -> str:
+    ctx = getattr(exc, "ctx", None)
+    command = f"{ctx.info_name} " if ctx is not None and ctx.parent is not None else ""
+    return f"{_one_line(exc.format_message())} (see: {C.PROG} {command}--help)"
+
+
+def _fail(message: str, code: int, wants_json: bool) -> int:
+    sys.stdout.flush()
+    if wants_json:
+        print(json.dumps({"ok": False, "error": message, "exit": code}))
+        sys.stdout.flush()
+    print(f"{C.PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,41 @@
+"""Every fact that more than one module needs, in one place."""
+
+import os
+
+#: Where the route files live; one `<PEER>.routes` file per peer.
+DEFAULT_STORE_DIR = "/etc/l2tp-manager/routes.d"
+#: The only environment variable that configures the store (ignored under sudo).
+STORE_DIR_ENV = "L2TP_ROUTES_DIR"
+ROUTE_FILE_SUFFIX = ".routes"
+#: One lock for the whole store: a fixed name, so lock files never pile up.
+LOCK_FILE_NAME = ".l2tproute.lock"
+#: Temporary files start with a dot and never end in `.routes`, so no reader takes
+#: a half-written file for a route file.
+TEMP_FILE_PREFIX = ".tmp-"
+ROUTE_FILE_MODE = 0o644
+#: Route files are a few lines; anything bigger is not a route file.
+MAX_ROUTE_FILE_BYTES = 1 << 20
+
+#: Our routing-protocol number (`ip route ... proto 157`): the tag that tells our
+#: routes from everybody else's. Unassigned in /etc/iproute2/rt_protos and in the
+#: kernel's rtnetlink.h; named `l2tproute` by contrib/iproute2/.
+RT_PROTO = 157
+RT_PROTO_NAME = "l2tproute"
+
+PROG = "l2tp-routectl"
+SYSLOG_IDENT = "l2tp-routectl"
+
+IP_BINARY = "ip"
+#: Seconds one `ip` call may take before we give up on it.
+IP_TIMEOUT = 15.0
+#: Seconds an `ip -batch` may take (10,000 routes take well under 2 s).
+IP_BATCH_TIMEOUT = 120.0
+#: Seconds a command waits for the store lock before it fails with a clear error.
+LOCK_TIMEOUT = 20.0
+#: Hooks must not hold pppd up: they wait less.
+HOOK_LOCK_TIMEOUT = 5.0
+HOOK_DEADLINE = 20
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2

@@ -1,0 +1,328 @@
+"""The operations behind the commands: add, delete, list, apply.
+
+Each returns a result object; printing is the CLI's job. Every edit of the
+store and every reconcile runs under the store lock, and the kernel is changed
+before the file on `add`, so a route the kernel refuses is never stored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from . import constants as C
+from .iproute2 import Change, Failure, IpError, KernelRoute, Runner, is_taken_slot_error
+from .kernel import Installed, Links, parse_links, parse_routes, server_networks, slot_of
+from .model import IPv4Address, Network, Refused, Route
+from .reconcile import Plan, Want, plan
+from .routefile import Line, format_route, problems, route_line, routes as routes_of
+from .store import Store
+from .tables import table_id, table_names
+
+ALL = "all"
+_EVERYTHING = {4: ipaddress.ip_network("0.0.0.0/0"), 6: ipaddress.ip_network("::/0")}
+
+
+@dataclass
+class Context:
+    store: Store
+    runner: Runner
+    force: bool = False
+    lock_timeout: float = C.LOCK_TIMEOUT
+    warnings: List[str] = field(default_factory=list)
+
+    def warn(self, text: str) -> None:
+        self.warnings.append(text)
+
+
+def kernel_route(route: Route, link: str, names: Optional[Dict[str, str]] = None) -> KernelRoute:
+    """How a stored route goes to the kernel: IPv4 via its gateway, IPv6 as a device route."""
+    table = table_id(route.table, names)
+    return KernelRoute(
+        dst=route.dst,
+        dev=route.dev or link,
+        gw=route.gw if route.family == 4 else None,
+        metric=route.metric,
+        table=None if table == "main" else table,
+    )
+
+
+def _read_tagged(runner: Runner, families=(4, 6), **filters) -> List[Installed]:
+    found: List[Installed] = []
+    for family in families:
+        found += parse_routes(runner.read_routes(family, tagged=True, **filters), family)
+    return found
+
+
+def _holder_text(runner: Runner, route: KernelRoute) -> str:
+    """Who holds a slot we may not take, for the message (only read when refused)."""
+    family = route.dst.version
+    for item in parse_routes(runner.read_routes(family, tagged=False, exact=route.dst), family):
+        if slot_of(item.route) == slot_of(route) and item.protocol != str(C.RT_PROTO):
+            via = f" via {item.route.gw}" if item.route.gw else ""
+            return f"a proto {_proto_name(item.protocol)} route{via} dev {item.route.dev}"
+    return "a route not installed by l2tp-routectl"
+
+
+_PROTO_NAMES = {"2": "kernel", "3": "boot", "4": "static", "11": "zebra", "12": "bird", "16": "dhcp", "186": "bgp"}
+
+
+def _proto_name(number: str) -> str:
+    return _PROTO_NAMES.get(number, number)
+
+
+# -- add --------------------------------------------------------------------
+
+@dataclass
+class AddResult:
+    status: str  # "added", "updated", "exists"
+    peer: IPv4Address
+    line: str
+    link: Optional[str] = None
+    kernel_error: Optional[str] = None
+
+
+def _check_destination_allowed(ctx: Context, route: Route, links: Links) -> None:
+    if ctx.force:
+        return
+    if route.dst.prefixlen == 0:
+        raise Refused(f"refusing to route {route.dst} (every address) to one user: it would cut the server off; "
+                      "use a narrower network, or --force if you really mean it")
+    if route.family != 4:
+        return
+    rows = ctx.runner.read_routes(4, tagged=False)
+    for net in server_networks(rows, links):
+        if route.dst == net or route.dst.supernet_of(net):
+            raise Refused(f"refusing {route.dst}: it covers {net}, a network of this server's own links; "
+                          "sending it to a user would cut the server off (use --force to add it anyway)")
+
+
+def _owner_elsewhere(ctx: Context, peer: IPv4Address, route: Route) -> Optional[IPv4Address]:
+    peers, _ = ctx.store.peers()
+    for other in peers:
+        if other == peer:
+            continue
+        lines = ctx.store.read(other) or []
+        if any(r.same_target(route) for r in routes_of(lines)):
+            return other
+    return None
+
+
+def add(ctx: Context, peer: IPv4Address, route: Route) -> AddResult:
+    links = parse_links(ctx.runner.read_links())
+    _check_destination_allowed(ctx, route, links)
+    names = table_names() if route.table else None
+    with ctx.store.locked(ctx.lock_timeout):
+        lines = ctx.store.read(peer) or []
+        new_line = route_line(route)
+        text = format_route(route)
+        existing = next((i for i, l in enumerate(lines) if l.route is not None and l.route.same_target(route)), None)
+        if existing is not None and lines[existing].route == route:
+            status = "exists"
+        else:
+            status = "updated" if existing is not None else "added"
+            owner = None if ctx.force else _owner_elsewhere(ctx, peer, route)
+            if owner is not None:
+                raise Refused(f"{route.dst} is already routed to peer {owner}; the kernel can send it to one user "
+                              f"only (delete it there first, or use --force)")
+        link = links.link_of(peer)
+        result = AddResult(status, peer, text, link)
+        if link is not None:
+            result.kernel_error = _install_one(ctx, kernel_route(route, link, names), refuse=status != "exists")
+        if status == "exists":
+            return result
+        if status == "updated":
+            lines = lines[:existing] + [new_line] + lines[existing + 1:]
+        else:
+            if lines and not lines[-1].raw.endswith(b"\n"):
+                # The old tool's `echo >>` would have glued the new route onto that line.
+                last = lines[-1]
+                lines[-1] = Line(last.raw + b"\n", last.kind, last.route, last.problem)
+            lines = lines + [new_line]
+        ctx.store.write(peer, lines)
+        return result
+
+
+def _install_one(ctx: Context, wanted: KernelRoute, *, refuse: bool) -> Optional[str]:
+    """Install one route of ours; a slot held by a foreign route is refused (or an error)."""
+    family = wanted.dst.version
+    mine = [i for i in parse_routes(ctx.runner.read_routes(family, tagged=True, exact=wanted.dst), family)
+            if i.slot == slot_of(wanted)]
+    if mine and (mine[0].route.dev, mine[0].route.gw) == (wanted.dev, wanted.gw):
+        return None
+    verb = "replace" if (mine or ctx.force) else "add"
+    try:
+        ctx.runner.change(Change(verb, wanted))
+    except IpError as exc:
+        message = str(exc)
+        if is_taken_slot_error(message):
+            holder = _holder_text(ctx.runner, wanted)
+            text = (f"{wanted.dst} is already routed by {holder}, which l2tp-routectl did not install; "
+                    "left alone (use --force to replace it)")
+            if refuse:
+                raise Refused(text) from None
+            return text
+        if refuse:
+            raise IpError(f"the kernel refused {wanted.dst} via {wanted.gw or '-'} dev {wanted.dev}: {message}; "
+                          "nothing was changed") from None
+        return message
+    return None
+
+
+# -- del --------------------------------------------------------------------
+
+@dataclass
+class DelResult:
+    peer: IPv4Address
+    removed: List[str] = field(default_factory=list)
+    kernel_removed: List[str] = field(default_factory=list)
+    kernel_errors: List[str] = field(default_factory=list)
+    had_file: bool = True
+
+
+def delete(ctx: Context, peer: IPv4Address, dst) -> DelResult:
+    """Remove the peer's lines for exactly `dst` (or every route when dst is ALL)."""
+    with ctx.store.locked(ctx.lock_timeout):
+        lines = ctx.store.read(peer)
+        result = DelResult(peer, had_file=lines is not None)
+        if lines is None:
+            return result
+
+        def doomed(line: Line) -> bool:
+            if dst == ALL:
+                return line.route is not None or line.kind == "invalid"
+            return line.route is not None and line.route.dst == dst
+
+        gone = [line for line in lines if doomed(line)]
+        if not gone:
+            return result
+        kept = [line for line in lines if not doomed(line)]
+        gone_routes = [line.route for line in gone if line.route is not None]
+        result.removed = [line.raw.decode("ascii", "replace").rstrip("\r\n") for line in gone]
+        result.kernel_removed, result.kernel_errors = _remove_from_kernel(ctx, peer, gone_routes)
+        if dst == ALL:
+            kept = []
+        ctx.store.write(peer, kept)
+        return result
+
+
+def _remove_from_kernel(ctx: Context, peer: IPv4Address, gone: List[Route]) -> Tuple[List[str], List[str]]:
+    """Delete the kernel routes of exactly these lines: our tag, their slot, this peer's link or gateway."""
+    if not gone:
+        return [], []
+    link = parse_links(ctx.runner.read_links()).link_of(peer) or ""
+    tagged = _read_tagged(ctx.runner, sorted({r.family for r in gone}))
+    removed, errors = [], []
+    for route in gone:
+        expected = kernel_route(route, link)
+        for item in tagged:
+            if item.slot != slot_of(expected):
+                continue
+            if item.route.dev != expected.dev and (expected.gw is None or item.route.gw != expected.gw):
+                continue  # same destination, but another user's route (added with --force)
+            what = f"{item.route.dst} dev {item.route.dev}"
+            try:
+                ctx.runner.change(Change("del", item.route))
+                removed.append(what)
+            except IpError as exc:
+                if "No such process" not in str(exc):
+                    errors.append(f"{what}: {exc}")
+    return removed, errors
+
+
+# -- apply ------------------------------------------------------------------
+
+@dataclass
+class ApplyReport:
+    scope: Optional[IPv4Address]
+    connected: List[Tuple[IPv4Address, str]] = field(default_factory=list)
+    offline: List[IPv4Address] = field(default_factory=list)
+    installed: List[Tuple[IPv4Address, str]] = field(default_factory=list)
+    updated: List[Tuple[IPv4Address, str]] = field(default_factory=list)
+    removed: List[str] = field(default_factory=list)
+    unchanged: int = 0
+    blocked: List[Tuple[IPv4Address, str, str]] = field(default_factory=list)
+    failed: List[Tuple[Optional[IPv4Address], str, str]] = field(default_factory=list)
+    planned: List[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def apply(ctx: Context, peer: Optional[IPv4Address] = None) -> ApplyReport:
+    """Make the kernel hold exactly the stored routes of connected peers (one peer, or all)."""
+    report = ApplyReport(scope=peer)
+    with ctx.store.locked(ctx.lock_timeout):
+        peers = [peer] if peer is not None else _all_peers(ctx)
+        stored = {p: _stored_routes(ctx, p) for p in peers}
+        # Tagged routes first, links second: a hook that brings a link up in between
+        # then only makes us re-add its routes, never delete them.
+        tagged = _read_tagged(ctx.runner)
+        links = parse_links(ctx.runner.read_links())
+        for text in links.duplicates:
+            ctx.warn(text)
+        names = table_names() if any(r.table for rs in stored.values() for r in rs) else None
+        wants = []
+        for p in peers:
+            link = links.link_of(p)
+            if link is None:
+                report.offline.append(p)
+                continue
+            report.connected.append((p, link))
+            wants += [Want(p, r, kernel_route(r, link, names)) for r in stored[p]]
+        if peer is None:
+            removable = lambda item: True  # noqa: E731 - every tagged route nobody wants
+        else:
+            link = links.link_of(peer)
+            removable = lambda item: link is not None and item.route.dev == link  # noqa: E731
+        result = plan(wants, tagged, force=ctx.force, removable=removable)
+        for want in result.shadowed:
+            ctx.warn(f"peer {want.peer}: {format_route(want.route)} is also wanted by another line or peer; "
+                     "the kernel holds one route per destination, the first one wins")
+        _execute(ctx, result, report)
+    return report
+
+
+def _all_peers(ctx: Context) -> List[IPv4Address]:
+    peers, warnings = ctx.store.peers()
+    for text in warnings:
+        ctx.warn(text)
+    return peers
+
+
+def _stored_routes(ctx: Context, peer: IPv4Address) -> List[Route]:
+    try:
+        lines = ctx.store.read(peer) or []
+    except RuntimeError as exc:
+        ctx.warn(f"peer {peer}: {exc}; its routes are skipped")
+        return []
+    for text in problems(lines, ctx.store.path(peer)):
+        ctx.warn(text)
+    return routes_of(lines)
+
+
+def _execute(ctx: Context, result: Plan, report: ApplyReport) -> None:
+    report.unchanged = len(result.unchanged)
+    failures: Dict[int, Failure] = {}
+    by_change = {id(c): i for i, c in enumerate(result.changes)}
+    for failure in ctx.runner.batch(result.changes):
+        failures[by_change[id(failure.change)]] = failure
+    for index, (change, reason) in enumerate(zip(result.changes, result.reasons)):
+        failure = failures.get(index)
+        if isinstance(reason, Want):
+            line = format_route(reason.route)
+            if failure is None:
+                (report.updated if change.verb == "replace" and not ctx.force else report.installed).append(
+                    (reason.peer, line))
+            elif change.verb == "add" and is_taken_slot_error(failure.message):
+                report.blocked.append((reason.peer, line, _holder_text(ctx.runner, change.route)))
+            else:
+                report.failed.append((reason.peer, line, failure.message))
+        else:
+            what = f"{change.route.dst} dev {change.route.dev}"
+            if failure is None:
+                report.removed.append(what)
+            elif "No such process" not in failure.message:  # already gone: fine
+                report.failed.append((None, what, failure.message))

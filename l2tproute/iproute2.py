@@ -1,0 +1,244 @@
+"""The iproute2 runner: the only code that builds or runs an `ip` command.
+
+Commands are argument lists. State is read with `ip -json`. Bulk changes go
+through one `ip -force -batch -`, and every token of a batch line is checked
+before it is joined, so no value can become a second argument or a second command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+from . import constants as C
+from .model import IPv4Address, Network
+
+
+class IpError(RuntimeError):
+    """An `ip` command failed or timed out (exit status 1)."""
+
+
+@dataclass(frozen=True)
+class KernelRoute:
+    """A route as the kernel is told it: always carries our protocol tag."""
+
+    dst: Network
+    dev: str
+    gw: Optional[IPv4Address] = None
+    metric: Optional[int] = None
+    table: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Change:
+    verb: str  # "add" (fails on a taken slot), "replace", "del"
+    route: KernelRoute
+
+
+_VERBS = ("add", "replace", "del")
+# What may appear as one token of an `ip` command built from our values.
+_SAFE_TOKEN = re.compile(r"[A-Za-z0-9_.:/+@-]{1,64}", re.ASCII)
+
+
+def route_tokens(route: KernelRoute) -> List[str]:
+    """The one place a route becomes `ip route` arguments."""
+    tokens = [str(route.dst)]
+    if route.gw is not None:
+        tokens += ["via", str(route.gw)]
+    tokens += ["dev", route.dev, "proto", str(C.RT_PROTO)]
+    if route.metric is not None:
+        tokens += ["metric", str(route.metric)]
+    if route.table is not None:
+        tokens += ["table", route.table]
+    return tokens
+
+
+def change_tokens(change: Change) -> List[str]:
+    if change.verb not in _VERBS:
+        raise ValueError(f"unknown route verb {change.verb!r}")
+    tokens = ["route", change.verb] + route_tokens(change.route)
+    for token in tokens:
+        if not _SAFE_TOKEN.fullmatch(token):
+            # Values are validated at the edge; reaching this is a bug, never input.
+            raise ValueError(f"refusing unsafe ip token {token!r}")
+    return tokens
+
+
+@dataclass(frozen=True)
+class Failure:
+    change: Change
+    message: str
+
+
+class Runner(ABC):
+    """What the library needs from the kernel; tests and --dry-run use the same interface."""
+
+    netns: Optional[str] = None
+
+    @abstractmethod
+    def read_links(self) -> list:
+        """`ip -json addr show`."""
+
+    @abstractmethod
+    def read_routes(self, family: int, *, tagged: bool, dev: Optional[str] = None,
+                    exact: Optional[Network] = None) -> list:
+        """`ip -json -N route show table all` for one family, optionally only our tag / a link / a prefix."""
+
+    @abstractmethod
+    def change(self, change: Change) -> None:
+        """Run one change; IpError when the kernel refuses it."""
+
+    @abstractmethod
+    def batch(self, changes: Sequence[Change]) -> List[Failure]:
+        """Run many changes in one process; every refused one comes back with its message."""
+
+    def describe(self, change: Change) -> str:
+        prefix = ["ip"] + (["-n", self.netns] if self.netns else [])
+        return " ".join(prefix + change_tokens(change))
+
+
+def _ip_path() -> str:
+    # pppd clears the environment of its hooks, so PATH may be missing.
+    search = os.pathsep.join(filter(None, [os.environ.get("PATH"), "/usr/sbin:/sbin:/usr/bin:/bin"]))
+    return shutil.which(C.IP_BINARY, path=search) or "/sbin/ip"
+
+
+_FAILED_LINE = re.compile(r"^Command failed -:(\d+)$")
+
+
+class IpRoute2(Runner):
+    def __init__(self, netns: Optional[str] = None, timeout: float = C.IP_TIMEOUT,
+                 batch_timeout: float = C.IP_BATCH_TIMEOUT):
+        import sh
+
+        self._sh = sh
+        self.netns = netns
+        self.timeout = timeout
+        self.batch_timeout = batch_timeout
+        prefix = ["-n", netns] if netns else []
+        self._ip = sh.Command(_ip_path()).bake(*prefix)
+
+    def _run(self, args: List[str], *, stdin: Optional[str] = None, timeout: Optional[float] = None):
+        sh = self._sh
+        limit = timeout or self.timeout
+        try:
+            return self._ip(*args, _in=stdin, _timeout=limit, _ok_code=list(range(256)),
+                            _env={"LC_ALL": "C", "PATH": "/usr/sbin:/sbin:/usr/bin:/bin"},
+                            _return_cmd=True, _decode_errors="replace")
+        except sh.TimeoutException:
+            raise IpError(f"ip {' '.join(args[:4])} did not finish within {limit:g} s") from None
+        except sh.CommandNotFound:
+            raise IpError("the ip command (iproute2) is not installed; install it with: apt-get install iproute2") from None
+
+    def _read_json(self, args: List[str]) -> list:
+        cmd = self._run(args)
+        if cmd.exit_code != 0:
+            raise IpError(f"ip {' '.join(args)} failed: {_first_line(cmd.stderr)}")
+        text = cmd.stdout.decode("utf-8", "replace") if isinstance(cmd.stdout, bytes) else cmd.stdout
+        text = text.strip()
+        if not text:
+            return []
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise IpError(f"ip {' '.join(args)} printed something that is not JSON") from None
+
+    def read_links(self) -> list:
+        return self._read_json(["-json", "addr", "show"])
+
+    def read_routes(self, family: int, *, tagged: bool, dev: Optional[str] = None,
+                    exact: Optional[Network] = None) -> list:
+        args = [f"-{family}", "-json", "-N", "route", "show", "table", "all"]
+        if tagged:
+            args += ["proto", str(C.RT_PROTO)]
+        if dev is not None:
+            args += ["dev", dev]
+        if exact is not None:
+            args += ["exact", str(exact)]
+        return self._read_json(args)
+
+    def change(self, change: Change) -> None:
+        tokens = change_tokens(change)
+        cmd = self._run(tokens)
+        if cmd.exit_code != 0:
+            raise IpError(_clean_message(cmd.stderr))
+
+    def batch(self, changes: Sequence[Change]) -> List[Failure]:
+        if not changes:
+            return []
+        text = "".join(" ".join(change_tokens(c)) + "\n" for c in changes)
+        try:
+            cmd = self._run(["-force", "-batch", "-"], stdin=text, timeout=self.batch_timeout)
+        except IpError as exc:
+            return [Failure(c, str(exc)) for c in changes]
+        if cmd.exit_code == 0:
+            return []
+        return _batch_failures(changes, _text(cmd.stderr))
+
+
+def _text(data) -> str:
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else (data or "")
+
+
+def _first_line(data) -> str:
+    lines = [line for line in _text(data).splitlines() if line.strip()]
+    return lines[0] if lines else "no message"
+
+
+def _clean_message(data) -> str:
+    seen: List[str] = []
+    for line in _text(data).splitlines():
+        line = line.strip()
+        if line and line not in seen:
+            seen.append(line)
+    return "; ".join(seen) or "ip failed without a message"
+
+
+def _batch_failures(changes: Sequence[Change], stderr: str) -> List[Failure]:
+    """Map `Command failed -:N` back to the Nth change, with the messages printed before it."""
+    failures: List[Failure] = []
+    pending: List[str] = []
+    for line in stderr.splitlines():
+        match = _FAILED_LINE.match(line.strip())
+        if match:
+            index = int(match.group(1)) - 1
+            if 0 <= index < len(changes):
+                failures.append(Failure(changes[index], _clean_message("\n".join(pending))))
+            pending = []
+        elif line.strip():
+            pending.append(line)
+    if not failures:
+        failures = [Failure(c, _clean_message(stderr)) for c in changes]
+    return failures
+
+
+class DryRun(Runner):
+    """Reads the real state, prints the changes instead of making them."""
+
+    def __init__(self, inner: Runner):
+        self.inner = inner
+        self.netns = inner.netns
+        self.planned: List[str] = []
+
+    def read_links(self) -> list:
+        return self.inner.read_links()
+
+    def read_routes(self, family: int, **kwargs) -> list:
+        return self.inner.read_routes(family, **kwargs)
+
+    def change(self, change: Change) -> None:
+        self.planned.append(self.describe(change))
+
+    def batch(self, changes: Sequence[Change]) -> List[Failure]:
+        self.planned.extend(self.describe(c) for c in changes)
+        return []
+
+
+def is_taken_slot_error(message: str) -> bool:
+    """`ip route add` refused because some route already holds that slot."""
+    return "File exists" in message

@@ -1,0 +1,107 @@
+"""The kernel's state as `ip -json` reports it, turned into typed values once."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from .iproute2 import KernelRoute
+from .model import IPv4Address, Network
+
+#: (destination, table id, metric): the slot the kernel holds one route in.
+Slot = Tuple[Network, str, int]
+
+DEFAULT_METRIC = {4: 0, 6: 1024}
+
+
+def slot_of(route: KernelRoute) -> Slot:
+    return (route.dst, route.table or "main", route.metric if route.metric is not None else DEFAULT_METRIC[route.dst.version])
+
+
+@dataclass(frozen=True)
+class Installed:
+    """A route read from the kernel."""
+
+    route: KernelRoute
+    protocol: str  # numeric, as `ip -N` prints it; empty when filtered by protocol
+
+    @property
+    def slot(self) -> Slot:
+        return slot_of(self.route)
+
+
+def _network(text: str, family: int) -> Optional[Network]:
+    if text == "default":
+        return ipaddress.ip_network("0.0.0.0/0" if family == 4 else "::/0")
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None  # multicast/unreachable types and the like: never ours
+
+
+def parse_routes(rows: list, family: int) -> List[Installed]:
+    found = []
+    for row in rows:
+        dst = _network(str(row.get("dst", "")), family)
+        if dst is None or row.get("type") not in (None, "unicast"):
+            continue
+        gw = row.get("gateway")
+        gateway = ipaddress.IPv4Address(gw) if gw and family == 4 and ":" not in gw else None
+        table = str(row.get("table", "main"))
+        route = KernelRoute(
+            dst=dst,
+            dev=row.get("dev", ""),
+            gw=gateway,
+            metric=row.get("metric", DEFAULT_METRIC[family]),
+            table="main" if table in ("main", "254") else table,
+        )
+        found.append(Installed(route, str(row.get("protocol", ""))))
+    return found
+
+
+@dataclass
+class Links:
+    """Which link each connected peer is on, and which links are point-to-point."""
+
+    by_peer: Dict[IPv4Address, str] = field(default_factory=dict)
+    point_to_point: set = field(default_factory=set)
+    duplicates: List[str] = field(default_factory=list)
+
+    def link_of(self, peer: IPv4Address) -> Optional[str]:
+        return self.by_peer.get(peer)
+
+
+def parse_links(rows: list) -> Links:
+    """A peer is connected on the link whose address has `peer` exactly equal to it."""
+    links = Links()
+    for row in rows:
+        name = row.get("ifname")
+        if not name:
+            continue
+        if "POINTOPOINT" in row.get("flags", []):
+            links.point_to_point.add(name)
+        for info in row.get("addr_info", []):
+            if info.get("family") != "inet":
+                continue
+            local, remote = info.get("local"), info.get("address")
+            if not remote or remote == local:
+                continue
+            try:
+                peer = ipaddress.IPv4Address(remote)
+            except ValueError:
+                continue
+            if peer in links.by_peer and links.by_peer[peer] != name:
+                links.duplicates.append(f"peer {peer} appears on both {links.by_peer[peer]} and {name}; using {links.by_peer[peer]}")
+                continue
+            links.by_peer[peer] = name
+    return links
+
+
+def server_networks(rows: list, links: Links) -> List[Network]:
+    """Networks on the server's own non-PPP links (LAN, uplink), from `proto kernel` routes in main."""
+    nets = []
+    for item in parse_routes(rows, 4):
+        if item.protocol == "2" and item.route.table == "main" and item.route.dev not in links.point_to_point:
+            nets.append(item.route.dst)
+    return nets

@@ -1,0 +1,61 @@
+"""Wanted routes versus installed routes: the difference, and nothing else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+from .iproute2 import Change, KernelRoute
+from .kernel import Installed, Slot, slot_of
+from .model import IPv4Address, Route
+
+
+@dataclass(frozen=True)
+class Want:
+    peer: IPv4Address
+    route: Route
+    kernel: KernelRoute
+
+
+@dataclass
+class Plan:
+    changes: List[Change] = field(default_factory=list)
+    #: What each change is for: the Want it installs, or the Installed route it removes.
+    reasons: List[object] = field(default_factory=list)
+    unchanged: List[Want] = field(default_factory=list)
+    shadowed: List[Want] = field(default_factory=list)  # a second want for a slot already wanted
+
+    def add(self, change: Change, reason: object) -> None:
+        self.changes.append(change)
+        self.reasons.append(reason)
+
+
+def plan(wants: List[Want], tagged: List[Installed], *, force: bool,
+         removable: Callable[[Installed], bool]) -> Plan:
+    """Install what is missing or different, remove tagged routes nobody wants.
+
+    `add` (not `replace`) is used for a slot we do not hold, so the kernel itself
+    refuses to overwrite a route somebody else installed; `--force` replaces it.
+    """
+    result = Plan()
+    ours: Dict[Slot, Installed] = {}
+    for item in tagged:
+        ours.setdefault(item.slot, item)
+    wanted: Dict[Slot, Want] = {}
+    for want in wants:
+        slot = slot_of(want.kernel)
+        if slot in wanted:
+            result.shadowed.append(want)
+            continue
+        wanted[slot] = want
+        current: Optional[Installed] = ours.get(slot)
+        if current is None:
+            result.add(Change("replace" if force else "add", want.kernel), want)
+        elif (current.route.dev, current.route.gw) == (want.kernel.dev, want.kernel.gw):
+            result.unchanged.append(want)
+        else:
+            result.add(Change("replace", want.kernel), want)
+    for item in tagged:
+        if item.slot not in wanted and removable(item):
+            result.add(Change("del", item.route), item)
+    return result
