@@ -103,14 +103,14 @@ def routectl_path() -> str:
 
 
 def run_routectl(*args: str, ns: Optional[Netns] = None, env: Optional[dict] = None,
-                 timeout: float = 60) -> subprocess.CompletedProcess:
+                 timeout: float = 60, text: bool = True) -> subprocess.CompletedProcess:
     """Run the installed console script, as the panel and the hooks do."""
     argv = [routectl_path(), *args]
     if ns is not None:
         argv += ["--netns", ns.name]
     full_env = dict(os.environ)
     full_env.update(env or {})
-    return subprocess.run(argv, capture_output=True, text=True, env=full_env, timeout=timeout)
+    return subprocess.run(argv, capture_output=True, text=text, env=full_env, timeout=timeout)
 
 
 @pytest.fixture

@@ -1,0 +1,86 @@
+"""The store: atomic replacement, mode and owner, one file per peer, no symlinks followed."""
+
+import os
+import stat
+
+import pytest
+
+from l2tproute import constants as C
+from l2tproute.model import make_route, parse_destination, parse_peer
+from l2tproute.routefile import parse, route_line
+from l2tproute.store import Store, StoreError, store_dir_from_environment
+
+PEER = parse_peer("10.255.10.1")
+
+
+def test_write_is_mode_0644_and_leaves_no_temporary_file(tmp_path):
+    store = Store(str(tmp_path))
+    with store.locked():
+        store.write(PEER, [route_line(make_route(PEER, parse_destination("10.0.0.0/24")))])
+    path = tmp_path / "10.255.10.1.routes"
+    assert path.read_bytes() == b"10.0.0.0/24 via 10.255.10.1\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == [C.LOCK_FILE_NAME, "10.255.10.1.routes"]
+
+
+def test_rewrite_keeps_the_owner_of_the_file(tmp_path):
+    path = tmp_path / "10.255.10.1.routes"
+    path.write_bytes(b"10.0.0.0/24 via 10.255.10.1\n")
+    os.chown(path, 33, 33)
+    store = Store(str(tmp_path))
+    with store.locked():
+        store.write(PEER, parse(path.read_bytes()) + [route_line(make_route(PEER, parse_destination("10.1.0.0/24")))])
+    assert (path.stat().st_uid, path.stat().st_gid) == (33, 33)
+    assert path.read_bytes().count(b"\n") == 2
+
+
+def test_file_is_removed_when_its_last_route_goes(tmp_path):
+    path = tmp_path / "10.255.10.1.routes"
+    path.write_bytes(b"# comment\n10.0.0.0/24 via 10.255.10.1\n")
+    store = Store(str(tmp_path))
+    with store.locked():
+        store.write(PEER, [line for line in parse(path.read_bytes()) if line.route is None])
+    assert not path.exists()
+
+
+def test_stale_temporary_files_are_swept_under_the_lock(tmp_path):
+    junk = tmp_path / f"{C.TEMP_FILE_PREFIX}10.255.10.1.abc"
+    junk.write_bytes(b"10.0.0.0/24 via")
+    store = Store(str(tmp_path))
+    assert store.peers() == ([], [])
+    with store.locked():
+        pass
+    assert not junk.exists()
+
+
+def test_symlink_named_like_a_route_file_is_not_followed(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"root:x:0:0\n")
+    (tmp_path / "routes.d").mkdir()
+    os.symlink(secret, tmp_path / "routes.d" / "10.255.10.1.routes")
+    store = Store(str(tmp_path / "routes.d"))
+    with pytest.raises(StoreError, match="symbolic link") as err:
+        store.read_bytes(PEER)
+    assert "root:x" not in str(err.value)
+    peers, warnings = store.peers()
+    assert peers == [] and "symbolic link" in warnings[0]
+
+
+def test_directory_named_like_a_route_file_is_an_error_not_a_crash(tmp_path):
+    (tmp_path / "10.255.10.1.routes").mkdir()
+    with pytest.raises(StoreError, match="not a regular file|directory"):
+        Store(str(tmp_path)).read_bytes(PEER)
+
+
+def test_peers_come_in_address_order_and_odd_names_are_reported(tmp_path):
+    for name in ["10.255.10.11.routes", "10.255.10.2.routes", "10.255.10.1.routes", "bogus.routes", "notes.txt"]:
+        (tmp_path / name).write_bytes(b"")
+    peers, warnings = Store(str(tmp_path)).peers()
+    assert [str(p) for p in peers] == ["10.255.10.1", "10.255.10.2", "10.255.10.11"]
+    assert len(warnings) == 1 and "bogus.routes" in warnings[0]
+
+
+def test_store_directory_comes_from_the_environment_except_under_sudo():
+    assert store_dir_from_environment({C.STORE_DIR_ENV: "/tmp/x"}) == "/tmp/x"
+    assert store_dir_from_environment({C.STORE_DIR_ENV: "/tmp/x", "SUDO_UID": "33"}) == C.DEFAULT_STORE_DIR
+    assert store_dir_from_environment({}) == C.DEFAULT_STORE_DIR
