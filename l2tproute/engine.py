@@ -51,7 +51,7 @@ def kernel_route(route: Route, link: str, names: Optional[Dict[str, str]] = None
 def _read_tagged(runner: Runner, families=(4, 6), **filters) -> List[Installed]:
     found: List[Installed] = []
     for family in families:
-        found += parse_routes(runner.read_routes(family, tagged=True, **filters), family)
+        found += parse_routes(runner.read_routes(family, tagged=True, **filters), family, tagged=True)
     return found
 
 
@@ -147,7 +147,7 @@ def add(ctx: Context, peer: IPv4Address, route: Route) -> AddResult:
 def _install_one(ctx: Context, wanted: KernelRoute, *, refuse: bool) -> Optional[str]:
     """Install one route of ours; a slot held by a foreign route is refused (or an error)."""
     family = wanted.dst.version
-    mine = [i for i in parse_routes(ctx.runner.read_routes(family, tagged=True, exact=wanted.dst), family)
+    mine = [i for i in parse_routes(ctx.runner.read_routes(family, tagged=True, exact=wanted.dst), family, tagged=True)
             if i.slot == slot_of(wanted)]
     if mine and (mine[0].route.dev, mine[0].route.gw) == (wanted.dev, wanted.gw):
         return None

@@ -40,7 +40,10 @@ def _network(text: str, family: int) -> Optional[Network]:
         return None  # multicast/unreachable types and the like: never ours
 
 
-def parse_routes(rows: list, family: int) -> List[Installed]:
+def parse_routes(rows: list, family: int, tagged: bool = False) -> List[Installed]:
+    """Routes from `ip -json -N route show`; iproute2 omits the protocol when it is `boot`
+    (the default) and when the listing was filtered by protocol."""
+    default_protocol = "157" if tagged else "3"
     found = []
     for row in rows:
         dst = _network(str(row.get("dst", "")), family)
@@ -56,16 +59,15 @@ def parse_routes(rows: list, family: int) -> List[Installed]:
             metric=row.get("metric", DEFAULT_METRIC[family]),
             table="main" if table in ("main", "254") else table,
         )
-        found.append(Installed(route, str(row.get("protocol", ""))))
+        found.append(Installed(route, str(row.get("protocol", default_protocol))))
     return found
 
 
 @dataclass
 class Links:
-    """Which link each connected peer is on, and which links are point-to-point."""
+    """Which link each connected peer is on."""
 
     by_peer: Dict[IPv4Address, str] = field(default_factory=dict)
-    point_to_point: set = field(default_factory=set)
     duplicates: List[str] = field(default_factory=list)
 
     def link_of(self, peer: IPv4Address) -> Optional[str]:
@@ -79,8 +81,6 @@ def parse_links(rows: list) -> Links:
         name = row.get("ifname")
         if not name:
             continue
-        if "POINTOPOINT" in row.get("flags", []):
-            links.point_to_point.add(name)
         for info in row.get("addr_info", []):
             if info.get("family") != "inet":
                 continue
@@ -99,9 +99,11 @@ def parse_links(rows: list) -> Links:
 
 
 def server_networks(rows: list, links: Links) -> List[Network]:
-    """Networks on the server's own non-PPP links (LAN, uplink), from `proto kernel` routes in main."""
+    """Networks on the server's own links (LAN, uplink: every link that is not a user's
+    session), from the `proto kernel` routes in the main table."""
+    sessions = set(links.by_peer.values())
     nets = []
     for item in parse_routes(rows, 4):
-        if item.protocol == "2" and item.route.table == "main" and item.route.dev not in links.point_to_point:
+        if item.protocol == "2" and item.route.table == "main" and item.route.dev not in sessions:
             nets.append(item.route.dst)
     return nets
