@@ -55,14 +55,23 @@ def _read_tagged(runner: Runner, families=(4, 6), **filters) -> List[Installed]:
     return found
 
 
-def _holder_text(runner: Runner, route: KernelRoute) -> str:
-    """Who holds a slot we may not take, for the message (only read when refused)."""
+def _foreign_holder(runner: Runner, route: KernelRoute) -> Optional[str]:
+    """The route somebody else installed in this route's slot, described; None when free or ours."""
     family = route.dst.version
     for item in parse_routes(runner.read_routes(family, tagged=False, exact=route.dst), family):
         if slot_of(item.route) == slot_of(route) and item.protocol != str(C.RT_PROTO):
             via = f" via {item.route.gw}" if item.route.gw else ""
             return f"a proto {_proto_name(item.protocol)} route{via} dev {item.route.dev}"
-    return "a route not installed by l2tp-routectl"
+    return None
+
+
+def _holder_text(runner: Runner, route: KernelRoute) -> str:
+    return _foreign_holder(runner, route) or "a route not installed by l2tp-routectl"
+
+
+def _refusal(route: KernelRoute, holder: str) -> str:
+    return (f"{route.dst} is already routed by {holder}, which l2tp-routectl did not install; "
+            "left alone (use --force to replace it)")
 
 
 _PROTO_NAMES = {"2": "kernel", "3": "boot", "4": "static", "11": "zebra", "12": "bird", "16": "dhcp", "186": "bgp"}
@@ -130,6 +139,12 @@ def add(ctx: Context, peer: IPv4Address, route: Route) -> AddResult:
         result = AddResult(status, peer, text, link)
         if link is not None:
             result.kernel_error = _install_one(ctx, kernel_route(route, link, names), refuse=status != "exists")
+        elif not ctx.force and status != "exists":
+            # Offline: the kernel cannot refuse yet, so look for a foreign holder ourselves.
+            planned = kernel_route(route, route.dev or "-", names)
+            holder = _foreign_holder(ctx.runner, planned)
+            if holder is not None:
+                raise Refused(_refusal(planned, holder))
         if status == "exists":
             return result
         if status == "updated":
@@ -157,9 +172,7 @@ def _install_one(ctx: Context, wanted: KernelRoute, *, refuse: bool) -> Optional
     except IpError as exc:
         message = str(exc)
         if is_taken_slot_error(message):
-            holder = _holder_text(ctx.runner, wanted)
-            text = (f"{wanted.dst} is already routed by {holder}, which l2tp-routectl did not install; "
-                    "left alone (use --force to replace it)")
+            text = _refusal(wanted, _holder_text(ctx.runner, wanted))
             if refuse:
                 raise Refused(text) from None
             return text

@@ -152,3 +152,9 @@ def test_add_the_kernel_refuses_changes_nothing(routectl, store_dir, server):
     result = routectl("add", "--peer", P1, "--dst", "10.5.0.0/16", "--gw", "10.99.99.99", ns=server)
     assert result.returncode == 1 and "nothing was changed" in result.stderr
     assert not (store_dir / f"{P1}.routes").exists() and server.tagged() == []
+
+
+def test_add_for_an_offline_peer_is_refused_when_a_foreign_route_holds_the_destination(routectl, store_dir, server):
+    refused = routectl("add", "--peer", P2, "--dst", "172.16.1.0/24", ns=server)
+    assert refused.returncode == 2 and "proto static route" in refused.stderr
+    assert not (store_dir / f"{P2}.routes").exists()
