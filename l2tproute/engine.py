@@ -327,8 +327,7 @@ def _execute(ctx: Context, result: Plan, report: ApplyReport) -> None:
         if isinstance(reason, Want):
             line = format_route(reason.route)
             if failure is None:
-                (report.updated if change.verb == "replace" and not ctx.force else report.installed).append(
-                    (reason.peer, line))
+                (report.updated if index in result.updates else report.installed).append((reason.peer, line))
             elif change.verb == "add" and is_taken_slot_error(failure.message):
                 report.blocked.append((reason.peer, line, _holder_text(ctx.runner, change.route)))
             else:

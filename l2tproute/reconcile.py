@@ -24,6 +24,7 @@ class Plan:
     reasons: List[object] = field(default_factory=list)
     unchanged: List[Want] = field(default_factory=list)
     shadowed: List[Want] = field(default_factory=list)  # a second want for a slot already wanted
+    updates: set = field(default_factory=set)  # indexes of changes that rewrite a route of ours
 
     def add(self, change: Change, reason: object) -> None:
         self.changes.append(change)
@@ -54,6 +55,7 @@ def plan(wants: List[Want], tagged: List[Installed], *, force: bool,
         elif (current.route.dev, current.route.gw) == (want.kernel.dev, want.kernel.gw):
             result.unchanged.append(want)
         else:
+            result.updates.add(len(result.changes))
             result.add(Change("replace", want.kernel), want)
     for item in tagged:
         if item.slot not in wanted and removable(item):

@@ -158,3 +158,12 @@ def test_add_for_an_offline_peer_is_refused_when_a_foreign_route_holds_the_desti
     refused = routectl("add", "--peer", P2, "--dst", "172.16.1.0/24", ns=server)
     assert refused.returncode == 2 and "proto static route" in refused.stderr
     assert not (store_dir / f"{P2}.routes").exists()
+
+
+def test_apply_updates_a_route_whose_line_changed_gateway_or_link(routectl, store_dir, server):
+    write(store_dir, P1, b"10.1.0.0/16 via 10.255.10.1\n")
+    assert routectl("apply", ns=server).returncode == 0
+    write(store_dir, P1, b"10.1.0.0/16 via 10.255.10.11 dev ppp1\n")
+    result = routectl("apply", ns=server)
+    assert result.returncode == 0 and "1 updated" in result.stdout and "0 removed" in result.stdout
+    assert server.tagged_set() == {("10.1.0.0/16", P11, "ppp1", "main")}
