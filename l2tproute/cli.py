@@ -14,9 +14,9 @@ from typing import List, Optional
 
 import typer
 
-from . import __version__, constants as C, engine, listing
+from . import __version__, constants as C, engine, listing, secrets, status
 from .iproute2 import DryRun, IpError, IpRoute2, Runner
-from .model import InputError, make_route, parse_destination, parse_device, parse_gateway, parse_metric, parse_peer, parse_table
+from .model import InputError, make_route, parse_destination, parse_device, parse_gateway, parse_metric, parse_table
 from .routefile import serialize
 from .store import Store, StoreError
 
@@ -26,7 +26,11 @@ app = typer.Typer(add_completion=True, rich_markup_mode=None, pretty_exceptions_
 
 _NETNS_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", re.ASCII)
 
-PeerOpt = typer.Option(..., "--peer", metavar="IP", help="The user's peer address (from chap-secrets).")
+PeerOpt = typer.Option(None, "--peer", metavar="IP", help="The user's peer address (from chap-secrets).")
+UserOpt = typer.Option(None, "--user", metavar="NAME",
+                       help="The user's name in /etc/ppp/chap-secrets, instead of --peer.")
+OnlyPeerOpt = typer.Option(None, "--peer", metavar="IP", help="Only this peer.")
+OnlyUserOpt = typer.Option(None, "--user", metavar="NAME", help="Only this user (from /etc/ppp/chap-secrets).")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 DryOpt = typer.Option(False, "--dry-run", help="Print the ip commands and the file change; change nothing.")
 NetnsOpt = typer.Option(None, "--netns", metavar="NAME", help="Run every ip command in this network namespace.")
@@ -123,7 +127,7 @@ def main_callback(version: bool = typer.Option(False, "--version", callback=_ver
 
 
 @app.command("add")
-def add_cmd(peer: str = PeerOpt,
+def add_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
             dst: str = typer.Option(..., "--dst", metavar="CIDR", help="Destination network, host bits zero."),
             gw: Optional[str] = typer.Option(None, "--gw", metavar="IP", help="Gateway; default: the peer itself."),
             dev: Optional[str] = typer.Option(None, "--dev", metavar="IFACE", help="Link; default: the peer's link."),
@@ -135,7 +139,7 @@ def add_cmd(peer: str = PeerOpt,
 
     Example: l2tp-routectl add --peer 10.255.10.2 --dst 192.168.20.0/24
     """
-    p = parse_peer(peer)
+    p = secrets.resolve_user_or_peer(peer, user, required=True)
     route = make_route(p, parse_destination(dst), parse_gateway(gw) if gw is not None else None,
                        parse_device(dev) if dev is not None else None,
                        parse_metric(metric) if metric is not None else None,
@@ -159,14 +163,14 @@ def add_cmd(peer: str = PeerOpt,
 
 
 @app.command("del")
-def del_cmd(peer: str = PeerOpt,
+def del_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
             dst: str = typer.Option(..., "--dst", metavar="CIDR|all", help="Destination to delete, or 'all'."),
             json_out: bool = JsonOpt, dry_run: bool = DryOpt, netns: Optional[str] = NetnsOpt) -> int:
     """Delete a peer's route (or all of them) from its file and from the kernel.
 
     Example: l2tp-routectl del --peer 10.255.10.2 --dst 192.168.20.0/24
     """
-    p = parse_peer(peer)
+    p = secrets.resolve_user_or_peer(peer, user, required=True)
     target = engine.ALL if dst == engine.ALL else parse_destination(dst)
     session = Session(json_out, dry_run, netns)
     ctx = session.context()
@@ -187,7 +191,7 @@ def del_cmd(peer: str = PeerOpt,
 
 
 @app.command("list")
-def list_cmd(peer: Optional[str] = typer.Option(None, "--peer", metavar="IP", help="Only this peer."),
+def list_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUserOpt,
              json_out: bool = JsonOpt, dry_run: bool = DryOpt, netns: Optional[str] = NetnsOpt) -> int:
     """Print the stored routes of one peer, or of every peer.
 
@@ -195,8 +199,8 @@ def list_cmd(peer: Optional[str] = typer.Option(None, "--peer", metavar="IP", he
     """
     session = Session(json_out, dry_run, netns)
     store = session.store
-    if peer is not None:
-        p = parse_peer(peer)
+    p = secrets.resolve_user_or_peer(peer, user, required=False)
+    if p is not None:
         data = store.read_bytes(p)
         files = [(p, data)] if data is not None else []
         warnings: List[str] = []
@@ -218,14 +222,14 @@ def list_cmd(peer: Optional[str] = typer.Option(None, "--peer", metavar="IP", he
 
 
 @app.command("apply")
-def apply_cmd(peer: Optional[str] = typer.Option(None, "--peer", metavar="IP", help="Only this peer."),
+def apply_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUserOpt,
               force: bool = ForceOpt, json_out: bool = JsonOpt, dry_run: bool = DryOpt,
               netns: Optional[str] = NetnsOpt) -> int:
     """Install the stored routes of connected peers; without --peer, also remove stale ones.
 
     Example: l2tp-routectl apply            (what the timer runs every minute)
     """
-    p = parse_peer(peer) if peer is not None else None
+    p = secrets.resolve_user_or_peer(peer, user, required=False)
     session = Session(json_out, dry_run, netns, force)
     ctx = session.context()
     report = engine.apply(ctx, p)
@@ -236,7 +240,7 @@ def apply_cmd(peer: Optional[str] = typer.Option(None, "--peer", metavar="IP", h
     for fpeer, line, message in report.failed:
         who = f"peer {fpeer}: " if fpeer else ""
         ctx.warn(f"{who}failed: {line}: {message}")
-    doc = {"command": "apply", "peer": peer, "connected": {str(k): v for k, v in report.connected},
+    doc = {"command": "apply", "peer": str(p) if p is not None else None, "connected": {str(k): v for k, v in report.connected},
            "offline": [str(x) for x in report.offline],
            "installed": [{"peer": str(a), "route": b} for a, b in report.installed],
            "updated": [{"peer": str(a), "route": b} for a, b in report.updated],
@@ -244,6 +248,27 @@ def apply_cmd(peer: Optional[str] = typer.Option(None, "--peer", metavar="IP", h
            "blocked": [{"peer": str(a), "route": b, "holder": c} for a, b, c in report.blocked],
            "failed": [{"peer": str(a) if a else None, "route": b, "error": c} for a, b, c in report.failed]}
     return session.finish(doc, lines, ctx, 0 if report.ok else 1)
+
+
+@app.command("status")
+def status_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUserOpt,
+               json_out: bool = JsonOpt, netns: Optional[str] = NetnsOpt) -> int:
+    """Compare each peer's stored routes with the kernel; change nothing.
+
+    States: installed, wanted (peer not connected), missing, blocked (a route
+    l2tp-routectl did not install holds the destination), extra (tagged, no longer
+    wanted). The first line is a one-line summary. Exit status 0 when everything
+    wanted is installed, 1 on drift (missing, blocked or extra), so a Nagios/Icinga
+    check or a systemd ExecCondition can run it as it is.
+
+    Example: l2tp-routectl status --user alice --json
+    """
+    p = secrets.resolve_user_or_peer(peer, user, required=False)
+    session = Session(json_out, False, netns)
+    ctx = session.context()
+    report = status.status(ctx, p)
+    code = C.EXIT_FAILURE if report.drift else C.EXIT_OK
+    return session.finish(status.as_doc(report), status.text_lines(report), ctx, code)
 
 
 def _apply_lines(report: engine.ApplyReport) -> List[str]:

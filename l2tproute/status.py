@@ -1,0 +1,229 @@
+"""`status`: each peer's stored routes against what the kernel holds.
+
+Reads what `apply` reads (the store, our tagged routes, the links) and compares the
+same way (reconcile.plan), without changing anything. A route is:
+
+- wanted:    stored, but its peer is not connected, so the kernel should not hold it;
+- installed: the kernel holds it as `apply` would install it;
+- missing:   its peer is connected and the kernel does not hold it (or holds it differently);
+- blocked:   a route we did not install (or an earlier line for the same slot) holds its slot;
+- extra:     a route with our tag that no stored line wants any more (`apply` removes it).
+
+Missing, blocked and extra are drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from . import constants as C
+from .engine import Context, _all_peers, _proto_name, _read_tagged, _stored_routes, kernel_route
+from .iproute2 import KernelRoute
+from .kernel import DEFAULT_METRIC, Installed, Slot, _network, parse_links, slot_of
+from .model import InputError, IPv4Address
+from .routefile import format_route
+from .tables import table_names
+
+WANTED = "wanted"
+INSTALLED = "installed"
+MISSING = "missing"
+BLOCKED = "blocked"
+EXTRA = "extra"
+STATES = (INSTALLED, WANTED, MISSING, BLOCKED, EXTRA)
+DRIFT = (MISSING, BLOCKED, EXTRA)
+
+
+@dataclass(frozen=True)
+class RouteStatus:
+    state: str
+    route: str  # the line as the route file says it; for an extra route, the kernel route
+    detail: Optional[str] = None
+
+
+@dataclass
+class PeerStatus:
+    peer: IPv4Address
+    link: Optional[str]
+    routes: List[RouteStatus] = field(default_factory=list)
+
+    @property
+    def connected(self) -> bool:
+        return self.link is not None
+
+
+@dataclass
+class StatusReport:
+    scope: Optional[IPv4Address]
+    peers: List[PeerStatus] = field(default_factory=list)
+    #: Extra routes on no reported peer's link.
+    extra: List[RouteStatus] = field(default_factory=list)
+
+    def all_routes(self) -> List[RouteStatus]:
+        return [r for p in self.peers for r in p.routes] + self.extra
+
+    def counts(self) -> Dict[str, int]:
+        found = {state: 0 for state in STATES}
+        for item in self.all_routes():
+            found[item.state] += 1
+        return found
+
+    @property
+    def drift(self) -> bool:
+        return any(item.state in DRIFT for item in self.all_routes())
+
+
+def status(ctx: Context, peer: Optional[IPv4Address] = None) -> StatusReport:
+    """Compare without changing anything; takes no lock (route files are replaced atomically)."""
+    report = StatusReport(scope=peer)
+    peers = [peer] if peer is not None else _all_peers(ctx)
+    stored = {p: _stored_routes(ctx, p) for p in peers}
+    tagged = _read_tagged(ctx.runner)
+    links = parse_links(ctx.runner.read_links())
+    for text in links.duplicates:
+        ctx.warn(text)
+    names = table_names() if any(r.table for rs in stored.values() for r in rs) else None
+
+    ours: Dict[Slot, List[Installed]] = {}
+    for item in tagged:
+        ours.setdefault(item.slot, []).append(item)
+    foreign = _Foreign(ctx)
+    claimed: Dict[Slot, IPv4Address] = {}  # the first connected peer's line wins a slot, as in apply
+    for p in peers:
+        link = links.link_of(p)
+        entry = PeerStatus(p, link)
+        report.peers.append(entry)
+        for route in stored[p]:
+            line = format_route(route)
+            if link is None:
+                entry.routes.append(RouteStatus(WANTED, line, "installed when the peer connects"))
+                continue
+            try:
+                want = kernel_route(route, link, names)
+            except InputError as exc:
+                entry.routes.append(RouteStatus(MISSING, line, str(exc)))
+                continue
+            slot = slot_of(want)
+            if slot in claimed:
+                owner = "an earlier line" if claimed[slot] == p else f"peer {claimed[slot]}"
+                entry.routes.append(RouteStatus(BLOCKED, line, f"{owner} wants the same destination; the first wins"))
+                continue
+            claimed[slot] = p
+            entry.routes.append(_compare(line, want, ours.get(slot, []), foreign))
+
+    link_owner = {p.link: p for p in report.peers if p.link is not None}
+    for item in tagged:
+        if item.slot in claimed:
+            continue
+        owner = link_owner.get(item.route.dev)
+        if peer is not None and owner is None:
+            continue  # `apply --peer` leaves other links alone, so does `status --peer`
+        extra = RouteStatus(EXTRA, describe(item.route), "tagged by us but wanted by no stored line; apply removes it")
+        (owner.routes if owner is not None else report.extra).append(extra)
+    return report
+
+
+def _compare(line: str, want: KernelRoute, mine: List[Installed], foreign: "_Foreign") -> RouteStatus:
+    if any((i.route.dev, i.route.gw) == (want.dev, want.gw) for i in mine):
+        return RouteStatus(INSTALLED, line)
+    if mine:
+        return RouteStatus(MISSING, line, f"the kernel has it as {describe(mine[0].route)}; apply replaces it")
+    holder = foreign.holder(want)
+    if holder is not None:
+        return RouteStatus(BLOCKED, line, f"held by {holder}, which l2tp-routectl did not install; "
+                                          "apply --force replaces it")
+    return RouteStatus(MISSING, line, "not in the kernel; apply installs it")
+
+
+class _Foreign:
+    """Routes without our tag, read once per family and only when a wanted route is not installed."""
+
+    def __init__(self, ctx: Context):
+        self._ctx = ctx
+        self._slots: Dict[int, Dict[Slot, str]] = {}
+
+    def holder(self, want: KernelRoute) -> Optional[str]:
+        family = want.dst.version
+        if family not in self._slots:
+            self._slots[family] = _foreign_slots(self._ctx.runner.read_routes(family, tagged=False), family)
+        return self._slots[family].get(slot_of(want))
+
+
+def _foreign_slots(rows: list, family: int) -> Dict[Slot, str]:
+    """Every untagged route's slot, whatever its type (a blackhole holds a slot too)."""
+    slots: Dict[Slot, str] = {}
+    for row in rows:
+        protocol = str(row.get("protocol", ""))
+        dst = _network(str(row.get("dst", "")), family)
+        if dst is None or protocol == str(C.RT_PROTO):
+            continue
+        table = str(row.get("table", "main"))
+        slot = (dst, "main" if table in ("main", "254") else table, row.get("metric", DEFAULT_METRIC[family]))
+        kind = row.get("type")
+        via = f" via {row['gateway']}" if row.get("gateway") else ""
+        dev = f" dev {row['dev']}" if row.get("dev") else ""
+        what = f"{kind} route" if kind not in (None, "unicast") else "route"
+        slots.setdefault(slot, f"a proto {_proto_name(protocol)} {what}{via}{dev}")
+    return slots
+
+
+def describe(route: KernelRoute) -> str:
+    """A kernel route in `ip route` words, for the reader."""
+    words = [str(route.dst)]
+    if route.gw is not None:
+        words += ["via", str(route.gw)]
+    words += ["dev", route.dev]
+    if route.metric is not None and route.metric != DEFAULT_METRIC[route.dst.version]:
+        words += ["metric", str(route.metric)]
+    if route.table not in (None, "main"):
+        words += ["table", str(route.table)]
+    return " ".join(words)
+
+
+def summary(report: StatusReport) -> str:
+    """One line, first on the output, as monitoring plugins expect."""
+    counts = report.counts()
+    connected = sum(1 for p in report.peers if p.connected)
+    peers = f"{len(report.peers)} peer{'s' if len(report.peers) != 1 else ''} ({connected} connected)"
+    parts = ", ".join(f"{counts[s]} {s}" for s in STATES)
+    if report.drift:
+        return f"DRIFT: {peers}; {parts}"
+    return f"OK: {peers}; {parts}"
+
+
+def text_lines(report: StatusReport) -> List[str]:
+    lines = [summary(report)]
+    for entry in report.peers:
+        where = f"connected on {entry.link}" if entry.connected else "not connected"
+        stored = "" if entry.routes else "; no routes stored"
+        lines.append(f"Peer {entry.peer}: {where}{stored}")
+        lines += [_route_text(r) for r in entry.routes]
+    if report.extra:
+        lines.append(f"Tagged routes (proto {C.RT_PROTO}) on no stored peer's link:")
+        lines += [_route_text(r) for r in report.extra]
+    return lines
+
+
+def _route_text(item: RouteStatus) -> str:
+    detail = f"  ({item.detail})" if item.detail and item.state != INSTALLED else ""
+    return f"  {item.state:<9} {item.route}{detail}"
+
+
+def as_doc(report: StatusReport) -> dict:
+    def route_doc(item: RouteStatus) -> dict:
+        return {"state": item.state, "route": item.route, "detail": item.detail}
+
+    return {
+        "command": "status",
+        "peer": str(report.scope) if report.scope is not None else None,
+        "drift": report.drift,
+        "summary": report.counts(),
+        "peers": [{"peer": str(p.peer), "connected": p.connected, "link": p.link,
+                   "routes": [route_doc(r) for r in p.routes]} for p in report.peers],
+        "extra": [route_doc(r) for r in report.extra],
+    }
+
+
+__all__ = ["BLOCKED", "DRIFT", "EXTRA", "INSTALLED", "MISSING", "STATES", "WANTED", "PeerStatus", "RouteStatus",
+           "StatusReport", "as_doc", "describe", "status", "summary", "text_lines"]
+
