@@ -149,6 +149,11 @@ class _Foreign:
         return self._slots[family].get(slot_of(want))
 
 
+#: Route types as `ip -N` prints them (rtnetlink.h RTN_*); unicast is left out or "1".
+_ROUTE_TYPES = {"1": "unicast", "2": "local", "3": "broadcast", "4": "anycast", "5": "multicast",
+                "6": "blackhole", "7": "unreachable", "8": "prohibit", "9": "throw", "10": "nat"}
+
+
 def _foreign_slots(rows: list, family: int) -> Dict[Slot, str]:
     """Every untagged route's slot, whatever its type (a blackhole holds a slot too)."""
     slots: Dict[Slot, str] = {}
@@ -159,11 +164,13 @@ def _foreign_slots(rows: list, family: int) -> Dict[Slot, str]:
             continue
         table = str(row.get("table", "main"))
         slot = (dst, "main" if table in ("main", "254") else table, row.get("metric", DEFAULT_METRIC[family]))
-        kind = row.get("type")
+        raw_type = str(row.get("type", "1"))
+        kind = _ROUTE_TYPES.get(raw_type, raw_type)
         via = f" via {row['gateway']}" if row.get("gateway") else ""
         dev = f" dev {row['dev']}" if row.get("dev") else ""
-        what = f"{kind} route" if kind not in (None, "unicast") else "route"
-        slots.setdefault(slot, f"a proto {_proto_name(protocol)} {what}{via}{dev}")
+        what = "route" if kind == "unicast" else f"{kind} route"
+        # `ip` leaves out the protocol when it is boot (what a plain `ip route add` sets).
+        slots.setdefault(slot, f"a proto {_proto_name(protocol or '3')} {what}{via}{dev}")
     return slots
 
 
