@@ -181,11 +181,11 @@ def read_secrets(path: str = DEFAULT_CHAP_SECRETS) -> bytes:
 
 def resolve_user(name: str, path: str = DEFAULT_CHAP_SECRETS, data: Optional[bytes] = None) -> IPv4Address:
     """The one fixed IPv4 address chap-secrets gives the user `name`; InputError says why not."""
-    if not name or len(name) >= MAX_WORD or not name.isprintable():
+    wanted = name.encode("utf-8", "surrogateescape")
+    if not wanted or len(wanted) >= MAX_WORD or b"\0" in wanted:
         raise InputError(f"invalid user {show(name)}: expected a user name as written in {path}")
     if data is None:
         data = read_secrets(path)
-    wanted = name.encode("utf-8", "surrogateescape")
     mine = [e for e in entries(data) if e.client == wanted]
     if not mine:
         raise InputError(f"user {show(name)} is not in {path} (names are case-sensitive); "
