@@ -1,0 +1,364 @@
+"""The pppd hooks through the library (l2tproute.hook) and as scripts (bin/), in namespaces.
+
+The real dispatcher (/etc/ppp/ip-up, run-parts) is exercised in test_hooks_dispatcher.py.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+import sys
+import syslog
+import threading
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import pytest
+
+from conftest import REPO
+from l2tproute import constants as C, hook
+from l2tproute.hook import LinkEvent, parse_event
+from l2tproute.iproute2 import IpRoute2
+from l2tproute.model import InputError
+from l2tproute.store import Store
+
+PEER1, PEER11, PEER2 = "10.255.10.1", "10.255.10.11", "10.255.10.2"
+
+
+class Recorder:
+    """Stands in for syslog: keeps (priority, message) pairs."""
+
+    def __init__(self):
+        self.records: List[Tuple[int, str]] = []
+
+    def __call__(self, priority: int, message: str) -> None:
+        self.records.append((priority, message))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(message for _, message in self.records)
+
+    def errors(self) -> List[str]:
+        return [m for p, m in self.records if p <= syslog.LOG_ERR]
+
+
+def pppd_args(iface: str, peer: str, local: str = "10.254.0.1") -> List[str]:
+    return ["l2tp-routes", iface, "/dev/pts/3", "0", local, peer, ""]
+
+
+def write_routes(store_dir: Path, peer: str, *lines: str) -> None:
+    (store_dir / f"{peer}.routes").write_text("".join(line + "\n" for line in lines))
+
+
+def run_hook(direction: str, ns, store_dir: Path, args: List[str], environ: Optional[dict] = None,
+             proc_sys: Optional[Path] = None) -> Recorder:
+    log = Recorder()
+    code = hook.main(direction, args, environ or {}, log=log, store=Store(str(store_dir)),
+                     runner=IpRoute2(ns.name), proc_sys=str(proc_sys or "/nonexistent"))
+    assert code == 0
+    return log
+
+
+@pytest.fixture
+def sessions(netns):
+    """Three users online; two of them have addresses sharing a prefix."""
+    netns.add_ppp("ppp1", PEER1)
+    netns.add_ppp("ppp11", PEER11)
+    netns.add_ppp("ppp2", PEER2)
+    return netns
+
+
+# -- parsing ------------------------------------------------------------------
+
+def test_event_comes_from_pppd_arguments():
+    event = parse_event("up", ["ppp3", "/dev/pts/3", "0", "10.254.0.1", PEER11, "l2tp"], {})
+    assert event == LinkEvent("up", "ppp3", ipaddress.IPv4Address(PEER11), ipaddress.IPv4Address("10.254.0.1"),
+                              "/dev/pts/3", "l2tp")
+
+
+def test_event_falls_back_to_the_dispatchers_variables():
+    env = {"PPP_IFACE": "ppp7", "PPP_REMOTE": PEER1, "PPP_LOCAL": "10.254.0.1", "PPP_TTY": "/dev/pts/1"}
+    event = parse_event("down", [], env)
+    assert (event.direction, event.iface, str(event.peer), event.tty) == ("down", "ppp7", PEER1, "/dev/pts/1")
+
+
+def test_arguments_win_over_variables():
+    env = {"PPP_IFACE": "ppp7", "PPP_REMOTE": PEER1}
+    event = parse_event("up", ["ppp3", "", "", "", PEER2, ""], env)
+    assert (event.iface, str(event.peer)) == ("ppp3", PEER2)
+
+
+@pytest.mark.parametrize("args, env", [
+    ([], {}),
+    (["ppp3"], {}),
+    (["../../etc", "tty", "0", "1.2.3.4", PEER1, ""], {}),
+    (["ppp3", "tty", "0", "1.2.3.4", "10.255.10", ""], {}),
+    (["ppp3", "tty", "0", "1.2.3.4", "10.255.10.1/32", ""], {}),
+    (["ppp3", "tty", "0", "1.2.3.4", "127.0.0.1", ""], {}),
+    (["ppp 3", "tty", "0", "1.2.3.4", PEER1, ""], {}),
+    ([], {"PPP_IFACE": "ppp3"}),
+    ([], {"PPP_IFACE": "ppp3", "PPP_REMOTE": "10.255.10.1\n"}),
+    ([], {"PPP_IFACE": "ppp3;reboot", "PPP_REMOTE": PEER1}),
+])
+def test_a_wrong_event_is_refused_with_a_reason(args, env):
+    with pytest.raises(InputError):
+        parse_event("up", args, env)
+
+
+def test_a_bad_local_address_does_not_stop_the_routes():
+    event = parse_event("up", ["ppp3", "tty", "0", "garbage", PEER1, ""], {})
+    assert event.local is None and str(event.peer) == PEER1
+
+
+# -- up -----------------------------------------------------------------------
+
+def test_up_installs_exactly_that_peers_routes_on_that_link(sessions, tmp_path):
+    write_routes(tmp_path, PEER1, f"192.168.50.0/24 via {PEER1}", f"10.9.0.0/16 via {PEER1}")
+    write_routes(tmp_path, PEER11, f"192.168.111.0/24 via {PEER11}")
+    untouched = sessions.snapshot()
+    log = run_hook("up", sessions, tmp_path, pppd_args("ppp1", PEER1))
+    assert sessions.tagged_set() == {("192.168.50.0/24", PEER1, "ppp1", "main"), ("10.9.0.0/16", PEER1, "ppp1", "main")}
+    added = set(sessions.snapshot()) - set(untouched)
+    assert len(added) == 2 and not set(untouched) - set(sessions.snapshot())
+    assert not log.errors()
+    assert f"ip-up ppp1 peer {PEER1}: installed: 192.168.50.0/24 via {PEER1}" in log.text
+    assert "2 installed, 0 updated, 0 unchanged" in log.text
+
+
+def test_up_twice_changes_nothing_the_second_time(sessions, tmp_path):
+    write_routes(tmp_path, PEER1, f"192.168.50.0/24 via {PEER1}")
+    run_hook("up", sessions, tmp_path, pppd_args("ppp1", PEER1))
+    before = sessions.snapshot()
+    log = run_hook("up", sessions, tmp_path, pppd_args("ppp1", PEER1))
+    assert sessions.snapshot() == before
+    assert "0 installed, 0 updated, 1 unchanged, 0 removed" in log.text
+
+
+def test_up_honours_the_dev_and_table_of_a_line(sessions, tmp_path):
+    write_routes(tmp_path, PEER2, f"172.20.0.0/16 via {PEER2} dev ppp2 table 100")
+    run_hook("up", sessions, tmp_path, pppd_args("ppp2", PEER2))
+    assert sessions.tagged_set() == {("172.20.0.0/16", PEER2, "ppp2", "100")}
+
+
+def test_up_for_a_peer_without_routes_installs_nothing(sessions, tmp_path):
+    before = sessions.snapshot()
+    log = run_hook("up", sessions, tmp_path, pppd_args("ppp2", PEER2))
+    assert sessions.snapshot() == before
+    assert "nothing to install" in log.text and not log.errors()
+
+
+def test_up_leaves_a_route_of_somebody_else_alone_and_says_so(sessions, tmp_path):
+    sessions.ip("route", "add", "192.168.50.0/24", "via", PEER11, "dev", "ppp11", "proto", "static")
+    write_routes(tmp_path, PEER1, f"192.168.50.0/24 via {PEER1}", f"10.9.0.0/16 via {PEER1}")
+    log = run_hook("up", sessions, tmp_path, pppd_args("ppp1", PEER1))
+    held = [r for r in sessions.routes(4, "exact", "192.168.50.0/24")]
+    assert [(r["dev"], r["gateway"], r["protocol"]) for r in held] == [("ppp11", PEER11, "4")]
+    assert sessions.tagged_set() == {("10.9.0.0/16", PEER1, "ppp1", "main")}
+    assert "not installed: 192.168.50.0/24" in log.text and "held by a proto static route" in log.text
+    assert "1 installed, 0 updated, 0 unchanged, 0 removed, 1 blocked" in log.text
+
+
+def test_up_takes_over_our_own_route_from_another_link(sessions, tmp_path):
+    """A tagged route for the destination on another link (a stale session) is ours to replace."""
+    sessions.ip("route", "add", "192.168.50.0/24", "via", PEER11, "dev", "ppp11", "proto", str(C.RT_PROTO))
+    write_routes(tmp_path, PEER1, f"192.168.50.0/24 via {PEER1}")
+    log = run_hook("up", sessions, tmp_path, pppd_args("ppp1", PEER1))
+    assert sessions.tagged_set() == {("192.168.50.0/24", PEER1, "ppp1", "main")}
+    assert "updated: 192.168.50.0/24" in log.text and not log.errors()
+
+
+def test_up_removes_our_routes_on_that_link_that_the_file_no_longer_wants(sessions, tmp_path):
+    sessions.ip("route", "add", "10.77.0.0/16", "via", PEER1, "dev", "ppp1", "proto", str(C.RT_PROTO))
+    sessions.ip("route", "add", "10.78.0.0/16", "via", PEER1, "dev", "ppp1", "proto", "static")
+    write_routes(tmp_path, PEER1, f"192.168.50.0/24 via {PEER1}")
+    log = run_hook("up", sessions, tmp_path, pppd_args("ppp1", PEER1))
+    assert sessions.tagged_set() == {("192.168.50.0/24", PEER1, "ppp1", "main")}
+    assert sessions.routes(4, "exact", "10.78.0.0/16"), "an untagged route was removed"
+    assert "removed stale route 10.77.0.0/16" in log.text
+
+
+def test_up_sets_rp_filter_loose_on_that_link(sessions, tmp_path):
+    proc = tmp_path / "proc"
+    conf = proc / "net" / "ipv4" / "conf"
+    for name in ("ppp1", "ppp11"):
+        (conf / name).mkdir(parents=True)
+        (conf / name / "rp_filter").write_text("1\n")
+    log = run_hook("up", sessions, tmp_path, pppd_args("ppp1", PEER1), proc_sys=proc)
+    assert (conf / "ppp1" / "rp_filter").read_text().strip() == "2"
+    assert (conf / "ppp11" / "rp_filter").read_text().strip() == "1"
+    assert "rp_filter set to 2 (loose) on ppp1" in log.text
+
+
+def test_up_reads_the_file_without_waiting_for_the_store_lock(sessions, tmp_path):
+    write_routes(tmp_path, PEER1, f"192.168.50.0/24 via {PEER1}")
+    with Store(str(tmp_path)).locked():
+        run_hook("up", sessions, tmp_path, pppd_args("ppp1", PEER1))
+    assert sessions.tagged_set() == {("192.168.50.0/24", PEER1, "ppp1", "main")}
+
+
+def test_up_logs_a_broken_file_and_installs_the_good_lines(sessions, tmp_path):
+    (tmp_path / f"{PEER1}.routes").write_bytes(b"# hand edit\r\n192.168.50.0/24 via 10.255.10.1\r\nnonsense\n")
+    log = run_hook("up", sessions, tmp_path, pppd_args("ppp1", PEER1))
+    assert sessions.tagged_set() == {("192.168.50.0/24", PEER1, "ppp1", "main")}
+    assert "line 3: not understood" in log.text and "CRLF" in log.text
+
+
+# -- down ---------------------------------------------------------------------
+
+def test_down_removes_only_our_routes_of_that_link_and_peer(sessions, tmp_path):
+    sessions.add_lan("lan0", "192.0.2.1/24")
+    tag = ("proto", str(C.RT_PROTO))
+    sessions.ip("route", "add", "192.168.50.0/24", "via", PEER1, "dev", "ppp1", *tag)
+    sessions.ip("route", "add", "10.9.0.0/16", "dev", "ppp1", *tag)
+    sessions.ip("route", "add", "172.16.1.0/24", "via", PEER1, "dev", "lan0", "onlink", *tag)  # explicit dev
+    sessions.ip("route", "add", "192.168.111.0/24", "via", PEER11, "dev", "ppp11", *tag)  # the .11 user
+    sessions.ip("route", "add", "172.16.11.0/24", "via", PEER11, "dev", "lan0", "onlink", *tag)
+    sessions.ip("route", "add", "10.78.0.0/16", "via", PEER1, "dev", "ppp1", "proto", "static")  # not ours
+    sessions.ip("route", "add", "10.79.0.0/16", "via", PEER1, "dev", "lan0", "onlink")  # not ours
+    sessions.ip("-6", "route", "add", "2001:db8:1::/48", "dev", "ppp1", *tag)
+    sessions.ip("-6", "route", "add", "2001:db8:11::/48", "dev", "ppp11", *tag)
+    before = set(sessions.snapshot())
+    log = run_hook("down", sessions, tmp_path, pppd_args("ppp1", PEER1))
+    after = set(sessions.snapshot())
+    assert not after - before
+    assert sorted(json.loads(r)["dst"] for r in before - after) == [
+        "10.9.0.0/16", "172.16.1.0/24", "192.168.50.0/24", "2001:db8:1::/48"]
+    assert "4 routes removed, 0 failed" in log.text and not log.errors()
+
+
+def test_down_keeps_the_routes_of_a_peer_that_is_back_on_another_link(sessions, tmp_path):
+    sessions.add_ppp("ppp5", PEER1)  # the user reconnected before the old session's ip-down ran
+    tag = ("proto", str(C.RT_PROTO))
+    sessions.ip("route", "add", "192.168.50.0/24", "via", PEER1, "dev", "ppp5", *tag)
+    sessions.ip("route", "add", "10.9.0.0/16", "via", PEER1, "dev", "ppp1", *tag)
+    log = run_hook("down", sessions, tmp_path, pppd_args("ppp1", PEER1))
+    assert sessions.tagged_set() == {("192.168.50.0/24", PEER1, "ppp5", "main")}
+    assert "connected again on ppp5" in log.text
+
+
+def test_down_after_the_link_is_gone_is_quiet(sessions, tmp_path):
+    sessions.del_link("ppp2")
+    log = run_hook("down", sessions, tmp_path, pppd_args("ppp2", PEER2))
+    assert "0 routes removed, 0 failed" in log.text and not log.errors()
+
+
+def test_down_from_the_dispatchers_variables(sessions, tmp_path):
+    sessions.ip("route", "add", "192.168.50.0/24", "via", PEER1, "dev", "ppp1", "proto", str(C.RT_PROTO))
+    run_hook("down", sessions, tmp_path, ["l2tp-routes"], {"PPP_IFACE": "ppp1", "PPP_REMOTE": PEER1})
+    assert sessions.tagged_set() == set()
+
+
+# -- always 0, always bounded, always logged -----------------------------------
+
+class HangingRunner(IpRoute2):
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+
+    def read_routes(self, family, **kwargs):
+        self.release.wait(60)  # an `ip` that never answers
+        return []
+
+
+def test_the_hook_gives_up_at_its_deadline_and_returns_0(tmp_path):
+    log = Recorder()
+    runner = HangingRunner()
+    code = hook.main("down", pppd_args("ppp1", PEER1), {}, log=log, store=Store(str(tmp_path)), runner=runner,
+                     deadline=0.3)
+    runner.release.set()
+    assert code == 0
+    assert log.errors() == [f"ip-down ppp1 peer {PEER1}: gave up after 0.3 s (ip did not answer in time); "
+                            "run `l2tp-routectl apply` to finish, the timer does it within a minute"]
+
+
+class BrokenRunner(IpRoute2):
+    def read_routes(self, family, **kwargs):
+        raise ZeroDivisionError("boom")
+
+
+def test_an_internal_error_is_logged_and_returns_0(tmp_path):
+    log = Recorder()
+    code = hook.main("down", pppd_args("ppp1", PEER1), {}, log=log, store=Store(str(tmp_path)),
+                     runner=BrokenRunner())
+    assert code == 0
+    assert log.errors() == [f"ip-down ppp1 peer {PEER1}: internal error (ZeroDivisionError): boom; please report this"]
+
+
+def test_garbage_is_logged_with_what_was_wrong():
+    log = Recorder()
+    assert hook.main("up", ["x", "ppp1", "t", "0", "l", "not-an-ip"], {}, log=log) == 0
+    assert len(log.errors()) == 1 and "ip-up: ignored: invalid peer 'not-an-ip'" in log.errors()[0]
+
+
+# -- the scripts in bin/ --------------------------------------------------------
+
+def hook_script(directory: Path, direction: str) -> Path:
+    """bin/l2tp-routes-ip-DIR with the first line pointed at this Python, as the installer does."""
+    source = (REPO / "bin" / f"l2tp-routes-ip-{direction}").read_text().split("\n", 1)[1]
+    path = directory / f"l2tp-routes-ip-{direction}"
+    path.write_text(f"#!{sys.executable} -I\n{source}")
+    path.chmod(0o755)
+    return path
+
+
+GARBAGE = [
+    [],
+    ["ppp1"],
+    ["ppp1", "/dev/pts/3", "0", "10.254.0.1"],
+    ["../../../etc/passwd", "x", "0", "10.254.0.1", PEER1, ""],
+    ["ppp1", "x", "0", "10.254.0.1", "10.255.10.1; reboot", ""],
+    ["ppp1", "x", "0", "10.254.0.1", "999.1.1.1", ""],
+    ["ppp1", "x", "0", "10.254.0.1", "::1", ""],
+    ["-h"],
+    ["--help", "x", "x", "x", "x", "x", "x", "x"],
+    ["ppp1\n", "x", "0", "10.254.0.1", PEER1, ""],
+    [b"\xff\xfe", "x", "0", "10.254.0.1", PEER1, ""],
+    ["p" * 5000, "x", "0", "10.254.0.1", PEER1, ""],
+]
+
+
+@pytest.mark.parametrize("direction", ["up", "down"])
+def test_scripts_exit_0_and_print_nothing_on_garbage(tmp_path, direction):
+    script = hook_script(tmp_path, direction)
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PPP_IFACE": "x y", "PPP_REMOTE": "nope"}
+    for args in GARBAGE:
+        result = subprocess.run([str(script), *args], capture_output=True, env=env, timeout=60)
+        assert (result.returncode, result.stdout, result.stderr) == (0, b"", b""), args
+
+
+def test_scripts_install_and_remove_in_a_namespace_and_print_nothing(sessions, tmp_path):
+    store = tmp_path / "routes.d"
+    store.mkdir()
+    write_routes(store, PEER1, f"192.168.50.0/24 via {PEER1}")
+    write_routes(store, PEER11, f"192.168.111.0/24 via {PEER11}")
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", C.STORE_DIR_ENV: str(store)}
+    for direction, peer, iface in (("up", PEER1, "ppp1"), ("up", PEER11, "ppp11")):
+        script = hook_script(tmp_path, direction)
+        result = subprocess.run(["ip", "netns", "exec", sessions.name, str(script), *pppd_args(iface, peer)[1:]],
+                                capture_output=True, env=env, timeout=60)
+        assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    assert sessions.tagged_set() == {("192.168.50.0/24", PEER1, "ppp1", "main"),
+                                     ("192.168.111.0/24", PEER11, "ppp11", "main")}
+    rp = subprocess.run(["ip", "netns", "exec", sessions.name, "cat", "/proc/sys/net/ipv4/conf/ppp1/rp_filter",
+                         "/proc/sys/net/ipv4/conf/ppp2/rp_filter"], capture_output=True, text=True, check=True)
+    assert rp.stdout.split() == ["2", "0"]
+    script = hook_script(tmp_path, "down")
+    result = subprocess.run(["ip", "netns", "exec", sessions.name, str(script), *pppd_args("ppp1", PEER1)[1:]],
+                            capture_output=True, env=env, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    assert sessions.tagged_set() == {("192.168.111.0/24", PEER11, "ppp11", "main")}
+
+
+def test_script_finishes_when_ip_hangs(tmp_path):
+    """An `ip` that never answers is killed after the hook's ip timeout; the hook exits 0, silently."""
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "ip").write_text("#!/bin/sh\nexec sleep 587\n")
+    (fake / "ip").chmod(0o755)
+    script = hook_script(tmp_path, "down")
+    env = {"PATH": f"{fake}:/usr/sbin:/usr/bin:/sbin:/bin"}
+    result = subprocess.run([str(script), *pppd_args("ppp1", PEER1)[1:]], capture_output=True, env=env, timeout=120)
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    leftovers = subprocess.run(["pgrep", "-f", "sleep 587"], capture_output=True, text=True)
+    assert leftovers.stdout == "", "the hung ip was not killed"
