@@ -111,15 +111,18 @@ class Store:
         from filelock import FileLock, Timeout  # not needed by read-only commands
 
         self._ensure_directory()
-        lock = FileLock(os.path.join(self.directory, C.LOCK_FILE_NAME), timeout=timeout)
+        lock_path = os.path.join(self.directory, C.LOCK_FILE_NAME)
+        lock = FileLock(lock_path, timeout=timeout)
         try:
             lock.acquire()
         except Timeout:
             raise StoreError(
                 f"the route store {self.directory} is locked by another l2tp-routectl for more than "
-                f"{timeout:g} s; try again, or find the stuck process with: fuser -v "
-                f"{os.path.join(self.directory, C.LOCK_FILE_NAME)}"
+                f"{timeout:g} s; try again, or find the stuck process with: fuser -v {lock_path}"
             ) from None
+        except OSError as exc:  # the lock file is a symlink (never followed), a directory, ...
+            raise StoreError(f"cannot take the store lock {lock_path}: {exc.strerror}; it must be a regular "
+                             "file (remove it, it is created again)") from None
         try:
             self._remove_stale_temporaries()
             yield
