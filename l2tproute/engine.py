@@ -17,7 +17,7 @@ from .kernel import Installed, Links, parse_links, parse_routes, server_networks
 from .model import IPv4Address, Network, Refused, Route
 from .reconcile import Plan, Want, plan
 from .routefile import Line, format_route, problems, route_line, routes as routes_of
-from .store import Store
+from .store import Store, StoreError
 from .tables import table_id, table_names
 
 ALL = "all"
@@ -112,7 +112,11 @@ def _owner_elsewhere(ctx: Context, peer: IPv4Address, route: Route) -> Optional[
     for other in peers:
         if other == peer:
             continue
-        lines = ctx.store.read(other) or []
+        try:
+            lines = ctx.store.read(other) or []
+        except StoreError as exc:  # another peer's broken file must not block every add
+            ctx.warn(f"{exc}; not checked for {route.dst}")
+            continue
         if any(r.same_target(route) for r in routes_of(lines)):
             return other
     return None

@@ -49,3 +49,17 @@ def test_a_lock_file_that_is_not_a_file_is_a_clear_error_and_is_never_followed(t
     assert secret.read_text() == "TOPSECRET\n"
     assert sorted(os.listdir(store_dir)) == [C.LOCK_FILE_NAME]
     assert netns.tagged() == []
+
+
+def test_another_peers_unreadable_file_does_not_block_add(store_dir, netns, clean_env):
+    # A regular file too big to be a route file: its own peer's commands fail, nobody else's.
+    (store_dir / f"{OTHER}{C.ROUTE_FILE_SUFFIX}").write_bytes(b"#" * (C.MAX_ROUTE_FILE_BYTES + 1))
+    netns.add_ppp("ppp0", PEER)
+    proc = run_routectl("add", "--peer", PEER, "--dst", "10.9.0.0/24", ns=netns)
+    assert proc.returncode == 0, proc.stderr
+    warnings = proc.stderr.splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith(f"{C.PROG}: warning: ") and OTHER in warnings[0]
+    assert (store_dir / f"{PEER}{C.ROUTE_FILE_SUFFIX}").read_bytes() == f"10.9.0.0/24 via {PEER}\n".encode()
+    assert netns.tagged_set() == {("10.9.0.0/24", PEER, "ppp0", "main")}
+    proc = run_routectl("add", "--peer", OTHER, "--dst", "10.8.0.0/24", ns=netns)
+    assert proc.returncode == C.EXIT_FAILURE and "larger than" in one_error_line(proc)
