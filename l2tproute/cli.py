@@ -347,10 +347,16 @@ def _is_click_error(exc: Exception) -> bool:
     return hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)
 
 
+_MAX_USAGE_TEXT = 300
+
+
 def _usage_message(exc: Exception) -> str:
     ctx = getattr(exc, "ctx", None)
     command = f"{ctx.info_name} " if ctx is not None and ctx.parent is not None else ""
-    return f"{_one_line(exc.format_message())} (see: {C.PROG} {command}--help)"
+    text = _one_line(exc.format_message())
+    if len(text) > _MAX_USAGE_TEXT:  # click echoes the caller's word: a 100 kB option is not a message
+        text = text[:_MAX_USAGE_TEXT] + "..."
+    return f"{text} (see: {C.PROG} {command}--help)"
 
 
 def _fail(message: str, code: int, wants_json: bool) -> int:

@@ -63,3 +63,10 @@ def test_another_peers_unreadable_file_does_not_block_add(store_dir, netns, clea
     assert netns.tagged_set() == {("10.9.0.0/24", PEER, "ppp0", "main")}
     proc = run_routectl("add", "--peer", OTHER, "--dst", "10.8.0.0/24", ns=netns)
     assert proc.returncode == C.EXIT_FAILURE and "larger than" in one_error_line(proc)
+
+
+def test_an_overlong_unknown_option_gives_a_short_message(store_dir, clean_env):
+    proc = run_routectl("add", "--" + "x" * 100_000)
+    assert proc.returncode == C.EXIT_USAGE
+    line = one_error_line(proc)
+    assert "No such option" in line and len(line) < 500
