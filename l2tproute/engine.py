@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Tuple
 from . import constants as C
 from .iproute2 import Change, Failure, IpError, KernelRoute, Runner, is_taken_slot_error
 from .kernel import Installed, Links, parse_links, parse_routes, server_networks, slot_of
-from .model import IPv4Address, Network, Refused, Route
+from .model import InputError, IPv4Address, Network, Refused, Route
 from .reconcile import Plan, Want, plan
 from .routefile import Line, format_route, problems, route_line, routes as routes_of
 from .store import Store, StoreError
@@ -230,9 +230,14 @@ def _remove_from_kernel(ctx: Context, peer: IPv4Address, gone: List[Route]) -> T
         return [], []
     link = parse_links(ctx.runner.read_links()).link_of(peer) or ""
     tagged = _read_tagged(ctx.runner, sorted({r.family for r in gone}))
+    names = table_names() if any(r.table for r in gone) else None
     removed, errors = [], []
     for route in gone:
-        expected = kernel_route(route, link)
+        try:
+            expected = kernel_route(route, link, names)
+        except InputError as exc:  # a table name that is no longer defined: the line still goes
+            ctx.warn(f"{format_route(route)}: {exc}; no kernel route looked for")
+            continue
         for item in tagged:
             if item.slot != slot_of(expected):
                 continue
@@ -288,7 +293,11 @@ def apply(ctx: Context, peer: Optional[IPv4Address] = None) -> ApplyReport:
                 report.offline.append(p)
                 continue
             report.connected.append((p, link))
-            wants += [Want(p, r, kernel_route(r, link, names)) for r in stored[p]]
+            for r in stored[p]:
+                try:
+                    wants.append(Want(p, r, kernel_route(r, link, names)))
+                except InputError as exc:  # one bad line must not stop every other peer's routes
+                    report.failed.append((p, format_route(r), str(exc)))
         if peer is None:
             removable = lambda item: True  # noqa: E731 - every tagged route nobody wants
         else:
