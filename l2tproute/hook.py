@@ -32,6 +32,7 @@ from .model import InputError, IPv4Address, parse_device, parse_ipv4, parse_peer
 from .reconcile import Want, plan
 from .routefile import format_route, problems, routes as routes_of
 from .store import Store
+from .syslogger import Syslog
 from .tables import table_names
 
 UP = "up"
@@ -295,9 +296,12 @@ def _sayer(event: LinkEvent, log: Log) -> Callable[[int, str], None]:
 
 
 def syslog_log(ident: str = C.SYSLOG_IDENT) -> Log:
-    """Log to syslog (journald reads it): `journalctl -t l2tp-routectl`."""
-    syslog.openlog(ident, syslog.LOG_PID, syslog.LOG_DAEMON)
-    return syslog.syslog
+    """Log to syslog (journald reads it): `journalctl -t l2tp-routectl`.
+
+    Not the `syslog` module: glibc's syslog(3) blocks for good when the daemon stops
+    reading /dev/log, and the hook with it (see syslogger.py).
+    """
+    return Syslog(ident)
 
 
 @contextlib.contextmanager
