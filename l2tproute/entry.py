@@ -1,12 +1,26 @@
-"""Console entry point: the full typer CLI (a lean path for `list` is in fastpath.py)."""
+"""Console entry point: the lean read path for `list` first, the full typer CLI for everything else.
+
+Keep this module's imports to `sys`: it is loaded on every call, and the panel's
+`list --peer` must not pay for typer (see fastpath.py).
+"""
 
 import sys
 
 
-def main() -> None:
-    from .cli import run
+def run(argv) -> int:
+    """The exit status of `l2tp-routectl ARGV`: the fast path when it answers, else the full CLI."""
+    from .fastpath import run_fast
 
-    sys.exit(run())
+    code = run_fast(argv)
+    if code is None:
+        from .cli import run as run_cli
+
+        code = run_cli(argv)
+    return code
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))
 
 
 if __name__ == "__main__":
