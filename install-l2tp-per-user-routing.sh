@@ -1,0 +1,563 @@
+#!/usr/bin/env bash
+# install-l2tp-per-user-routing.sh: install l2tproute (l2tp-routectl) on an L2TP/PPP server.
+#
+#   sudo ./install-l2tp-per-user-routing.sh            install, or upgrade the old bash tool
+#   sudo ./install-l2tp-per-user-routing.sh --demo     install, then show it working in a scratch namespace
+#   sudo ./install-l2tp-per-user-routing.sh --uninstall
+#        ./install-l2tp-per-user-routing.sh --root DIR  install into a staging root (packagers, tests)
+#
+# For Debian 11/12 and Ubuntu 20.04-24.04. Run it from the checkout: it installs the
+# package from the directory it lives in. Route files are never touched.
+set -Eeuo pipefail
+umask 022
+export LC_ALL=C
+
+PROG=install-l2tp-per-user-routing.sh
+MARKER='# Installed by install-l2tp-per-user-routing.sh (l2tproute)'
+BACKUP_SUFFIX=.bak-l2tproute
+SYSTEM_PYTHON=/usr/bin/python3
+PACKAGES=(python3-venv iproute2 sudo)
+SERVICE=route-l2tp-apply-all.service
+TIMER=route-l2tp-apply-all.timer
+
+usage() {
+    cat <<EOF
+Usage: $PROG [--demo] [--root DIR]
+       $PROG --uninstall [--root DIR]
+
+Installs l2tp-routectl (per-user routes for xl2tpd/pppd servers) as a drop-in
+replacement for the old bash tool: /usr/local/sbin/l2tp-routectl, the pppd hooks
+/etc/ppp/ip-{up,down}.d/l2tp-routes, the units $SERVICE and $TIMER,
+/etc/sysctl.d/99-l2tp-routing.conf, /etc/sudoers.d/l2tp-routectl and
+/etc/iproute2/rt_protos.d/l2tproute.conf, with a virtual environment in /opt/l2tproute.
+Existing route files in /etc/l2tp-manager/routes.d are never touched; a replaced old
+file is kept once as FILE$BACKUP_SUFFIX. Running it again changes nothing.
+
+  --demo        after installing, show add/list/apply/del working in a scratch network
+                namespace with a scratch route store (the real ones are not touched)
+  --uninstall   remove what this script installed and restore the backups; route
+                files are kept
+  --root DIR    install into DIR instead of / (no apt, systemctl or sysctl)
+  -h, --help    show this help
+EOF
+}
+
+say() { printf '%s\n' "$*"; }
+warn() { printf '%s: warning: %s\n' "$PROG" "$*" >&2; }
+die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+die_usage() { printf '%s: error: %s (see: %s --help)\n' "$PROG" "$*" "$PROG" >&2; exit 2; }
+
+# -- arguments ----------------------------------------------------------------
+
+ROOT=""
+ACTION=install
+DEMO=0
+while (($#)); do
+    case "$1" in
+        --root) (($# >= 2)) && [[ -n $2 ]] || die_usage "--root needs a directory"; ROOT=$2; shift 2 ;;
+        --root=*) ROOT=${1#--root=}; [[ -n $ROOT ]] || die_usage "--root needs a directory"; shift ;;
+        --uninstall) ACTION=uninstall; shift ;;
+        --demo) DEMO=1; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) die_usage "unknown argument '$1'" ;;
+    esac
+done
+if ((DEMO)) && [[ $ACTION == uninstall ]]; then die_usage "--demo and --uninstall do not go together"; fi
+if ((DEMO)) && [[ -n $ROOT ]]; then die_usage "--demo needs the live system; it does not go with --root"; fi
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+if [[ -n $ROOT ]]; then
+    ROOT=$(realpath -m -- "$ROOT")
+    [[ $ROOT =~ ^/[A-Za-z0-9/._+-]*$ ]] ||
+        die_usage "--root '$ROOT': use a path of letters, digits and / . _ + - only (it goes into a #! line)"
+    [[ $ROOT != / ]] || die_usage "--root /: run without --root to install on this system"
+    LIVE=0
+else
+    LIVE=1
+fi
+if [[ $(id -u) != 0 ]]; then
+    ((LIVE)) && die "run me as root: sudo ./$PROG"
+    OWNER=$(id -u):$(id -g)
+else
+    OWNER=0:0
+fi
+
+# Installed files name the final paths (/opt/...), also under --root: a staging root is
+# copied to / as it is. The venv itself works from either place (it finds its
+# site-packages next to its interpreter).
+VENV_FINAL=/opt/l2tproute
+VENV=$ROOT$VENV_FINAL
+VENV_PY=$VENV/bin/python3
+FINGERPRINT=$VENV/.l2tproute-source
+CMD=$ROOT/usr/local/sbin/l2tp-routectl
+HOOK_UP=$ROOT/etc/ppp/ip-up.d/l2tp-routes
+HOOK_DOWN=$ROOT/etc/ppp/ip-down.d/l2tp-routes
+UNIT_DIR=$ROOT/etc/systemd/system
+SYSCTL_FILE=$ROOT/etc/sysctl.d/99-l2tp-routing.conf
+SUDOERS_FILE=$ROOT/etc/sudoers.d/l2tp-routectl
+PROTOS_FILE=$ROOT/etc/iproute2/rt_protos.d/l2tproute.conf
+STORE_PARENT=$ROOT/etc/l2tp-manager
+STORE=$STORE_PARENT/routes.d
+LOCK_NAME=.l2tproute.lock
+
+# Every installed file: destination, mode, where its content comes from (in $WORK).
+FILES=(
+    "$CMD|0755|bin/l2tp-routectl"
+    "$HOOK_UP|0755|bin/l2tp-routes-ip-up"
+    "$HOOK_DOWN|0755|bin/l2tp-routes-ip-down"
+    "$UNIT_DIR/$SERVICE|0644|contrib/systemd/$SERVICE"
+    "$UNIT_DIR/$TIMER|0644|contrib/systemd/$TIMER"
+    "$SYSCTL_FILE|0644|contrib/sysctl/99-l2tp-routing.conf"
+    "$PROTOS_FILE|0644|contrib/iproute2/l2tproute.conf"
+    "$SUDOERS_FILE|0440|contrib/sudoers/l2tp-routectl"
+)
+
+CHANGES=0
+changed() { CHANGES=$((CHANGES + 1)); say "$*"; }
+systemd_running() { ((LIVE)) && [[ -d /run/systemd/system ]]; }
+
+# -- rollback -----------------------------------------------------------------
+# Every change is written to $WORK/undo first; on any failure the EXIT trap undoes
+# them in reverse order, so a failed run leaves the system as it found it.
+
+WORK=""
+COMMITTED=0
+
+undo() { printf '%s\n' "$(IFS=$'\t'; echo "$*")" >>"$WORK/undo"; }
+
+rollback() {
+    [[ -n $WORK && -s $WORK/undo ]] || return 0
+    warn "rolling back the changes of this run"
+    local op a b
+    while IFS=$'\t' read -r op a b; do
+        case "$op" in
+            rm) rm -f -- "$a" ;;
+            rmdir) rmdir -- "$a" 2>/dev/null || true ;;
+            rmtree) rm -rf -- "$a" ;;
+            restore) cp -a -- "$a" "$b" ;;
+            disable) systemctl disable --quiet --now "$a" 2>/dev/null || true ;;
+            reload) systemctl daemon-reload 2>/dev/null || true ;;
+        esac
+    done < <(tac "$WORK/undo")
+    say "Rolled back: the system is as it was before this run."
+}
+
+on_exit() {
+    local status=${1:-$?}
+    trap - EXIT
+    if ((status != 0 && !COMMITTED)); then
+        rollback || warn "rollback failed; check the files listed above by hand"
+    fi
+    [[ -z $WORK ]] || rm -rf -- "$WORK"
+    exit "$status"
+}
+
+on_error() {
+    local status=$? line=$1 command=$2
+    printf '%s: error: failed (exit %s) at line %s: %s\n' "$PROG" "$status" "$line" "$command" >&2
+}
+
+# -- small helpers --------------------------------------------------------------
+
+# Run a command quietly; on failure show what it printed and stop.
+run_quiet() {
+    local what=$1
+    shift
+    if ! "$@" >"$WORK/step.log" 2>&1; then
+        sed -e 's/^/    /' "$WORK/step.log" | grep -v 'is ignored: it is neither a file nor a directory' | tail -n 25 >&2
+        die "$what failed (the command was: $*)"
+    fi
+}
+
+# Create a directory and its missing parents, remembering each one made for rollback.
+ensure_dir() {
+    local dir=$1 mode=${2:-0755} missing=() d
+    d=$dir
+    while [[ ! -e $d && ! -L $d ]]; do
+        missing=("$d" "${missing[@]}")
+        d=$(dirname -- "$d")
+    done
+    [[ -d $d ]] || die "$d is in the way: expected a directory there"
+    for d in "${missing[@]}"; do
+        mkdir -m "$mode" -- "$d"
+        chown "$OWNER" -- "$d" 2>/dev/null || true
+        undo rmdir "$d"
+    done
+}
+
+file_state() { stat -c '%a %u:%g' -- "$1"; }
+wanted_state() { printf '%o %s' "$((8#$1))" "$OWNER"; }
+has_marker() { [[ -f $1 && ! -L $1 ]] && grep -qxF -- "$MARKER" "$1"; }
+
+# Keep an old (not ours) file once as FILE.bak-l2tproute, never overwriting a backup.
+backup_once() {
+    local file=$1 backup=$1$BACKUP_SUFFIX
+    if [[ ! -e $backup && ! -L $backup ]]; then
+        cp -a -- "$file" "$backup"
+        undo rm "$backup"
+        changed "backed up: $file -> $backup"
+    elif ! cmp -s -- "$file" "$backup"; then
+        backup=$backup-$(date +%Y%m%d%H%M%S)
+        cp -a -- "$file" "$backup"
+        undo rm "$backup"
+        changed "backed up: $file -> $backup (an older backup $1$BACKUP_SUFFIX is kept as it is)"
+    fi
+}
+
+# Put one file in place atomically (temporary file + rename), if it differs.
+put_file() {
+    local src=$1 dest=$2 mode=$3 verb=installed tmp saved
+    PUT_CHANGED=0
+    if [[ -d $dest && ! -L $dest ]]; then die "$dest is a directory; expected a file there (move it away)"; fi
+    if [[ -e $dest || -L $dest ]]; then
+        if [[ ! -L $dest ]] && cmp -s -- "$src" "$dest" && [[ $(file_state "$dest") == "$(wanted_state "$mode")" ]]; then
+            say "unchanged: $dest"
+            return 0
+        fi
+        has_marker "$dest" || backup_once "$dest"
+        saved=$WORK/saved.$RANDOM$RANDOM
+        cp -a -- "$dest" "$saved"
+        undo restore "$saved" "$dest"
+        verb=updated
+    else
+        ensure_dir "$(dirname -- "$dest")"
+        undo rm "$dest"
+    fi
+    tmp=$(dirname -- "$dest")/.$(basename -- "$dest").l2tproute-new
+    rm -f -- "$tmp"
+    cp -- "$src" "$tmp"
+    chmod "$mode" -- "$tmp"
+    chown "$OWNER" -- "$tmp"
+    mv -f -- "$tmp" "$dest"
+    PUT_CHANGED=1
+    changed "$verb: $dest"
+}
+
+# -- install ------------------------------------------------------------------
+
+check_source() {
+    local f
+    for f in pyproject.toml README.md l2tproute/__init__.py l2tproute/hook.py l2tproute/entry.py \
+        bin/l2tp-routectl bin/l2tp-routes-ip-up bin/l2tp-routes-ip-down; do
+        [[ -f $SRC/$f ]] || die "$SRC/$f is missing: run the script from a complete l2tproute checkout"
+    done
+    for f in "${FILES[@]}"; do
+        f=${f##*|}
+        [[ -f $SRC/$f ]] || die "$SRC/$f is missing: run the script from a complete l2tproute checkout"
+        [[ $f == bin/* ]] || grep -qxF -- "$MARKER" "$SRC/$f" || die "$SRC/$f lacks the line '$MARKER'"
+    done
+}
+
+install_packages() {
+    ((LIVE)) || return 0
+    command -v dpkg-query >/dev/null && command -v apt-get >/dev/null ||
+        die "this installer needs Debian or Ubuntu (dpkg and apt-get); install python3-venv, iproute2 and sudo by hand, then use --root"
+    local missing=() p
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    ((${#missing[@]})) || return 0
+    apt_install "${missing[@]}"
+}
+
+apt_install() {
+    say "installing from the distribution: $*"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q --no-install-recommends "$@" >"$WORK/apt.log" 2>&1; then
+        run_quiet "apt-get update" apt-get update -q
+        run_quiet "apt-get install $*" apt-get install -y -q --no-install-recommends "$@"
+    fi
+    changed "installed packages: $*"
+}
+
+python_ok() { [[ -x $1 ]] && "$1" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; }
+
+# The interpreter for the venv: python3, unless it is older than 3.9 (Ubuntu 20.04 has
+# 3.8 and a python3.9 package).
+choose_python() {
+    python_ok "$SYSTEM_PYTHON" && return 0
+    if ((LIVE)) && [[ -x /usr/bin/python3 ]] && ! python_ok /usr/bin/python3.9 &&
+        apt-cache show python3.9-venv >/dev/null 2>&1; then
+        apt_install python3.9 python3.9-venv
+    fi
+    if python_ok /usr/bin/python3.9; then
+        SYSTEM_PYTHON=/usr/bin/python3.9
+        return 0
+    fi
+    die "no usable Python: l2tproute needs /usr/bin/python3 3.9 or later with the venv module (packages python3 and python3-venv)"
+}
+
+# The contents to install, prepared (and checked) in $WORK before anything is touched.
+prepare() {
+    # -I: PYTHON* variables, the user site and the current directory are ignored (sudo, pppd).
+    local name shebang="#!$VENV_FINAL/bin/python3 -I"
+    choose_python
+    mkdir -p "$WORK/src" "$WORK/bin" "$WORK/contrib"
+    cp -- "$SRC/pyproject.toml" "$SRC/README.md" "$WORK/src/"
+    mkdir "$WORK/src/l2tproute"
+    cp -- "$SRC"/l2tproute/*.py "$WORK/src/l2tproute/"
+    for name in l2tp-routectl l2tp-routes-ip-up l2tp-routes-ip-down; do
+        {
+            printf '%s\n%s\n' "$shebang" "$MARKER"
+            tail -n +2 -- "$SRC/bin/$name"
+        } >"$WORK/bin/$name"
+    done
+    cp -r -- "$SRC/contrib/systemd" "$SRC/contrib/sysctl" "$SRC/contrib/iproute2" "$SRC/contrib/sudoers" "$WORK/contrib/"
+    if command -v visudo >/dev/null; then
+        run_quiet "checking the sudoers file with visudo -cf" visudo -cf "$WORK/contrib/sudoers/l2tp-routectl"
+    elif ((LIVE)); then
+        die "visudo is missing; install the sudo package"
+    else
+        warn "visudo is not installed: the sudoers file was not checked"
+    fi
+}
+
+fingerprint() {
+    {
+        "$SYSTEM_PYTHON" -c 'import sys; print(sys.version)'
+        (cd "$WORK/src" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+    } | sha256sum | cut -d' ' -f1
+}
+
+install_venv() {
+    local want
+    want=$(fingerprint)
+    if [[ -f $FINGERPRINT && $(cat -- "$FINGERPRINT") == "$want" ]] &&
+        "$VENV_PY" -I -c 'import l2tproute.entry, l2tproute.hook, l2tproute.cli' >/dev/null 2>&1; then
+        say "unchanged: $VENV (l2tproute $(cat -- "$SRC/l2tproute/__init__.py" | sed -n 's/^__version__ = "\(.*\)"/\1/p'))"
+        return 0
+    fi
+    if [[ -e $VENV || -L $VENV ]]; then
+        [[ -f $VENV/pyvenv.cfg && ! -L $VENV ]] || die "$VENV exists and is not a Python virtual environment; move it away"
+        # Keep the old venv until the end: a failure later puts it back as it was.
+        if "$VENV_PY" -I -c 'import sys' >/dev/null 2>&1; then
+            cp -a -- "$VENV" "$WORK/old-venv"  # upgraded in place: the command keeps working meanwhile
+        else
+            mv -- "$VENV" "$WORK/old-venv"  # from an older Python (a distribution upgrade): make a new one
+        fi
+        undo restore "$WORK/old-venv" "$VENV"
+        undo rmtree "$VENV"
+    fi
+    if [[ ! -e $VENV ]]; then
+        ensure_dir "$(dirname -- "$VENV")"
+        [[ -d $WORK/old-venv ]] || undo rmtree "$VENV"
+        run_quiet "creating the virtual environment $VENV" "$SYSTEM_PYTHON" -m venv "$VENV"
+        changed "created: $VENV (virtual environment)"
+    fi
+    say "installing l2tproute into $VENV (pip) ..."
+    run_quiet "pip install into $VENV" "$VENV_PY" -I -m pip install --disable-pip-version-check --no-input \
+        --no-compile --upgrade "$WORK/src"
+    # Compiled now, as root: at run time the venv is read-only (ProtectSystem=strict, or
+    # www-data through sudo would write root's caches), and every call pays for
+    # compiling what has no .pyc. -s/-p: tracebacks name the final paths.
+    if [[ -n $ROOT ]]; then
+        run_quiet "byte-compiling $VENV" "$VENV_PY" -I -m compileall -q -j 0 -s "$ROOT" -p / "$VENV/lib"
+    else
+        run_quiet "byte-compiling $VENV" "$VENV_PY" -I -m compileall -q -j 0 "$VENV/lib"
+    fi
+    run_quiet "checking the installed package" "$VENV_PY" -I -c 'import l2tproute.entry, l2tproute.hook, l2tproute.cli'
+    printf '%s\n' "$want" >"$FINGERPRINT"
+    chown -R "$OWNER" -- "$VENV" 2>/dev/null || true
+    changed "installed: l2tproute into $VENV"
+}
+
+install_files() {
+    local entry dest mode src
+    for entry in "${FILES[@]}"; do
+        IFS='|' read -r dest mode src <<<"$entry"
+        put_file "$WORK/$src" "$dest" "$mode"
+        if ((PUT_CHANGED)) && [[ $dest == "$SYSCTL_FILE" ]]; then SYSCTL_CHANGED=1; fi
+    done
+}
+
+install_store() {
+    if [[ -d $STORE ]]; then
+        say "unchanged: $STORE (route store; its files are never touched)"
+        return 0
+    fi
+    ensure_dir "$STORE" 0755
+    changed "created: $STORE (route store)"
+}
+
+activate() {
+    ((LIVE)) || { say "note: staging root $ROOT: no systemctl, no sysctl; enable $TIMER on the target system"; return 0; }
+    run_quiet "checking the whole sudoers configuration (visudo -c)" visudo -c
+    if systemd_running; then
+        systemctl daemon-reload
+        local unit
+        for unit in "$SERVICE" "$TIMER"; do
+            if ! systemctl is-enabled --quiet "$unit" 2>/dev/null; then
+                run_quiet "systemctl enable $unit" systemctl enable --quiet "$unit"
+                undo disable "$unit"
+                changed "enabled: $unit"
+            fi
+        done
+        if ! systemctl is-active --quiet "$TIMER"; then
+            run_quiet "systemctl start $TIMER" systemctl start "$TIMER"
+            changed "started: $TIMER"
+        fi
+    else
+        say "note: systemd is not running here: $SERVICE and $TIMER are installed but not enabled;" \
+            "once it runs: systemctl enable --now $TIMER $SERVICE"
+    fi
+    if [[ $(sysctl -n net.ipv4.ip_forward 2>/dev/null || true) != 1 ]] || ((SYSCTL_CHANGED)); then
+        if sysctl -q -p "$SYSCTL_FILE" >"$WORK/sysctl.log" 2>&1; then
+            changed "applied: $SYSCTL_FILE (sysctl -p)"
+        else
+            warn "could not apply $SYSCTL_FILE now ($(head -n 1 "$WORK/sysctl.log")); it applies at the next boot"
+        fi
+    fi
+}
+
+do_install() {
+    check_source
+    say "Installing l2tproute from $SRC${ROOT:+ into the staging root $ROOT}"
+    install_packages
+    prepare
+    install_venv
+    SYSCTL_CHANGED=0
+    install_files
+    install_store
+    activate
+    COMMITTED=1
+    if ((CHANGES == 0)); then
+        say "Nothing to do: l2tproute is already installed and up to date; nothing was changed."
+    else
+        say "Done: $CHANGES changes. Route files were not touched."
+    fi
+    ((LIVE)) && say "Logs: journalctl -t l2tp-routectl (pppd hooks), journalctl -u $SERVICE (timer runs)."
+    return 0
+}
+
+# -- uninstall ----------------------------------------------------------------
+
+remove_file() {
+    local file=$1 backup=$1$BACKUP_SUFFIX
+    if has_marker "$file"; then
+        rm -f -- "$file"
+        changed "removed: $file"
+    elif [[ -e $file || -L $file ]]; then
+        say "left alone: $file (not installed by this script)"
+    fi
+    if [[ -e $backup || -L $backup ]] && [[ ! -e $file && ! -L $file ]]; then
+        mv -- "$backup" "$file"
+        changed "restored: $file (from $backup)"
+        RESTORED+=("$file")
+    fi
+}
+
+do_uninstall() {
+    say "Uninstalling l2tproute${ROOT:+ from the staging root $ROOT}"
+    local entry dest mode src unit
+    RESTORED=()
+    if systemd_running; then
+        for unit in "$TIMER" "$SERVICE"; do
+            if has_marker "$UNIT_DIR/$unit"; then
+                systemctl disable --quiet --now "$unit" 2>/dev/null || true
+            fi
+        done
+    fi
+    for entry in "${FILES[@]}"; do
+        IFS='|' read -r dest mode src <<<"$entry"
+        remove_file "$dest"
+    done
+    if systemd_running; then
+        systemctl daemon-reload
+        for unit in "${RESTORED[@]}"; do
+            # The old system's units were running: bring back what is restored.
+            [[ $unit == "$UNIT_DIR/$TIMER" ]] && systemctl enable --quiet --now "$TIMER" || true
+            [[ $unit == "$UNIT_DIR/$SERVICE" ]] && systemctl enable --quiet "$SERVICE" || true
+        done
+    fi
+    if [[ -f $FINGERPRINT ]]; then
+        rm -rf -- "$VENV"
+        changed "removed: $VENV"
+    elif [[ -e $VENV ]]; then
+        say "left alone: $VENV (not created by this script)"
+    fi
+    if [[ -d $STORE ]]; then
+        if [[ -z $(find "$STORE" -mindepth 1 -maxdepth 1 ! -name "$LOCK_NAME" -print -quit) ]]; then
+            rm -f -- "$STORE/$LOCK_NAME"
+            rmdir -- "$STORE"
+            rmdir -- "$STORE_PARENT" 2>/dev/null || true
+            changed "removed: $STORE (it was empty)"
+        else
+            say "kept: $STORE (route files are never removed)"
+        fi
+    fi
+    COMMITTED=1
+    if ((CHANGES == 0)); then
+        say "Nothing to uninstall: l2tproute is not installed${ROOT:+ in $ROOT}."
+    else
+        say "Done: $CHANGES changes. Route files were not touched."
+        ((LIVE)) && say "Forwarding and rp_filter keep their current values until the next boot."
+    fi
+    return 0
+}
+
+# -- demo ---------------------------------------------------------------------
+
+DEMO_NS=""
+DEMO_DIR=""
+
+demo_cleanup() {
+    [[ -z $DEMO_NS ]] || ip netns del "$DEMO_NS" 2>/dev/null || true
+    [[ -z $DEMO_DIR ]] || rm -rf -- "$DEMO_DIR"
+}
+
+demo_show() {
+    printf '\n$ %s\n' "$*"
+    "$@" || die "demo: '$*' failed (the installation itself is complete)"
+}
+
+demo_routectl() {
+    printf '\n$ l2tp-routectl %s\n' "$*"
+    # A scratch store: sudo's variables would make l2tp-routectl use the real one.
+    env -u SUDO_UID -u SUDO_USER -u SUDO_GID -u SUDO_COMMAND L2TP_ROUTES_DIR="$DEMO_DIR" "$CMD" "$@" ||
+        die "demo: 'l2tp-routectl $*' failed (the installation itself is complete)"
+}
+
+run_demo() {
+    DEMO_NS=l2tproute-demo-$$
+    DEMO_DIR=$(mktemp -d /tmp/l2tproute-demo.XXXXXX)
+    trap 'rc=$?; demo_cleanup; on_exit "$rc"' EXIT
+    local peer=10.255.10.2
+    say ""
+    say "== Demo: scratch network namespace $DEMO_NS with one PPP-like link ppp0 (peer $peer),"
+    say "== scratch route store $DEMO_DIR; this system's routes and route files are not touched."
+    ip netns add "$DEMO_NS"
+    ip -n "$DEMO_NS" link set lo up
+    ip -n "$DEMO_NS" tuntap add dev ppp0 mode tun
+    ip -n "$DEMO_NS" addr add 10.254.0.1 peer "$peer" dev ppp0
+    ip -n "$DEMO_NS" link set ppp0 up
+    demo_routectl add --peer "$peer" --dst 192.168.20.0/24 --netns "$DEMO_NS"
+    demo_routectl add --peer "$peer" --dst 10.20.0.0/16 --gw "$peer" --netns "$DEMO_NS"
+    demo_routectl list
+    demo_routectl list --peer "$peer"
+    demo_routectl apply --netns "$DEMO_NS"
+    demo_show ip -n "$DEMO_NS" route
+    demo_routectl del --peer "$peer" --dst 192.168.20.0/24 --netns "$DEMO_NS"
+    demo_routectl del --peer "$peer" --dst all --netns "$DEMO_NS"
+    demo_show ip -n "$DEMO_NS" route
+    demo_routectl list --peer "$peer"
+    demo_cleanup
+    DEMO_NS=""
+    DEMO_DIR=""
+    say ""
+    say "== Demo done: namespace and scratch store removed."
+}
+
+# -- main ---------------------------------------------------------------------
+
+WORK=$(mktemp -d /tmp/l2tproute-install.XXXXXX)
+: >"$WORK/undo"
+trap on_exit EXIT
+trap 'on_error "$LINENO" "$BASH_COMMAND"' ERR
+trap 'exit 130' INT TERM HUP
+
+if [[ $ACTION == uninstall ]]; then
+    do_uninstall
+else
+    do_install
+    if ((DEMO)); then run_demo; fi
+fi
