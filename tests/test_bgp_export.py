@@ -1,14 +1,16 @@
-"""BGP export with the shipped BIRD 2 configuration: two real `bird` daemons, two namespaces.
+"""BGP export with the shipped configurations: real daemons in two namespaces.
 
 The L2TP server namespace runs contrib/bird/bird.conf (only the include path and
-the log line are changed) with contrib/bird/l2tproute.conf; the upstream router
-namespace runs a plain BGP speaker that writes what it learns into its kernel
-table. A veth pair joins them with the addresses the example configuration uses.
-What the upstream's kernel holds (`proto bird`) is exactly what the server announced.
+the log line are changed) with contrib/bird/l2tproute.conf, or FRR's zebra and
+bgpd with contrib/frr/frr.conf as it is; the upstream router namespace runs a
+plain BIRD BGP speaker that writes what it learns into its kernel table. A veth
+pair joins them with the addresses the example configurations use. What the
+upstream's kernel holds (`proto bird`) is exactly what the server announced.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -17,7 +19,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Iterator, List, Tuple
 
 import pytest
 
@@ -30,6 +32,10 @@ from conftest import REPO, Netns
 pytestmark = pytest.mark.skipif(shutil.which("bird") is None, reason="bird2 is not installed (apt-get install bird2)")
 
 BIRD_DIR = REPO / "contrib" / "bird"
+FRR_CONF = REPO / "contrib" / "frr" / "frr.conf"
+FRR_BIN = Path("/usr/lib/frr")
+needs_frr = pytest.mark.skipif(not (FRR_BIN / "bgpd").exists() or shutil.which("vtysh") is None,
+                               reason="FRR is not installed (apt-get install frr)")
 PEER = "10.255.10.2"
 SERVER4, UPSTREAM4 = "192.0.2.1", "192.0.2.2"
 SERVER6, UPSTREAM6 = "2001:db8:ffff::1", "2001:db8:ffff::2"
@@ -84,13 +90,7 @@ class Bird:
                               timeout=10).stdout
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        _stop(self.proc)
 
 
 def wait_for(what: str, check: Callable[[], bool], explain: Callable[[], str]) -> None:
@@ -102,9 +102,56 @@ def wait_for(what: str, check: Callable[[], bool], explain: Callable[[], str]) -
         time.sleep(0.2)
 
 
+class Frr:
+    """FRR's zebra and bgpd in the foreground inside a namespace, configured by vtysh from a file."""
+
+    def __init__(self, ns: str, directory: Path, conf: Path):
+        self.directory = directory
+        directory.parent.chmod(0o711)  # the daemons drop to user frr: it must reach its directory
+        shutil.chown(directory, "frr", "frr")
+        common = ["-u", "frr", "-g", "frr", "-P", "0", "--vty_socket", str(directory),
+                  "-z", str(directory / "zserv.api")]
+        self.procs = []
+        for daemon in ("zebra", "bgpd"):
+            empty = directory / f"{daemon}.conf"
+            empty.write_text("")
+            self.procs.append(subprocess.Popen(
+                ["ip", "netns", "exec", ns, str(FRR_BIN / daemon), *common, "-f", str(empty),
+                 "-i", str(directory / f"{daemon}.pid"), "--log", f"file:{directory / daemon}.log"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            proc = self.procs[-1]
+            wait_for(f"{daemon}'s vty socket", (directory / f"{daemon}.vty").exists,
+                     lambda: f"exit status {proc.poll()}; log: {_tail(directory / (daemon + '.log'))}")
+        applied = subprocess.run(["vtysh", "--vty_socket", str(directory), "-f", str(conf)],
+                                 capture_output=True, text=True, timeout=30)
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+
+    def vtysh(self, command: str) -> str:
+        return subprocess.run(["vtysh", "--vty_socket", str(self.directory), "-c", command],
+                              capture_output=True, text=True, timeout=10).stdout
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            _stop(proc)
+
+
+def _tail(path: Path) -> str:
+    return path.read_text(errors="replace")[-1500:] if path.exists() else "(none)"
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 class Pair:
-    def __init__(self, server: Netns, upstream: Netns, birds: List[Bird]):
-        self.server, self.upstream, self.birds = server, upstream, birds
+    def __init__(self, server: Netns, upstream: Netns, upstream_bird: Bird, describe: Callable[[], str]):
+        self.server, self.upstream, self.upstream_bird, self.describe = server, upstream, upstream_bird, describe
 
     def announced(self) -> set:
         """What the upstream learned by BGP: its `proto bird` routes, (dst, gateway)."""
@@ -115,44 +162,67 @@ class Pair:
         return found
 
     def explain(self) -> str:
-        server, upstream = self.birds
-        return (f"upstream kernel has {sorted(self.announced())}; server bird: "
-                f"{server.birdc('show', 'route', 'all').strip()[-1500:]}; upstream log: "
-                f"{upstream.log.read_text()[-1500:] if upstream.log.exists() else ''}")
+        log = self.upstream_bird.log
+        return (f"upstream kernel has {sorted(self.announced())}; server: {self.describe()[-1500:]}; "
+                f"upstream log: {log.read_text()[-1500:] if log.exists() else ''}")
+
+
+@contextlib.contextmanager
+def routers(server: Netns, start_server: Callable[[Path], object]) -> Iterator[Pair]:
+    """The server namespace joined to a fresh upstream namespace, both BGP sessions up."""
+    _enable_ipv6(server.name)
+    upstream = Netns(f"l2u-{os.getpid()}-{next(_counter)}")
+    subprocess.run(["ip", "netns", "add", upstream.name], check=True)
+    directory = Path(tempfile.mkdtemp(prefix="l2tbgp-"))  # short: a unix socket path has 107 bytes
+    daemons: list = []
+    try:
+        _enable_ipv6(upstream.name)
+        upstream.ip("link", "set", "lo", "up")
+        server.ip("link", "add", "up0", "type", "veth", "peer", "name", "dn0", "netns", upstream.name)
+        for ns, dev, v4, v6 in ((server, "up0", SERVER4, SERVER6), (upstream, "dn0", UPSTREAM4, UPSTREAM6)):
+            ns.ip("addr", "add", f"{v4}/30", "dev", dev)
+            ns.ip("-6", "addr", "add", f"{v6}/64", "dev", dev, "nodad")
+            ns.ip("link", "set", dev, "up")
+        server.add_ppp("ppp0", PEER)
+        (directory / "server").mkdir()
+        daemons.append(start_server(directory / "server"))
+        bird = Bird(upstream.name, directory, "upstream", UPSTREAM_CONF.format(log=directory / "upstream.log"))
+        daemons.append(bird)
+        wait_for("the upstream bird's control socket", bird.sock.exists,
+                 lambda: bird.proc.stderr.read1().decode() if bird.proc.poll() is not None else "still starting")
+        wait_for("both BGP sessions established", lambda: bird.birdc("show", "protocols").count("Established") == 2,
+                 lambda: bird.birdc("show", "protocols"))
+        describe = getattr(daemons[0], "describe", lambda: "")
+        yield Pair(server, upstream, bird, describe)
+    finally:
+        for daemon in daemons:
+            daemon.stop()
+        subprocess.run(["ip", "netns", "del", upstream.name], capture_output=True)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
 def pair(netns, store_dir):
-    _enable_ipv6(netns.name)
-    upstream = Netns(f"l2u-{os.getpid()}-{next(_counter)}")
-    subprocess.run(["ip", "netns", "add", upstream.name], check=True)
-    directory = Path(tempfile.mkdtemp(prefix="l2tbgp-"))  # short: a unix socket path has 107 bytes
-    birds: List[Bird] = []
-    try:
-        _enable_ipv6(upstream.name)
-        upstream.ip("link", "set", "lo", "up")
-        netns.ip("link", "add", "up0", "type", "veth", "peer", "name", "dn0", "netns", upstream.name)
-        for ns, dev, v4, v6 in ((netns, "up0", SERVER4, SERVER6), (upstream, "dn0", UPSTREAM4, UPSTREAM6)):
-            ns.ip("addr", "add", f"{v4}/30", "dev", dev)
-            ns.ip("-6", "addr", "add", f"{v6}/64", "dev", dev, "nodad")
-            ns.ip("link", "set", dev, "up")
-        netns.add_ppp("ppp0", PEER)
-        birds.append(Bird(netns.name, directory, "server", server_conf(directory / "server.log")))
-        birds.append(Bird(upstream.name, directory, "upstream", UPSTREAM_CONF.format(log=directory / "upstream.log")))
-        result = Pair(netns, upstream, birds)
-        for bird in birds:
-            wait_for("bird's control socket", bird.sock.exists,
-                     lambda: bird.proc.stderr.read1().decode() if bird.proc.poll() is not None else "still starting")
-        server = birds[0]
-        wait_for("both BGP sessions established",
-                 lambda: server.birdc("show", "protocols").count("Established") == 2,
-                 lambda: server.birdc("show", "protocols"))
+    """The server runs the shipped BIRD configuration."""
+    def start(directory: Path) -> Bird:
+        bird = Bird(netns.name, directory, "server", server_conf(directory / "server.log"))
+        bird.describe = lambda: bird.birdc("show", "route", "all")
+        return bird
+
+    with routers(netns, start) as result:
         yield result
-    finally:
-        for bird in birds:
-            bird.stop()
-        subprocess.run(["ip", "netns", "del", upstream.name], capture_output=True)
-        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def frr_pair(netns, store_dir):
+    """The server runs FRR with the shipped frr.conf, unchanged."""
+    def start(directory: Path) -> Frr:
+        frr = Frr(netns.name, directory, FRR_CONF)
+        frr.describe = lambda: frr.vtysh("show bgp ipv4 unicast") + frr.vtysh("show bgp ipv6 unicast")
+        return frr
+
+    with routers(netns, start) as result:
+        yield result
 
 
 def _enable_ipv6(ns: str) -> None:
@@ -219,3 +289,31 @@ def test_apply_is_announced_and_bird_never_writes_the_servers_kernel(pair, route
 
 def snapshot(ns: Netns) -> set:
     return {json.dumps(r, sort_keys=True) for family in (4, 6) for r in ns.routes(family)}
+
+
+@needs_frr
+def test_frr_config_is_valid_for_vtysh():
+    checked = subprocess.run(["vtysh", "-C", "-f", str(FRR_CONF)], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@needs_frr
+def test_frr_announces_users_routes_and_withdraws_them_and_keeps_other_space_home(frr_pair, routectl, store_dir):
+    """FRR sees every route it did not install as `kernel` (no protocol number), so frr.conf
+    bounds the export by the users' address space; what lies outside it stays home."""
+    server = frr_pair.server
+    server.add_lan("eth1", "172.16.5.1/24")
+    server.ip("route", "add", "default", "via", "172.16.5.9", "dev", "eth1")
+    server.ip("route", "add", "198.51.100.0/24", "via", "172.16.5.9", "dev", "eth1", "proto", "dhcp")
+    server.ip("-6", "route", "add", "2001:db8:777::/48", "dev", "ppp0", "proto", "static")
+    for dst in ("192.168.20.0/24", "10.20.0.0/16", "2001:db8:100::/48"):
+        result = routectl("add", "--peer", PEER, "--dst", dst, ns=server)
+        assert result.returncode == 0 and "Installed on ppp0." in result.stdout, result.stderr
+    expected = {("192.168.20.0/24", SERVER4), ("10.20.0.0/16", SERVER4), ("2001:db8:100::/48", SERVER6)}
+    wait_for("the added routes at the upstream", lambda: expected <= frr_pair.announced(), frr_pair.explain)
+    assert frr_pair.announced() == expected
+    assert routectl("del", "--peer", PEER, "--dst", "192.168.20.0/24", ns=server).returncode == 0
+    expected.discard(("192.168.20.0/24", SERVER4))
+    wait_for("the withdrawal after del", lambda: frr_pair.announced() == expected, frr_pair.explain)
+    down_hook(frr_pair, store_dir)
+    wait_for("the withdrawal after ip-down", lambda: frr_pair.announced() == set(), frr_pair.explain)
