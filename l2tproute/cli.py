@@ -22,7 +22,12 @@ from .store import Store, StoreError
 
 app = typer.Typer(add_completion=True, rich_markup_mode=None, pretty_exceptions_enable=False,
                   no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
-                  help="Per-user static routes for L2TP/PPP servers.")
+                  help="Per-user static routes for L2TP/PPP servers.",
+                  epilog="\b\nExamples:\n"
+                         "  l2tp-routectl add --peer 10.255.10.2 --dst 192.168.20.0/24\n"
+                         "  l2tp-routectl list --peer 10.255.10.2\n"
+                         "  l2tp-routectl status\n"
+                         "  l2tp-routectl COMMAND --help    (options and examples of one command)")
 
 _NETNS_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", re.ASCII)
 
@@ -137,7 +142,10 @@ def add_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
             netns: Optional[str] = NetnsOpt) -> int:
     """Add a route for a peer and install it now if the peer is connected.
 
+    \b
     Example: l2tp-routectl add --peer 10.255.10.2 --dst 192.168.20.0/24
+    Example: l2tp-routectl add --user alice --dst 10.20.0.0/16 --metric 50 --table 100
+    Example: l2tp-routectl add --peer 10.255.10.2 --dst 2001:db8:100::/48   (IPv6: onto the peer's link)
     """
     p = secrets.resolve_user_or_peer(peer, user, required=True)
     route = make_route(p, parse_destination(dst), parse_gateway(gw) if gw is not None else None,
@@ -168,7 +176,9 @@ def del_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
             json_out: bool = JsonOpt, dry_run: bool = DryOpt, netns: Optional[str] = NetnsOpt) -> int:
     """Delete a peer's route (or all of them) from its file and from the kernel.
 
+    \b
     Example: l2tp-routectl del --peer 10.255.10.2 --dst 192.168.20.0/24
+    Example: l2tp-routectl del --peer 10.255.10.2 --dst all   (every route; the file is removed)
     """
     p = secrets.resolve_user_or_peer(peer, user, required=True)
     target = engine.ALL if dst == engine.ALL else parse_destination(dst)
@@ -195,7 +205,9 @@ def list_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUserOp
              json_out: bool = JsonOpt, dry_run: bool = DryOpt, netns: Optional[str] = NetnsOpt) -> int:
     """Print the stored routes of one peer, or of every peer.
 
+    \b
     Example: l2tp-routectl list --peer 10.255.10.2
+    Example: l2tp-routectl list --json
     """
     session = Session(json_out, dry_run, netns)
     store = session.store
@@ -227,7 +239,10 @@ def apply_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUserO
               netns: Optional[str] = NetnsOpt) -> int:
     """Install the stored routes of connected peers; without --peer, also remove stale ones.
 
-    Example: l2tp-routectl apply            (what the timer runs every minute)
+    \b
+    Example: l2tp-routectl apply                         (what the timer runs every minute)
+    Example: l2tp-routectl apply --peer 10.255.10.2      (what the panel runs after add)
+    Example: l2tp-routectl apply --dry-run               (show the ip commands, change nothing)
     """
     p = secrets.resolve_user_or_peer(peer, user, required=False)
     session = Session(json_out, dry_run, netns, force)
@@ -261,6 +276,8 @@ def status_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUser
     wanted is installed, 1 on drift (missing, blocked or extra), so a Nagios/Icinga
     check or a systemd ExecCondition can run it as it is.
 
+    \b
+    Example: l2tp-routectl status
     Example: l2tp-routectl status --user alice --json
     """
     p = secrets.resolve_user_or_peer(peer, user, required=False)
