@@ -69,7 +69,7 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 if [[ -n $ROOT ]]; then
     ROOT=$(realpath -m -- "$ROOT")
     [[ $ROOT =~ ^/[A-Za-z0-9/._+-]*$ ]] ||
-        die_usage "--root '$ROOT': use a path of letters, digits and / . _ + - only (it goes into a #! line)"
+        die_usage "--root '$ROOT': use a path of letters, digits and / . _ + - only"
     [[ $ROOT != / ]] || die_usage "--root /: run without --root to install on this system"
     LIVE=0
 else

@@ -1,0 +1,312 @@
+"""install-l2tp-per-user-routing.sh into staging roots (--root): every file, twice, upgrade, uninstall, failures.
+
+One real install (venv + pip from this checkout) is shared by the module; the upgrade
+and failure tests start from a copy of its venv so they do not pay for pip again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import pytest
+
+from conftest import REPO
+from l2tproute import constants as C
+
+INSTALLER = REPO / "install-l2tp-per-user-routing.sh"
+PROG = INSTALLER.name
+MARKER = "# Installed by install-l2tp-per-user-routing.sh (l2tproute)"
+VENV = "opt/l2tproute"
+SHEBANG = "#!/opt/l2tproute/bin/python3 -I"
+STORE = "etc/l2tp-manager/routes.d"
+
+#: Every file the installer puts in place: path under the root, mode, source in the checkout.
+FILES = {
+    "usr/local/sbin/l2tp-routectl": (0o755, "bin/l2tp-routectl"),
+    "etc/ppp/ip-up.d/l2tp-routes": (0o755, "bin/l2tp-routes-ip-up"),
+    "etc/ppp/ip-down.d/l2tp-routes": (0o755, "bin/l2tp-routes-ip-down"),
+    "etc/systemd/system/route-l2tp-apply-all.service": (0o644, "contrib/systemd/route-l2tp-apply-all.service"),
+    "etc/systemd/system/route-l2tp-apply-all.timer": (0o644, "contrib/systemd/route-l2tp-apply-all.timer"),
+    "etc/sysctl.d/99-l2tp-routing.conf": (0o644, "contrib/sysctl/99-l2tp-routing.conf"),
+    "etc/iproute2/rt_protos.d/l2tproute.conf": (0o644, "contrib/iproute2/l2tproute.conf"),
+    "etc/sudoers.d/l2tp-routectl": (0o440, "contrib/sudoers/l2tp-routectl"),
+}
+
+#: What the old bash system left on a server: its tool, hooks, units and sudoers entry.
+OLD_SYSTEM = {
+    "usr/local/sbin/l2tp-routectl": (0o755, "#!/bin/bash\n# old l2tp-routectl\necho old tool\n"),
+    "etc/ppp/ip-up.d/l2tp-routes": (0o755, "#!/bin/sh\n/usr/local/sbin/l2tp-routectl apply --peer $5\n"),
+    "etc/ppp/ip-down.d/l2tp-routes": (0o755, "#!/bin/sh\nip route show | grep \"via $5\" | while read r; do "
+                                             "ip route del $r; done\n"),
+    "etc/systemd/system/route-l2tp-apply-all.service": (0o644, "[Service]\nType=oneshot\n"
+                                                               "ExecStart=/usr/local/sbin/l2tp-routectl apply\n"),
+    "etc/systemd/system/route-l2tp-apply-all.timer": (0o644, "[Timer]\nOnBootSec=15s\nOnUnitActiveSec=60s\n"),
+    "etc/sudoers.d/l2tp-routectl": (0o440, "www-data ALL=(root) NOPASSWD: /usr/local/sbin/l2tp-routectl\n"),
+}
+ROUTE_FILES = {
+    "10.255.10.1.routes": b"192.168.50.0/24 via 10.255.10.1\n10.9.0.0/16 via 10.255.10.1 dev ppp1\n",
+    "10.255.10.11.routes": b"# hand edit\r\n192.168.111.0/24 via 10.255.10.11  \r\n\r\nnot a route\n",
+}
+
+
+def installer(*args: str, script: Path = INSTALLER, user: Optional[str] = None) -> subprocess.CompletedProcess:
+    argv = ["bash", str(script), *args]
+    if user:
+        argv = ["runuser", "-u", user, "--", *argv]
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600, cwd="/")
+
+
+def expected_content(source: str, checkout: Path) -> bytes:
+    text = (checkout / source).read_text()
+    if source.startswith("bin/"):
+        return f"{SHEBANG}\n{MARKER}\n{text.split(chr(10), 1)[1]}".encode()
+    return text.encode()
+
+
+def snapshot(root: Path) -> Dict[str, Tuple]:
+    """Every path under root: type, mode, owner, mtime and content digest (or link target)."""
+    found = {}
+    for directory, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(directory, name)
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                detail = os.readlink(path)
+            elif stat.S_ISREG(info.st_mode) and VENV in str(path):
+                detail = info.st_size  # thousands of files that pip wrote: size and mtime tell
+            elif stat.S_ISREG(info.st_mode):
+                detail = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                detail = ""
+            key = str(path.relative_to(root))
+            found[key] = (stat.S_IFMT(info.st_mode), stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid,
+                          info.st_mtime_ns if not stat.S_ISDIR(info.st_mode) else 0, detail)
+    return found
+
+
+def outside_venv(snap: Dict[str, Tuple]) -> Dict[str, Tuple]:
+    return {key: value for key, value in snap.items() if not key.startswith(VENV + "/")}
+
+
+def seed_venv(staged: Path, root: Path) -> None:
+    """The staged venv copied in: these tests are about files, the staged test covers pip."""
+    (root / "opt").mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-a", str(staged / VENV), str(root / VENV)], check=True)
+
+
+def lay_out_old_system(root: Path) -> None:
+    for rel, (mode, text) in OLD_SYSTEM.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(mode)
+    store = root / STORE
+    store.mkdir(parents=True)
+    for name, data in ROUTE_FILES.items():
+        (store / name).write_bytes(data)
+        (store / name).chmod(0o644)
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory) -> Path:
+    """A copy of the checkout: the working tree may change while the module runs."""
+    return copy_checkout(tmp_path_factory.mktemp("checkout")).parent
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory, checkout) -> Path:
+    root = tmp_path_factory.mktemp("staged") / "root"
+    result = installer("--root", str(root), script=checkout / PROG)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    assert result.stdout.splitlines()[-1] == "Done: 11 changes. Route files were not touched."
+    return root
+
+
+# -- a fresh install ------------------------------------------------------------
+
+def test_every_file_is_in_place_with_its_content_mode_and_owner(staged, checkout):
+    for rel, (mode, source) in FILES.items():
+        path = staged / rel
+        info = path.lstat()
+        assert stat.S_ISREG(info.st_mode), rel
+        assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (mode, 0, 0), rel
+        assert path.read_bytes() == expected_content(source, checkout), rel
+    store = staged / STORE
+    assert store.is_dir() and stat.S_IMODE(store.stat().st_mode) == 0o755 and list(store.iterdir()) == []
+
+
+def test_the_venv_is_byte_compiled_and_names_the_final_paths(staged, checkout):
+    sources = list((staged / VENV / "lib").glob("python3*/site-packages/l2tproute/*.py"))
+    assert {p.name for p in sources} == {p.name for p in (checkout / "l2tproute").glob("*.py")}
+    for source in sources:
+        compiled = list((source.parent / "__pycache__").glob(f"{source.stem}.*.pyc"))
+        assert len(compiled) == 1, source
+        code = compiled[0].read_bytes()
+        assert b"/opt/l2tproute/lib/" in code and str(staged).encode() not in code, compiled
+
+
+def test_the_staged_command_runs_from_the_venv_and_ignores_python_variables(staged, netns, tmp_path):
+    python = str(staged / VENV / "bin" / "python3")
+    evil = tmp_path / "evil" / "l2tproute"
+    evil.mkdir(parents=True)
+    (evil / "__init__.py").write_text("raise SystemExit('the caller chose the code')\n")
+    (evil / "entry.py").write_text("raise SystemExit('the caller chose the code')\n")
+    store = tmp_path / "routes.d"
+    store.mkdir()
+    netns.add_ppp("ppp1", "10.255.10.1")
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(evil.parent), "PYTHONHOME": "/nonexistent",
+           C.STORE_DIR_ENV: str(store)}
+    command = [python, "-I", str(staged / "usr/local/sbin/l2tp-routectl")]
+    result = subprocess.run([*command, "add", "--peer", "10.255.10.1", "--dst", "192.168.50.0/24", "--netns",
+                             netns.name], capture_output=True, text=True, env=env, cwd=str(evil.parent), timeout=60)
+    assert (result.returncode, result.stderr) == (0, ""), result
+    assert netns.tagged_set() == {("192.168.50.0/24", "10.255.10.1", "ppp1", "main")}
+    assert (store / "10.255.10.1.routes").read_text() == "192.168.50.0/24 via 10.255.10.1\n"
+    where = subprocess.run([python, "-I", "-c", "import l2tproute; print(l2tproute.__file__)"], capture_output=True,
+                           text=True, env=env, cwd=str(evil.parent), check=True).stdout.strip()
+    assert where.startswith(str(staged / VENV) + "/"), where
+
+
+def test_a_second_run_changes_nothing_and_says_so(staged, checkout):
+    before = snapshot(staged)
+    result = installer("--root", str(staged), script=checkout / PROG)
+    assert (result.returncode, result.stderr) == (0, ""), result
+    assert result.stdout.splitlines()[-1] == ("Nothing to do: l2tproute is already installed and up to date; "
+                                              "nothing was changed.")
+    assert not [line for line in result.stdout.splitlines() if line.startswith(("installed", "updated", "created"))]
+    assert snapshot(staged) == before
+
+
+# -- upgrade from the old bash system, and uninstall -----------------------------
+
+def test_upgrade_from_the_old_system_backs_up_once_and_uninstall_restores(staged, checkout, tmp_path):
+    root = tmp_path / "root"
+    lay_out_old_system(root)
+    seed_venv(staged, root)
+    routes_before = snapshot(root / STORE)
+
+    result = installer("--root", str(root), script=checkout / PROG)
+    assert (result.returncode, result.stderr) == (0, ""), result
+    for rel, (mode, text) in OLD_SYSTEM.items():
+        backup = root / f"{rel}.bak-l2tproute"
+        assert backup.read_text() == text and stat.S_IMODE(backup.stat().st_mode) == mode, rel
+        assert f"backed up: {root / rel} -> {backup}" in result.stdout
+        assert (root / rel).read_bytes() == expected_content(FILES[rel][1], checkout), rel
+    assert snapshot(root / STORE) == routes_before
+
+    again = installer("--root", str(root), script=checkout / PROG)
+    assert again.returncode == 0 and "Nothing to do" in again.stdout and "backed up" not in again.stdout
+    assert not list(root.rglob("*.bak-l2tproute-*")), "a second backup was made"
+
+    removed = installer("--uninstall", "--root", str(root), script=checkout / PROG)
+    assert (removed.returncode, removed.stderr) == (0, ""), removed
+    for rel, (mode, text) in OLD_SYSTEM.items():
+        path = root / rel
+        assert path.read_text() == text and stat.S_IMODE(path.stat().st_mode) == mode, rel
+        assert not Path(f"{path}.bak-l2tproute").exists()
+    for rel in set(FILES) - set(OLD_SYSTEM):
+        assert not (root / rel).exists(), rel
+    assert not (root / VENV).exists()
+    assert snapshot(root / STORE) == routes_before
+    assert "kept: " + str(root / STORE) + " (route files are never removed)" in removed.stdout
+
+    nothing = installer("--uninstall", "--root", str(root))
+    assert nothing.returncode == 0 and nothing.stdout.splitlines()[-1].startswith("Nothing to uninstall")
+
+
+def test_uninstall_removes_all_it_installed_and_leaves_a_file_it_did_not_install(staged, tmp_path):
+    root = tmp_path / "root"
+    subprocess.run(["cp", "-a", str(staged), str(root)], check=True)
+    mine = root / "etc/sysctl.d/99-l2tp-routing.conf"
+    mine.write_text("# the admin's own file now\nnet.ipv4.ip_forward = 1\n")
+    result = installer("--uninstall", "--root", str(root))
+    assert (result.returncode, result.stderr) == (0, ""), result
+    assert f"left alone: {mine} (not installed by this script)" in result.stdout
+    assert [p for p in root.rglob("*") if not p.is_dir()] == [mine]
+    assert mine.read_text().startswith("# the admin's own file now")
+    assert not (root / STORE).exists() and "removed: " + str(root / STORE) + " (it was empty)" in result.stdout
+
+
+# -- failures: clear message, non-zero, nothing half done -----------------------
+
+def test_a_failure_half_way_rolls_every_change_back(staged, checkout, tmp_path):
+    root = tmp_path / "root"
+    lay_out_old_system(root)
+    seed_venv(staged, root)
+    (root / "etc/iproute2/rt_protos.d/l2tproute.conf").mkdir(parents=True)  # in the way, after 5 files
+    before = snapshot(root)
+    result = installer("--root", str(root), script=checkout / PROG)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert errors == [f"{PROG}: error: {root}/etc/iproute2/rt_protos.d/l2tproute.conf is a directory; expected a "
+                      "file there (move it away)"], result.stderr
+    assert "Rolled back: the system is as it was before this run." in result.stdout
+    assert "updated: " + str(root / "usr/local/sbin/l2tp-routectl") in result.stdout  # there was something to undo
+    assert snapshot(root) == before
+
+
+def copy_checkout(target: Path) -> Path:
+    """The files the installer installs from, in a scratch checkout that a test may break."""
+    for rel in ("pyproject.toml", "README.md", INSTALLER.name):
+        shutil.copy2(REPO / rel, target / rel)
+    for rel in ("l2tproute", "bin", "contrib"):
+        shutil.copytree(REPO / rel, target / rel, ignore=shutil.ignore_patterns("__pycache__"))
+    return target / INSTALLER.name
+
+
+def test_a_sudoers_file_that_visudo_rejects_is_never_installed(tmp_path):
+    source = tmp_path / "checkout"
+    source.mkdir()
+    script = copy_checkout(source)
+    (source / "contrib/sudoers/l2tp-routectl").write_text(
+        f"{MARKER}\nwww-data ALL=(root) NOPASSWD /usr/local/sbin/l2tp-routectl\n")
+    root = tmp_path / "root"
+    result = installer("--root", str(root), script=script)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith(f"{PROG}: error: checking the sudoers file with visudo -cf "
+                                                     "failed"), result.stderr
+    assert "syntax error" in result.stderr
+    assert not root.exists() or [p for p in root.rglob("*")] == []
+
+
+def test_an_incomplete_checkout_is_refused_before_anything_happens(tmp_path):
+    source = tmp_path / "checkout"
+    source.mkdir()
+    script = copy_checkout(source)
+    (source / "contrib/systemd/route-l2tp-apply-all.timer").unlink()
+    root = tmp_path / "root"
+    result = installer("--root", str(root), script=script)
+    assert result.returncode == 1
+    assert result.stderr == (f"{PROG}: error: {source}/contrib/systemd/route-l2tp-apply-all.timer is missing: "
+                             "run the script from a complete l2tproute checkout\n")
+    assert not root.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bogus"], "unknown argument '--bogus'"),
+    (["--root"], "--root needs a directory"),
+    (["--root", ""], "--root needs a directory"),
+    (["--root", "/"], "--root /: run without --root to install on this system"),
+    (["--root", "/tmp/a b"], "--root '/tmp/a b': use a path of letters, digits and / . _ + - only (see"),
+    (["--demo", "--root", "/tmp/x"], "--demo needs the live system; it does not go with --root"),
+    (["--demo", "--uninstall"], "--demo and --uninstall do not go together"),
+])
+def test_a_wrong_argument_is_one_line_and_exit_2(args, message):
+    result = installer(*args)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"{PROG}: error: {message}") and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_the_live_install_needs_root():
+    result = installer(user="nobody")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"{PROG}: error: run me as root: sudo ./{PROG}\n"
