@@ -1,0 +1,153 @@
+"""The system files in contrib/: systemd units, sysctl, sudoers, the rt_protos entry.
+
+Each is checked by the tool that reads it on a server (systemd-analyze, sysctl,
+visudo, ip), inside private mount or network namespaces so this machine is unchanged.
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from l2tproute import constants as C
+
+SERVICE = REPO / "contrib/systemd/route-l2tp-apply-all.service"
+TIMER = REPO / "contrib/systemd/route-l2tp-apply-all.timer"
+SYSCTL = REPO / "contrib/sysctl/99-l2tp-routing.conf"
+SUDOERS = REPO / "contrib/sudoers/l2tp-routectl"
+PROTOS = REPO / "contrib/iproute2/l2tproute.conf"
+
+
+def unit(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    parser.read(path)
+    return parser
+
+
+def in_mount_namespace(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["unshare", "-m", "sh", "-euc", script, "sh", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+# -- systemd ----------------------------------------------------------------------
+
+def test_systemd_analyze_verify_passes_on_both_units():
+    # verify also checks that ExecStart's program exists: bind this checkout's bin/ over /usr/local/sbin.
+    result = in_mount_namespace('mount --bind "$1" /usr/local/sbin; exec systemd-analyze verify "$2" "$3"',
+                                str(REPO / "bin"), str(SERVICE), str(TIMER))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), result
+
+
+def test_verify_would_catch_a_broken_unit(tmp_path):
+    """The check above can fail: verify exits 0 on a value it ignores, so the test wants silence too."""
+    broken = tmp_path / SERVICE.name
+    broken.write_text(SERVICE.read_text().replace("Type=oneshot", "Type=oneshoot"))
+    result = in_mount_namespace('mount --bind "$1" /usr/local/sbin; exec systemd-analyze verify "$2"',
+                                str(REPO / "bin"), str(broken))
+    assert "Failed to parse service type, ignoring: oneshoot" in result.stderr, result
+    missing = in_mount_namespace('mount -t tmpfs tmpfs /usr/local/sbin; exec systemd-analyze verify "$1"', str(SERVICE))
+    assert missing.returncode != 0 and "/usr/local/sbin/l2tp-routectl" in missing.stderr, missing
+
+
+def test_the_service_runs_apply_once_after_the_network_is_up():
+    service = unit(SERVICE)
+    assert service["Service"]["Type"] == "oneshot"
+    assert service["Service"]["ExecStart"] == "/usr/local/sbin/l2tp-routectl apply"
+    assert "network-online.target" in service["Unit"]["After"].split()
+    assert "network-online.target" in service["Unit"]["Wants"].split()
+    assert service["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_the_timer_fires_15_s_after_boot_then_every_60_s():
+    timer = unit(TIMER)["Timer"]
+    assert (timer["OnBootSec"], timer["OnUnitActiveSec"], timer["Unit"]) == ("15s", "60s", SERVICE.name)
+    assert unit(TIMER)["Install"]["WantedBy"] == "timers.target"
+
+
+def test_the_sandbox_keeps_what_ip_needs_and_little_else():
+    service = unit(SERVICE)["Service"]
+    assert service["CapabilityBoundingSet"].split() == ["CAP_NET_ADMIN"]
+    assert "AF_NETLINK" in service["RestrictAddressFamilies"].split()
+    assert "PrivateNetwork" not in service  # the routes belong to the host's namespace
+    assert service["ProtectSystem"] == "strict" and service["ReadWritePaths"] == "-" + C.DEFAULT_STORE_DIR
+    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", str(SERVICE)],
+                            capture_output=True, text=True, timeout=120)
+    level = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert level, result.stdout + result.stderr
+    assert float(level.group(1)) <= 3.0, result.stdout  # systemd calls up to 3.9 "OK"; an unsandboxed unit is 9.6
+
+
+# -- sysctl -------------------------------------------------------------------------
+
+def test_sysctl_file_turns_forwarding_on_and_rp_filter_loose_on_ppp_links(netns):
+    netns.add_ppp("ppp0", "10.255.10.1")
+    netns.add_lan("eth9", "192.0.2.1/24")
+
+    def read(key: str) -> str:
+        return subprocess.run(["ip", "netns", "exec", netns.name, "sysctl", "-n", key], capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    # A new namespace may inherit the host's values: start from the kernel's defaults.
+    subprocess.run(["ip", "netns", "exec", netns.name, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0",
+                    "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.ppp0.rp_filter=1",
+                    "net.ipv4.conf.eth9.rp_filter=1", "net.ipv4.conf.default.rp_filter=1"], check=True)
+    assert read("net.ipv4.ip_forward") == "0"
+    result = subprocess.run(["ip", "netns", "exec", netns.name, "sysctl", "-p", str(SYSCTL)], capture_output=True,
+                            text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, ""), result
+    assert read("net.ipv4.ip_forward") == "1"
+    assert read("net.ipv4.conf.ppp0.rp_filter") == "2"
+    assert read("net.ipv4.conf.eth9.rp_filter") != "2"
+    netns.add_ppp("ppp1", "10.255.10.2")  # a session after boot: the glob did not reach it (the hook does)
+    assert read("net.ipv4.conf.ppp1.rp_filter") != "2"
+    assert "ip-up.d/l2tp-routes" in SYSCTL.read_text()  # and the file says so
+
+
+# -- sudoers --------------------------------------------------------------------------
+
+def test_visudo_accepts_the_sudoers_file():
+    result = subprocess.run(["visudo", "-cf", str(SUDOERS)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result
+    assert result.stdout.strip() == f"{SUDOERS}: parsed OK"
+
+
+def test_sudoers_grants_www_data_the_command_and_nothing_else():
+    rules = [line for line in SUDOERS.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert rules == ["www-data ALL=(root) NOPASSWD: /usr/local/sbin/l2tp-routectl"]
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", SUDOERS.name), "sudo skips files in sudoers.d with a dot in the name"
+
+
+def test_sudo_itself_reads_the_rule_as_meant(tmp_path):
+    """Installed in a private /etc/sudoers.d, `sudo -l -U www-data` lists exactly the one command."""
+    rules = tmp_path / "sudoers.d"
+    rules.mkdir()
+    (rules / SUDOERS.name).write_bytes(SUDOERS.read_bytes())
+    (rules / SUDOERS.name).chmod(0o440)
+    result = in_mount_namespace('mount --bind "$1" /etc/sudoers.d; exec sudo -l -U www-data', str(rules))
+    assert result.returncode == 0, result
+    lines = result.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("User www-data may run the following commands"))
+    granted = [line.strip() for line in lines[start + 1:] if line.strip()]
+    assert granted == ["(root) NOPASSWD: /usr/local/sbin/l2tp-routectl"], result.stdout
+
+
+# -- rt_protos ---------------------------------------------------------------------------
+
+def test_the_protocol_file_names_our_number(netns):
+    assert PROTOS.read_text().splitlines()[-1].split() == [str(C.RT_PROTO), C.RT_PROTO_NAME]
+    netns.add_ppp("ppp0", "10.255.10.1")
+    netns.ip("route", "add", "192.168.50.0/24", "via", "10.255.10.1", "dev", "ppp0", "proto", str(C.RT_PROTO))
+    directory = Path(PROTOS).parent
+    result = in_mount_namespace('mount --bind "$1" /etc/iproute2/rt_protos.d; '
+                                'ip -n "$2" route show proto "$3"; echo ---; ip -n "$2" route show 192.168.50.0/24',
+                                str(directory), netns.name, C.RT_PROTO_NAME)
+    assert result.returncode == 0, result
+    named, shown = result.stdout.split("---\n")
+    assert named.split()[0] == "192.168.50.0/24"
+    assert f"proto {C.RT_PROTO_NAME}" in shown
