@@ -98,10 +98,8 @@ def _check_destination_allowed(ctx: Context, route: Route, links: Links) -> None
     if route.dst.prefixlen == 0:
         raise Refused(f"refusing to route {route.dst} (every address) to one user: it would cut the server off; "
                       "use a narrower network, or --force if you really mean it")
-    if route.family != 4:
-        return
-    rows = ctx.runner.read_routes(4, tagged=False)
-    for net in server_networks(rows, links):
+    rows = ctx.runner.read_routes(route.family, tagged=False)
+    for net in server_networks(rows, links, route.family):
         if route.dst == net or route.dst.supernet_of(net):
             raise Refused(f"refusing {route.dst}: it covers {net}, a network of this server's own links; "
                           "sending it to a user would cut the server off (use --force to add it anyway)")

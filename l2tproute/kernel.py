@@ -98,12 +98,12 @@ def parse_links(rows: list) -> Links:
     return links
 
 
-def server_networks(rows: list, links: Links) -> List[Network]:
+def server_networks(rows: list, links: Links, family: int = 4) -> List[Network]:
     """Networks on the server's own links (LAN, uplink: every link that is not a user's
-    session), from the `proto kernel` routes in the main table."""
+    session), from the `proto kernel` routes in the main table of that family."""
     sessions = set(links.by_peer.values())
     nets = []
-    for item in parse_routes(rows, 4):
+    for item in parse_routes(rows, family):
         if item.protocol == "2" and item.route.table == "main" and item.route.dev not in sessions:
             nets.append(item.route.dst)
     return nets

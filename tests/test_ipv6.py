@@ -159,6 +159,21 @@ def test_wrong_ipv6_input_is_one_line_exit_2_and_changes_nothing(routectl, store
     assert online.snapshot() == before and list(store_dir.iterdir()) == []
 
 
+@pytest.mark.parametrize("dst", ["2001:db8:1::/64", "2001:db8::/32"])
+def test_an_ipv6_destination_covering_a_server_network_is_refused(routectl, store_dir, online, dst):
+    online.ip("tuntap", "add", "dev", "eth1", "mode", "tun")
+    online.ip("-6", "addr", "add", "2001:db8:1::1/64", "dev", "eth1", "nodad")
+    online.ip("link", "set", "eth1", "up")
+    before = online.snapshot()
+    result = routectl("add", "--peer", PEER, "--dst", dst, ns=online)
+    assert result.returncode == 2 and result.stdout == ""
+    assert f"refusing {dst}: it covers 2001:db8:1::/64, a network of this server's own links" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert online.snapshot() == before and list(store_dir.glob("*.routes")) == []
+    forced = routectl("add", "--peer", PEER, "--dst", dst, "--force", ns=online)
+    assert forced.returncode == 0 and (dst, None, "ppp0", 1024) in tagged6(online)
+
+
 def test_a_link_with_ipv6_disabled_refuses_the_route_and_nothing_is_stored(routectl, store_dir, online):
     subprocess.run(["ip", "netns", "exec", online.name, "sysctl", "-qw", "net.ipv6.conf.ppp0.disable_ipv6=1"],
                    check=True)
