@@ -179,10 +179,18 @@ def _install_one(ctx: Context, wanted: KernelRoute, *, refuse: bool) -> Optional
                 raise Refused(text) from None
             return text
         if refuse:
-            raise IpError(f"the kernel refused {wanted.dst} via {wanted.gw or '-'} dev {wanted.dev}: {message}; "
+            via = f" via {wanted.gw}" if wanted.gw is not None else ""
+            raise IpError(f"the kernel refused {wanted.dst}{via} dev {wanted.dev}: {message}{_hint(message, wanted)}; "
                           "nothing was changed") from None
         return message
     return None
+
+
+def _hint(message: str, route: KernelRoute) -> str:
+    if "IPv6 is disabled" in message:
+        # A link created while net.ipv6.conf.default.disable_ipv6=1 refuses every IPv6 route.
+        return f" (enable IPv6 on {route.dev}: sysctl -w net.ipv6.conf.{route.dev}.disable_ipv6=0)"
+    return ""
 
 
 # -- del --------------------------------------------------------------------

@@ -180,6 +180,8 @@ def test_a_link_with_ipv6_disabled_refuses_the_route_and_nothing_is_stored(route
     result = routectl("add", "--peer", PEER, "--dst", NET6, ns=online)
     assert result.returncode == 1 and result.stdout == ""
     assert len(result.stderr.splitlines()) == 1 and "IPv6 is disabled" in result.stderr
+    assert f"the kernel refused {NET6} dev ppp0:" in result.stderr
+    assert "sysctl -w net.ipv6.conf.ppp0.disable_ipv6=0" in result.stderr
     assert "Traceback" not in result.stderr
     assert list(store_dir.glob("*.routes")) == [] and online.tagged(6) == []
 
