@@ -1,0 +1,21 @@
+#!/bin/bash
+# Baseline for the panel's call: the work the old bash tool did for `list --peer IP`
+# (check the address with a bash regex, print the header, cat the file).
+ROUTES_DIR=/etc/l2tp-manager/routes.d
+
+if [[ $1 != list || $2 != --peer ]]; then
+    echo "usage: $0 list --peer IP" >&2
+    exit 1
+fi
+PEER=$3
+if [[ ! $PEER =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]]; then
+    echo "Error: invalid peer IP: $PEER" >&2
+    exit 1
+fi
+FILE="$ROUTES_DIR/$PEER.routes"
+if [[ -f $FILE ]]; then
+    echo "Routes for peer $PEER:"
+    cat "$FILE"
+else
+    echo "No routes found for peer: $PEER"
+fi
