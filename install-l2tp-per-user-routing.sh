@@ -113,6 +113,7 @@ FILES=(
 )
 
 CHANGES=0
+OLD_TOOL_REPLACED=0
 changed() { CHANGES=$((CHANGES + 1)); say "$*"; }
 systemd_running() { ((LIVE)) && [[ -d /run/systemd/system ]]; }
 
@@ -214,7 +215,10 @@ put_file() {
             say "unchanged: $dest"
             return 0
         fi
-        has_marker "$dest" || backup_once "$dest"
+        if ! has_marker "$dest"; then
+            backup_once "$dest"
+            [[ $dest != "$CMD" ]] || OLD_TOOL_REPLACED=1
+        fi
         saved=$WORK/saved.$RANDOM$RANDOM
         cp -a -- "$dest" "$saved"
         undo restore "$saved" "$dest"
@@ -424,6 +428,11 @@ do_install() {
         say "Nothing to do: l2tproute is already installed and up to date; nothing was changed."
     else
         say "Done: $CHANGES changes. Route files were not touched."
+    fi
+    if ((OLD_TOOL_REPLACED)); then
+        # The old tool's kernel routes carry no tag, so apply leaves them alone (reported as blocked).
+        say "Next: the routes the old tool put in the kernel are not tagged as l2tproute's; take them over once with:"
+        say "    l2tp-routectl apply --force"
     fi
     ((LIVE)) && say "Logs: journalctl -t l2tp-routectl (pppd hooks), journalctl -u $SERVICE (timer runs)."
     return 0

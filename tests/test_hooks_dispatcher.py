@@ -87,7 +87,7 @@ class Dispatcher:
         for direction, hooks in (("up", up_hooks), ("down", down_hooks)):
             target = base / f"ip-{direction}.d"
             for existing in Path(f"/etc/ppp/ip-{direction}.d").iterdir():
-                if existing.is_file():
+                if existing.is_file() and not existing.name.startswith("l2tp-routes"):  # not an installed one
                     shutil.copy2(existing, target / existing.name)  # Debian's own hooks run too
             for name, source in hooks.items():
                 path = target / name

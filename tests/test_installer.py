@@ -128,6 +128,7 @@ def staged(tmp_path_factory, checkout) -> Path:
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == ""
     assert result.stdout.splitlines()[-1] == "Done: 11 changes. Route files were not touched."
+    assert "--force" not in result.stdout  # nothing of an old tool to take over
     return root
 
 
@@ -202,6 +203,7 @@ def test_upgrade_from_the_old_system_backs_up_once_and_uninstall_restores(staged
         assert f"backed up: {root / rel} -> {backup}" in result.stdout
         assert (root / rel).read_bytes() == expected_content(FILES[rel][1], checkout), rel
     assert snapshot(root / STORE) == routes_before
+    assert result.stdout.splitlines()[-1] == "    l2tp-routectl apply --force"  # the old routes carry no tag
 
     again = installer("--root", str(root), script=checkout / PROG)
     assert again.returncode == 0 and "Nothing to do" in again.stdout and "backed up" not in again.stdout
