@@ -317,3 +317,14 @@ def test_frr_announces_users_routes_and_withdraws_them_and_keeps_other_space_hom
     wait_for("the withdrawal after del", lambda: frr_pair.announced() == expected, frr_pair.explain)
     down_hook(frr_pair, store_dir)
     wait_for("the withdrawal after ip-down", lambda: frr_pair.announced() == set(), frr_pair.explain)
+
+
+def test_a_link_that_vanishes_without_ip_down_is_withdrawn_by_the_next_scan(pair, routectl, store_dir):
+    """A session that ends without ip-down (pppd killed): the kernel drops the link's routes
+    on its own, and the upstream must lose them all the same."""
+    for dst in ("192.168.20.0/24", "2001:db8:100::/48"):
+        assert routectl("add", "--peer", PEER, "--dst", dst, ns=pair.server).returncode == 0
+    expected = {("192.168.20.0/24", SERVER4), ("2001:db8:100::/48", SERVER6)}
+    wait_for("the added routes at the upstream", lambda: pair.announced() == expected, pair.explain)
+    pair.server.del_link("ppp0")
+    wait_for("the withdrawal after the link vanished", lambda: pair.announced() == set(), pair.explain)
