@@ -362,3 +362,21 @@ def test_script_finishes_when_ip_hangs(tmp_path):
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
     leftovers = subprocess.run(["pgrep", "-f", "sleep 587"], capture_output=True, text=True)
     assert leftovers.stdout == "", "the hung ip was not killed"
+
+
+@pytest.mark.parametrize("direction", ["up", "down"])
+def test_the_scripts_watchdog_ends_a_hook_stuck_where_no_signal_reaches(tmp_path, direction):
+    """The last resort: a hook stuck anywhere (here: in the import) is gone at HARD_LIMIT, exit 0, silent."""
+    source = (REPO / "bin" / f"l2tp-routes-ip-{direction}").read_text()
+    assert "\nHARD_LIMIT = 30.0\n" in source
+    script = tmp_path / f"l2tp-routes-ip-{direction}"
+    # Without -I the script's directory comes first on sys.path: a package there that never finishes loading.
+    script.write_text(f"#!{sys.executable}\n" + source.split("\n", 1)[1].replace("\nHARD_LIMIT = 30.0\n",
+                                                                                "\nHARD_LIMIT = 1.0\n"))
+    script.chmod(0o755)
+    (tmp_path / "l2tproute").mkdir()
+    (tmp_path / "l2tproute" / "__init__.py").write_text("")
+    (tmp_path / "l2tproute" / "hook.py").write_text("import threading\nthreading.Event().wait()\n")
+    result = subprocess.run([str(script), *pppd_args("ppp1", PEER1)[1:]], capture_output=True, timeout=60,
+                            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
