@@ -327,6 +327,26 @@ def _check_repeats(argv: List[str]) -> None:
             skip = name in _VALUE_OPTIONS and "=" not in arg
 
 
+_COMPLETION_FLAGS = ("--install-completion", "--show-completion")
+_COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+
+
+def _check_completion_shell(argv: List[str]) -> None:
+    """typer takes the shell from the parent processes and, when it finds none it knows,
+    prints a bare `Shell None is not supported.`: say it in our words instead."""
+    if not argv or argv[0] not in _COMPLETION_FLAGS:
+        return
+    import shellingham
+
+    try:
+        name = shellingham.detect_shell()[0]
+    except shellingham.ShellDetectionFailure:
+        name = None
+    if name not in _COMPLETION_SHELLS:
+        raise InputError(f"{argv[0]} could not tell which shell it was started from (found {name or 'none'}); "
+                         f"run it from an interactive {', '.join(_COMPLETION_SHELLS[:3])} or powershell")
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -337,6 +357,7 @@ def run(argv: Optional[List[str]] = None) -> int:
     command = typer.main.get_command(app)
     try:
         _check_repeats(argv)
+        _check_completion_shell(argv)
         code = command.main(args=argv, prog_name=C.PROG, standalone_mode=False)
         return code if isinstance(code, int) else 0
     except typer.Exit as exc:

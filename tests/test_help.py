@@ -120,3 +120,15 @@ def test_install_completion_for_bash_is_picked_up_by_a_new_shell(tmp_path):
     assert "l2tp-routectl.sh" in (tmp_path / ".bashrc").read_text()
     fresh = bash("complete -p l2tp-routectl", tmp_path, interactive=True)
     assert fresh.stdout.strip() == "complete -o default -F _l2tp_routectl_completion l2tp-routectl", fresh.stderr
+
+
+@pytest.mark.parametrize("flag", ["--show-completion", "--install-completion"])
+def test_completion_from_a_shell_it_does_not_know_is_one_clear_error(tmp_path, flag):
+    # sh is the nearest shell above the command (no exec: it stays the parent).
+    result = subprocess.run(["sh", "-c", '"$0" "$1"; status=$?; exit $status', routectl_path(), flag],
+                            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+                            timeout=60)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (f"l2tp-routectl: error: {flag} could not tell which shell it was started from "
+                             "(found sh); run it from an interactive bash, zsh, fish or powershell\n")
+    assert list(tmp_path.iterdir()) == []  # nothing installed
