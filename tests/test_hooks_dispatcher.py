@@ -312,3 +312,27 @@ def test_old_and_new_hook_side_by_side_agree(sessions, dispatcher_for, tmp_path)
     assert sessions.tagged_set() == {("192.168.50.0/24", PEER1, "ppp1", "main")}
     d.down("ppp1", PEER1)
     assert sessions.tagged_set() == set()
+
+
+def test_the_installed_hooks_work_through_the_dispatcher(sessions, dispatcher_for):
+    """/etc/ppp/ip-{up,down}.d/l2tp-routes as the installer put them (the venv in /opt), not this checkout."""
+    marker = "# Installed by install-l2tp-per-user-routing.sh (l2tproute)"
+    installed = {direction: Path(f"/etc/ppp/ip-{direction}.d/l2tp-routes") for direction in ("up", "down")}
+    for path in installed.values():
+        if not path.is_file() or marker not in path.read_text(errors="replace"):
+            pytest.fail(f"{path} is not the installed hook; run `sudo ./install-l2tp-per-user-routing.sh` first "
+                        "(.ci/run does)", pytrace=False)
+    assert installed["up"].read_text().startswith("#!/opt/l2tproute/bin/python3 -I\n")
+    d = dispatcher_for({"l2tp-routes": str(installed["up"])}, {"l2tp-routes": str(installed["down"])})
+    d.write_routes(PEER1, f"192.168.50.0/24 via {PEER1}")
+    d.write_routes(PEER11, f"192.168.111.0/24 via {PEER11}")
+    d.up("ppp1", PEER1)
+    d.up("ppp11", PEER11)
+    assert sessions.tagged_set() == {("192.168.50.0/24", PEER1, "ppp1", "main"),
+                                     ("192.168.111.0/24", PEER11, "ppp11", "main")}
+    d.down("ppp1", PEER1)
+    assert sessions.tagged_set() == {("192.168.111.0/24", PEER11, "ppp11", "main")}
+    texts = [m["text"] for m in d.messages()]
+    assert f"ip-up ppp1 peer {PEER1}: 1 stored routes: 1 installed, 0 updated, 0 unchanged, 0 removed, 0 blocked, " \
+           "0 failed" in texts
+    assert texts[-1] == f"ip-down ppp1 peer {PEER1}: 1 routes removed, 0 failed"
