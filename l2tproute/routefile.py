@@ -87,11 +87,18 @@ def parse_line(raw: bytes) -> Line:
         content = stripped
     if not content.replace("\t", " ").isprintable():
         return Line(raw, INVALID, problem="contains control characters")
+    words = content.split()
     try:
-        route = parse_words(content.split())
+        route = parse_words(words)
     except InputError as exc:
         return Line(raw, INVALID, problem=str(exc))
-    if raw == format_route(route).encode("ascii") + b"\n":
+    if route.family == 4 and route.metric is None and route.table is None:
+        # Validation accepted only the canonical spelling of an IPv4 destination and gateway,
+        # so the words are what format_route would write: no second formatting per line.
+        written = " ".join(words)
+    else:
+        written = format_route(route)
+    if raw == written.encode("ascii") + b"\n":
         return Line(raw, ROUTE, route)
     return Line(raw, LOOSE, route, problem=_looseness(raw))
 
