@@ -7,7 +7,8 @@ namespace; run.py starts this script there and reads the JSON it prints.
           the time of each hook and how many routes it left on the link.
   storm:  every session in `--sessions` comes up at once: one hook per session, all
           started before the first is waited for; wall time, each hook's peak RSS
-          (wait4) and the peak of their summed RSS (sampled every 5 ms).
+          (wait4) and the peak of their summed PSS (sampled every 10 ms), that is the
+          memory they took together, shared pages counted once.
 """
 
 from __future__ import annotations
@@ -23,9 +24,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from l2tproute import constants as C  # noqa: E402
-
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
 
 def _hook_argv(hook: str, iface: str, peer: str) -> list:
     # pppd: IFACE TTY SPEED LOCAL PEER IPPARAM
@@ -57,12 +55,16 @@ def single(args) -> dict:
     return {"times": times[1:], "routes_after": counts[1:]}
 
 
-def _rss_of(pids) -> int:
+def _pss_of(pids) -> int:
+    """Bytes of memory the processes use, shared pages (the interpreter, libraries) split among them."""
     total = 0
     for pid in pids:
         try:
-            with open(f"/proc/{pid}/statm", "rb") as handle:
-                total += int(handle.read().split()[1]) * PAGE
+            with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
+                for line in handle:
+                    if line.startswith(b"Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
         except (OSError, IndexError, ValueError):
             pass  # already gone
     return total
@@ -78,8 +80,8 @@ def storm(args) -> dict:
 
     def sample() -> None:
         while not stop.is_set():
-            peak[0] = max(peak[0], _rss_of(list(live)))
-            time.sleep(0.005)
+            peak[0] = max(peak[0], _pss_of(list(live)))
+            time.sleep(0.01)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -99,7 +101,7 @@ def storm(args) -> dict:
     stop.set()
     sampler.join()
     return {"wall": wall, "hooks": len(statuses), "failed": sum(1 for s in statuses if s != 0),
-            "max_rss": max_rss, "peak_rss_sum": peak[0]}
+            "max_rss": max_rss, "peak_pss_sum": peak[0]}
 
 
 def main() -> int:

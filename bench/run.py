@@ -99,8 +99,8 @@ def _rows(size: Size, tool: launcher.Tool, workdir: str, log) -> List[M.Row]:
         storm = M.storm(tool, ns, store, range(size.storm), range(n + 1), per, workdir)
         rows.append(M.Row(f"reconnect storm: {size.storm} ip-up hooks at once", M.sec(storm["wall"]),
                           "-", "-", "every route present, no file changed", True))
-        rows.append(M.Row(f"storm memory: peak summed RSS of the {size.storm} hooks (max per hook)",
-                          f"{storm['peak_rss_sum'] / 2**20:.0f} MiB ({storm['max_rss'] / 2**20:.1f} MiB)",
+        rows.append(M.Row(f"storm memory: peak of the {size.storm} hooks together, PSS (peak RSS of one hook)",
+                          f"{storm['peak_pss_sum'] / 2**20:.0f} MiB ({storm['max_rss'] / 2**20:.1f} MiB)",
                           "-", "-", "reported", None))
         ns.close()
 
@@ -122,14 +122,19 @@ def _rows(size: Size, tool: launcher.Tool, workdir: str, log) -> List[M.Row]:
     return rows
 
 
-def render(rows: List[M.Row], size_name: str, tool: launcher.Tool) -> str:
+def _load() -> str:
+    return "/".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def render(rows: List[M.Row], size_name: str, tool: launcher.Tool, load_before: str) -> str:
     head = ["measure", "ours", "baseline", "ratio", "target", "pass/fail"]
     body = [[r.measure, r.ours, r.baseline, r.ratio, r.target, r.verdict] for r in rows]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     lines += ["", f"Reproduce: python3 bench/run.py --size {size_name}",
               f"Measured: {tool.what}; {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-              f"kernel {platform.release()}; medians of runs taken in turn."]
+              f"kernel {platform.release()}; load average (1/5/15 min) {load_before} before, {_load()} after; "
+              "medians of runs taken in turn."]
     return "\n".join(lines)
 
 
@@ -146,6 +151,7 @@ def main() -> int:
         return 2
     log = (lambda text: None) if args.quiet else (lambda text: print(f"bench: {text}", file=sys.stderr, flush=True))
     workdir = tempfile.mkdtemp(prefix="l2tb-")
+    load_before = _load()
     try:
         tool = launcher.prepare(workdir, prefer_installed=args.installed)
         rows = _rows(SIZES[args.size], tool, workdir, log)
@@ -154,7 +160,7 @@ def main() -> int:
         return 1
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(render(rows, args.size, tool))
+    print(render(rows, args.size, tool, load_before))
     return 0
 
 
