@@ -348,7 +348,10 @@ def _check_completion_shell(argv: List[str]) -> None:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    # Escape what is left after the blanks are folded (bidi overrides, soft hyphens...):
+    # click echoes the caller's words, and an error must not rewrite the line it is shown on.
+    folded = " ".join(str(text).split())
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in folded)
 
 
 def run(argv: Optional[List[str]] = None) -> int:
