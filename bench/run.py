@@ -97,8 +97,13 @@ def _rows(size: Size, tool: launcher.Tool, workdir: str, log) -> List[M.Row]:
 
         log(f"reconnect storm: {size.storm} ip-up hooks at once")
         storm = M.storm(tool, ns, store, range(size.storm), range(n + 1), per, workdir)
+        present = storm["routes"] - storm["missing"]
         rows.append(M.Row(f"reconnect storm: {size.storm} ip-up hooks at once", M.sec(storm["wall"]),
-                          "-", "-", "every route present, no file changed", True))
+                          f"{present}/{storm['routes']} routes present, 0 files changed", "-",
+                          "every route present, no file changed", storm["missing"] == 0))
+        rows.append(M.Row("after the storm: one timer `apply`", M.sec(storm["timer_apply"]),
+                          f"{storm['missing_after_apply']} routes missing", "-", "every route present",
+                          storm["missing_after_apply"] == 0))
         rows.append(M.Row(f"storm memory: peak of the {size.storm} hooks together, PSS (peak RSS of one hook)",
                           f"{storm['peak_pss_sum'] / 2**20:.0f} MiB ({storm['max_rss'] / 2**20:.1f} MiB)",
                           "-", "-", "reported", None))
