@@ -16,6 +16,8 @@ import pytest
 from conftest import REPO
 from l2tproute import constants as C
 
+MARKER = "# Installed by install-l2tp-per-user-routing.sh (l2tproute)"
+
 SERVICE = REPO / "contrib/systemd/route-l2tp-apply-all.service"
 TIMER = REPO / "contrib/systemd/route-l2tp-apply-all.timer"
 SYSCTL = REPO / "contrib/sysctl/99-l2tp-routing.conf"
@@ -151,3 +153,34 @@ def test_the_protocol_file_names_our_number(netns):
     named, shown = result.stdout.split("---\n")
     assert named.split()[0] == "192.168.50.0/24"
     assert f"proto {C.RT_PROTO_NAME}" in shown
+
+
+# -- the service's sandbox, emulated around the installed command -----------------------
+
+_SANDBOXED = r"""
+mount --bind "$1" /etc/l2tp-manager/routes.d
+mount -o remount,bind,ro /
+exec ip netns exec "$2" setpriv --no-new-privs --bounding-set "$3" /usr/local/sbin/l2tp-routectl apply
+"""
+
+
+@pytest.mark.parametrize("caps, works", [("-all,+net_admin", True), ("-all", False)])
+def test_apply_works_with_only_cap_net_admin_on_a_read_only_system(netns, tmp_path, caps, works):
+    """What ProtectSystem=strict + ReadWritePaths=store + CapabilityBoundingSet=CAP_NET_ADMIN leave, without
+    systemd (not PID 1 here): a read-only / except the store, and no capability but CAP_NET_ADMIN."""
+    command = Path("/usr/local/sbin/l2tp-routectl")
+    if not command.is_file() or MARKER not in command.read_text(errors="replace"):
+        pytest.fail("/usr/local/sbin/l2tp-routectl is not installed; run `sudo ./install-l2tp-per-user-routing.sh` "
+                    "first (.ci/run does)", pytrace=False)
+    netns.add_ppp("ppp1", "10.255.10.1")
+    store = tmp_path / "routes.d"
+    store.mkdir()
+    (store / "10.255.10.1.routes").write_text("192.168.50.0/24 via 10.255.10.1\n")
+    result = in_mount_namespace(_SANDBOXED, str(store), netns.name, caps)
+    if works:
+        assert (result.returncode, result.stderr) == (0, ""), result
+        assert netns.tagged_set() == {("192.168.50.0/24", "10.255.10.1", "ppp1", "main")}
+    else:  # the control: the restriction is real, and without CAP_NET_ADMIN nothing changes
+        assert result.returncode != 0, result
+        assert "Operation not permitted" in result.stderr, result
+        assert netns.tagged_set() == set()
