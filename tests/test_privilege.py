@@ -1,0 +1,283 @@
+"""The panel's privilege: www-data runs the installed tool as root through the shipped
+sudoers entry, exactly as the panel does (`sudo /usr/local/sbin/l2tp-routectl ARGS`).
+
+No argument can make it write, create or delete a file outside the store, or read one
+there: every run is traced (strace -f, the tool and the `ip` it starts) and every path
+it touches is checked. Nothing but a validated route reaches `ip` (its argv is traced;
+the namespace is compared). The caller's environment and working directory cannot move
+the store or load code (L2TP_ROUTES_DIR, PYTHON*, PATH; the interpreter starts with -I).
+Symlinks in the store are not followed, and errors never echo another file's content.
+
+Needs the real install (.ci/run runs install-l2tp-per-user-routing.sh first); without it
+the tests fail and say so. They use the real store with peers 10.255.251.x only, and
+remove their files afterwards; every route change happens in a scratch namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+from typing import Dict, List, Optional, Set
+
+import pytest
+
+from conftest import Netns, _ip
+from l2tproute import constants as C
+
+CTL = "/usr/local/sbin/l2tp-routectl"
+SUDOERS = "/etc/sudoers.d/l2tp-routectl"
+VENV_PYTHON = "/opt/l2tproute/bin/python3"
+STORE = C.DEFAULT_STORE_DIR
+ONLINE, OFFLINE, LINKED = "10.255.251.1", "10.255.251.2", "10.255.251.3"
+SECRET = "TOPSECRET-77c1d0"
+PANEL_UID = 33  # www-data on Debian
+WRITE_CALLS = {"rename", "renameat", "renameat2", "unlink", "unlinkat", "mkdir", "mkdirat", "symlink", "symlinkat",
+               "link", "linkat", "chmod", "fchmodat", "chown", "lchown", "fchownat", "truncate", "creat", "rmdir"}
+TRACED = sorted(WRITE_CALLS | {"open", "openat", "execve", "clone", "clone3", "fork", "vfork"})
+# Paths the tool may read that are not the store: its interpreter and libraries, system files.
+READ_OK = ("/opt/l2tproute/", "/usr/", "/lib", "/etc/", "/proc/", "/sys/", "/dev/", "/run/netns", "/var/run/netns")
+
+
+@pytest.fixture(scope="module")
+def installed():
+    missing = [p for p in (CTL, SUDOERS, VENV_PYTHON) if not os.path.exists(p)]
+    tools = [t for t in ("sudo", "strace", "setpriv", "visudo") if shutil.which(t) is None]
+    if missing or tools:
+        pytest.fail(f"the privilege tests need the real install and tools: missing {missing + tools}; run "
+                    "sudo ./install-l2tp-per-user-routing.sh and apt-get install sudo strace (.ci/run does both)")
+    assert subprocess.run(["visudo", "-c", "-f", SUDOERS], capture_output=True).returncode == 0
+    assert Path(CTL).read_text().splitlines()[0].split()[-1] == "-I", "the command must start Python isolated"
+
+
+class Panel:
+    """Runs the installed tool as the panel does, traced, in a scratch world."""
+
+    def __init__(self, root: Path, ns: Netns):
+        self.root = root
+        self.ns = ns
+        self.canary = root / "l2tc-canary"  # files an attacker would like read or overwritten
+        self.cwd = root / "panel-cwd"  # the panel's working directory, writable by www-data
+        self.markers = root / "markers"
+
+    def env(self, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        env.update(extra or {})
+        return env
+
+    def run(self, *args: str, env: Optional[Dict[str, str]] = None, sudo: List[str] = (), trace: bool = True):
+        log = self.root / "trace.log"
+        argv = ["setpriv", f"--reuid={PANEL_UID}", f"--regid={PANEL_UID}", "--clear-groups", "--",
+                "sudo", "-n", *sudo, CTL, *args]
+        if trace:
+            argv = ["strace", "-f", "-qq", "-s", "512", "-o", str(log), "-e", "trace=" + ",".join(TRACED), *argv]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=self.env(env), cwd=self.cwd, timeout=120)
+        return proc, (Trace(log.read_text()) if trace else None)
+
+
+class Trace:
+    """What the tool's processes (the installed command and its children) did to files."""
+
+    LINE = re.compile(r"^(\d+) +(\w+)\((.*)\) += (-?\d+|\?)")
+
+    def __init__(self, text: str):
+        self.pids: Set[int] = set()
+        self.writes: List[str] = []
+        self.reads: List[str] = []
+        self.ip_argvs: List[List[str]] = []
+        for raw in text.splitlines():
+            match = self.LINE.match(raw)
+            if not match:
+                continue
+            pid, call, args, ret = int(match.group(1)), match.group(2), match.group(3), match.group(4)
+            paths = re.findall(r'"((?:[^"\\]|\\.)*)"', args)
+            if call == "execve" and ret == "0" and paths and paths[0] in (CTL, VENV_PYTHON):
+                self.pids.add(pid)
+            if pid not in self.pids:
+                continue
+            if call in ("clone", "clone3", "fork", "vfork") and ret.isdigit():
+                self.pids.add(int(ret))
+            elif call == "execve" and paths and os.path.basename(paths[0]) == "ip":
+                self.ip_argvs.append(re.findall(r'"((?:[^"\\]|\\.)*)"', args.split("[", 1)[1].split("]", 1)[0]))
+            elif call in WRITE_CALLS:
+                self.writes += [p for p in paths if p]
+            elif call in ("open", "openat") and paths:
+                flags = args.split(",")[2 if call == "openat" else 1]
+                (self.writes if re.search(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC", flags) else self.reads).append(paths[0])
+        assert self.pids, "the trace did not see the installed command start"
+
+    def check(self, allow_store_writes: bool) -> None:
+        for path in self.writes:
+            # sh gives ip a pseudo-terminal for its output: /dev/ptmx and /dev/pts/N.
+            device = path in ("/dev/null", "/dev/tty", "/dev/ptmx") or path.startswith("/dev/pts/")
+            lock = path in (STORE, f"{STORE}/{C.LOCK_FILE_NAME}")  # makedirs(exist_ok) and the store lock
+            route_file = path.startswith(STORE + "/") and not lock
+            assert device or lock or (allow_store_writes and route_file), f"wrote {path}"
+        for path in self.reads:
+            assert path.startswith(READ_OK) or path.startswith(STORE + "/") or path == STORE, f"read {path}"
+            assert "l2tc-canary" not in path and "panel-cwd" not in path, f"read {path}"
+        for argv in self.ip_argvs:
+            for token in argv[1:]:
+                assert re.fullmatch(r"[A-Za-z0-9_.:/+@-]{1,64}", token), f"ip got {token!r} in {argv}"
+
+
+@pytest.fixture(scope="module")
+def panel(installed, tmp_path_factory):
+    root = tmp_path_factory.mktemp("privilege")
+    os.chmod(root, 0o755)
+    name = f"l2t-{os.getpid()}-priv"
+    _ip("netns", "add", name)
+    ns = Netns(name)
+    ns.ip("link", "set", "lo", "up")
+    ns.add_ppp("ppp0", ONLINE)
+    p = Panel(root, ns)
+    p.canary.mkdir()
+    (p.canary / "secret").write_text(SECRET + "\n")
+    (p.canary / "store").mkdir()
+    (p.canary / "store" / f"{OFFLINE}.routes").write_text(f"{SECRET}\n")
+    p.markers.mkdir(mode=0o777)
+    os.chmod(p.markers, 0o777)
+    p.cwd.mkdir()
+    # Code an attacker leaves where a careless interpreter would import it from.
+    evil = f"import os; open({str(p.markers)!r} + '/' + __name__ + '-' + str(os.getuid()), 'w').close()\n"
+    for module in ("typer", "sh", "filelock", "sitecustomize", "usercustomize", "json", "ipaddress"):
+        (p.cwd / f"{module}.py").write_text(evil)
+    (p.cwd / "l2tproute").mkdir()
+    (p.cwd / "l2tproute" / "__init__.py").write_text(evil)
+    (p.cwd / "ip").write_text(f"#!/bin/sh\ntouch {p.markers}/ip-$(id -u)\n")
+    os.chmod(p.cwd / "ip", 0o755)
+    for path in [p.cwd, *p.cwd.rglob("*")]:
+        os.chown(path, PANEL_UID, PANEL_UID)
+    os.makedirs(STORE, exist_ok=True)
+    planted = Path(STORE) / f"{LINKED}.routes"
+    planted.symlink_to(p.canary / "secret")
+    try:
+        yield p
+    finally:
+        for peer in (ONLINE, OFFLINE, LINKED):
+            path = Path(STORE) / f"{peer}.routes"
+            if path.is_symlink() or path.exists():
+                path.unlink()
+        _ip("netns", "del", name, check=False)
+
+
+def canaries(p: Panel) -> dict:
+    return {str(f): f.read_bytes() for f in p.canary.rglob("*") if f.is_file()} | {"markers": sorted(os.listdir(p.markers))}
+
+
+def store_state() -> dict:
+    return {n: (os.readlink(Path(STORE, n)) if Path(STORE, n).is_symlink() else Path(STORE, n).read_bytes())
+            for n in os.listdir(STORE) if n.startswith("10.255.251.")}
+
+
+HOSTILE = [
+    ["add", "--peer", "../../../tmp/l2tc-canary/secret", "--dst", "10.9.0.0/24"],
+    ["add", "--peer", "/tmp/l2tc-canary/secret", "--dst", "10.9.0.0/24"],
+    ["add", f"--peer={OFFLINE}/../../../../tmp/x", "--dst", "10.9.0.0/24"],
+    ["add", "--peer", OFFLINE, "--dst", "/tmp/l2tc-canary/secret"],
+    ["add", "--peer", OFFLINE, "--dst", "10.9.0.0/24", "--dev", "../../l2tc-canary"],
+    ["add", "--peer", ONLINE, "--dst", "10.9.0.0/24", "--dev", "ppp0 table 255"],
+    ["add", "--peer", ONLINE, "--dst", "10.9.0.0/24\nroute flush table main"],
+    ["add", "--peer", ONLINE, "--dst", "10.9.0.0/24 dev lo"],
+    ["add", "--peer", ONLINE, "--dst", "10.9.0.0/24", "--gw", f"{ONLINE}\nroute del default"],
+    ["add", "--peer", ONLINE, "--dst", "10.9.0.0/24", "--table", "/tmp/l2tc-canary/secret"],
+    ["add", "--peer", ONLINE, "--dst", "10.9.0.0/24", "--metric", "1 proto 4"],
+    ["del", "--peer", "../../../tmp/l2tc-canary/secret", "--dst", "all"],
+    ["del", "--peer", OFFLINE, "--dst", "../../tmp/l2tc-canary/secret"],
+    ["list", "--peer", "/tmp/l2tc-canary/secret"],
+    ["list", "--peer", LINKED],
+    ["add", "--peer", LINKED, "--dst", "10.9.0.0/24"],
+    ["del", "--peer", LINKED, "--dst", "all"],
+    ["list", "--user", "../../tmp/l2tc-canary/secret"],
+    ["apply", "--netns", "../../../tmp/l2tc-canary"],
+    ["apply", "--store", "/tmp/l2tc-canary/store"],
+    ["--config", "/tmp/l2tc-canary/secret", "list"],
+]
+
+
+@pytest.mark.parametrize("args", HOSTILE, ids=[" ".join(a)[:60] for a in HOSTILE])
+def test_no_argument_reaches_outside_the_store_or_past_validation(panel, args):
+    before, kernel, store = canaries(panel), panel.ns.snapshot(), store_state()
+    argv = list(args)
+    if argv[0] in ("add", "del") and "--netns" not in argv:
+        argv[1:1] = ["--netns", panel.ns.name]
+    proc, trace = panel.run(*argv)
+    assert proc.returncode in (1, 2), proc
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{C.PROG}: error: "), proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+    trace.check(allow_store_writes=False)
+    assert canaries(panel) == before and store_state() == store and panel.ns.snapshot() == kernel
+
+
+def test_the_panels_own_requests_work_and_write_only_in_the_store(panel):
+    kernel = panel.ns.snapshot()
+    proc, trace = panel.run("add", "--netns", panel.ns.name, "--peer", ONLINE, "--dst", "10.9.0.0/24")
+    assert proc.returncode == 0 and proc.stderr == "", proc
+    trace.check(allow_store_writes=True)
+    assert any(p.startswith(f"{STORE}/{ONLINE}.routes") or p.startswith(f"{STORE}/{C.TEMP_FILE_PREFIX}")
+               for p in trace.writes), trace.writes
+    assert Path(STORE, f"{ONLINE}.routes").read_text() == f"10.9.0.0/24 via {ONLINE}\n"
+    assert panel.ns.tagged_set() == {("10.9.0.0/24", ONLINE, "ppp0", "main")}
+    proc, trace = panel.run("list", "--peer", ONLINE)
+    assert proc.returncode == 0 and f"10.9.0.0/24 via {ONLINE}" in proc.stdout
+    trace.check(allow_store_writes=False)
+    proc, trace = panel.run("apply", "--netns", panel.ns.name)
+    assert proc.returncode == 0, proc
+    assert any(argv[1:4] == ["-n", panel.ns.name, "-force"] or "-json" in argv for argv in trace.ip_argvs)
+    assert all("-n" in argv for argv in trace.ip_argvs), "an ip ran outside the namespace it was given"
+    trace.check(allow_store_writes=False)
+    proc, trace = panel.run("del", "--netns", panel.ns.name, "--peer", ONLINE, "--dst", "all")
+    assert proc.returncode == 0, proc
+    trace.check(allow_store_writes=True)
+    assert not Path(STORE, f"{ONLINE}.routes").exists() and panel.ns.snapshot() == kernel
+
+
+def test_the_callers_environment_and_directory_change_nothing_under_sudo(panel):
+    hostile = {C.STORE_DIR_ENV: str(panel.canary / "store"), "PYTHONPATH": str(panel.cwd),
+               "PYTHONSTARTUP": str(panel.cwd / "typer.py"), "PYTHONINSPECT": "1", "PYTHONHOME": str(panel.cwd),
+               "PYTHONUSERBASE": str(panel.cwd), "PATH": f"{panel.cwd}:/usr/bin:/bin",
+               "LD_PRELOAD": str(panel.cwd / "x.so")}
+    proc, trace = panel.run("list", "--peer", OFFLINE, env=hostile)
+    assert (proc.returncode, proc.stdout) == (0, f"No routes found for peer: {OFFLINE}\n"), proc  # the real store
+    assert SECRET not in proc.stdout + proc.stderr
+    proc, trace = panel.run("apply", "--netns", panel.ns.name, env=hostile)
+    assert proc.returncode == 0, proc
+    trace.check(allow_store_writes=False)
+    assert os.listdir(panel.markers) == [], "code from the caller's directory or PYTHONPATH ran"
+    # sudo refuses to keep or set the environment for this entry (no SETENV).
+    for sudo in (["-E"], ["--preserve-env=L2TP_ROUTES_DIR,PYTHONPATH"]):
+        proc, _ = panel.run("list", env=hostile, sudo=sudo, trace=False)
+        assert proc.returncode != 0 and SECRET not in proc.stdout + proc.stderr, proc
+    proc = subprocess.run(["setpriv", f"--reuid={PANEL_UID}", f"--regid={PANEL_UID}", "--clear-groups", "--", "sudo",
+                           "-n", f"{C.STORE_DIR_ENV}={panel.canary / 'store'}", CTL, "list"],
+                          capture_output=True, text=True, cwd=panel.cwd, timeout=120)
+    assert proc.returncode != 0 and SECRET not in proc.stdout + proc.stderr, proc
+    assert os.listdir(panel.markers) == []
+
+
+def test_the_tool_itself_ignores_the_store_variable_and_python_variables_when_run_by_sudo(panel):
+    """Defence in depth: even if sudoers kept the environment, the tool would not follow it."""
+    env = {"PATH": "/usr/bin:/bin", "SUDO_UID": str(PANEL_UID), "SUDO_USER": "www-data",
+           C.STORE_DIR_ENV: str(panel.canary / "store"), "PYTHONPATH": str(panel.cwd),
+           "PYTHONSTARTUP": str(panel.cwd / "typer.py"), "PYTHONINSPECT": "1"}
+    proc = subprocess.run([CTL, "list", "--peer", OFFLINE], capture_output=True, text=True, env=env, cwd=panel.cwd,
+                          timeout=120)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"No routes found for peer: {OFFLINE}\n", ""), proc
+    proc = subprocess.run([CTL, "del", "--peer", OFFLINE, "--dst", "all", "--netns", panel.ns.name],
+                          capture_output=True, text=True, env=env, cwd=panel.cwd, timeout=120)
+    assert proc.returncode == 0, proc
+    assert (panel.canary / "store" / f"{OFFLINE}.routes").read_text() == f"{SECRET}\n"
+    assert os.listdir(panel.markers) == []
+
+
+def test_a_symlink_in_the_store_is_never_followed(panel):
+    before = canaries(panel)
+    proc, trace = panel.run("apply", "--netns", panel.ns.name)
+    assert proc.returncode == 0, proc
+    assert f"{LINKED}.routes: a symbolic link" in proc.stderr and SECRET not in proc.stdout + proc.stderr
+    assert not any(path.endswith("l2tc-canary/secret") for path in trace.reads)
+    assert canaries(panel) == before and Path(STORE, f"{LINKED}.routes").is_symlink()
