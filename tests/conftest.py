@@ -9,9 +9,9 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 from typing import List, Optional
 
@@ -96,10 +96,13 @@ def store_dir(tmp_path, monkeypatch) -> Path:
 
 
 def routectl_path() -> str:
-    found = shutil.which("l2tp-routectl")
-    if not found:
-        pytest.fail("the console script l2tp-routectl is not installed (pip install -e .)")
-    return found
+    # The script pip made for this interpreter, not the first on PATH: after a real install
+    # /usr/local/sbin/l2tp-routectl (the copy in /opt) may come first, and pyenv's shim
+    # would add a bash start to every call.
+    found = Path(sysconfig.get_path("scripts")) / "l2tp-routectl"
+    if not found.is_file():
+        pytest.fail(f"the console script {found} is not installed (pip install -e .)")
+    return str(found)
 
 
 def run_routectl(*args: str, ns: Optional[Netns] = None, env: Optional[dict] = None,
