@@ -293,7 +293,7 @@ def test_sigkill_at_random_moments_tears_nothing_and_leaves_no_lock(tmp_path, ne
             mode = "locked"  # apply writes no file
         before = files
         after = model(before, op)
-        outcome = run_once(op, netns.name, mode, rng.uniform(0, 0.8 * timing["total" if mode == "anywhere" else mode]))
+        outcome = run_once(op, netns.name, mode, rng.uniform(0, 0.5 * timing["total" if mode == "anywhere" else mode]))
         where = f"round {rounds}, seed {seed}, {mode}, {op}"
         if outcome["status"] == -signal.SIGKILL:
             killed += 1
