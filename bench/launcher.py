@@ -10,7 +10,6 @@ installed /usr/local/sbin/l2tp-routectl and ip-up hook instead, when they are th
 from __future__ import annotations
 
 import compileall
-import os
 import site
 import subprocess
 import sys
