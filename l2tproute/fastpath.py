@@ -29,6 +29,8 @@ _COMPLETION_VAR = "_" + C.PROG.replace("-", "_").upper() + "_COMPLETE"
 
 def run_fast(argv):
     """The exit status after handling `argv` completely, or None: run the full CLI."""
+    if sys.stdout is None:  # started with fd 1 closed: whatever the full CLI does about it
+        return None
     try:
         answer = _dispatch(argv)
     except Exception:  # anything unexpected: nothing was printed yet, the full CLI decides

@@ -356,3 +356,20 @@ def test_the_fast_path_accepts_exactly_the_peers_the_model_accepts(text):
         expected = None
     found = fastpath._peer(text)
     assert (found[0].decode() if found else None) == expected
+
+
+def test_a_closed_stdout_is_left_to_the_full_cli(mixed_store):
+    """Python sets sys.stdout to None when fd 1 is closed; the fast path must not answer then."""
+    seen = []
+    for code in ("import sys; from l2tproute.cli import run; sys.exit(run())",
+                 "from l2tproute.entry import main; main()"):
+        done = subprocess.run([sys.executable, "-I", "-c", code, "list", "--peer", "10.255.10.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ),
+                              preexec_fn=lambda: os.close(1))
+        last = done.stderr.decode().strip().splitlines()[-1:]
+        seen.append((done.returncode, last))
+    assert seen[0] == seen[1]
+    import unittest.mock
+
+    with unittest.mock.patch.object(sys, "stdout", None):
+        assert fastpath.run_fast(["list", "--peer", "10.255.10.1"]) is None
