@@ -72,6 +72,9 @@ def bash(script: str, home: Path, interactive: bool = False) -> subprocess.Compl
     script_dir = str(Path(routectl_path()).parent)
     env = {"PATH": f"{script_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home),
            "TERM": "dumb"}
+    # A trailing command keeps bash from exec'ing the last one: the command's parent must be
+    # bash, or completion finds whatever shell ran pytest (or none).
+    script += "\nstatus=$?; exit $status"
     argv = ["bash", "-i", "-c", script] if interactive else ["bash", "--norc", "--noprofile", "-c", script]
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
 
