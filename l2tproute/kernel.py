@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from .iproute2 import KernelRoute
-from .model import IPv4Address, Network
+from .model import IPv4Address, Network, ipv4_address, ipv4_int, ipv4_network
 
 #: (destination, table id, metric): the slot the kernel holds one route in.
 Slot = Tuple[Network, str, int]
 
 DEFAULT_METRIC = {4: 0, 6: 1024}
+_BITS_RE = re.compile(r"(?:3[0-2]|[12][0-9]|[0-9])", re.ASCII)
 
 
 def slot_of(route: KernelRoute) -> Slot:
@@ -34,10 +36,21 @@ class Installed:
 def _network(text: str, family: int) -> Optional[Network]:
     if text == "default":
         return ipaddress.ip_network("0.0.0.0/0" if family == 4 else "::/0")
+    if family == 4:
+        # The kernel prints canonical dotted quads: from integers, not ipaddress's text parser.
+        addr_text, slash, bits_text = text.partition("/")
+        address = ipv4_int(addr_text)
+        if address is not None and (not slash or _BITS_RE.fullmatch(bits_text)):
+            bits = int(bits_text) if slash else 32
+            return ipv4_network(address & (0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF, bits)
     try:
         return ipaddress.ip_network(text, strict=False)
     except ValueError:
         return None  # multicast/unreachable types and the like: never ours
+
+
+def _gateway(text: str) -> IPv4Address:
+    return ipv4_address(text) or ipaddress.IPv4Address(text)
 
 
 def parse_routes(rows: list, family: int, tagged: bool = False) -> List[Installed]:
@@ -50,7 +63,7 @@ def parse_routes(rows: list, family: int, tagged: bool = False) -> List[Installe
         if dst is None or row.get("type") not in (None, "unicast"):
             continue
         gw = row.get("gateway")
-        gateway = ipaddress.IPv4Address(gw) if gw and family == 4 and ":" not in gw else None
+        gateway = _gateway(gw) if gw and family == 4 and ":" not in gw else None
         table = str(row.get("table", "main"))
         route = KernelRoute(
             dst=dst,
@@ -87,10 +100,12 @@ def parse_links(rows: list) -> Links:
             local, remote = info.get("local"), info.get("address")
             if not remote or remote == local:
                 continue
-            try:
-                peer = ipaddress.IPv4Address(remote)
-            except ValueError:
-                continue
+            peer = ipv4_address(remote)
+            if peer is None:
+                try:
+                    peer = ipaddress.IPv4Address(remote)
+                except ValueError:
+                    continue
             if peer in links.by_peer and links.by_peer[peer] != name:
                 links.duplicates.append(f"peer {peer} appears on both {links.by_peer[peer]} and {name}; using {links.by_peer[peer]}")
                 continue

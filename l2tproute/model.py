@@ -56,8 +56,50 @@ def _is_host_ipv4(text: str) -> bool:
 def _checked_ipv4(text: str) -> IPv4Address:
     """The address of a dotted quad that _is_host_ipv4 accepted: ipaddress's own parser
     checks it all again and costs most of a route file's parse at thousands of lines."""
+    found = _ADDRESSES.get(text)
+    if found is None:
+        a, b, c, d = text.split(".")
+        found = _remember(_ADDRESSES, text, IPv4Address(int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d)))
+    return found
+
+
+# Every line of a peer's file names the same gateway, and the kernel's listing repeats
+# the destinations the files name: one shared object per value saves building it again,
+# and a dict lookup of an identical key skips ipaddress's Python-level __eq__.
+_ADDRESSES: dict = {}
+_NETWORKS: dict = {}
+_MEMO_LIMIT = 1 << 17  # far above 50,000 routes; a long-lived caller's memory stays bounded
+
+
+def _remember(memo: dict, key, value):
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
+def ipv4_network(address: int, bits: int) -> ipaddress.IPv4Network:
+    """The network of a valid address integer and prefix length with no host bits set."""
+    found = _NETWORKS.get((address, bits))
+    if found is None:
+        found = _remember(_NETWORKS, (address, bits), ipaddress.IPv4Network((address, bits)))
+    return found
+
+
+def ipv4_address(text: str) -> Optional[IPv4Address]:
+    """The address of a canonical dotted quad (as the kernel prints it), None for anything else."""
+    found = _ADDRESSES.get(text)
+    if found is None and _is_host_ipv4(text):
+        found = _checked_ipv4(text)
+    return found
+
+
+def ipv4_int(text: str) -> Optional[int]:
+    """The integer of a canonical dotted quad (as the kernel prints it), None for anything else."""
+    if not _IPV4_RE.fullmatch(text):
+        return None
     a, b, c, d = text.split(".")
-    return IPv4Address(int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d))
+    return int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d)
 
 
 def parse_ipv4(text: str, what: str) -> IPv4Address:
@@ -108,11 +150,12 @@ def parse_destination(text: str) -> Network:
     if not _PREFIX_RE.fullmatch(prefix):
         raise InputError(f"invalid destination {show(text)}: the prefix length must be 0-32, like 192.168.1.0/24")
     # From integers: parsing the text again costs more than the checks above.
-    address, bits = int(_checked_ipv4(addr_part)), int(prefix)
+    a, b, c, d = addr_part.split(".")
+    address, bits = int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d), int(prefix)
     if address & ((1 << (32 - bits)) - 1):
         net = ipaddress.IPv4Network((address, bits), strict=False)
         raise InputError(f"invalid destination {show(text)}: host bits are set; did you mean {net}?")
-    return ipaddress.IPv4Network((address, bits))
+    return ipv4_network(address, bits)
 
 
 def _parse_destination6(text: str, addr_part: str, slash: str, prefix: str) -> Network:
