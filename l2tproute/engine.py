@@ -7,7 +7,9 @@ before the file on `add`, so a route the kernel refuses is never stored.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -279,10 +281,23 @@ class ApplyReport:
         return not self.failed
 
 
+@contextmanager
+def _no_cycle_collection():
+    """apply builds tens of thousands of acyclic objects (lines, routes, addresses); the
+    cycle collector's passes over them cost a fifth of a full apply and free nothing."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def apply(ctx: Context, peer: Optional[IPv4Address] = None) -> ApplyReport:
     """Make the kernel hold exactly the stored routes of connected peers (one peer, or all)."""
     report = ApplyReport(scope=peer)
-    with ctx.store.locked(ctx.lock_timeout):
+    with _no_cycle_collection(), ctx.store.locked(ctx.lock_timeout):
         peers = [peer] if peer is not None else _all_peers(ctx)
         stored = {p: _stored_routes(ctx, p) for p in peers}
         # Tagged routes first, links second: a hook that brings a link up in between
