@@ -294,8 +294,12 @@ choose_python() {
 # The contents to install, prepared (and checked) in $WORK before anything is touched.
 prepare() {
     # -I: PYTHON* variables, the user site and the current directory are ignored (sudo, pppd).
-    local name shebang="#!$VENV_FINAL/bin/python3 -I"
+    # -S: no `site` module, a large part of every start; the one directory it would add,
+    # the venv's site-packages, the script's next lines add (so no .pth file ever runs).
+    local name shebang="#!$VENV_FINAL/bin/python3 -IS"
     choose_python
+    SITE_PACKAGES=$VENV_FINAL/lib/python$("$SYSTEM_PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')/site-packages
+    [[ $SITE_PACKAGES =~ ^[A-Za-z0-9/._-]+$ ]] || die "unexpected site-packages path '$SITE_PACKAGES'"
     mkdir -p "$WORK/src" "$WORK/bin" "$WORK/contrib"
     cp -- "$SRC/pyproject.toml" "$SRC/README.md" "$WORK/src/"
     mkdir "$WORK/src/l2tproute"
@@ -303,6 +307,7 @@ prepare() {
     for name in l2tp-routectl l2tp-routes-ip-up l2tp-routes-ip-down; do
         {
             printf '%s\n%s\n' "$shebang" "$MARKER"
+            printf 'import sys\nsys.path.append("%s")  # -S skipped site, which would add it\n' "$SITE_PACKAGES"
             tail -n +2 -- "$SRC/bin/$name"
         } >"$WORK/bin/$name"
     done
@@ -323,11 +328,18 @@ fingerprint() {
     } | sha256sum | cut -d' ' -f1
 }
 
+# Import what the installed scripts import, started as they start: -IS with only the
+# venv's site-packages added (no .pth file processed).
+check_imports() {
+    "$VENV_PY" -IS -c 'import sys; sys.path.append(sys.argv[1]); import l2tproute.entry, l2tproute.hook, l2tproute.cli' \
+        "$ROOT$SITE_PACKAGES"
+}
+
 install_venv() {
     local want
     want=$(fingerprint)
     if [[ -f $FINGERPRINT && $(cat -- "$FINGERPRINT") == "$want" ]] &&
-        "$VENV_PY" -I -c 'import l2tproute.entry, l2tproute.hook, l2tproute.cli' >/dev/null 2>&1; then
+        check_imports >/dev/null 2>&1; then
         say "unchanged: $VENV (l2tproute $(cat -- "$SRC/l2tproute/__init__.py" | sed -n 's/^__version__ = "\(.*\)"/\1/p'))"
         return 0
     fi
@@ -359,7 +371,8 @@ install_venv() {
     else
         run_quiet "byte-compiling $VENV" "$VENV_PY" -I -m compileall -q -j 0 "$VENV/lib"
     fi
-    run_quiet "checking the installed package" "$VENV_PY" -I -c 'import l2tproute.entry, l2tproute.hook, l2tproute.cli'
+    [[ -d $ROOT$SITE_PACKAGES/l2tproute ]] || die "pip did not install l2tproute into $ROOT$SITE_PACKAGES"
+    run_quiet "checking the installed package" check_imports
     printf '%s\n' "$want" >"$FINGERPRINT"
     chown -R "$OWNER" -- "$VENV" 2>/dev/null || true
     changed "installed: l2tproute into $VENV"

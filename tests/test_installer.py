@@ -13,7 +13,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import pytest
 
@@ -24,7 +24,12 @@ INSTALLER = REPO / "install-l2tp-per-user-routing.sh"
 PROG = INSTALLER.name
 MARKER = "# Installed by install-l2tp-per-user-routing.sh (l2tproute)"
 VENV = "opt/l2tproute"
-SHEBANG = "#!/opt/l2tproute/bin/python3 -I"
+SHEBANG = "#!/opt/l2tproute/bin/python3 -IS"
+#: The venv's site-packages, which the installed scripts add themselves (-S skips site).
+SITE_PACKAGES = "/opt/l2tproute/lib/python{}/site-packages".format(subprocess.run(
+    ["/usr/bin/python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+    capture_output=True, text=True, check=True).stdout.strip())
+PATH_LINES = f'import sys\nsys.path.append("{SITE_PACKAGES}")  # -S skipped site, which would add it\n'
 STORE = "etc/l2tp-manager/routes.d"
 
 #: Every file the installer puts in place: path under the root, mode, source in the checkout.
@@ -67,7 +72,7 @@ def installer(*args: str, script: Path = INSTALLER, user: Optional[str] = None) 
 def expected_content(source: str, checkout: Path) -> bytes:
     text = (checkout / source).read_text()
     if source.startswith("bin/"):
-        return f"{SHEBANG}\n{MARKER}\n{text.split(chr(10), 1)[1]}".encode()
+        return f"{SHEBANG}\n{MARKER}\n{PATH_LINES}{text.split(chr(10), 1)[1]}".encode()
     return text.encode()
 
 
@@ -155,8 +160,15 @@ def test_the_venv_is_byte_compiled_and_names_the_final_paths(staged, checkout):
         assert b"/opt/l2tproute/lib/" in code and str(staged).encode() not in code, compiled
 
 
-def test_the_staged_command_runs_from_the_venv_and_ignores_python_variables(staged, netns, tmp_path):
-    python = str(staged / VENV / "bin" / "python3")
+def in_staged_opt(staged: Path, argv: List[str], **kwargs) -> subprocess.CompletedProcess:
+    """Run argv with the staged /opt mounted on /opt (a private mount namespace), so the
+    installed scripts start exactly as their first lines say."""
+    mount = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+             'mount --bind "$0" /opt && exec "$@"', str(staged / "opt"), *argv]
+    return subprocess.run(mount, capture_output=True, text=True, timeout=60, **kwargs)
+
+
+def test_the_staged_command_starts_isolated_without_site_and_ignores_python_variables(staged, netns, tmp_path):
     evil = tmp_path / "evil" / "l2tproute"
     evil.mkdir(parents=True)
     (evil / "__init__.py").write_text("raise SystemExit('the caller chose the code')\n")
@@ -165,16 +177,34 @@ def test_the_staged_command_runs_from_the_venv_and_ignores_python_variables(stag
     store.mkdir()
     netns.add_ppp("ppp1", "10.255.10.1")
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(evil.parent), "PYTHONHOME": "/nonexistent",
-           C.STORE_DIR_ENV: str(store)}
-    command = [python, "-I", str(staged / "usr/local/sbin/l2tp-routectl")]
-    result = subprocess.run([*command, "add", "--peer", "10.255.10.1", "--dst", "192.168.50.0/24", "--netns",
-                             netns.name], capture_output=True, text=True, env=env, cwd=str(evil.parent), timeout=60)
-    assert (result.returncode, result.stderr) == (0, ""), result
-    assert netns.tagged_set() == {("192.168.50.0/24", "10.255.10.1", "ppp1", "main")}
-    assert (store / "10.255.10.1.routes").read_text() == "192.168.50.0/24 via 10.255.10.1\n"
-    where = subprocess.run([python, "-I", "-c", "import l2tproute; print(l2tproute.__file__)"], capture_output=True,
-                           text=True, env=env, cwd=str(evil.parent), check=True).stdout.strip()
-    assert where.startswith(str(staged / VENV) + "/"), where
+           "PYTHONSTARTUP": str(evil / "entry.py"), C.STORE_DIR_ENV: str(store)}
+    # A .pth file that would end the process if Python processed it: -S processes none,
+    # so the installed package must import without any.
+    trap = staged / SITE_PACKAGES.lstrip("/") / "zz-l2tproute-test-trap.pth"
+    trap.write_text("import os; os._exit(97)\n")
+    try:
+        command = [str(staged / "usr/local/sbin/l2tp-routectl"), "add", "--peer", "10.255.10.1",
+                   "--dst", "192.168.50.0/24", "--netns", netns.name]
+        result = in_staged_opt(staged, command, env=env, cwd=str(evil.parent))
+        assert (result.returncode, result.stderr) == (0, ""), result
+        assert netns.tagged_set() == {("192.168.50.0/24", "10.255.10.1", "ppp1", "main")}
+        assert (store / "10.255.10.1.routes").read_text() == "192.168.50.0/24 via 10.255.10.1\n"
+        # The installed lines before the docstring, then where everything came from.
+        probe = PATH_LINES + ("import l2tproute.entry, l2tproute.hook, l2tproute.cli, typer, sh, filelock\n"
+                              "print(sys.flags.isolated, sys.flags.no_site, 'site' in sys.modules)\n"
+                              "print(*sys.path, sep='\\n')\n"
+                              "print(*(m.__file__ for m in (l2tproute, typer, sh, filelock)), sep='\\n')\n")
+        shown = in_staged_opt(staged, [SHEBANG[2:].split()[0], SHEBANG.split()[1], "-c", probe], env=env,
+                              cwd=str(evil.parent))
+        assert (shown.returncode, shown.stderr) == (0, ""), shown
+    finally:
+        trap.unlink()
+    flags, *lines = shown.stdout.splitlines()
+    assert flags == "1 1 False"
+    stdlib = [p for p in lines[:-4] if p != SITE_PACKAGES]
+    assert lines[:-4] == stdlib + [SITE_PACKAGES], lines
+    assert stdlib and all(p.startswith("/usr/lib/python") for p in stdlib), lines
+    assert all(f.startswith(SITE_PACKAGES + "/") for f in lines[-4:]), lines
 
 
 def test_a_second_run_changes_nothing_and_says_so(staged, checkout):
