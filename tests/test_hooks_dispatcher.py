@@ -322,7 +322,7 @@ def test_the_installed_hooks_work_through_the_dispatcher(sessions, dispatcher_fo
         if not path.is_file() or marker not in path.read_text(errors="replace"):
             pytest.fail(f"{path} is not the installed hook; run `sudo ./install-l2tp-per-user-routing.sh` first "
                         "(.ci/run does)", pytrace=False)
-    assert installed["up"].read_text().startswith("#!/opt/l2tproute/bin/python3 -I\n")
+    assert installed["up"].read_text().startswith("#!/opt/l2tproute/bin/python3 -IS\n")
     d = dispatcher_for({"l2tp-routes": str(installed["up"])}, {"l2tp-routes": str(installed["down"])})
     d.write_routes(PEER1, f"192.168.50.0/24 via {PEER1}")
     d.write_routes(PEER11, f"192.168.111.0/24 via {PEER11}")
