@@ -39,16 +39,17 @@ def plan(wants: List[Want], tagged: List[Installed], *, force: bool,
     refuses to overwrite a route somebody else installed; `--force` replaces it.
     """
     result = Plan()
+    # Each slot computed once: hashing a slot hashes its network in Python code.
+    tagged_slots = [(item.slot, item) for item in tagged]
     ours: Dict[Slot, Installed] = {}
-    for item in tagged:
-        ours.setdefault(item.slot, item)
+    for slot, item in tagged_slots:
+        ours.setdefault(slot, item)
     wanted: Dict[Slot, Want] = {}
     for want in wants:
         slot = slot_of(want.kernel)
-        if slot in wanted:
+        if wanted.setdefault(slot, want) is not want:
             result.shadowed.append(want)
             continue
-        wanted[slot] = want
         current: Optional[Installed] = ours.get(slot)
         if current is None:
             result.add(Change("replace" if force else "add", want.kernel), want)
@@ -57,7 +58,7 @@ def plan(wants: List[Want], tagged: List[Installed], *, force: bool,
         else:
             result.updates.add(len(result.changes))
             result.add(Change("replace", want.kernel), want)
-    for item in tagged:
-        if item.slot not in wanted and removable(item):
+    for slot, item in tagged_slots:
+        if slot not in wanted and removable(item):
             result.add(Change("del", item.route), item)
     return result
