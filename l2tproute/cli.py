@@ -6,19 +6,18 @@ Errors are one line on stderr (exit 2 for a wrong argument or a refused request,
 
 from __future__ import annotations
 
-import difflib
 import json
-import re
 import sys
 from typing import List, Optional
 
 import typer
 
 from . import __version__, constants as C, engine, listing, secrets, status
-from .iproute2 import DryRun, IpError, IpRoute2, Runner
+from .iproute2 import IpError
 from .model import InputError, make_route, parse_destination, parse_device, parse_gateway, parse_metric, parse_table
-from .routefile import serialize
-from .store import Store, StoreError
+from .applycmd import apply_command
+from .session import Session, fail as _fail, one_line as _one_line, warn as _warn
+from .store import StoreError
 
 app = typer.Typer(add_completion=True, rich_markup_mode=None, pretty_exceptions_enable=False,
                   no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
@@ -29,8 +28,6 @@ app = typer.Typer(add_completion=True, rich_markup_mode=None, pretty_exceptions_
                          "  l2tp-routectl status\n"
                          "  l2tp-routectl COMMAND --help    (options and examples of one command)")
 
-_NETNS_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", re.ASCII)
-
 PeerOpt = typer.Option(None, "--peer", metavar="IP", help="The user's peer address (from chap-secrets).")
 UserOpt = typer.Option(None, "--user", metavar="NAME",
                        help="The user's name in /etc/ppp/chap-secrets, instead of --peer.")
@@ -40,83 +37,6 @@ JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout.
 DryOpt = typer.Option(False, "--dry-run", help="Print the ip commands and the file change; change nothing.")
 NetnsOpt = typer.Option(None, "--netns", metavar="NAME", help="Run every ip command in this network namespace.")
 ForceOpt = typer.Option(False, "--force", help="Take over routes and destinations that are refused otherwise.")
-
-
-class DryRunStore(Store):
-    """Reads the real store; records what a write would do instead of doing it."""
-
-    def __init__(self, directory: str):
-        super().__init__(directory)
-        self.changes: List[str] = []
-
-    def locked(self, timeout: float = C.LOCK_TIMEOUT):
-        import contextlib
-
-        return contextlib.nullcontext()
-
-    def write(self, peer, lines) -> None:
-        path = self.path(peer)
-        old = (self.read_bytes(peer) or b"").decode("ascii", "replace").splitlines(keepends=True)
-        if not any(line.is_route for line in lines):
-            self.changes.append(f"remove {path}")
-            return
-        new = serialize(lines).decode("ascii", "replace").splitlines(keepends=True)
-        diff = difflib.unified_diff(old, new, fromfile=path, tofile=path)
-        self.changes.extend(line.rstrip("\n") for line in diff)
-
-
-class Session:
-    """What one command works with: the store, the runner, the output mode."""
-
-    def __init__(self, json_out: bool, dry_run: bool, netns: Optional[str], force: bool = False):
-        if netns is not None and not _NETNS_RE.fullmatch(netns):
-            raise InputError(f"invalid namespace {netns!r}: expected a name as shown by `ip netns list`")
-        directory = Store.from_environment().directory
-        self.json = json_out
-        self.store = DryRunStore(directory) if dry_run else Store(directory)
-        self._netns = netns
-        self._dry_run = dry_run
-        self._runner: Optional[Runner] = None
-        self.force = force
-
-    @property
-    def runner(self) -> Runner:
-        if self._runner is None:
-            real = IpRoute2(self._netns)
-            self._runner = DryRun(real) if self._dry_run else real
-        return self._runner
-
-    def context(self) -> engine.Context:
-        return engine.Context(self.store, self.runner, force=self.force)
-
-    def finish(self, doc: dict, lines: List[str], ctx: Optional[engine.Context] = None, code: int = 0) -> int:
-        warnings = ctx.warnings if ctx else []
-        planned = self._planned()
-        if self.json:
-            doc = dict(doc, ok=code == 0, warnings=warnings)
-            if self._dry_run:
-                doc["dry_run"] = planned
-            print(json.dumps(doc, indent=None, sort_keys=True))
-        else:
-            out = lines + (["Dry run, nothing changed. Would run:"] + [f"  {p}" for p in planned] if self._dry_run else [])
-            if out:
-                print("\n".join(out))
-            _warn(warnings)
-        return code
-
-    def _planned(self) -> List[str]:
-        planned: List[str] = []
-        if isinstance(self._runner, DryRun):
-            planned += self._runner.planned
-        if isinstance(self.store, DryRunStore):
-            planned += self.store.changes
-        return planned
-
-
-def _warn(warnings: List[str]) -> None:
-    sys.stdout.flush()
-    for text in warnings:
-        print(f"{C.PROG}: warning: {text}", file=sys.stderr)
 
 
 def _version(value: bool) -> None:
@@ -245,24 +165,7 @@ def apply_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUserO
     Example: l2tp-routectl apply --dry-run               (show the ip commands, change nothing)
     """
     p = secrets.resolve_user_or_peer(peer, user, required=False)
-    session = Session(json_out, dry_run, netns, force)
-    ctx = session.context()
-    report = engine.apply(ctx, p)
-    lines = _apply_lines(report)
-    for bpeer, line, holder in report.blocked:
-        ctx.warn(f"peer {bpeer}: not installed: {line}: the destination is held by {holder}, "
-                 "which l2tp-routectl did not install (use --force to replace it)")
-    for fpeer, line, message in report.failed:
-        who = f"peer {fpeer}: " if fpeer else ""
-        ctx.warn(f"{who}failed: {line}: {message}")
-    doc = {"command": "apply", "peer": str(p) if p is not None else None, "connected": {str(k): v for k, v in report.connected},
-           "offline": [str(x) for x in report.offline],
-           "installed": [{"peer": str(a), "route": b} for a, b in report.installed],
-           "updated": [{"peer": str(a), "route": b} for a, b in report.updated],
-           "removed": report.removed, "unchanged": report.unchanged,
-           "blocked": [{"peer": str(a), "route": b, "holder": c} for a, b, c in report.blocked],
-           "failed": [{"peer": str(a) if a else None, "route": b, "error": c} for a, b, c in report.failed]}
-    return session.finish(doc, lines, ctx, 0 if report.ok else 1)
+    return apply_command(Session(json_out, dry_run, netns, force), p)
 
 
 @app.command("status")
@@ -286,24 +189,6 @@ def status_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUser
     report = status.status(ctx, p)
     code = C.EXIT_FAILURE if report.drift else C.EXIT_OK
     return session.finish(status.as_doc(report), status.text_lines(report), ctx, code)
-
-
-def _apply_lines(report: engine.ApplyReport) -> List[str]:
-    if report.scope is not None and report.offline:
-        return [f"Peer {report.scope} is not connected; its routes will be installed when its link comes up."]
-    lines = [f"Installed route for peer {p}: {line}" for p, line in report.installed]
-    lines += [f"Updated route for peer {p}: {line}" for p, line in report.updated]
-    lines += [f"Removed stale route: {what}" for what in report.removed]
-    if report.scope is not None:
-        link = report.connected[0][1]
-        lines.append(f"Applied routes for peer {report.scope} on {link}: {len(report.installed)} installed, "
-                     f"{len(report.updated)} updated, {len(report.removed)} removed, {report.unchanged} unchanged, "
-                     f"{len(report.blocked)} blocked, {len(report.failed)} failed.")
-    else:
-        lines.append(f"Applied routes: {len(report.connected)} peers connected, {len(report.offline)} offline; "
-                     f"{len(report.installed)} installed, {len(report.updated)} updated, {len(report.removed)} removed, "
-                     f"{report.unchanged} unchanged, {len(report.blocked)} blocked, {len(report.failed)} failed.")
-    return lines
 
 
 # -- entry point ------------------------------------------------------------
@@ -345,13 +230,6 @@ def _check_completion_shell(argv: List[str]) -> None:
     if name not in _COMPLETION_SHELLS:
         raise InputError(f"{argv[0]} could not tell which shell it was started from (found {name or 'none'}); "
                          f"run it from an interactive {', '.join(_COMPLETION_SHELLS[:3])} or powershell")
-
-
-def _one_line(text: str) -> str:
-    # Escape what is left after the blanks are folded (bidi overrides, soft hyphens...):
-    # click echoes the caller's words, and an error must not rewrite the line it is shown on.
-    folded = " ".join(str(text).split())
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in folded)
 
 
 def run(argv: Optional[List[str]] = None) -> int:
@@ -398,15 +276,6 @@ def _usage_message(exc: Exception) -> str:
     if len(text) > _MAX_USAGE_TEXT:  # click echoes the caller's word: a 100 kB option is not a message
         text = text[:_MAX_USAGE_TEXT] + "..."
     return f"{text} (see: {C.PROG} {command}--help)"
-
-
-def _fail(message: str, code: int, wants_json: bool) -> int:
-    sys.stdout.flush()
-    if wants_json:
-        print(json.dumps({"ok": False, "error": message, "exit": code}))
-        sys.stdout.flush()
-    print(f"{C.PROG}: error: {message}", file=sys.stderr)
-    return code
 
 
 def main() -> None:

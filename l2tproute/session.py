@@ -1,0 +1,113 @@
+"""What one command works with (the store, the runner, the output mode) and how it ends:
+its report, its warnings, or one error line. Without typer, so that the lean `apply`
+(fastapply.py) prints exactly what the full CLI prints.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import sys
+from typing import List, Optional
+
+from . import constants as C, engine
+from .iproute2 import DryRun, IpRoute2, Runner
+from .model import InputError
+from .routefile import serialize
+from .store import Store
+
+_NETNS_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", re.ASCII)
+
+
+class DryRunStore(Store):
+    """Reads the real store; records what a write would do instead of doing it."""
+
+    def __init__(self, directory: str):
+        super().__init__(directory)
+        self.changes: List[str] = []
+
+    def locked(self, timeout: float = C.LOCK_TIMEOUT):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def write(self, peer, lines) -> None:
+        path = self.path(peer)
+        old = (self.read_bytes(peer) or b"").decode("ascii", "replace").splitlines(keepends=True)
+        if not any(line.is_route for line in lines):
+            self.changes.append(f"remove {path}")
+            return
+        new = serialize(lines).decode("ascii", "replace").splitlines(keepends=True)
+        diff = difflib.unified_diff(old, new, fromfile=path, tofile=path)
+        self.changes.extend(line.rstrip("\n") for line in diff)
+
+
+class Session:
+    """What one command works with: the store, the runner, the output mode."""
+
+    def __init__(self, json_out: bool, dry_run: bool, netns: Optional[str], force: bool = False):
+        if netns is not None and not _NETNS_RE.fullmatch(netns):
+            raise InputError(f"invalid namespace {netns!r}: expected a name as shown by `ip netns list`")
+        directory = Store.from_environment().directory
+        self.json = json_out
+        self.store = DryRunStore(directory) if dry_run else Store(directory)
+        self._netns = netns
+        self._dry_run = dry_run
+        self._runner: Optional[Runner] = None
+        self.force = force
+
+    @property
+    def runner(self) -> Runner:
+        if self._runner is None:
+            real = IpRoute2(self._netns)
+            self._runner = DryRun(real) if self._dry_run else real
+        return self._runner
+
+    def context(self) -> engine.Context:
+        return engine.Context(self.store, self.runner, force=self.force)
+
+    def finish(self, doc: dict, lines: List[str], ctx: Optional[engine.Context] = None, code: int = 0) -> int:
+        warnings = ctx.warnings if ctx else []
+        planned = self._planned()
+        if self.json:
+            doc = dict(doc, ok=code == 0, warnings=warnings)
+            if self._dry_run:
+                doc["dry_run"] = planned
+            print(json.dumps(doc, indent=None, sort_keys=True))
+        else:
+            out = lines + (["Dry run, nothing changed. Would run:"] + [f"  {p}" for p in planned] if self._dry_run else [])
+            if out:
+                print("\n".join(out))
+            warn(warnings)
+        return code
+
+    def _planned(self) -> List[str]:
+        planned: List[str] = []
+        if isinstance(self._runner, DryRun):
+            planned += self._runner.planned
+        if isinstance(self.store, DryRunStore):
+            planned += self.store.changes
+        return planned
+
+
+def warn(warnings: List[str]) -> None:
+    sys.stdout.flush()
+    for text in warnings:
+        print(f"{C.PROG}: warning: {text}", file=sys.stderr)
+
+
+def one_line(text: str) -> str:
+    # Escape what is left after the blanks are folded (bidi overrides, soft hyphens...):
+    # click echoes the caller's words, and an error must not rewrite the line it is shown on.
+    folded = " ".join(str(text).split())
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in folded)
+
+
+def fail(message: str, code: int, wants_json: bool) -> int:
+    sys.stdout.flush()
+    if wants_json:
+        print(json.dumps({"ok": False, "error": message, "exit": code}))
+        sys.stdout.flush()
+    print(f"{C.PROG}: error: {message}", file=sys.stderr)
+    return code
