@@ -1,4 +1,4 @@
-"""Console entry point: the lean read path for `list` first, the full typer CLI for everything else.
+"""Console entry point: the lean paths for `list` and `apply` first, the full typer CLI for everything else.
 
 Keep this module's imports to `sys`: it is loaded on every call, and the panel's
 `list --peer` must not pay for typer (see fastpath.py).
@@ -12,6 +12,10 @@ def run(argv) -> int:
     from .fastpath import run_fast
 
     code = run_fast(argv)
+    if code is None and list(argv)[:1] == ["apply"]:
+        from .fastapply import run_fast as run_fast_apply
+
+        code = run_fast_apply(argv)
     if code is None:
         from .cli import run as run_cli
 
