@@ -110,6 +110,7 @@ def _ip_path() -> str:
     return shutil.which(C.IP_BINARY, path=search) or "/sbin/ip"
 
 
+_CHUNK = 1 << 16
 _FAILED_LINE = re.compile(r"^Command failed -:(\d+)$")
 
 
@@ -134,7 +135,10 @@ class IpRoute2(Runner):
                            _return_cmd=True, _decode_errors="replace",
                            # A pipe, not sh's default pty: ip's output is data, and a pty
                            # made reading 10,000 routes' JSON half again as slow.
-                           _tty_out=False)
+                           _tty_out=False,
+                           # Read in 64 KiB chunks, not sh's default 1 KiB lines: each chunk is
+                           # a trip through sh's reader thread, which must take the GIL.
+                           _out_bufsize=_CHUNK, _err_bufsize=_CHUNK)
         except sh.CommandNotFound:
             raise IpError("the ip command (iproute2) is not installed; install it with: apt-get install iproute2") from None
         # Not sh's _timeout: its watcher thread polls every 0.1 s and is joined when ip
