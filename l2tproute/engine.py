@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -298,12 +299,14 @@ def apply(ctx: Context, peer: Optional[IPv4Address] = None) -> ApplyReport:
     """Make the kernel hold exactly the stored routes of connected peers (one peer, or all)."""
     report = ApplyReport(scope=peer)
     with _no_cycle_collection(), ctx.store.locked(ctx.lock_timeout):
+        # The kernel's state is read while the files are parsed: the two `ip` dumps run
+        # on the other core (a third of a steady-state apply at 10,000 routes).
+        kernel = _Background(lambda: _dump_kernel_state(ctx.runner))
         peers = [peer] if peer is not None else _all_peers(ctx)
         stored = {p: _stored_routes(ctx, p) for p in peers}
-        # Tagged routes first, links second: a hook that brings a link up in between
-        # then only makes us re-add its routes, never delete them.
-        tagged = _read_tagged(ctx.runner)
-        links = parse_links(ctx.runner.read_links())
+        tagged_rows, link_rows = kernel.result()
+        tagged = [item for family, rows in tagged_rows for item in parse_routes(rows, family, tagged=True)]
+        links = parse_links(link_rows)
         for text in links.duplicates:
             ctx.warn(text)
         names = table_names() if any(r.table for rs in stored.values() for r in rs) else None
@@ -330,6 +333,38 @@ def apply(ctx: Context, peer: Optional[IPv4Address] = None) -> ApplyReport:
                      "the kernel holds one route per destination, the first one wins")
         _execute(ctx, result, report)
     return report
+
+
+def _dump_kernel_state(runner: Runner) -> Tuple[List[Tuple[int, list]], list]:
+    """The rows of our tagged routes and of the links, as `ip -json` prints them. Only the
+    dumps: their parsing is Python work that would contend with the caller's for the GIL."""
+    # Tagged routes first, links second: a hook that brings a link up in between
+    # then only makes us re-add its routes, never delete them.
+    tagged = [(family, runner.read_routes(family, tagged=True)) for family in (4, 6)]
+    return tagged, runner.read_links()
+
+
+class _Background:
+    """A call run in a thread; result() waits for it and returns its value or raises its error."""
+
+    def __init__(self, call):
+        self._call = call
+        self._value = None
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._call()
+        except BaseException as exc:  # handed to the caller, raised there
+            self._error = exc
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _all_peers(ctx: Context) -> List[IPv4Address]:
