@@ -16,7 +16,6 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
 
 REPO = Path(__file__).resolve().parent.parent
 INSTALLED = Path("/usr/local/sbin/l2tp-routectl")
@@ -29,9 +28,6 @@ class Tool:
     ip_up: str
     python: str  # the interpreter both start, for the bare-start reference
     what: str
-
-    def bare_python(self) -> List[str]:
-        return [self.python, "-I", "-c", "pass"]
 
 
 def _interpreter(script: Path) -> str:

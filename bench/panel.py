@@ -47,7 +47,7 @@ def main() -> int:
     commands = {
         "ours": sudo + [args.routectl, "list", "--peer", args.peer],
         "bash": sudo + [BASH_LIST, "list", "--peer", args.peer],
-        "bare": sudo + [args.python, "-I", "-c", "pass"],
+        "bare": sudo + [args.python, "-IS", "-c", "pass"],
     }
     outputs = {name: subprocess.run(argv, capture_output=True) for name, argv in commands.items()}
     same = outputs["ours"].stdout == outputs["bash"].stdout and outputs["ours"].returncode == 0

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 MEASURES = [
     "panel: sudo l2tp-routectl list --peer X",
-    "reference: sudo python3 -I -c pass",
+    "reference: sudo python3 -IS -c pass",
     "apply-all from empty:",
     "reference: per-route `ip route add` loop",
     "steady-state apply",
