@@ -32,8 +32,6 @@ IP_TIMEOUT = 15.0
 IP_BATCH_TIMEOUT = 120.0
 #: Seconds a command waits for the store lock before it fails with a clear error.
 LOCK_TIMEOUT = 20.0
-#: Hooks must not hold pppd up: they wait less.
-HOOK_LOCK_TIMEOUT = 5.0
 HOOK_DEADLINE = 20
 
 EXIT_OK = 0
