@@ -4,8 +4,15 @@ This checkout, wrapped the way install-l2tp-per-user-routing.sh wraps it: a
 virtual environment, scripts whose first line is `#!VENV/bin/python3 -IS` (isolated
 start without `site`) and whose next lines put the package directories on sys.path
 (no .pth file runs), and byte-compiled modules; never a pyenv shim or an editable
-install's import hook, which cost more at start than the whole `list` does. With --installed, the
-installed /usr/local/sbin/l2tp-routectl and ip-up hook instead, when they are there.
+install's import hook, which cost more at start than the whole `list` does.
+
+The interpreter and libraries are the installed venv's (/opt/l2tproute: the
+distribution's python3, which the installer uses) when it is there and can import
+them, with this checkout first on sys.path: that is what an admin runs. A
+self-built interpreter (pyenv's, without PGO) spent a third more time on the same
+steady-state apply here. Without an install, a venv of the running interpreter.
+With --installed, the installed /usr/local/sbin/l2tp-routectl and ip-up hook
+instead, when they are there.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 INSTALLED = Path("/usr/local/sbin/l2tp-routectl")
 INSTALLED_HOOK = Path("/etc/ppp/ip-up.d/l2tp-routes")
+INSTALLED_VENV = Path("/opt/l2tproute")
 
 
 @dataclass(frozen=True)
@@ -39,13 +47,14 @@ def prepare(workdir: str, prefer_installed: bool = False) -> Tool:
     if prefer_installed and INSTALLED.is_file() and INSTALLED_HOOK.is_file():
         return Tool(str(INSTALLED), str(INSTALLED_HOOK), _interpreter(INSTALLED),
                     f"the installed {INSTALLED} and {INSTALLED_HOOK}")
-    venv = Path(workdir) / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    # Where the installer appends the venv's site-packages: the checkout, then this
-    # interpreter's own packages (typer, sh, filelock) as plain entries.
-    paths = [str(REPO), *site.getsitepackages()]
+    python, packages, whose = _installed_interpreter()
+    if python is None:
+        venv = Path(workdir) / "venv"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        python, packages, whose = venv / "bin" / "python3", site.getsitepackages(), "a venv of " + sys.executable
+    # As the installer's scripts: the package directories as plain sys.path entries.
+    paths = [str(REPO), *packages]
     compileall.compile_dir(str(REPO / "l2tproute"), quiet=1)
-    python = venv / "bin" / "python3"
     scripts = {}
     for name in ("l2tp-routectl", "l2tp-routes-ip-up"):
         body = (REPO / "bin" / name).read_text().split("\n", 1)[1]
@@ -54,4 +63,17 @@ def prepare(workdir: str, prefer_installed: bool = False) -> Tool:
         target.chmod(0o755)
         scripts[name] = str(target)
     return Tool(scripts["l2tp-routectl"], scripts["l2tp-routes-ip-up"], str(python),
-                f"the checkout {REPO}, started as installed (`#!venv/bin/python3 -IS`, byte-compiled)")
+                f"the checkout {REPO}, started as installed (`#!{python} -IS`, byte-compiled; "
+                f"interpreter and libraries: {whose})")
+
+
+def _installed_interpreter():
+    """(python, [site-packages], description) of the installed venv when it can run this checkout, else Nones."""
+    python = INSTALLED_VENV / "bin" / "python3"
+    packages = [str(p) for p in sorted(INSTALLED_VENV.glob("lib/python3*/site-packages"))]
+    if not python.is_file() or not packages:
+        return None, None, None
+    probe = f"import sys; sys.path[:0] = {[str(REPO), *packages]!r}; import l2tproute.cli, sh, filelock"
+    if subprocess.run([str(python), "-IS", "-c", probe], capture_output=True).returncode != 0:
+        return None, None, None
+    return python, packages, f"the installed venv {INSTALLED_VENV} ({Path(python).resolve()})"

@@ -18,6 +18,7 @@ import argparse
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -131,13 +132,19 @@ def _load() -> str:
     return "/".join(f"{value:.1f}" for value in os.getloadavg())
 
 
+def _version_of(python: str) -> str:
+    done = subprocess.run([python, "-IS", "-c", "import platform; print(platform.python_version())"],
+                          capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
 def render(rows: List[M.Row], size_name: str, tool: launcher.Tool, load_before: str) -> str:
     head = ["measure", "ours", "baseline", "ratio", "target", "pass/fail"]
     body = [[r.measure, r.ours, r.baseline, r.ratio, r.target, r.verdict] for r in rows]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     lines += ["", f"Reproduce: python3 bench/run.py --size {size_name}",
-              f"Measured: {tool.what}; {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+              f"Measured: {tool.what}; {os.cpu_count()} CPUs, Python {_version_of(tool.python)}, "
               f"kernel {platform.release()}; load average (1/5/15 min) {load_before} before, {_load()} after; "
               "medians of runs taken in turn."]
     return "\n".join(lines)
