@@ -299,7 +299,7 @@ def apply(ctx: Context, peer: Optional[IPv4Address] = None) -> ApplyReport:
     """Make the kernel hold exactly the stored routes of connected peers (one peer, or all)."""
     report = ApplyReport(scope=peer)
     with _no_cycle_collection(), ctx.store.locked(ctx.lock_timeout):
-        # The kernel's state is read while the files are parsed: the two `ip` dumps run
+        # The kernel's state is read while the files are parsed: the `ip` dumps run
         # on the other core (a third of a steady-state apply at 10,000 routes).
         kernel = _Background(lambda: _dump_kernel_state(ctx.runner))
         peers = [peer] if peer is not None else _all_peers(ctx)
