@@ -16,7 +16,7 @@ from . import __version__, constants as C, engine, listing, secrets, status
 from .iproute2 import IpError
 from .model import InputError, make_route, parse_destination, parse_device, parse_gateway, parse_metric, parse_table
 from .applycmd import apply_command
-from .session import Session, fail as _fail, one_line as _one_line, warn as _warn
+from .session import Session, fail as _fail, fail_with, one_line as _one_line, warn as _warn
 from .store import StoreError
 
 app = typer.Typer(add_completion=True, rich_markup_mode=None, pretty_exceptions_enable=False,
@@ -245,10 +245,8 @@ def run(argv: Optional[List[str]] = None) -> int:
         return exc.exit_code
     except typer.Abort:
         return _fail("interrupted", C.EXIT_FAILURE, wants_json)
-    except InputError as exc:
-        return _fail(_one_line(exc), C.EXIT_USAGE, wants_json)
-    except (StoreError, IpError) as exc:
-        return _fail(_one_line(exc), C.EXIT_FAILURE, wants_json)
+    except (InputError, StoreError, IpError) as exc:
+        return fail_with(exc, wants_json)
     except (BrokenPipeError, KeyboardInterrupt):
         return C.EXIT_FAILURE
     except Exception as exc:  # never a traceback in front of the admin or the panel
@@ -257,8 +255,7 @@ def run(argv: Optional[List[str]] = None) -> int:
                          f"{C.PROG} --help)", C.EXIT_USAGE, wants_json)
         if _is_click_error(exc):
             return _fail(_usage_message(exc), exc.exit_code or C.EXIT_USAGE, wants_json)
-        return _fail(f"internal error ({type(exc).__name__}): {_one_line(exc)}; please report this",
-                     C.EXIT_FAILURE, wants_json)
+        return fail_with(exc, wants_json)
 
 
 def _is_click_error(exc: Exception) -> bool:

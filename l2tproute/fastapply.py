@@ -65,10 +65,7 @@ def run_fast(argv):
 
 
 def _run(apply_command, session, p) -> int:
-    from .iproute2 import IpError
-    from .model import InputError
-    from .session import fail, one_line
-    from .store import StoreError
+    from .session import fail, fail_with
 
     try:
         return apply_command(session, p)
@@ -82,18 +79,9 @@ def _run(apply_command, session, p) -> int:
         if exc.errno == errno.EPIPE:
             _pacify()
             return C.EXIT_FAILURE
-        return _internal(exc, fail, one_line)
-    # What cli.run does with the rest:
-    except InputError as exc:
-        return fail(one_line(exc), C.EXIT_USAGE, False)
-    except (StoreError, IpError) as exc:
-        return fail(one_line(exc), C.EXIT_FAILURE, False)
-    except Exception as exc:
-        return _internal(exc, fail, one_line)
-
-
-def _internal(exc, fail, one_line) -> int:
-    return fail(f"internal error ({type(exc).__name__}): {one_line(exc)}; please report this", C.EXIT_FAILURE, False)
+        return fail_with(exc, False)
+    except Exception as exc:  # what cli.run does with the rest
+        return fail_with(exc, False)
 
 
 def _pacify() -> None:

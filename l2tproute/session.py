@@ -12,10 +12,10 @@ import sys
 from typing import List, Optional
 
 from . import constants as C, engine
-from .iproute2 import DryRun, IpRoute2, Runner
+from .iproute2 import DryRun, IpError, IpRoute2, Runner
 from .model import InputError
 from .routefile import serialize
-from .store import Store
+from .store import Store, StoreError
 
 _NETNS_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", re.ASCII)
 
@@ -111,3 +111,14 @@ def fail(message: str, code: int, wants_json: bool) -> int:
         sys.stdout.flush()
     print(f"{C.PROG}: error: {message}", file=sys.stderr)
     return code
+
+
+def fail_with(exc: BaseException, wants_json: bool) -> int:
+    """How a command that raised `exc` ends: a wrong request exits 2, a store or `ip`
+    failure 1, anything else 1 as an internal error (never a traceback)."""
+    if isinstance(exc, InputError):
+        return fail(one_line(exc), C.EXIT_USAGE, wants_json)
+    if isinstance(exc, (StoreError, IpError)):
+        return fail(one_line(exc), C.EXIT_FAILURE, wants_json)
+    return fail(f"internal error ({type(exc).__name__}): {one_line(exc)}; please report this", C.EXIT_FAILURE,
+                wants_json)
