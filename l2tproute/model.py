@@ -53,13 +53,18 @@ def _is_host_ipv4(text: str) -> bool:
     return _IPV4_RE.fullmatch(text) is not None
 
 
+def _quad_int(text: str) -> int:
+    """The integer of a dotted quad already matched by _IPV4_RE."""
+    a, b, c, d = text.split(".")
+    return int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d)
+
+
 def _checked_ipv4(text: str) -> IPv4Address:
     """The address of a dotted quad that _is_host_ipv4 accepted: ipaddress's own parser
     checks it all again and costs most of a route file's parse at thousands of lines."""
     found = _ADDRESSES.get(text)
     if found is None:
-        a, b, c, d = text.split(".")
-        found = _remember(_ADDRESSES, text, IPv4Address(int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d)))
+        found = _remember(_ADDRESSES, text, IPv4Address(_quad_int(text)))
     return found
 
 
@@ -96,10 +101,7 @@ def ipv4_address(text: str) -> Optional[IPv4Address]:
 
 def ipv4_int(text: str) -> Optional[int]:
     """The integer of a canonical dotted quad (as the kernel prints it), None for anything else."""
-    if not _IPV4_RE.fullmatch(text):
-        return None
-    a, b, c, d = text.split(".")
-    return int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d)
+    return _quad_int(text) if _IPV4_RE.fullmatch(text) else None
 
 
 def parse_ipv4(text: str, what: str) -> IPv4Address:
@@ -150,8 +152,7 @@ def parse_destination(text: str) -> Network:
     if not _PREFIX_RE.fullmatch(prefix):
         raise InputError(f"invalid destination {show(text)}: the prefix length must be 0-32, like 192.168.1.0/24")
     # From integers: parsing the text again costs more than the checks above.
-    a, b, c, d = addr_part.split(".")
-    address, bits = int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d), int(prefix)
+    address, bits = _quad_int(addr_part), int(prefix)
     if address & ((1 << (32 - bits)) - 1):
         net = ipaddress.IPv4Network((address, bits), strict=False)
         raise InputError(f"invalid destination {show(text)}: host bits are set; did you mean {net}?")
