@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from l2tproute import constants as C  # noqa: E402
 
+
 def _hook_argv(hook: str, iface: str, peer: str) -> list:
     # pppd: IFACE TTY SPEED LOCAL PEER IPPARAM
     return [hook, iface, "/dev/pts/9", "0", "10.127.255.254", peer, ""]

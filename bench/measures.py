@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional
 
 import scale
 from launcher import Tool
@@ -37,7 +36,7 @@ class Row:
     baseline: str
     ratio: str
     target: str
-    ok: Optional[bool]  # None: a reference row, no target
+    ok: bool | None  # None: a reference row, no target
 
     @property
     def verdict(self) -> str:
@@ -58,7 +57,7 @@ def _env(store: str) -> dict:
 
 # -- 1. the panel's call --------------------------------------------------------
 
-def panel(tool: Tool, workdir: str, runs: int) -> List[Row]:
+def panel(tool: Tool, workdir: str, runs: int) -> list[Row]:
     store = os.path.join(workdir, "panel-store")
     scale.write_store(store, range(3), 5)
     scratch = os.path.join(workdir, "panel-mnt")
@@ -76,7 +75,8 @@ def panel(tool: Tool, workdir: str, runs: int) -> List[Row]:
     return [
         Row("panel: sudo l2tp-routectl list --peer X", ms(ours), f"{ms(bash)} (bash list, sudo)",
             f"{ours / bash:.2f}x", "<= 2.0x", ours / bash <= 2.0),
-        Row("reference: sudo python3 -IS -c pass (bare start, as ours starts)", ms(bare), f"{ms(bash)} (bash list, sudo)",
+        Row("reference: sudo python3 -IS -c pass (bare start, as ours starts)", ms(bare),
+            f"{ms(bash)} (bash list, sudo)",
             f"{bare / bash:.2f}x", "-", None),
     ]
 
@@ -93,11 +93,11 @@ def _raw_work(ns: scale.Namespace, batch_text: str) -> float:
 
 
 def apply_from_empty(tool: Tool, ns: scale.Namespace, store: str, sessions: range, per_peer: int,
-                     reps: int) -> Dict[str, List[float]]:
+                     reps: int) -> dict[str, list[float]]:
     """Ours and the raw baseline, in turn, each starting with no tagged route installed."""
     batch_text = "\n".join(scale.raw_batch(sessions, per_peer)) + "\n"
     expected = scale.expected_routes(sessions, per_peer)
-    times: Dict[str, List[float]] = {"ours": [], "raw": []}
+    times: dict[str, list[float]] = {"ours": [], "raw": []}
     for _ in range(reps):
         ns.flush_tagged()
         times["raw"].append(_raw_work(ns, batch_text))
@@ -136,7 +136,7 @@ class RouteMonitor:
 
     def __init__(self, ns: scale.Namespace):
         self.ns = ns
-        self.lines: List[str] = []
+        self.lines: list[str] = []
         self._proc = subprocess.Popen(["ip", "-n", ns.name, "monitor", "route"], stdout=subprocess.PIPE, text=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -160,7 +160,7 @@ class RouteMonitor:
                 time.sleep(0.01)
         raise BenchError("ip monitor route never showed the sentinel route")
 
-    def between(self, first: int, last: int) -> List[str]:
+    def between(self, first: int, last: int) -> list[str]:
         return [line for line in self.lines[first:last] if "198.51.100." not in line]
 
     def close(self) -> None:
@@ -169,7 +169,7 @@ class RouteMonitor:
 
 
 def steady(tool: Tool, ns: scale.Namespace, store: str, sessions: range, per_peer: int,
-           reps: int) -> Dict[str, object]:
+           reps: int) -> dict[str, object]:
     """`apply` again with every route in place: its time, and what ip monitor saw meanwhile."""
     run_timed([tool.routectl, "apply", "--netns", ns.name], _env(store))  # everything installed
     expected = scale.expected_routes(sessions, per_peer)
@@ -198,7 +198,7 @@ def _in_netns(ns: scale.Namespace, *args: str) -> dict:
     return json.loads(done.stdout)
 
 
-def hook_single(tool: Tool, ns: scale.Namespace, store: str, index: int, per_peer: int, runs: int) -> List[float]:
+def hook_single(tool: Tool, ns: scale.Namespace, store: str, index: int, per_peer: int, runs: int) -> list[float]:
     """ip-up for one new session with `per_peer` routes, every other session up."""
     scale.write_store(store, [index], per_peer)
     ns.add_sessions([index])
@@ -209,7 +209,7 @@ def hook_single(tool: Tool, ns: scale.Namespace, store: str, index: int, per_pee
     return result["times"]
 
 
-def _digest(store: str) -> Dict[str, str]:
+def _digest(store: str) -> dict[str, str]:
     return {name: hashlib.sha256(open(os.path.join(store, name), "rb").read()).hexdigest()
             for name in sorted(os.listdir(store))}
 

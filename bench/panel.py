@@ -52,7 +52,8 @@ def main() -> int:
     outputs = {name: subprocess.run(argv, capture_output=True) for name, argv in commands.items()}
     same = outputs["ours"].stdout == outputs["bash"].stdout and outputs["ours"].returncode == 0
     times = interleaved(commands, args.runs)
-    print(json.dumps({"times": times, "same_output": same, "ours_output": outputs["ours"].stdout.decode(errors="replace"),
+    print(json.dumps({"times": times, "same_output": same,
+                      "ours_output": outputs["ours"].stdout.decode(errors="replace"),
                       "ours_stderr": outputs["ours"].stderr.decode(errors="replace")}))
     return 0
 

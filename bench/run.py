@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
@@ -53,8 +52,8 @@ SIZES = {
 }
 
 
-def _rows(size: Size, tool: launcher.Tool, workdir: str, log) -> List[M.Row]:
-    rows: List[M.Row] = []
+def _rows(size: Size, tool: launcher.Tool, workdir: str, log) -> list[M.Row]:
+    rows: list[M.Row] = []
     n, per = size.sessions, size.per_peer
     routes = n * per
 
@@ -138,7 +137,7 @@ def _version_of(python: str) -> str:
     return done.stdout.strip() or "unknown"
 
 
-def render(rows: List[M.Row], size_name: str, tool: launcher.Tool, load_before: str) -> str:
+def render(rows: list[M.Row], size_name: str, tool: launcher.Tool, load_before: str) -> str:
     head = ["measure", "ours", "baseline", "ratio", "target", "pass/fail"]
     body = [[r.measure, r.ours, r.baseline, r.ratio, r.target, r.verdict] for r in rows]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]

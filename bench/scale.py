@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from typing import Dict, List, Optional
 
 from l2tproute import constants as C
 
@@ -27,12 +26,12 @@ def peer(index: int) -> str:
     return dotted(_PEER_BASE + index + 1)
 
 
-def routes(index: int, per_peer: int) -> List[str]:
+def routes(index: int, per_peer: int) -> list[str]:
     """The destinations of session `index`: distinct /29s, never overlapping another peer's."""
     return [f"{dotted(_ROUTE_BASE + (index * per_peer + j) * 8)}/29" for j in range(per_peer)]
 
 
-def ip(*args: str, stdin: Optional[str] = None, check: bool = True) -> subprocess.CompletedProcess:
+def ip(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], input=stdin, capture_output=True, text=True, check=check)
 
 
@@ -44,10 +43,10 @@ class Namespace:
         ip("netns", "add", self.name)
         self.ip("link", "set", "lo", "up")
 
-    def ip(self, *args: str, stdin: Optional[str] = None, check: bool = True) -> subprocess.CompletedProcess:
+    def ip(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         return ip("-n", self.name, *args, stdin=stdin, check=check)
 
-    def batch(self, lines: List[str]) -> None:
+    def batch(self, lines: list[str]) -> None:
         if lines:
             self.ip("-batch", "-", stdin="\n".join(lines) + "\n")
 
@@ -63,7 +62,7 @@ class Namespace:
         """Links gone, as when pppd exits: the kernel removes their routes with them."""
         self.batch([f"link del ppp{i}" for i in indexes])
 
-    def tagged(self) -> List[dict]:
+    def tagged(self) -> list[dict]:
         out = self.ip("-4", "-j", "route", "show", "proto", str(C.RT_PROTO)).stdout.strip()
         return json.loads(out) if out else []
 
@@ -82,7 +81,7 @@ def expected_routes(indexes, per_peer: int) -> set:
     return {(dst, peer(i), f"ppp{i}") for i in indexes for dst in routes(i, per_peer)}
 
 
-def write_store(directory: str, indexes, per_peer: int) -> Dict[str, bytes]:
+def write_store(directory: str, indexes, per_peer: int) -> dict[str, bytes]:
     """One route file per peer, as the old tool wrote them (`DST via PEER`)."""
     os.makedirs(directory, exist_ok=True)
     written = {}
@@ -95,7 +94,7 @@ def write_store(directory: str, indexes, per_peer: int) -> Dict[str, bytes]:
     return written
 
 
-def raw_batch(indexes, per_peer: int, verb: str = "replace") -> List[str]:
+def raw_batch(indexes, per_peer: int, verb: str = "replace") -> list[str]:
     """The `ip -batch` lines a reconciling apply cannot avoid: every route, tagged, on its link."""
     return [f"route {verb} {dst} via {peer(i)} dev ppp{i} proto {C.RT_PROTO}"
             for i in indexes for dst in routes(i, per_peer)]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import statistics
 import subprocess
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable
 
 
-def run_timed(argv: List[str], env: Optional[dict] = None, check: bool = True) -> float:
+def run_timed(argv: list[str], env: dict | None = None, check: bool = True) -> float:
     start = time.perf_counter()
     done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     elapsed = time.perf_counter() - start
@@ -17,11 +17,11 @@ def run_timed(argv: List[str], env: Optional[dict] = None, check: bool = True) -
     return elapsed
 
 
-def interleaved(commands: Dict[str, List[str]], runs: int, env: Optional[dict] = None) -> Dict[str, List[float]]:
+def interleaved(commands: dict[str, list[str]], runs: int, env: dict | None = None) -> dict[str, list[float]]:
     """Each command once per round, `runs` rounds, after one untimed warm-up round."""
     for argv in commands.values():
         run_timed(argv, env)
-    times: Dict[str, List[float]] = {name: [] for name in commands}
+    times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
         for name, argv in commands.items():
             times[name].append(run_timed(argv, env))
@@ -34,5 +34,5 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def median(values: List[float]) -> float:
+def median(values: list[float]) -> float:
     return statistics.median(values)

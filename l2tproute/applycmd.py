@@ -5,14 +5,12 @@ Shared by the full CLI and the lean path (fastapply.py), so both print the same.
 
 from __future__ import annotations
 
-from typing import List, Optional
-
 from . import engine
 from .model import IPv4Address
 from .session import Session
 
 
-def apply_command(session: Session, p: Optional[IPv4Address]) -> int:
+def apply_command(session: Session, p: IPv4Address | None) -> int:
     ctx = session.context()
     report = engine.apply(ctx, p)
     lines = apply_lines(report)
@@ -22,7 +20,8 @@ def apply_command(session: Session, p: Optional[IPv4Address]) -> int:
     for fpeer, line, message in report.failed:
         who = f"peer {fpeer}: " if fpeer else ""
         ctx.warn(f"{who}failed: {line}: {message}")
-    doc = {"command": "apply", "peer": str(p) if p is not None else None, "connected": {str(k): v for k, v in report.connected},
+    doc = {"command": "apply", "peer": str(p) if p is not None else None,
+           "connected": {str(k): v for k, v in report.connected},
            "offline": [str(x) for x in report.offline],
            "installed": [{"peer": str(a), "route": b} for a, b in report.installed],
            "updated": [{"peer": str(a), "route": b} for a, b in report.updated],
@@ -32,7 +31,7 @@ def apply_command(session: Session, p: Optional[IPv4Address]) -> int:
     return session.finish(doc, lines, ctx, 0 if report.ok else 1)
 
 
-def apply_lines(report: engine.ApplyReport) -> List[str]:
+def apply_lines(report: engine.ApplyReport) -> list[str]:
     if report.scope is not None and report.offline:
         return [f"Peer {report.scope} is not connected; its routes will be installed when its link comes up."]
     lines = [f"Installed route for peer {p}: {line}" for p, line in report.installed]
@@ -45,6 +44,7 @@ def apply_lines(report: engine.ApplyReport) -> List[str]:
                      f"{len(report.blocked)} blocked, {len(report.failed)} failed.")
     else:
         lines.append(f"Applied routes: {len(report.connected)} peers connected, {len(report.offline)} offline; "
-                     f"{len(report.installed)} installed, {len(report.updated)} updated, {len(report.removed)} removed, "
-                     f"{report.unchanged} unchanged, {len(report.blocked)} blocked, {len(report.failed)} failed.")
+                     f"{len(report.installed)} installed, {len(report.updated)} updated, "
+                     f"{len(report.removed)} removed, {report.unchanged} unchanged, {len(report.blocked)} blocked, "
+                     f"{len(report.failed)} failed.")
     return lines

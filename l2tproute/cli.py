@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
-from . import __version__, constants as C, engine, listing, secrets, status
+from . import __version__, engine, listing, secrets, status
+from . import constants as C
+from .applycmd import apply_command
 from .iproute2 import IpError
 from .model import InputError, make_route, parse_destination, parse_device, parse_gateway, parse_metric, parse_table
-from .applycmd import apply_command
-from .session import Session, fail as _fail, fail_with, one_line as _one_line, warn as _warn
+from .session import Session, fail_with
+from .session import fail as _fail
+from .session import one_line as _one_line
+from .session import warn as _warn
 from .store import StoreError
 
 app = typer.Typer(add_completion=True, rich_markup_mode=None, pretty_exceptions_enable=False,
@@ -135,7 +139,7 @@ def list_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUserOp
     if p is not None:
         data = store.read_bytes(p)
         files = [(p, data)] if data is not None else []
-        warnings: List[str] = []
+        warnings: list[str] = []
         text = listing.peer_text(p, data)
     else:
         files, warnings = listing.read_all(store)
@@ -196,7 +200,7 @@ def status_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUser
 _VALUE_OPTIONS = {"--peer", "--dst", "--gw", "--dev", "--metric", "--table", "--netns", "--user"}
 
 
-def _check_repeats(argv: List[str]) -> None:
+def _check_repeats(argv: list[str]) -> None:
     """An option given twice is ambiguous: the old tool took the last, we refuse."""
     seen = set()
     skip = False
@@ -216,7 +220,7 @@ _COMPLETION_FLAGS = ("--install-completion", "--show-completion")
 _COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
 
 
-def _check_completion_shell(argv: List[str]) -> None:
+def _check_completion_shell(argv: list[str]) -> None:
     """typer takes the shell from the parent processes and, when it finds none it knows,
     prints a bare `Shell None is not supported.`: say it in our words instead."""
     if not argv or argv[0] not in _COMPLETION_FLAGS:
@@ -232,7 +236,7 @@ def _check_completion_shell(argv: List[str]) -> None:
                          f"run it from an interactive {', '.join(_COMPLETION_SHELLS[:3])} or powershell")
 
 
-def run(argv: Optional[List[str]] = None) -> int:
+def run(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     wants_json = "--json" in argv
     command = typer.main.get_command(app)

@@ -1,6 +1,5 @@
 """Every fact that more than one module needs, in one place."""
 
-import os
 
 #: Where the route files live; one `<PEER>.routes` file per peer.
 DEFAULT_STORE_DIR = "/etc/l2tp-manager/routes.d"

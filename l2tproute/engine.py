@@ -12,14 +12,14 @@ import ipaddress
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
 
 from . import constants as C
 from .iproute2 import Change, Failure, IpError, KernelRoute, Runner, is_taken_slot_error
 from .kernel import Installed, Links, parse_links, parse_routes, server_networks, slot_of
-from .model import InputError, IPv4Address, Network, Refused, Route
+from .model import InputError, IPv4Address, Refused, Route
 from .reconcile import Plan, Want, plan
-from .routefile import Line, format_route, problems, route_line, routes as routes_of
+from .routefile import Line, format_route, problems, route_line
+from .routefile import routes as routes_of
 from .store import Store, StoreError
 from .tables import table_id, table_names
 
@@ -33,13 +33,13 @@ class Context:
     runner: Runner
     force: bool = False
     lock_timeout: float = C.LOCK_TIMEOUT
-    warnings: List[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def warn(self, text: str) -> None:
         self.warnings.append(text)
 
 
-def kernel_route(route: Route, link: str, names: Optional[Dict[str, str]] = None) -> KernelRoute:
+def kernel_route(route: Route, link: str, names: dict[str, str] | None = None) -> KernelRoute:
     """How a stored route goes to the kernel: IPv4 via its gateway, IPv6 as a device route."""
     table = table_id(route.table, names)
     return KernelRoute(
@@ -51,14 +51,14 @@ def kernel_route(route: Route, link: str, names: Optional[Dict[str, str]] = None
     )
 
 
-def _read_tagged(runner: Runner, families=(4, 6), **filters) -> List[Installed]:
-    found: List[Installed] = []
+def _read_tagged(runner: Runner, families=(4, 6), **filters) -> list[Installed]:
+    found: list[Installed] = []
     for family in families:
         found += parse_routes(runner.read_routes(family, tagged=True, **filters), family, tagged=True)
     return found
 
 
-def _foreign_holder(runner: Runner, route: KernelRoute) -> Optional[str]:
+def _foreign_holder(runner: Runner, route: KernelRoute) -> str | None:
     """The route somebody else installed in this route's slot, described; None when free or ours."""
     family = route.dst.version
     for item in parse_routes(runner.read_routes(family, tagged=False, exact=route.dst), family):
@@ -91,8 +91,8 @@ class AddResult:
     status: str  # "added", "updated", "exists"
     peer: IPv4Address
     line: str
-    link: Optional[str] = None
-    kernel_error: Optional[str] = None
+    link: str | None = None
+    kernel_error: str | None = None
 
 
 def _check_destination_allowed(ctx: Context, route: Route, links: Links) -> None:
@@ -108,7 +108,7 @@ def _check_destination_allowed(ctx: Context, route: Route, links: Links) -> None
                           "sending it to a user would cut the server off (use --force to add it anyway)")
 
 
-def _owner_elsewhere(ctx: Context, peer: IPv4Address, route: Route) -> Optional[IPv4Address]:
+def _owner_elsewhere(ctx: Context, peer: IPv4Address, route: Route) -> IPv4Address | None:
     peers, _ = ctx.store.peers()
     for other in peers:
         if other == peer:
@@ -131,7 +131,8 @@ def add(ctx: Context, peer: IPv4Address, route: Route) -> AddResult:
         lines = ctx.store.read(peer) or []
         new_line = route_line(route)
         text = format_route(route)
-        existing = next((i for i, l in enumerate(lines) if l.route is not None and l.route.same_target(route)), None)
+        existing = next((i for i, line in enumerate(lines)
+                         if line.route is not None and line.route.same_target(route)), None)
         if existing is not None and lines[existing].route == route:
             status = "exists"
         else:
@@ -164,7 +165,7 @@ def add(ctx: Context, peer: IPv4Address, route: Route) -> AddResult:
         return result
 
 
-def _install_one(ctx: Context, wanted: KernelRoute, *, refuse: bool) -> Optional[str]:
+def _install_one(ctx: Context, wanted: KernelRoute, *, refuse: bool) -> str | None:
     """Install one route of ours; a slot held by a foreign route is refused (or an error)."""
     family = wanted.dst.version
     mine = [i for i in parse_routes(ctx.runner.read_routes(family, tagged=True, exact=wanted.dst), family, tagged=True)
@@ -201,9 +202,9 @@ def _hint(message: str, route: KernelRoute) -> str:
 @dataclass
 class DelResult:
     peer: IPv4Address
-    removed: List[str] = field(default_factory=list)
-    kernel_removed: List[str] = field(default_factory=list)
-    kernel_errors: List[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    kernel_removed: list[str] = field(default_factory=list)
+    kernel_errors: list[str] = field(default_factory=list)
     had_file: bool = True
 
 
@@ -233,7 +234,7 @@ def delete(ctx: Context, peer: IPv4Address, dst) -> DelResult:
         return result
 
 
-def _remove_from_kernel(ctx: Context, peer: IPv4Address, gone: List[Route]) -> Tuple[List[str], List[str]]:
+def _remove_from_kernel(ctx: Context, peer: IPv4Address, gone: list[Route]) -> tuple[list[str], list[str]]:
     """Delete the kernel routes of exactly these lines: our tag, their slot, this peer's link or gateway."""
     if not gone:
         return [], []
@@ -266,16 +267,16 @@ def _remove_from_kernel(ctx: Context, peer: IPv4Address, gone: List[Route]) -> T
 
 @dataclass
 class ApplyReport:
-    scope: Optional[IPv4Address]
-    connected: List[Tuple[IPv4Address, str]] = field(default_factory=list)
-    offline: List[IPv4Address] = field(default_factory=list)
-    installed: List[Tuple[IPv4Address, str]] = field(default_factory=list)
-    updated: List[Tuple[IPv4Address, str]] = field(default_factory=list)
-    removed: List[str] = field(default_factory=list)
+    scope: IPv4Address | None
+    connected: list[tuple[IPv4Address, str]] = field(default_factory=list)
+    offline: list[IPv4Address] = field(default_factory=list)
+    installed: list[tuple[IPv4Address, str]] = field(default_factory=list)
+    updated: list[tuple[IPv4Address, str]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
     unchanged: int = 0
-    blocked: List[Tuple[IPv4Address, str, str]] = field(default_factory=list)
-    failed: List[Tuple[Optional[IPv4Address], str, str]] = field(default_factory=list)
-    planned: List[str] = field(default_factory=list)
+    blocked: list[tuple[IPv4Address, str, str]] = field(default_factory=list)
+    failed: list[tuple[IPv4Address | None, str, str]] = field(default_factory=list)
+    planned: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -295,7 +296,7 @@ def _no_cycle_collection():
             gc.enable()
 
 
-def apply(ctx: Context, peer: Optional[IPv4Address] = None) -> ApplyReport:
+def apply(ctx: Context, peer: IPv4Address | None = None) -> ApplyReport:
     """Make the kernel hold exactly the stored routes of connected peers (one peer, or all)."""
     report = ApplyReport(scope=peer)
     with _no_cycle_collection(), ctx.store.locked(ctx.lock_timeout):
@@ -335,7 +336,7 @@ def apply(ctx: Context, peer: Optional[IPv4Address] = None) -> ApplyReport:
     return report
 
 
-def _dump_kernel_state(runner: Runner) -> Tuple[List[Tuple[int, list]], list]:
+def _dump_kernel_state(runner: Runner) -> tuple[list[tuple[int, list]], list]:
     """The rows of our tagged routes and of the links, as `ip -json` prints them. Only the
     dumps: their parsing is Python work that would contend with the caller's for the GIL."""
     # Tagged routes first, links second: a hook that brings a link up in between
@@ -350,7 +351,7 @@ class _Background:
     def __init__(self, call):
         self._call = call
         self._value = None
-        self._error: Optional[BaseException] = None
+        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -367,14 +368,14 @@ class _Background:
         return self._value
 
 
-def _all_peers(ctx: Context) -> List[IPv4Address]:
+def _all_peers(ctx: Context) -> list[IPv4Address]:
     peers, warnings = ctx.store.peers()
     for text in warnings:
         ctx.warn(text)
     return peers
 
 
-def _stored_routes(ctx: Context, peer: IPv4Address) -> List[Route]:
+def _stored_routes(ctx: Context, peer: IPv4Address) -> list[Route]:
     try:
         lines = ctx.store.read(peer) or []
     except RuntimeError as exc:
@@ -387,7 +388,7 @@ def _stored_routes(ctx: Context, peer: IPv4Address) -> List[Route]:
 
 def _execute(ctx: Context, result: Plan, report: ApplyReport) -> None:
     report.unchanged = len(result.unchanged)
-    failures: Dict[int, Failure] = {}
+    failures: dict[int, Failure] = {}
     by_change = {id(c): i for i, c in enumerate(result.changes)}
     for failure in ctx.runner.batch(result.changes):
         failures[by_change[id(failure.change)]] = failure

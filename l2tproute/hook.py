@@ -21,8 +21,9 @@ import contextlib
 import os
 import signal
 import syslog
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Callable
 
 from . import constants as C
 from .engine import _holder_text, kernel_route
@@ -30,7 +31,8 @@ from .iproute2 import Change, Failure, IpError, IpRoute2, KernelRoute, Runner, i
 from .kernel import Installed, parse_routes, slot_of
 from .model import InputError, IPv4Address, parse_device, parse_ipv4, parse_peer, show
 from .reconcile import Want, plan
-from .routefile import format_route, problems, routes as routes_of
+from .routefile import format_route, problems
+from .routefile import routes as routes_of
 from .store import Store
 from .syslogger import Syslog
 from .tables import table_names
@@ -62,7 +64,7 @@ class LinkEvent:
     direction: str  # UP or DOWN
     iface: str
     peer: IPv4Address
-    local: Optional[IPv4Address] = None
+    local: IPv4Address | None = None
     tty: str = ""
     ipparam: str = ""
 
@@ -94,7 +96,7 @@ def parse_event(direction: str, args: Sequence[str], environ: Mapping[str, str])
     except InputError as exc:
         raise InputError(f"{exc} (from {source})") from None
     try:
-        local_addr: Optional[IPv4Address] = parse_ipv4(local, "local address") if local else None
+        local_addr: IPv4Address | None = parse_ipv4(local, "local address") if local else None
     except InputError:
         local_addr = None  # only informative: never a reason to skip the routes
     return LinkEvent(direction, link, remote, local_addr, _printable(tty), _printable(ipparam))
@@ -137,7 +139,7 @@ def link_up(event: LinkEvent, store: Store, runner: Runner, log: Log, proc_sys: 
         say(syslog.LOG_WARNING, f"{format_route(want.route)}: another line of this peer already routes "
                                 f"{want.route.dst}; the first one wins")
     counts = {"installed": 0, "updated": 0, "removed": 0, "blocked": 0, "failed": 0}
-    retry: List[Want] = []
+    retry: list[Want] = []
     failures = _by_change(runner.batch(result.changes))
     for change, reason in zip(result.changes, result.reasons):
         failure = failures.get(id(change))
@@ -188,13 +190,13 @@ def loosen_rp_filter(iface: str, say: Callable[[int, str], None], proc_sys: str 
     say(syslog.LOG_INFO, f"rp_filter set to {RP_FILTER_LOOSE} (loose) on {iface}")
 
 
-def _table_names(stored, say) -> Optional[Dict[str, str]]:
+def _table_names(stored, say) -> dict[str, str] | None:
     if not any(route.table for route in stored):
         return None
     return table_names()
 
 
-def _tagged_holder(runner: Runner, route: KernelRoute) -> Optional[Installed]:
+def _tagged_holder(runner: Runner, route: KernelRoute) -> Installed | None:
     family = route.dst.version
     for item in parse_routes(runner.read_routes(family, tagged=True, exact=route.dst), family):
         if item.slot == slot_of(route):
@@ -252,7 +254,7 @@ def links_with_peer(rows: list, peer: IPv4Address) -> set:
     return found
 
 
-def _count_removal(say, counts, change: Change, failure: Optional[Failure], what: str) -> None:
+def _count_removal(say, counts, change: Change, failure: Failure | None, what: str) -> None:
     route = change.route
     text = f"{route.dst}{_via(route)} dev {route.dev}"
     if failure is None:
@@ -267,8 +269,8 @@ def _count_removal(say, counts, change: Change, failure: Optional[Failure], what
 
 # -- shared -----------------------------------------------------------------
 
-def _tagged(runner: Runner, dev: Optional[str] = None) -> List[Installed]:
-    found: List[Installed] = []
+def _tagged(runner: Runner, dev: str | None = None) -> list[Installed]:
+    found: list[Installed] = []
     for family in (4, 6):
         rows = runner.read_routes(family, tagged=True, dev=dev)
         if dev is not None:
@@ -278,7 +280,7 @@ def _tagged(runner: Runner, dev: Optional[str] = None) -> List[Installed]:
     return found
 
 
-def _by_change(failures: List[Failure]) -> Dict[int, Failure]:
+def _by_change(failures: list[Failure]) -> dict[int, Failure]:
     return {id(failure.change): failure for failure in failures}
 
 
@@ -324,8 +326,8 @@ def _deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def main(direction: str, argv: Sequence[str], environ: Mapping[str, str], *, log: Optional[Log] = None,
-         store: Optional[Store] = None, runner: Optional[Runner] = None,
+def main(direction: str, argv: Sequence[str], environ: Mapping[str, str], *, log: Log | None = None,
+         store: Store | None = None, runner: Runner | None = None,
          deadline: float = C.HOOK_DEADLINE, proc_sys: str = "/proc/sys") -> int:
     """Run one hook. Always returns 0: pppd must never see a failure; syslog does."""
     if log is None:

@@ -7,6 +7,7 @@ before it is joined, so no value can become a second argument or a second comman
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,8 +15,8 @@ import shutil
 import signal
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
 
 from . import constants as C
 from .model import IPv4Address, Network
@@ -31,9 +32,9 @@ class KernelRoute:
 
     dst: Network
     dev: str
-    gw: Optional[IPv4Address] = None
-    metric: Optional[int] = None
-    table: Optional[str] = None
+    gw: IPv4Address | None = None
+    metric: int | None = None
+    table: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ _VERBS = ("add", "replace", "del")
 _SAFE_TOKEN = re.compile(r"[A-Za-z0-9_.:/+@-]{1,64}", re.ASCII)
 
 
-def route_tokens(route: KernelRoute) -> List[str]:
+def route_tokens(route: KernelRoute) -> list[str]:
     """The one place a route becomes `ip route` arguments."""
     tokens = [str(route.dst)]
     if route.gw is not None:
@@ -60,7 +61,7 @@ def route_tokens(route: KernelRoute) -> List[str]:
     return tokens
 
 
-def change_tokens(change: Change) -> List[str]:
+def change_tokens(change: Change) -> list[str]:
     if change.verb not in _VERBS:
         raise ValueError(f"unknown route verb {change.verb!r}")
     tokens = ["route", change.verb] + route_tokens(change.route)
@@ -80,15 +81,15 @@ class Failure:
 class Runner(ABC):
     """What the library needs from the kernel; tests and --dry-run use the same interface."""
 
-    netns: Optional[str] = None
+    netns: str | None = None
 
     @abstractmethod
     def read_links(self) -> list:
         """`ip -json addr show`."""
 
     @abstractmethod
-    def read_routes(self, family: int, *, tagged: bool, dev: Optional[str] = None,
-                    exact: Optional[Network] = None) -> list:
+    def read_routes(self, family: int, *, tagged: bool, dev: str | None = None,
+                    exact: Network | None = None) -> list:
         """`ip -json -N route show table all` for one family, optionally only our tag / a link / a prefix."""
 
     @abstractmethod
@@ -96,7 +97,7 @@ class Runner(ABC):
         """Run one change; IpError when the kernel refuses it."""
 
     @abstractmethod
-    def batch(self, changes: Sequence[Change]) -> List[Failure]:
+    def batch(self, changes: Sequence[Change]) -> list[Failure]:
         """Run many changes in one process; every refused one comes back with its message."""
 
     def describe(self, change: Change) -> str:
@@ -115,7 +116,7 @@ _FAILED_LINE = re.compile(r"^Command failed -:(\d+)$")
 
 
 class IpRoute2(Runner):
-    def __init__(self, netns: Optional[str] = None, timeout: float = C.IP_TIMEOUT,
+    def __init__(self, netns: str | None = None, timeout: float = C.IP_TIMEOUT,
                  batch_timeout: float = C.IP_BATCH_TIMEOUT):
         import sh
 
@@ -126,7 +127,7 @@ class IpRoute2(Runner):
         prefix = ["-n", netns] if netns else []
         self._ip = sh.Command(_ip_path()).bake(*prefix)
 
-    def _run(self, args: List[str], *, stdin: Optional[str] = None, timeout: Optional[float] = None):
+    def _run(self, args: list[str], *, stdin: str | None = None, timeout: float | None = None):
         sh = self._sh
         limit = timeout or self.timeout
         try:
@@ -140,7 +141,8 @@ class IpRoute2(Runner):
                            # a trip through sh's reader thread, which must take the GIL.
                            _out_bufsize=_CHUNK, _err_bufsize=_CHUNK)
         except sh.CommandNotFound:
-            raise IpError("the ip command (iproute2) is not installed; install it with: apt-get install iproute2") from None
+            raise IpError("the ip command (iproute2) is not installed; "
+                          "install it with: apt-get install iproute2") from None
         # Not sh's _timeout: its watcher thread polls every 0.1 s and is joined when ip
         # exits, which added up to 100 ms to every call (several per command).
         expired = threading.Event()
@@ -160,7 +162,7 @@ class IpRoute2(Runner):
             timer.cancel()
         return cmd
 
-    def _read_json(self, args: List[str]) -> list:
+    def _read_json(self, args: list[str]) -> list:
         cmd = self._run(args)
         if cmd.exit_code != 0:
             raise IpError(f"ip {' '.join(args)} failed: {_first_line(cmd.stderr)}")
@@ -176,8 +178,8 @@ class IpRoute2(Runner):
     def read_links(self) -> list:
         return self._read_json(["-json", "addr", "show"])
 
-    def read_routes(self, family: int, *, tagged: bool, dev: Optional[str] = None,
-                    exact: Optional[Network] = None) -> list:
+    def read_routes(self, family: int, *, tagged: bool, dev: str | None = None,
+                    exact: Network | None = None) -> list:
         args = [f"-{family}", "-json", "-N", "route", "show", "table", "all"]
         if tagged:
             args += ["proto", str(C.RT_PROTO)]
@@ -193,7 +195,7 @@ class IpRoute2(Runner):
         if cmd.exit_code != 0:
             raise IpError(_clean_message(cmd.stderr))
 
-    def batch(self, changes: Sequence[Change]) -> List[Failure]:
+    def batch(self, changes: Sequence[Change]) -> list[Failure]:
         if not changes:
             return []
         text = "".join(" ".join(change_tokens(c)) + "\n" for c in changes)
@@ -208,10 +210,8 @@ class IpRoute2(Runner):
 
 def _kill(cmd, expired: threading.Event) -> None:
     expired.set()
-    try:
+    with contextlib.suppress(Exception):  # it may have just exited: nothing to stop
         cmd.signal(signal.SIGKILL)
-    except Exception:  # it has just exited: nothing to stop
-        pass
 
 
 def _text(data) -> str:
@@ -224,7 +224,7 @@ def _first_line(data) -> str:
 
 
 def _clean_message(data) -> str:
-    seen: List[str] = []
+    seen: list[str] = []
     for line in _text(data).splitlines():
         line = line.strip()
         if line and line not in seen:
@@ -232,10 +232,10 @@ def _clean_message(data) -> str:
     return "; ".join(seen) or "ip failed without a message"
 
 
-def _batch_failures(changes: Sequence[Change], stderr: str) -> List[Failure]:
+def _batch_failures(changes: Sequence[Change], stderr: str) -> list[Failure]:
     """Map `Command failed -:N` back to the Nth change, with the messages printed before it."""
-    failures: List[Failure] = []
-    pending: List[str] = []
+    failures: list[Failure] = []
+    pending: list[str] = []
     for line in stderr.splitlines():
         match = _FAILED_LINE.match(line.strip())
         if match:
@@ -256,7 +256,7 @@ class DryRun(Runner):
     def __init__(self, inner: Runner):
         self.inner = inner
         self.netns = inner.netns
-        self.planned: List[str] = []
+        self.planned: list[str] = []
 
     def read_links(self) -> list:
         return self.inner.read_links()
@@ -267,7 +267,7 @@ class DryRun(Runner):
     def change(self, change: Change) -> None:
         self.planned.append(self.describe(change))
 
-    def batch(self, changes: Sequence[Change]) -> List[Failure]:
+    def batch(self, changes: Sequence[Change]) -> list[Failure]:
         self.planned.extend(self.describe(c) for c in changes)
         return []
 

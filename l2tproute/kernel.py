@@ -5,20 +5,20 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
 
 from .iproute2 import KernelRoute
 from .model import IPv4Address, Network, ipv4_address, ipv4_int, ipv4_network
 
 #: (destination, table id, metric): the slot the kernel holds one route in.
-Slot = Tuple[Network, str, int]
+Slot = tuple[Network, str, int]
 
 DEFAULT_METRIC = {4: 0, 6: 1024}
 _BITS_RE = re.compile(r"(?:3[0-2]|[12][0-9]|[0-9])", re.ASCII)
 
 
 def slot_of(route: KernelRoute) -> Slot:
-    return (route.dst, route.table or "main", route.metric if route.metric is not None else DEFAULT_METRIC[route.dst.version])
+    metric = route.metric if route.metric is not None else DEFAULT_METRIC[route.dst.version]
+    return (route.dst, route.table or "main", metric)
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Installed:
         return slot_of(self.route)
 
 
-def _network(text: str, family: int) -> Optional[Network]:
+def _network(text: str, family: int) -> Network | None:
     if text == "default":
         return ipaddress.ip_network("0.0.0.0/0" if family == 4 else "::/0")
     if family == 4:
@@ -53,7 +53,7 @@ def _gateway(text: str) -> IPv4Address:
     return ipv4_address(text) or ipaddress.IPv4Address(text)
 
 
-def parse_routes(rows: list, family: int, tagged: bool = False) -> List[Installed]:
+def parse_routes(rows: list, family: int, tagged: bool = False) -> list[Installed]:
     """Routes from `ip -json -N route show`; iproute2 omits the protocol when it is `boot`
     (the default) and when the listing was filtered by protocol."""
     default_protocol = "157" if tagged else "3"
@@ -80,10 +80,10 @@ def parse_routes(rows: list, family: int, tagged: bool = False) -> List[Installe
 class Links:
     """Which link each connected peer is on."""
 
-    by_peer: Dict[IPv4Address, str] = field(default_factory=dict)
-    duplicates: List[str] = field(default_factory=list)
+    by_peer: dict[IPv4Address, str] = field(default_factory=dict)
+    duplicates: list[str] = field(default_factory=list)
 
-    def link_of(self, peer: IPv4Address) -> Optional[str]:
+    def link_of(self, peer: IPv4Address) -> str | None:
         return self.by_peer.get(peer)
 
 
@@ -107,13 +107,14 @@ def parse_links(rows: list) -> Links:
                 except ValueError:
                     continue
             if peer in links.by_peer and links.by_peer[peer] != name:
-                links.duplicates.append(f"peer {peer} appears on both {links.by_peer[peer]} and {name}; using {links.by_peer[peer]}")
+                first = links.by_peer[peer]
+                links.duplicates.append(f"peer {peer} appears on both {first} and {name}; using {first}")
                 continue
             links.by_peer[peer] = name
     return links
 
 
-def server_networks(rows: list, links: Links, family: int = 4) -> List[Network]:
+def server_networks(rows: list, links: Links, family: int = 4) -> list[Network]:
     """Networks on the server's own links (LAN, uplink: every link that is not a user's
     session), from the `proto kernel` routes in the main table of that family."""
     sessions = set(links.by_peer.values())

@@ -6,20 +6,18 @@ module must stay cheap to load (see l2tproute/fastpath.py).
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
-
 from .model import IPv4Address
 from .routefile import parse, problems
 from .store import Store
 
 
-def peer_text(peer: IPv4Address, data: Optional[bytes]) -> bytes:
+def peer_text(peer: IPv4Address, data: bytes | None) -> bytes:
     if data is None:
         return f"No routes found for peer: {peer}\n".encode()
     return f"Routes for peer {peer}:\n".encode() + _terminated(data)
 
 
-def all_text(files: List[Tuple[IPv4Address, bytes]]) -> bytes:
+def all_text(files: list[tuple[IPv4Address, bytes]]) -> bytes:
     if not files:
         return b"No routes found\n"
     parts = [b"All routes:\n"]
@@ -32,7 +30,7 @@ def _terminated(data: bytes) -> bytes:
     return data if not data or data.endswith(b"\n") else data + b"\n"
 
 
-def read_all(store: Store) -> Tuple[List[Tuple[IPv4Address, bytes]], List[str]]:
+def read_all(store: Store) -> tuple[list[tuple[IPv4Address, bytes]], list[str]]:
     peers, warnings = store.peers()
     files = []
     for peer in peers:
@@ -46,7 +44,7 @@ def read_all(store: Store) -> Tuple[List[Tuple[IPv4Address, bytes]], List[str]]:
     return files, warnings
 
 
-def file_warnings(store: Store, peer: IPv4Address, data: bytes) -> List[str]:
+def file_warnings(store: Store, peer: IPv4Address, data: bytes) -> list[str]:
     return problems(parse(data), store.path(peer))
 
 

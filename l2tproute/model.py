@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, replace
-from typing import Optional, Union
+from typing import Union
 
 IPv4Address = ipaddress.IPv4Address
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -91,7 +91,7 @@ def ipv4_network(address: int, bits: int) -> ipaddress.IPv4Network:
     return found
 
 
-def ipv4_address(text: str) -> Optional[IPv4Address]:
+def ipv4_address(text: str) -> IPv4Address | None:
     """The address of a canonical dotted quad (as the kernel prints it), None for anything else."""
     found = _ADDRESSES.get(text)
     if found is None and _is_host_ipv4(text):
@@ -99,7 +99,7 @@ def ipv4_address(text: str) -> Optional[IPv4Address]:
     return found
 
 
-def ipv4_int(text: str) -> Optional[int]:
+def ipv4_int(text: str) -> int | None:
     """The integer of a canonical dotted quad (as the kernel prints it), None for anything else."""
     return _quad_int(text) if _IPV4_RE.fullmatch(text) else None
 
@@ -148,7 +148,8 @@ def parse_destination(text: str) -> Network:
     if not _is_host_ipv4(addr_part):
         raise InputError(f"invalid destination {show(text)}: expected an IPv4 network like 192.168.1.0/24")
     if not slash:
-        raise InputError(f"invalid destination {show(text)}: the prefix length is missing; did you mean {addr_part}/32?")
+        raise InputError(f"invalid destination {show(text)}: the prefix length is missing; "
+                         f"did you mean {addr_part}/32?")
     if not _PREFIX_RE.fullmatch(prefix):
         raise InputError(f"invalid destination {show(text)}: the prefix length must be 0-32, like 192.168.1.0/24")
     # From integers: parsing the text again costs more than the checks above.
@@ -198,7 +199,8 @@ def parse_table(text: str) -> str:
     if _UINT_RE.fullmatch(text):
         number = int(text)
         if number in _RESERVED_TABLES or number > MAX_METRIC or number == 0:
-            raise InputError(f"invalid table {show(text)}: expected a table id from 1 to {MAX_METRIC}, not 0, 253 or 255")
+            raise InputError(f"invalid table {show(text)}: expected a table id from 1 to {MAX_METRIC}, "
+                             "not 0, 253 or 255")
         return str(number)
     if not _TABLE_NAME_RE.fullmatch(text) or text in _RESERVED_TABLE_NAMES:
         raise InputError(f"invalid table {show(text)}: expected a table number or a name from /etc/iproute2/rt_tables")
@@ -211,27 +213,27 @@ class Route:
 
     dst: Network
     gw: IPv4Address
-    dev: Optional[str] = None
-    metric: Optional[int] = None
-    table: Optional[str] = None
+    dev: str | None = None
+    metric: int | None = None
+    table: str | None = None
 
     @property
     def family(self) -> int:
         return self.dst.version
 
-    def same_target(self, other: "Route") -> bool:
+    def same_target(self, other: Route) -> bool:
         """Two lines for one kernel slot (destination, table, metric)."""
         return (self.dst, self.table_key, self.metric) == (other.dst, other.table_key, other.metric)
 
     @property
-    def table_key(self) -> Optional[str]:
+    def table_key(self) -> str | None:
         return None if self.table in (None, "main", "254") else self.table
 
-    def with_gateway(self, gw: IPv4Address) -> "Route":
+    def with_gateway(self, gw: IPv4Address) -> Route:
         return replace(self, gw=gw)
 
 
-def make_route(peer: IPv4Address, dst: Network, gw: Optional[IPv4Address] = None, dev: Optional[str] = None,
-               metric: Optional[int] = None, table: Optional[str] = None) -> Route:
+def make_route(peer: IPv4Address, dst: Network, gw: IPv4Address | None = None, dev: str | None = None,
+               metric: int | None = None, table: str | None = None) -> Route:
     """A route as `add` stores it: without `--gw` the peer itself is the gateway."""
     return Route(dst=dst, gw=gw if gw is not None else peer, dev=dev, metric=metric, table=table)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable
 
 from .iproute2 import Change, KernelRoute
 from .kernel import Installed, Slot, slot_of
@@ -19,11 +19,11 @@ class Want:
 
 @dataclass
 class Plan:
-    changes: List[Change] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
     #: What each change is for: the Want it installs, or the Installed route it removes.
-    reasons: List[object] = field(default_factory=list)
-    unchanged: List[Want] = field(default_factory=list)
-    shadowed: List[Want] = field(default_factory=list)  # a second want for a slot already wanted
+    reasons: list[object] = field(default_factory=list)
+    unchanged: list[Want] = field(default_factory=list)
+    shadowed: list[Want] = field(default_factory=list)  # a second want for a slot already wanted
     updates: set = field(default_factory=set)  # indexes of changes that rewrite a route of ours
 
     def add(self, change: Change, reason: object) -> None:
@@ -31,7 +31,7 @@ class Plan:
         self.reasons.append(reason)
 
 
-def plan(wants: List[Want], tagged: List[Installed], *, force: bool,
+def plan(wants: list[Want], tagged: list[Installed], *, force: bool,
          removable: Callable[[Installed], bool]) -> Plan:
     """Install what is missing or different, remove tagged routes nobody wants.
 
@@ -41,16 +41,16 @@ def plan(wants: List[Want], tagged: List[Installed], *, force: bool,
     result = Plan()
     # Each slot computed once: hashing a slot hashes its network in Python code.
     tagged_slots = [(item.slot, item) for item in tagged]
-    ours: Dict[Slot, Installed] = {}
+    ours: dict[Slot, Installed] = {}
     for slot, item in tagged_slots:
         ours.setdefault(slot, item)
-    wanted: Dict[Slot, Want] = {}
+    wanted: dict[Slot, Want] = {}
     for want in wants:
         slot = slot_of(want.kernel)
         if wanted.setdefault(slot, want) is not want:
             result.shadowed.append(want)
             continue
-        current: Optional[Installed] = ours.get(slot)
+        current: Installed | None = ours.get(slot)
         if current is None:
             result.add(Change("replace" if force else "add", want.kernel), want)
         elif (current.route.dev, current.route.gw) == (want.kernel.dev, want.kernel.gw):

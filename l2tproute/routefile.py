@@ -7,8 +7,8 @@ parse survive every edit of other lines byte for byte.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, List, Optional
 
 from .model import InputError, Route, parse_destination, parse_device, parse_gateway, parse_metric, parse_table
 
@@ -24,8 +24,8 @@ INVALID = "invalid"
 class Line:
     raw: bytes
     kind: str
-    route: Optional[Route] = None
-    problem: Optional[str] = None
+    route: Route | None = None
+    problem: str | None = None
 
     @property
     def is_route(self) -> bool:
@@ -52,7 +52,7 @@ _OPTIONS = {"dev": parse_device, "metric": parse_metric, "table": parse_table}
 _FIELD = {"dev": "dev", "metric": "metric", "table": "table"}
 
 
-def parse_words(words: List[str]) -> Route:
+def parse_words(words: list[str]) -> Route:
     """Route from the words of one line; raises InputError naming the first wrong word."""
     if len(words) < 3 or words[1] != "via":
         raise InputError("expected 'DST via GATEWAY [dev IFACE]'")
@@ -113,7 +113,7 @@ def _looseness(raw: bytes) -> str:
     return "extra spaces or tabs"
 
 
-def split_lines(data: bytes) -> List[bytes]:
+def split_lines(data: bytes) -> list[bytes]:
     """Split on LF only, keeping each terminator: `b''.join(split_lines(d)) == d`."""
     parts = data.split(b"\n")
     lines = [part + b"\n" for part in parts[:-1]]
@@ -122,7 +122,7 @@ def split_lines(data: bytes) -> List[bytes]:
     return lines
 
 
-def parse(data: bytes) -> List[Line]:
+def parse(data: bytes) -> list[Line]:
     return [parse_line(raw) for raw in split_lines(data)]
 
 
@@ -130,11 +130,11 @@ def serialize(lines: Iterable[Line]) -> bytes:
     return b"".join(line.raw for line in lines)
 
 
-def routes(lines: Iterable[Line]) -> List[Route]:
+def routes(lines: Iterable[Line]) -> list[Route]:
     return [line.route for line in lines if line.route is not None]
 
 
-def problems(lines: Iterable[Line], path: str) -> List[str]:
+def problems(lines: Iterable[Line], path: str) -> list[str]:
     """A warning for every line that is not a clean route line (comments and blanks are fine)."""
     out = []
     for number, line in enumerate(lines, 1):

@@ -11,8 +11,8 @@ or no address at all, allows none.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Tuple
 
 from .model import InputError, IPv4Address, parse_peer, show
 from .store import StoreError
@@ -44,7 +44,7 @@ class Word:
 class Entry:
     client: bytes
     server: bytes
-    addresses: Tuple[bytes, ...]  # the words after the secret, up to `--`
+    addresses: tuple[bytes, ...]  # the words after the secret, up to `--`
     line: int
 
 
@@ -138,13 +138,13 @@ def words(data: bytes) -> Iterator[Word]:
         first = False
 
 
-def _next(data: bytes, pos: int) -> Tuple[int, int]:
+def _next(data: bytes, pos: int) -> tuple[int, int]:
     return (data[pos], pos + 1) if pos < len(data) else (-1, pos + 1)
 
 
-def entries(data: bytes) -> List[Entry]:
+def entries(data: bytes) -> list[Entry]:
     """Every complete entry (client, server, secret, addresses) in file order."""
-    found: List[Entry] = []
+    found: list[Entry] = []
     items = list(words(data))
     i = 0
     while i < len(items):
@@ -157,7 +157,7 @@ def entries(data: bytes) -> List[Entry]:
             continue
         server = items[i + 1]
         i += 3
-        rest: List[bytes] = []
+        rest: list[bytes] = []
         while i < len(items) and not items[i].starts_line:
             rest.append(items[i].text)
             i += 1
@@ -179,7 +179,7 @@ def read_secrets(path: str = DEFAULT_CHAP_SECRETS) -> bytes:
     return data
 
 
-def resolve_user(name: str, path: str = DEFAULT_CHAP_SECRETS, data: Optional[bytes] = None) -> IPv4Address:
+def resolve_user(name: str, path: str = DEFAULT_CHAP_SECRETS, data: bytes | None = None) -> IPv4Address:
     """The one fixed IPv4 address chap-secrets gives the user `name`; InputError says why not."""
     wanted = name.encode("utf-8", "surrogateescape")
     if not wanted or len(wanted) >= MAX_WORD or b"\0" in wanted:
@@ -195,7 +195,7 @@ def resolve_user(name: str, path: str = DEFAULT_CHAP_SECRETS, data: Optional[byt
     if any(word == b"*" for word, _ in words_):
         raise InputError(f"user {show(name)} may use any address ('*' in {where}); routes need the user's "
                          "fixed address: give it in chap-secrets or use --peer")
-    found: List[IPv4Address] = []
+    found: list[IPv4Address] = []
     for word, entry in words_:
         if word == b"-" or word.startswith(b"!"):
             continue  # "no address" and exclusions add nothing
@@ -226,8 +226,8 @@ def _address(name: str, word: bytes, where: str) -> IPv4Address:
                          "IPv4 address; use --peer") from None
 
 
-def resolve_user_or_peer(peer: Optional[str], user: Optional[str], *, required: bool,
-                         path: str = DEFAULT_CHAP_SECRETS) -> Optional[IPv4Address]:
+def resolve_user_or_peer(peer: str | None, user: str | None, *, required: bool,
+                         path: str = DEFAULT_CHAP_SECRETS) -> IPv4Address | None:
     """The peer a command is about, from `--peer IP` or `--user NAME` (never both)."""
     if peer is not None and user is not None:
         raise InputError("give either --peer or --user, not both")

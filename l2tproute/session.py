@@ -9,9 +9,9 @@ import difflib
 import json
 import re
 import sys
-from typing import List, Optional
 
-from . import constants as C, engine
+from . import constants as C
+from . import engine
 from .iproute2 import DryRun, IpError, IpRoute2, Runner
 from .model import InputError
 from .routefile import serialize
@@ -25,7 +25,7 @@ class DryRunStore(Store):
 
     def __init__(self, directory: str):
         super().__init__(directory)
-        self.changes: List[str] = []
+        self.changes: list[str] = []
 
     def locked(self, timeout: float = C.LOCK_TIMEOUT):
         import contextlib
@@ -46,7 +46,7 @@ class DryRunStore(Store):
 class Session:
     """What one command works with: the store, the runner, the output mode."""
 
-    def __init__(self, json_out: bool, dry_run: bool, netns: Optional[str], force: bool = False):
+    def __init__(self, json_out: bool, dry_run: bool, netns: str | None, force: bool = False):
         if netns is not None and not _NETNS_RE.fullmatch(netns):
             raise InputError(f"invalid namespace {netns!r}: expected a name as shown by `ip netns list`")
         directory = Store.from_environment().directory
@@ -54,7 +54,7 @@ class Session:
         self.store = DryRunStore(directory) if dry_run else Store(directory)
         self._netns = netns
         self._dry_run = dry_run
-        self._runner: Optional[Runner] = None
+        self._runner: Runner | None = None
         self.force = force
 
     @property
@@ -67,7 +67,7 @@ class Session:
     def context(self) -> engine.Context:
         return engine.Context(self.store, self.runner, force=self.force)
 
-    def finish(self, doc: dict, lines: List[str], ctx: Optional[engine.Context] = None, code: int = 0) -> int:
+    def finish(self, doc: dict, lines: list[str], ctx: engine.Context | None = None, code: int = 0) -> int:
         warnings = ctx.warnings if ctx else []
         planned = self._planned()
         if self.json:
@@ -76,14 +76,16 @@ class Session:
                 doc["dry_run"] = planned
             print(json.dumps(doc, indent=None, sort_keys=True))
         else:
-            out = lines + (["Dry run, nothing changed. Would run:"] + [f"  {p}" for p in planned] if self._dry_run else [])
+            out = list(lines)
+            if self._dry_run:
+                out += ["Dry run, nothing changed. Would run:"] + [f"  {p}" for p in planned]
             if out:
                 print("\n".join(out))
             warn(warnings)
         return code
 
-    def _planned(self) -> List[str]:
-        planned: List[str] = []
+    def _planned(self) -> list[str]:
+        planned: list[str] = []
         if isinstance(self._runner, DryRun):
             planned += self._runner.planned
         if isinstance(self.store, DryRunStore):
@@ -91,7 +93,7 @@ class Session:
         return planned
 
 
-def warn(warnings: List[str]) -> None:
+def warn(warnings: list[str]) -> None:
     sys.stdout.flush()
     for text in warnings:
         print(f"{C.PROG}: warning: {text}", file=sys.stderr)

@@ -15,7 +15,6 @@ Missing, blocked and extra are drift.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
 
 from . import constants as C
 from .engine import Context, _all_peers, _proto_name, _read_tagged, _stored_routes, kernel_route
@@ -38,14 +37,14 @@ DRIFT = (MISSING, BLOCKED, EXTRA)
 class RouteStatus:
     state: str
     route: str  # the line as the route file says it; for an extra route, the kernel route
-    detail: Optional[str] = None
+    detail: str | None = None
 
 
 @dataclass
 class PeerStatus:
     peer: IPv4Address
-    link: Optional[str]
-    routes: List[RouteStatus] = field(default_factory=list)
+    link: str | None
+    routes: list[RouteStatus] = field(default_factory=list)
 
     @property
     def connected(self) -> bool:
@@ -54,15 +53,15 @@ class PeerStatus:
 
 @dataclass
 class StatusReport:
-    scope: Optional[IPv4Address]
-    peers: List[PeerStatus] = field(default_factory=list)
+    scope: IPv4Address | None
+    peers: list[PeerStatus] = field(default_factory=list)
     #: Extra routes on no reported peer's link.
-    extra: List[RouteStatus] = field(default_factory=list)
+    extra: list[RouteStatus] = field(default_factory=list)
 
-    def all_routes(self) -> List[RouteStatus]:
+    def all_routes(self) -> list[RouteStatus]:
         return [r for p in self.peers for r in p.routes] + self.extra
 
-    def counts(self) -> Dict[str, int]:
+    def counts(self) -> dict[str, int]:
         found = {state: 0 for state in STATES}
         for item in self.all_routes():
             found[item.state] += 1
@@ -73,7 +72,7 @@ class StatusReport:
         return any(item.state in DRIFT for item in self.all_routes())
 
 
-def status(ctx: Context, peer: Optional[IPv4Address] = None) -> StatusReport:
+def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
     """Compare without changing anything; takes no lock (route files are replaced atomically)."""
     report = StatusReport(scope=peer)
     peers = [peer] if peer is not None else _all_peers(ctx)
@@ -84,11 +83,11 @@ def status(ctx: Context, peer: Optional[IPv4Address] = None) -> StatusReport:
         ctx.warn(text)
     names = table_names() if any(r.table for rs in stored.values() for r in rs) else None
 
-    ours: Dict[Slot, List[Installed]] = {}
+    ours: dict[Slot, list[Installed]] = {}
     for item in tagged:
         ours.setdefault(item.slot, []).append(item)
     foreign = _Foreign(ctx)
-    claimed: Dict[Slot, IPv4Address] = {}  # the first connected peer's line wins a slot, as in apply
+    claimed: dict[Slot, IPv4Address] = {}  # the first connected peer's line wins a slot, as in apply
     for p in peers:
         link = links.link_of(p)
         entry = PeerStatus(p, link)
@@ -123,7 +122,7 @@ def status(ctx: Context, peer: Optional[IPv4Address] = None) -> StatusReport:
     return report
 
 
-def _compare(line: str, want: KernelRoute, mine: List[Installed], foreign: "_Foreign") -> RouteStatus:
+def _compare(line: str, want: KernelRoute, mine: list[Installed], foreign: _Foreign) -> RouteStatus:
     if any((i.route.dev, i.route.gw) == (want.dev, want.gw) for i in mine):
         return RouteStatus(INSTALLED, line)
     if mine:
@@ -140,9 +139,9 @@ class _Foreign:
 
     def __init__(self, ctx: Context):
         self._ctx = ctx
-        self._slots: Dict[int, Dict[Slot, str]] = {}
+        self._slots: dict[int, dict[Slot, str]] = {}
 
-    def holder(self, want: KernelRoute) -> Optional[str]:
+    def holder(self, want: KernelRoute) -> str | None:
         family = want.dst.version
         if family not in self._slots:
             self._slots[family] = _foreign_slots(self._ctx.runner.read_routes(family, tagged=False), family)
@@ -154,9 +153,9 @@ _ROUTE_TYPES = {"1": "unicast", "2": "local", "3": "broadcast", "4": "anycast", 
                 "6": "blackhole", "7": "unreachable", "8": "prohibit", "9": "throw", "10": "nat"}
 
 
-def _foreign_slots(rows: list, family: int) -> Dict[Slot, str]:
+def _foreign_slots(rows: list, family: int) -> dict[Slot, str]:
     """Every untagged route's slot, whatever its type (a blackhole holds a slot too)."""
-    slots: Dict[Slot, str] = {}
+    slots: dict[Slot, str] = {}
     for row in rows:
         protocol = str(row.get("protocol", ""))
         dst = _network(str(row.get("dst", "")), family)
@@ -198,7 +197,7 @@ def summary(report: StatusReport) -> str:
     return f"OK: {peers}; {parts}"
 
 
-def text_lines(report: StatusReport) -> List[str]:
+def text_lines(report: StatusReport) -> list[str]:
     lines = [summary(report)]
     for entry in report.peers:
         where = f"connected on {entry.link}" if entry.connected else "not connected"

@@ -10,10 +10,10 @@ import contextlib
 import errno
 import os
 import stat
-from typing import Iterator, List, Optional, Tuple
+from collections.abc import Iterator
 
 from . import constants as C
-from .model import IPv4Address, parse_peer, InputError
+from .model import InputError, IPv4Address, parse_peer
 from .routefile import Line, parse, serialize
 
 
@@ -33,7 +33,7 @@ class Store:
         self.directory = directory
 
     @classmethod
-    def from_environment(cls) -> "Store":
+    def from_environment(cls) -> Store:
         return cls(store_dir_from_environment())
 
     def path(self, peer: IPv4Address) -> str:
@@ -42,7 +42,7 @@ class Store:
 
     # -- reading -------------------------------------------------------------
 
-    def read_bytes(self, peer: IPv4Address) -> Optional[bytes]:
+    def read_bytes(self, peer: IPv4Address) -> bytes | None:
         """The file's bytes, or None when the peer has no file."""
         path = self.path(peer)
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
@@ -52,7 +52,8 @@ class Store:
             return None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise StoreError(f"{path} is a symbolic link; route files must be regular files (remove the link)") from None
+                raise StoreError(f"{path} is a symbolic link; route files must be regular files "
+                                 "(remove the link)") from None
             raise StoreError(f"cannot read {path}: {exc.strerror}") from None
         try:
             info = os.fstat(fd)
@@ -72,11 +73,11 @@ class Store:
         finally:
             os.close(fd)
 
-    def read(self, peer: IPv4Address) -> Optional[List[Line]]:
+    def read(self, peer: IPv4Address) -> list[Line] | None:
         data = self.read_bytes(peer)
         return None if data is None else parse(data)
 
-    def peers(self) -> Tuple[List[IPv4Address], List[str]]:
+    def peers(self) -> tuple[list[IPv4Address], list[str]]:
         """Peers that have a route file, in address order, and a warning for every odd entry."""
         peers, warnings = [], []
         try:
@@ -129,7 +130,7 @@ class Store:
         finally:
             lock.release()
 
-    def write(self, peer: IPv4Address, lines: List[Line]) -> None:
+    def write(self, peer: IPv4Address, lines: list[Line]) -> None:
         """Replace the peer's file atomically; remove it once no route is left in it.
 
         Call inside `locked()`.
@@ -161,7 +162,7 @@ class Store:
             raise StoreError(f"cannot replace {path}: {exc.strerror}") from None
         self._fsync_directory()
 
-    def _lstat(self, path: str) -> Optional[os.stat_result]:
+    def _lstat(self, path: str) -> os.stat_result | None:
         try:
             info = os.lstat(path)
         except FileNotFoundError:
@@ -176,7 +177,7 @@ class Store:
         os.unlink(path)
         self._fsync_directory()
 
-    def _mkstemp(self, peer: IPv4Address) -> Tuple[int, str]:
+    def _mkstemp(self, peer: IPv4Address) -> tuple[int, str]:
         import tempfile
 
         try:
@@ -205,7 +206,5 @@ class Store:
 
 
 def _unlink_quietly(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass

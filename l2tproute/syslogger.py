@@ -19,7 +19,7 @@ import os
 import select
 import socket
 import time
-from typing import Callable, Optional
+from typing import Callable
 
 DEV_LOG = "/dev/log"
 LOG_DAEMON = 3 << 3
@@ -32,7 +32,7 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 
 def format_message(priority: int, ident: str, pid: int, text: str, facility: int = LOG_DAEMON,
-                   now: Optional[time.struct_time] = None) -> bytes:
+                   now: time.struct_time | None = None) -> bytes:
     """One syslog datagram, as glibc formats it (English month, whatever the locale)."""
     now = now or time.localtime()
     stamp = f"{_MONTHS[now.tm_mon - 1]} {now.tm_mday:2d} {now.tm_hour:02d}:{now.tm_min:02d}:{now.tm_sec:02d}"
@@ -51,7 +51,7 @@ class Syslog:
         self.budget = budget
         self.clock = clock
         self.dropped = 0
-        self._sock: Optional[socket.socket] = None
+        self._sock: socket.socket | None = None
         self._stream = False
 
     def __call__(self, priority: int, text: str) -> None:
@@ -70,7 +70,7 @@ class Syslog:
                 self.close()
         self.dropped += 1
 
-    def _connect(self) -> Optional[socket.socket]:
+    def _connect(self) -> socket.socket | None:
         for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
             sock = socket.socket(socket.AF_UNIX, kind | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
             try:

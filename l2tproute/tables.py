@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Dict, Optional
 
 from .model import InputError
 
@@ -12,7 +11,7 @@ _SEARCH = ("/usr/share/iproute2", "/usr/lib/iproute2", "/etc/iproute2")
 _BUILTIN = {"main": "main", "local": "255", "default": "253", "unspec": "0"}
 
 
-def _read_table_file(path: str, names: Dict[str, str]) -> None:
+def _read_table_file(path: str, names: dict[str, str]) -> None:
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             for line in handle:
@@ -23,8 +22,8 @@ def _read_table_file(path: str, names: Dict[str, str]) -> None:
         pass
 
 
-def table_names(root: str = "/") -> Dict[str, str]:
-    names: Dict[str, str] = {}
+def table_names(root: str = "/") -> dict[str, str]:
+    names: dict[str, str] = {}
     for base in _SEARCH:
         directory = os.path.join(root, base.lstrip("/"))
         _read_table_file(os.path.join(directory, "rt_tables"), names)
@@ -35,7 +34,7 @@ def table_names(root: str = "/") -> Dict[str, str]:
     return names
 
 
-def table_id(table: Optional[str], names: Optional[Dict[str, str]] = None) -> str:
+def table_id(table: str | None, names: dict[str, str] | None = None) -> str:
     """The kernel's id for a table as written in a route file: "main" or a number."""
     if table is None or table in ("main", "254"):
         return "main"

@@ -10,10 +10,8 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 import sysconfig
 from pathlib import Path
-from typing import List, Optional
 
 import pytest
 
@@ -23,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 _counter = itertools.count()
 
 
-def _ip(*args: str, check: bool = True, stdin: Optional[str] = None) -> subprocess.CompletedProcess:
+def _ip(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], input=stdin, capture_output=True, text=True, check=check)
 
 
@@ -33,7 +31,7 @@ class Netns:
     def __init__(self, name: str):
         self.name = name
 
-    def ip(self, *args: str, check: bool = True, stdin: Optional[str] = None) -> subprocess.CompletedProcess:
+    def ip(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
         return _ip("-n", self.name, *args, check=check, stdin=stdin)
 
     def add_ppp(self, ifname: str, peer: str, local: str = "10.254.0.1") -> None:
@@ -41,7 +39,7 @@ class Netns:
         self.ip("addr", "add", local, "peer", peer, "dev", ifname)
         self.ip("link", "set", ifname, "up")
 
-    def add_many_ppp(self, peers: List[str], local: str = "10.254.0.1", first: int = 0) -> None:
+    def add_many_ppp(self, peers: list[str], local: str = "10.254.0.1", first: int = 0) -> None:
         """Bring up many sessions with one `ip -batch` (thousands in a second or two)."""
         lines = []
         for index, peer in enumerate(peers, first):
@@ -105,7 +103,7 @@ def routectl_path() -> str:
     return str(found)
 
 
-def run_routectl(*args: str, ns: Optional[Netns] = None, env: Optional[dict] = None,
+def run_routectl(*args: str, ns: Netns | None = None, env: dict | None = None,
                  timeout: float = 60, text: bool = True) -> subprocess.CompletedProcess:
     """Run the installed console script, as the panel and the hooks do."""
     argv = [routectl_path(), *args]

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import traceback
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable
 
 from l2tproute import entry
 
@@ -61,8 +61,8 @@ class Result:
         return self.stdout.decode("utf-8", "replace")
 
 
-def _child(argv: List[str], env: Optional[Dict[str, str]], out_fd: int, err_fd: int,
-           before: Optional[Callable[[], None]]) -> None:
+def _child(argv: list[str], env: dict[str, str] | None, out_fd: int, err_fd: int,
+           before: Callable[[], None] | None) -> None:
     """Never returns: the child ends with os._exit, so no pytest teardown runs twice."""
     code = 1
     try:
@@ -98,9 +98,9 @@ def _child(argv: List[str], env: Optional[Dict[str, str]], out_fd: int, err_fd: 
         os._exit(code)
 
 
-def spawn(argv: List[str], *, env: Optional[Dict[str, str]] = None,
-          before: Optional[Callable[[], None]] = None, out_fd: Optional[int] = None,
-          err_fd: Optional[int] = None) -> int:
+def spawn(argv: list[str], *, env: dict[str, str] | None = None,
+          before: Callable[[], None] | None = None, out_fd: int | None = None,
+          err_fd: int | None = None) -> int:
     """Start the child; returns its pid. Output goes to the given fds (default /dev/null)."""
     null = None
     if out_fd is None or err_fd is None:
@@ -122,8 +122,8 @@ def exit_status(wait_status: int) -> int:
     return os.WEXITSTATUS(wait_status)
 
 
-def run(argv: List[str], *, env: Optional[Dict[str, str]] = None,
-        before: Optional[Callable[[], None]] = None) -> Result:
+def run(argv: list[str], *, env: dict[str, str] | None = None,
+        before: Callable[[], None] | None = None) -> Result:
     """Run to the end and collect everything."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         pid = spawn(argv, env=env, before=before, out_fd=out.fileno(), err_fd=err.fileno())

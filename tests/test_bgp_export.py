@@ -18,16 +18,17 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable, Iterator, List, Tuple
+from typing import Callable
 
 import pytest
+from conftest import REPO, Netns
 
-from l2tproute import constants as C, hook
+from l2tproute import constants as C
+from l2tproute import hook
 from l2tproute.iproute2 import IpRoute2
 from l2tproute.store import Store
-
-from conftest import REPO, Netns
 
 pytestmark = pytest.mark.skipif(shutil.which("bird") is None, reason="bird2 is not installed (apt-get install bird2)")
 
@@ -121,7 +122,8 @@ class Frr:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             proc = self.procs[-1]
             wait_for(f"{daemon}'s vty socket", (directory / f"{daemon}.vty").exists,
-                     lambda: f"exit status {proc.poll()}; log: {_tail(directory / (daemon + '.log'))}")
+                     lambda proc=proc, daemon=daemon: (f"exit status {proc.poll()}; "
+                                                       f"log: {_tail(directory / (daemon + '.log'))}"))
         applied = subprocess.run(["vtysh", "--vty_socket", str(directory), "-f", str(conf)],
                                  capture_output=True, text=True, timeout=30)
         assert applied.returncode == 0, applied.stdout + applied.stderr
@@ -239,8 +241,8 @@ def untagged_routes(server: Netns) -> None:
     server.ip("-6", "route", "add", "2001:db8:777::/48", "dev", "ppp0", "proto", "static")
 
 
-def down_hook(pair: Pair, store_dir: Path) -> List[Tuple[int, str]]:
-    records: List[Tuple[int, str]] = []
+def down_hook(pair: Pair, store_dir: Path) -> list[tuple[int, str]]:
+    records: list[tuple[int, str]] = []
     hook.main("down", ["l2tp-routes", "ppp0", "/dev/pts/3", "0", "10.254.0.1", PEER, ""], {},
               log=lambda priority, message: records.append((priority, message)),
               store=Store(str(store_dir)), runner=IpRoute2(pair.server.name), proc_sys="/nonexistent")

@@ -29,7 +29,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 HERE = Path(__file__).resolve().parent
 
@@ -40,9 +39,9 @@ HERE = Path(__file__).resolve().parent
 class Model:
     """What the store holds after a sequence of add/del, applied one after the other."""
 
-    files: Dict[str, List[Tuple[str, str, Optional[str]]]] = field(default_factory=dict)
+    files: dict[str, list[tuple[str, str, str | None]]] = field(default_factory=dict)
 
-    def add(self, peer: str, dst: str, dev: Optional[str] = None) -> int:
+    def add(self, peer: str, dst: str, dev: str | None = None) -> int:
         route = (dst, peer, dev)
         lines = self.files.get(peer, [])
         index = next((i for i, line in enumerate(lines) if line[0] == dst), None)
@@ -80,19 +79,19 @@ class Model:
             text += f"{dst} via {gw}" + (f" dev {dev}" if dev else "") + "\n"
         return text.encode()
 
-    def store_bytes(self) -> Dict[str, bytes]:
+    def store_bytes(self) -> dict[str, bytes]:
         return {f"{peer}.routes": self.file_bytes(peer) for peer in self.files}
 
 
 # -- the writers ------------------------------------------------------------------
 
 
-def peers(count: int) -> List[str]:
+def peers(count: int) -> list[str]:
     return [f"10.255.10.{i}" for i in range(1, count + 1)]
 
 
-def random_ops(rng: random.Random, count: int, all_peers: List[str], links: Dict[str, str],
-               destinations: List[str]) -> List[dict]:
+def random_ops(rng: random.Random, count: int, all_peers: list[str], links: dict[str, str],
+               destinations: list[str]) -> list[dict]:
     ops = []
     for _ in range(count):
         peer = rng.choice(all_peers)
@@ -109,14 +108,14 @@ def random_ops(rng: random.Random, count: int, all_peers: List[str], links: Dict
     return ops
 
 
-def pick(rng: random.Random, peer: str, all_peers: List[str], shared: List[str]) -> str:
+def pick(rng: random.Random, peer: str, all_peers: list[str], shared: list[str]) -> str:
     """Half the time a destination every peer asks for (refusals), else one of the peer's own."""
     if rng.random() < 0.5:
         return rng.choice(shared)
     return f"172.17.{all_peers.index(peer)}.{16 * rng.randrange(8)}/28"
 
 
-def argv_of(op: dict, netns: str) -> List[str]:
+def argv_of(op: dict, netns: str) -> list[str]:
     argv = [op["op"], "--peer", op["peer"], "--dst", op["dst"]]
     if op.get("dev"):
         argv += ["--dev", op["dev"]]
@@ -125,11 +124,13 @@ def argv_of(op: dict, netns: str) -> List[str]:
 
 def worker_main(spec: dict) -> None:
     """One writer: its operations in order, each through cli.run, recording when it holds the lock."""
-    from l2tproute import cli, constants as C, store as store_module
+    from l2tproute import cli
+    from l2tproute import constants as C
+    from l2tproute import store as store_module
 
     os.environ[C.STORE_DIR_ENV] = spec["store"]
     log_fd = os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    pending: Dict[str, Optional[bytes]] = {"record": None}
+    pending: dict[str, bytes | None] = {"record": None}
     original = store_module.Store.locked
 
     @contextlib.contextmanager
@@ -155,22 +156,22 @@ def worker_main(spec: dict) -> None:
 # -- the test ---------------------------------------------------------------------
 
 
-def size() -> Tuple[int, int]:
+def size() -> tuple[int, int]:
     text = os.environ.get("L2TP_TEST_CONCURRENCY", "16x200")
     workers, ops = text.lower().split("x")
     return int(workers), int(ops)
 
 
 if __name__ != "__main__":
-    import pytest
 
     from conftest import routectl_path
+
     from l2tproute import constants as C
     from l2tproute.routefile import ROUTE, parse
 
     ROUTE_FILE = re.compile(r"^(\d+\.){3}\d+\.routes$")
 
-    def check_route_file(data: bytes) -> Optional[str]:
+    def check_route_file(data: bytes) -> str | None:
         """What is wrong with a file as a writer of ours could have left it, or None."""
         if not data or not data.endswith(b"\n"):
             return f"not a whole file: {data[-80:]!r}"
@@ -185,10 +186,10 @@ if __name__ != "__main__":
     class Readers:
         """The panel's `list`, the timer's `apply`, and a raw reader, in loops until stopped."""
 
-        def __init__(self, store: Path, netns: str, env: dict, all_peers: List[str]):
+        def __init__(self, store: Path, netns: str, env: dict, all_peers: list[str]):
             self.store, self.netns, self.env, self.peers = store, netns, env, all_peers
             self.stop = threading.Event()
-            self.problems: List[str] = []
+            self.problems: list[str] = []
             self.counts = {"raw reads": 0, "list runs": 0, "list --peer runs": 0, "apply runs": 0}
             self.threads = [threading.Thread(target=self._guard, args=(fn,), daemon=True)
                             for fn in (self._raw, self._list, self._apply)]

@@ -30,9 +30,9 @@ import signal
 import statistics
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import forkcli
+
 from l2tproute import constants as C
 
 PEERS = [f"10.255.20.{i}" for i in range(1, 9)]
@@ -44,24 +44,24 @@ HAND_TEXT = (b"# edited by hand, keep\r\n\r\n172.21.0.0/24 via " + HAND.encode()
 ROUTE_NAME_OK = {f"{peer}{C.ROUTE_FILE_SUFFIX}" for peer in PEERS}
 
 
-def pool(peer: str) -> List[str]:
+def pool(peer: str) -> list[str]:
     k = PEERS.index(peer)
     return [f"172.20.{k}.{16 * j}/28" for j in range(8)]
 
 
 # -- the serial model of one command --------------------------------------------------
 
-def _lines(data: Optional[bytes]) -> List[bytes]:
+def _lines(data: bytes | None) -> list[bytes]:
     parts = (data or b"").split(b"\n")
     return [p + b"\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
 
 
-def _dst_of(line: bytes) -> Optional[bytes]:
+def _dst_of(line: bytes) -> bytes | None:
     words = line.split()
     return words[0] if len(words) >= 3 and words[1] == b"via" else None
 
 
-def model(files: Dict[str, bytes], op: dict) -> Dict[str, bytes]:
+def model(files: dict[str, bytes], op: dict) -> dict[str, bytes]:
     """The store after `op` ran to its end (only add/del change files)."""
     files = dict(files)
     name = f"{op['peer']}{C.ROUTE_FILE_SUFFIX}" if op.get("peer") else None
@@ -104,7 +104,7 @@ def random_op(rng: random.Random) -> dict:
     return {"op": "apply", "peer": rng.choice(PEERS)}
 
 
-def argv_of(op: dict, netns: str) -> List[str]:
+def argv_of(op: dict, netns: str) -> list[str]:
     argv = [op["op"]]
     if op.get("peer"):
         argv += ["--peer", op["peer"]]
@@ -117,7 +117,7 @@ def argv_of(op: dict, netns: str) -> List[str]:
 
 # -- the store as it is -------------------------------------------------------------
 
-def route_files(store: Path) -> Dict[str, bytes]:
+def route_files(store: Path) -> dict[str, bytes]:
     return {e.name: Path(e.path).read_bytes() for e in os.scandir(store) if e.name.endswith(C.ROUTE_FILE_SUFFIX)}
 
 
@@ -133,7 +133,7 @@ def lock_is_free(store: Path) -> bool:
         os.close(fd)
 
 
-def wanted_kernel(files: Dict[str, bytes]) -> set:
+def wanted_kernel(files: dict[str, bytes]) -> set:
     wanted = set()
     for name, data in files.items():
         peer = name[: -len(C.ROUTE_FILE_SUFFIX)]
@@ -238,9 +238,9 @@ def run_once(op: dict, netns: str, mode: str, delay: float) -> dict:
     return {"status": forkcli.exit_status(status), "reached": reached}
 
 
-def calibrate(netns: str) -> Dict[str, float]:
+def calibrate(netns: str) -> dict[str, float]:
     """How long a whole add takes here, its part under the lock, and its file write (no kill)."""
-    spans: Dict[str, list] = {"total": [], "locked": [], "write": []}
+    spans: dict[str, list] = {"total": [], "locked": [], "write": []}
     rng = random.Random(7)
     for _ in range(6):
         peer = rng.choice(PEERS[1:4])

@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from l2tproute import cli, constants as C, engine, entry, fastapply
+from l2tproute import cli, engine, entry, fastapply
+from l2tproute import constants as C
 
 PEER_UP = "10.255.10.1"
 PEER_UP2 = "10.255.10.11"

@@ -16,14 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from l2tproute import cli, constants as C, entry, fastpath
+from l2tproute import cli, entry, fastpath
+from l2tproute import constants as C
 from l2tproute.store import store_dir_from_environment
 
 REPO = Path(__file__).resolve().parent.parent
 
 CLEAN = {
     "10.255.10.1": b"192.168.20.0/24 via 10.255.10.1\n10.1.0.0/16 via 10.255.10.1 dev ppp7\n",
-    "10.255.10.11": b"# office\n\n10.2.0.0/16 via 10.255.10.11\n   \t\n  # indented comment\n0.0.0.0/0 via 10.255.10.11\n",
+    "10.255.10.11": b"# office\n\n10.2.0.0/16 via 10.255.10.11\n   \t\n  # indented comment\n"
+    b"0.0.0.0/0 via 10.255.10.11\n",
     "10.255.10.12": b"",
     "10.255.10.13": b"10.3.0.0/16 via 10.255.10.13\n# last line, a comment without newline",
     "9.255.10.1": b"172.16.0.0/12 via 10.0.0.1 dev eth0.100\n192.0.2.7/32 via 223.255.255.254\n",
@@ -32,22 +34,52 @@ CLEAN = {
 #: Lines with something to warn about, each alone among clean lines in a file of its own: the fast
 #: path must notice every one of them (it prints the file and asks the real parser for the warnings).
 ODD_LINES = [
-    b"garbage\n", b"10.1.0.0/16 via 10.255.11.1\r\n", b"\r\r\n", b" \r \n", b"\r\n\r\n# x\r\n",
-    b"10.1.0.0/16  via 10.255.11.1\n", b"10.1.0.0/16 via 10.255.11.1 \n", b"\t10.1.0.0/16 via 10.255.11.1\n",
-    b" 10.1.0.0/16 via 10.255.11.1\n", b"10.1.0.0/16\tvia 10.255.11.1\n", "# caf\u00e9 \u0661\u0662\n".encode(),
-    b"# \xff\n", b"192.168.1.5/24 via 10.255.11.1\n", b"10.1.0.1/31 via 10.255.11.1\n", b"0.0.0.1/0 via 10.255.11.1\n",
-    b"010.1.0.0/16 via 10.255.11.1\n", b"10.1.0.0/016 via 10.255.11.1\n", b"10.1.0.0/33 via 10.255.11.1\n",
-    b"10.1.0.0/ via 10.255.11.1\n", b"10.1.0.0 via 10.255.11.1\n", b"10.1.0.0/16 via 10.255.11.01\n",
-    b"10.1.0.0/16 via 224.0.0.1\n", b"10.1.0.0/16 via 0.1.2.3\n", b"10.1.0.0/16 via 127.0.0.1\n",
-    b"10.1.0.0/16 via 240.0.0.1\n", b"10.1.0.0/16 via 255.255.255.255\n", b"10.1.0.0/16 via 10.255.11.1 metric 10\n",
-    b"10.1.0.0/16 via 10.255.11.1 metric 007\n", b"10.1.0.0/16 via 10.255.11.1 table 100\n",
-    b"2001:db8:100::/48 via 10.255.11.1\n", b"10.1.0.0/16 via 10.255.11.1 dev\n",
-    b"10.1.0.0/16 via 10.255.11.1 dev ppp1 dev ppp2\n", b"10.1.0.0/16 via 10.255.11.1 dev .\n",
-    b"10.1.0.0/16 via 10.255.11.1 dev ..\n", b"10.1.0.0/16 via 10.255.11.1 dev a_name_too_long_x\n",
-    b"10.1.0.0/16 via 10.255.11.1 dev pp#1\n", b"10.1.0.0/16 via 10.255.11.1 gw ppp1\n",
-    b"10.1.0.0/16 via 10.255.11.1 # a comment\n", b"10.1.0.0/16 via 10.255.11.1#x\n", b"\x0010.3.0.0/16\n",
-    b"10.1.0.0/16 via\n", b"10.1.0.0/16 VIA 10.255.11.1\n", b"\xef\xbb\xbf10.1.0.0/16 via 10.255.11.1\n",
-    "10.1.0.0/16 via \u0661.2.3.4\n".encode(), b"10.1.0.0/16 via 10.255.11.1\x0c\n", b"\x0b\n",
+    b"garbage\n",
+    b"10.1.0.0/16 via 10.255.11.1\r\n",
+    b"\r\r\n",
+    b" \r \n",
+    b"\r\n\r\n# x\r\n",
+    b"10.1.0.0/16  via 10.255.11.1\n",
+    b"10.1.0.0/16 via 10.255.11.1 \n",
+    b"\t10.1.0.0/16 via 10.255.11.1\n",
+    b" 10.1.0.0/16 via 10.255.11.1\n",
+    b"10.1.0.0/16\tvia 10.255.11.1\n",
+    "# caf\u00e9 \u0661\u0662\n".encode(),
+    b"# \xff\n",
+    b"192.168.1.5/24 via 10.255.11.1\n",
+    b"10.1.0.1/31 via 10.255.11.1\n",
+    b"0.0.0.1/0 via 10.255.11.1\n",
+    b"010.1.0.0/16 via 10.255.11.1\n",
+    b"10.1.0.0/016 via 10.255.11.1\n",
+    b"10.1.0.0/33 via 10.255.11.1\n",
+    b"10.1.0.0/ via 10.255.11.1\n",
+    b"10.1.0.0 via 10.255.11.1\n",
+    b"10.1.0.0/16 via 10.255.11.01\n",
+    b"10.1.0.0/16 via 224.0.0.1\n",
+    b"10.1.0.0/16 via 0.1.2.3\n",
+    b"10.1.0.0/16 via 127.0.0.1\n",
+    b"10.1.0.0/16 via 240.0.0.1\n",
+    b"10.1.0.0/16 via 255.255.255.255\n",
+    b"10.1.0.0/16 via 10.255.11.1 metric 10\n",
+    b"10.1.0.0/16 via 10.255.11.1 metric 007\n",
+    b"10.1.0.0/16 via 10.255.11.1 table 100\n",
+    b"2001:db8:100::/48 via 10.255.11.1\n",
+    b"10.1.0.0/16 via 10.255.11.1 dev\n",
+    b"10.1.0.0/16 via 10.255.11.1 dev ppp1 dev ppp2\n",
+    b"10.1.0.0/16 via 10.255.11.1 dev .\n",
+    b"10.1.0.0/16 via 10.255.11.1 dev ..\n",
+    b"10.1.0.0/16 via 10.255.11.1 dev a_name_too_long_x\n",
+    b"10.1.0.0/16 via 10.255.11.1 dev pp#1\n",
+    b"10.1.0.0/16 via 10.255.11.1 gw ppp1\n",
+    b"10.1.0.0/16 via 10.255.11.1 # a comment\n",
+    b"10.1.0.0/16 via 10.255.11.1#x\n",
+    b"\x0010.3.0.0/16\n",
+    b"10.1.0.0/16 via\n",
+    b"10.1.0.0/16 VIA 10.255.11.1\n",
+    b"\xef\xbb\xbf10.1.0.0/16 via 10.255.11.1\n",
+    "10.1.0.0/16 via \u0661.2.3.4\n".encode(),
+    b"10.1.0.0/16 via 10.255.11.1\x0c\n",
+    b"\x0b\n",
 ]
 ODD_CONTENT = {
     f"10.255.11.{number}": b"# before\n10.9.0.0/16 via 10.255.11.9\n" + line + b"10.8.0.0/16 via 10.255.11.9\n"
@@ -58,10 +90,35 @@ ODD_CONTENT["10.255.12.2"] = b"10.1.0.0/16 via 10.255.12.2\n  "  # blanks withou
 
 
 PEER_ARGS = [
-    "", "1.2.3", "1.2.3.4.5", "01.2.3.4", "1.2.3.256", "\u0661.2.3.4", "1.2.3.4/32", "::1", "224.0.0.1",
-    "255.255.255.255", "127.0.0.1", "0.1.2.3", "0.0.0.0", " 10.255.10.1", "10.255.10.1 ", "10.255.10.1\n",
-    "--json", "-h", "10.255.10.99", "1.1.1.1", "10.255.10.1.", "1..2.3", "x.y.z.w", "1.2.3.-4", "+1.2.3.4",
-    "10.255.10.30", "10.255.10.31", "10.255.10.32", "10.255.10.33",
+    "",
+    "1.2.3",
+    "1.2.3.4.5",
+    "01.2.3.4",
+    "1.2.3.256",
+    "\u0661.2.3.4",
+    "1.2.3.4/32",
+    "::1",
+    "224.0.0.1",
+    "255.255.255.255",
+    "127.0.0.1",
+    "0.1.2.3",
+    "0.0.0.0",
+    " 10.255.10.1",
+    "10.255.10.1 ",
+    "10.255.10.1\n",
+    "--json",
+    "-h",
+    "10.255.10.99",
+    "1.1.1.1",
+    "10.255.10.1.",
+    "1..2.3",
+    "x.y.z.w",
+    "1.2.3.-4",
+    "+1.2.3.4",
+    "10.255.10.30",
+    "10.255.10.31",
+    "10.255.10.32",
+    "10.255.10.33",
 ]
 
 
@@ -129,8 +186,16 @@ def test_list_peer_with_any_peer_argument_matches_the_full_cli(capfd, mixed_stor
 
 
 def test_bad_peers_and_unreadable_entries_are_left_to_the_full_cli(capfd, mixed_store):
-    for peer in ["01.2.3.4", "127.0.0.1", "1.2.3.4/32", "\u0661.2.3.4", "10.255.10.30", "10.255.10.31",
-                 "10.255.10.32", "10.255.10.33"]:
+    for peer in [
+        "01.2.3.4",
+        "127.0.0.1",
+        "1.2.3.4/32",
+        "\u0661.2.3.4",
+        "10.255.10.30",
+        "10.255.10.31",
+        "10.255.10.32",
+        "10.255.10.33",
+    ]:
         code, _out, err = _same(capfd, ["list", "--peer", peer], fast=False)
         assert code != 0 and err.startswith("l2tp-routectl: error:")
     code, out, _err = _same(capfd, ["list", "--peer", "10.255.10.99"], fast=True)
@@ -138,14 +203,35 @@ def test_bad_peers_and_unreadable_entries_are_left_to_the_full_cli(capfd, mixed_
 
 
 ARGV_SHAPES = [
-    [], ["list"], ["LIST"], ["list", "--json"], ["list", "--help"], ["list", "-h"], ["--help"], ["--version"],
-    ["list", "--peer"], ["list", "--peer="], ["list", "--peer", "10.255.10.1", "--json"],
-    ["list", "--json", "--peer", "10.255.10.1"], ["list", "--peer", "10.255.10.1", "--peer", "10.255.10.1"],
-    ["list", "--peer=10.255.10.1", "--peer=10.255.10.11"], ["list", "--peer", "10.255.10.1", "--dry-run"],
-    ["list", "--netns", "nope"], ["list", "extra"], ["list", "--PEER", "10.255.10.1"],
-    ["list", "--peer", "10.255.10.1", "--"], ["list", "--", "--peer", "10.255.10.1"], ["list", "--pee", "10.255.10.1"],
-    ["list", "-p", "10.255.10.1"], ["list", "--peer", "10.255.10.1", "extra"], ["apply", "--peer", "10.255.10.1", "--dry-run"],
-    ["add", "--peer"], ["del"], ["status", "--help"], ["list", "--json", "--json"], ["list", "--peer", "--json"],
+    [],
+    ["list"],
+    ["LIST"],
+    ["list", "--json"],
+    ["list", "--help"],
+    ["list", "-h"],
+    ["--help"],
+    ["--version"],
+    ["list", "--peer"],
+    ["list", "--peer="],
+    ["list", "--peer", "10.255.10.1", "--json"],
+    ["list", "--json", "--peer", "10.255.10.1"],
+    ["list", "--peer", "10.255.10.1", "--peer", "10.255.10.1"],
+    ["list", "--peer=10.255.10.1", "--peer=10.255.10.11"],
+    ["list", "--peer", "10.255.10.1", "--dry-run"],
+    ["list", "--netns", "nope"],
+    ["list", "extra"],
+    ["list", "--PEER", "10.255.10.1"],
+    ["list", "--peer", "10.255.10.1", "--"],
+    ["list", "--", "--peer", "10.255.10.1"],
+    ["list", "--pee", "10.255.10.1"],
+    ["list", "-p", "10.255.10.1"],
+    ["list", "--peer", "10.255.10.1", "extra"],
+    ["apply", "--peer", "10.255.10.1", "--dry-run"],
+    ["add", "--peer"],
+    ["del"],
+    ["status", "--help"],
+    ["list", "--json", "--json"],
+    ["list", "--peer", "--json"],
 ]
 
 
@@ -162,7 +248,7 @@ def test_list_all_of_a_clean_store_is_answered_by_the_fast_path(capfd, store_dir
     (store_dir / f"{C.TEMP_FILE_PREFIX}10.255.10.1.abc").write_bytes(b"half\n")
     code, out, err = _same(capfd, ["list"], fast=True)
     assert (code, err) == (0, "")
-    peers = [line[len("Peer: "):] for line in out.splitlines() if line.startswith("Peer: ")]
+    peers = [line[len("Peer: ") :] for line in out.splitlines() if line.startswith("Peer: ")]
     assert peers == ["9.255.10.1", "10.255.10.1", "10.255.10.11", "10.255.10.12", "10.255.10.13"]  # address order
 
 
@@ -173,12 +259,15 @@ def test_list_all_with_odd_files_gets_the_parsers_warnings_in_peer_order(capfd, 
     assert code == 0 and err.count("warning:") >= len(ODD_CONTENT) - 6  # a few odd-looking lines are fine
 
 
-@pytest.mark.parametrize("odd", ["symlink", "directory", "fifo", "big", "bad-name", "leading-zero", "loopback",
-                                 "unicode-digits", "not-utf8"])
+@pytest.mark.parametrize(
+    "odd", ["symlink", "directory", "fifo", "big", "bad-name", "leading-zero", "loopback", "unicode-digits", "not-utf8"]
+)
 def test_list_all_with_an_odd_entry_is_left_to_the_full_cli(capfd, store_dir, odd):
     _populate(store_dir, CLEAN)
     entry_path = {
-        "bad-name": "office.routes", "leading-zero": "10.255.10.01.routes", "loopback": "127.0.0.1.routes",
+        "bad-name": "office.routes",
+        "leading-zero": "10.255.10.01.routes",
+        "loopback": "127.0.0.1.routes",
         "unicode-digits": "\u0661\u0660.255.10.1.routes",
     }.get(odd, "10.255.10.50.routes")
     path = store_dir / entry_path
@@ -212,10 +301,17 @@ def test_list_all_of_a_missing_empty_or_broken_store(capfd, store_dir, monkeypat
     _same(capfd, ["list", "--peer", "10.255.10.1"], fast=False)
 
 
-@pytest.mark.parametrize("environ", [
-    {}, {C.STORE_DIR_ENV: ""}, {C.STORE_DIR_ENV: "/srv/x"}, {"SUDO_UID": "33", C.STORE_DIR_ENV: "/srv/x"},
-    {"SUDO_USER": "www-data", C.STORE_DIR_ENV: "/srv/x"}, {"SUDO_UID": ""},
-])
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {},
+        {C.STORE_DIR_ENV: ""},
+        {C.STORE_DIR_ENV: "/srv/x"},
+        {"SUDO_UID": "33", C.STORE_DIR_ENV: "/srv/x"},
+        {"SUDO_USER": "www-data", C.STORE_DIR_ENV: "/srv/x"},
+        {"SUDO_UID": ""},
+    ],
+)
 def test_the_fast_path_finds_the_store_where_the_store_module_does(monkeypatch, environ):
     for name in (C.STORE_DIR_ENV, "SUDO_UID", "SUDO_USER"):
         monkeypatch.delenv(name, raising=False)
@@ -249,16 +345,27 @@ def test_the_console_script_answers_list_without_loading_typer_sh_filelock_or_cl
         "sys.argv[0] = 'l2tp-routectl'\n"
         "main()\n"
     )
-    for argv, expect in ((["list", "--peer", "10.255.10.1"], ""), (["list", "--peer=10.255.10.11"], ""),
-                         (["list", "--peer", "10.255.10.99"], ""),
-                         (["list", "--peer", "10.255.11.1"], "re ipaddress dataclasses typing"),  # the real parser
-                         (["list", "--json"], "typer re ipaddress dataclasses typing json")):  # the full CLI
-        ours = subprocess.run([sys.executable, "-I", "-S", "-c", probe, *argv], capture_output=True, env=dict(os.environ))
-        full = subprocess.run([sys.executable, "-I", "-c", "import sys; from l2tproute.cli import run; sys.exit(run())",
-                               *argv], capture_output=True, env=dict(os.environ))
+    for argv, expect in (
+        (["list", "--peer", "10.255.10.1"], ""),
+        (["list", "--peer=10.255.10.11"], ""),
+        (["list", "--peer", "10.255.10.99"], ""),
+        (["list", "--peer", "10.255.11.1"], "re ipaddress dataclasses typing"),  # the real parser
+        (["list", "--json"], "typer re ipaddress dataclasses typing json"),
+    ):  # the full CLI
+        ours = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", probe, *argv], capture_output=True, env=dict(os.environ)
+        )
+        full = subprocess.run(
+            [sys.executable, "-I", "-c", "import sys; from l2tproute.cli import run; sys.exit(run())", *argv],
+            capture_output=True,
+            env=dict(os.environ),
+        )
         *warnings, loaded = ours.stderr.decode().splitlines()
         assert (ours.returncode, ours.stdout, "\n".join(warnings)) == (
-            full.returncode, full.stdout, full.stderr.decode().rstrip("\n")), argv
+            full.returncode,
+            full.stdout,
+            full.stderr.decode().rstrip("\n"),
+        ), argv
         loaded_set = set(loaded.split()[1:])
         assert set(expect.split()) <= loaded_set, argv
         if "typer" not in expect:
@@ -269,15 +376,25 @@ def test_the_console_script_answers_list_without_loading_typer_sh_filelock_or_cl
 
 def test_a_reader_that_went_away_gets_the_same_silent_status_1_from_both_paths(mixed_store):
     """The panel's request can be cancelled mid-page: no traceback, no 'Exception ignored', status 1."""
-    for argv in (["list", "--peer", "10.255.10.1"], ["list", "--peer", "10.255.11.1"], ["list", "--peer", "10.255.10.99"]):
+    for argv in (
+        ["list", "--peer", "10.255.10.1"],
+        ["list", "--peer", "10.255.11.1"],
+        ["list", "--peer", "10.255.10.99"],
+    ):
         seen = []
-        for code in ("import sys; from l2tproute.cli import run; sys.exit(run())",
-                     "from l2tproute.entry import main; main()"):
+        for code in (
+            "import sys; from l2tproute.cli import run; sys.exit(run())",
+            "from l2tproute.entry import main; main()",
+        ):
             read_end, write_end = os.pipe()
             os.close(read_end)  # every write to stdout now fails with EPIPE
             try:
-                done = subprocess.run([sys.executable, "-I", "-c", code, *argv], stdout=write_end,
-                                      stderr=subprocess.PIPE, env=dict(os.environ))
+                done = subprocess.run(
+                    [sys.executable, "-I", "-c", code, *argv],
+                    stdout=write_end,
+                    stderr=subprocess.PIPE,
+                    env=dict(os.environ),
+                )
             finally:
                 os.close(write_end)
             seen.append((done.returncode, done.stderr))
@@ -286,22 +403,76 @@ def test_a_reader_that_went_away_gets_the_same_silent_status_1_from_both_paths(m
 
 # -- properties: what the fast path calls clean or valid, the real parser agrees ---------------
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 from l2tproute.model import InputError, parse_peer  # noqa: E402
 from l2tproute.routefile import parse, problems  # noqa: E402
 
-_PIECES = [b"10.1.0.0/16", b"192.168.1.5/24", b"0.0.0.0/0", b"10.255.10.1", b"224.0.0.1", b"010.1.0.0/16", b"/32",
-           b"via", b"VIA", b"dev", b"ppp1", b"eth0.100", b"a_name_too_long_x", b"metric", b"7", b"table", b"main",
-           b" ", b"  ", b"\t", b"\r", b"#", b".", b"/", b"0", b"01", b"255", b"256", b"\xff", b"\x00", b"\x0c",
-           "\u0661".encode()]
-_DSTS = [b"10.1.0.0/16", b"192.168.1.5/24", b"0.0.0.0/0", b"0.0.0.1/0", b"10.1.0.0/33", b"10.1.0.0/016", b"1.2.3.4/32",
-         b"10.1.0.0", b"010.1.0.0/16", b"10.1.0.0/"]
-_GATEWAYS = [b"10.255.10.1", b"10.0.0.1", b"223.255.255.254", b"224.0.0.1", b"0.1.2.3", b"127.0.0.1", b"255.255.255.255", b"10.255.10.01", b"1.2.3"]
+_PIECES = [
+    b"10.1.0.0/16",
+    b"192.168.1.5/24",
+    b"0.0.0.0/0",
+    b"10.255.10.1",
+    b"224.0.0.1",
+    b"010.1.0.0/16",
+    b"/32",
+    b"via",
+    b"VIA",
+    b"dev",
+    b"ppp1",
+    b"eth0.100",
+    b"a_name_too_long_x",
+    b"metric",
+    b"7",
+    b"table",
+    b"main",
+    b" ",
+    b"  ",
+    b"\t",
+    b"\r",
+    b"#",
+    b".",
+    b"/",
+    b"0",
+    b"01",
+    b"255",
+    b"256",
+    b"\xff",
+    b"\x00",
+    b"\x0c",
+    "\u0661".encode(),
+]
+_DSTS = [
+    b"10.1.0.0/16",
+    b"192.168.1.5/24",
+    b"0.0.0.0/0",
+    b"0.0.0.1/0",
+    b"10.1.0.0/33",
+    b"10.1.0.0/016",
+    b"1.2.3.4/32",
+    b"10.1.0.0",
+    b"010.1.0.0/16",
+    b"10.1.0.0/",
+]
+_GATEWAYS = [
+    b"10.255.10.1",
+    b"10.0.0.1",
+    b"223.255.255.254",
+    b"224.0.0.1",
+    b"0.1.2.3",
+    b"127.0.0.1",
+    b"255.255.255.255",
+    b"10.255.10.01",
+    b"1.2.3",
+]
 _DEVS = [b"ppp1", b".", b"..", b"eth0.100", b"a_name_too_long_x", b"a_name_15_chars", b"pp#1", b""]
 _ROUTE_SHAPED = st.tuples(
-    st.sampled_from(_DSTS), st.sampled_from([b"via", b"VIA", b"dev"]), st.sampled_from(_GATEWAYS),
-    st.sampled_from([[], [b"dev"], [b"metric", b"7"], [b"table", b"100"]]) | st.sampled_from(_DEVS).map(lambda d: [b"dev", d]),
+    st.sampled_from(_DSTS),
+    st.sampled_from([b"via", b"VIA", b"dev"]),
+    st.sampled_from(_GATEWAYS),
+    st.sampled_from([[], [b"dev"], [b"metric", b"7"], [b"table", b"100"]])
+    | st.sampled_from(_DEVS).map(lambda d: [b"dev", d]),
 ).map(lambda t: b" ".join([t[0], t[1], t[2], *t[3]]))
 _LINE = st.one_of(
     _ROUTE_SHAPED,
@@ -341,8 +512,11 @@ def test_the_clean_file_property_sees_clean_route_files():
 
 
 _PEER_TEXT = st.one_of(
-    st.lists(st.sampled_from(["0", "1", "01", "10", "127", "223", "224", "240", "255", "256", "999", "", "\u0661", " "]),
-             min_size=3, max_size=5).map(".".join),
+    st.lists(
+        st.sampled_from(["0", "1", "01", "10", "127", "223", "224", "240", "255", "256", "999", "", "\u0661", " "]),
+        min_size=3,
+        max_size=5,
+    ).map(".".join),
     st.text(max_size=20),
 )
 
@@ -361,11 +535,17 @@ def test_the_fast_path_accepts_exactly_the_peers_the_model_accepts(text):
 def test_a_closed_stdout_is_left_to_the_full_cli(mixed_store):
     """Python sets sys.stdout to None when fd 1 is closed; the fast path must not answer then."""
     seen = []
-    for code in ("import sys; from l2tproute.cli import run; sys.exit(run())",
-                 "from l2tproute.entry import main; main()"):
-        done = subprocess.run([sys.executable, "-I", "-c", code, "list", "--peer", "10.255.10.1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ),
-                              preexec_fn=lambda: os.close(1))
+    for code in (
+        "import sys; from l2tproute.cli import run; sys.exit(run())",
+        "from l2tproute.entry import main; main()",
+    ):
+        done = subprocess.run(
+            [sys.executable, "-I", "-c", code, "list", "--peer", "10.255.10.1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=dict(os.environ),
+            preexec_fn=lambda: os.close(1),
+        )
         last = done.stderr.decode().strip().splitlines()[-1:]
         seen.append((done.returncode, last))
     assert seen[0] == seen[1]

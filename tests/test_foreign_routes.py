@@ -12,12 +12,12 @@ import json
 import os
 import syslog
 from pathlib import Path
-from typing import List, Tuple
-
-import pytest
 
 import forkcli
-from l2tproute import constants as C, hook
+import pytest
+
+from l2tproute import constants as C
+from l2tproute import hook
 from l2tproute.iproute2 import IpRoute2
 from l2tproute.store import Store
 
@@ -33,7 +33,7 @@ OURS = "10.9.0.0/24"
 
 class Log:
     def __init__(self):
-        self.records: List[Tuple[int, str]] = []
+        self.records: list[tuple[int, str]] = []
 
     def __call__(self, priority: int, message: str) -> None:
         self.records.append((priority, message))

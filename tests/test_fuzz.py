@@ -15,7 +15,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 SECONDS = int(os.environ.get("L2TP_TEST_FUZZ_SECONDS", "10"))

@@ -17,9 +17,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import routectl_path
-from l2tproute import constants as C, hook
+
+from l2tproute import constants as C
+from l2tproute import hook
 from l2tproute.store import Store
 
 PEER = "10.255.10.2"
@@ -123,7 +124,8 @@ def test_a_stuck_lock_holder_gives_clear_errors_hooks_do_not_wait_and_a_hung_ip_
 
         code, out, err = finish(hung)
         assert code == C.EXIT_FAILURE, (code, out, err)
-        assert err.splitlines() == [f"{C.PROG}: error: ip -json addr show did not finish within {C.IP_TIMEOUT:g} s"], err
+        expected = f"{C.PROG}: error: ip -json addr show did not finish within {C.IP_TIMEOUT:g} s"
+        assert err.splitlines() == [expected], err
     finally:
         holder.kill()
         holder.wait()

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 import typer
+from conftest import routectl_path, run_routectl
 
 from l2tproute import __version__
 from l2tproute.cli import app
-
-from conftest import routectl_path, run_routectl
 
 ROOT = typer.main.get_command(app)
 COMMANDS = sorted(ROOT.commands)

@@ -12,12 +12,12 @@ import sys
 import syslog
 import threading
 from pathlib import Path
-from typing import List, Optional, Tuple
 
 import pytest
-
 from conftest import REPO
-from l2tproute import constants as C, hook
+
+from l2tproute import constants as C
+from l2tproute import hook
 from l2tproute.hook import LinkEvent, parse_event
 from l2tproute.iproute2 import IpRoute2
 from l2tproute.model import InputError
@@ -30,7 +30,7 @@ class Recorder:
     """Stands in for syslog: keeps (priority, message) pairs."""
 
     def __init__(self):
-        self.records: List[Tuple[int, str]] = []
+        self.records: list[tuple[int, str]] = []
 
     def __call__(self, priority: int, message: str) -> None:
         self.records.append((priority, message))
@@ -39,11 +39,11 @@ class Recorder:
     def text(self) -> str:
         return "\n".join(message for _, message in self.records)
 
-    def errors(self) -> List[str]:
+    def errors(self) -> list[str]:
         return [m for p, m in self.records if p <= syslog.LOG_ERR]
 
 
-def pppd_args(iface: str, peer: str, local: str = "10.254.0.1") -> List[str]:
+def pppd_args(iface: str, peer: str, local: str = "10.254.0.1") -> list[str]:
     return ["l2tp-routes", iface, "/dev/pts/3", "0", local, peer, ""]
 
 
@@ -51,8 +51,8 @@ def write_routes(store_dir: Path, peer: str, *lines: str) -> None:
     (store_dir / f"{peer}.routes").write_text("".join(line + "\n" for line in lines))
 
 
-def run_hook(direction: str, ns, store_dir: Path, args: List[str], environ: Optional[dict] = None,
-             proc_sys: Optional[Path] = None) -> Recorder:
+def run_hook(direction: str, ns, store_dir: Path, args: list[str], environ: dict | None = None,
+             proc_sys: Path | None = None) -> Recorder:
     log = Recorder()
     code = hook.main(direction, args, environ or {}, log=log, store=Store(str(store_dir)),
                      runner=IpRoute2(ns.name), proc_sys=str(proc_sys or "/nonexistent"))

@@ -22,11 +22,10 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import pytest
-
 from conftest import REPO
+
 from l2tproute import constants as C
 
 PEER1, PEER11, PEER2, PEER3 = "10.255.10.1", "10.255.10.11", "10.255.10.2", "10.255.10.3"
@@ -78,8 +77,8 @@ OLD_HOOK = '#!/bin/sh\n# the old bash system\'s hook\nl2tp-routectl apply --peer
 class Dispatcher:
     """Runs /etc/ppp/ip-up and ip-down as pppd does, with the hooks given, in a namespace."""
 
-    def __init__(self, base: Path, ns, up_hooks: Dict[str, str], down_hooks: Dict[str, str],
-                 routectl: Optional[str] = None, reading: bool = True):
+    def __init__(self, base: Path, ns, up_hooks: dict[str, str], down_hooks: dict[str, str],
+                 routectl: str | None = None, reading: bool = True):
         self.base = base
         self.ns = ns
         for sub in ("overlay", "store", "ip-up.d", "ip-down.d", "sbin", "olddev"):
@@ -106,10 +105,10 @@ class Dispatcher:
         self.log.setblocking(False)
         # A syslog daemon reads all the time: a datagram queue holds only
         # net.unix.max_dgram_qlen (10) messages, and a hook must not find it full.
-        self._received: List[bytes] = []
+        self._received: list[bytes] = []
         self._lock = threading.Lock()
         self._closed = threading.Event()
-        self._reader: Optional[threading.Thread] = None
+        self._reader: threading.Thread | None = None
         if reading:
             self._reader = threading.Thread(target=self._read, daemon=True)
             self._reader.start()
@@ -151,7 +150,7 @@ class Dispatcher:
     def _quiet(result: subprocess.CompletedProcess) -> None:
         assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), result
 
-    def messages(self) -> List[dict]:
+    def messages(self) -> list[dict]:
         """Everything sent to /dev/log since the last call, parsed."""
         self._drain()
         with self._lock:
@@ -172,7 +171,8 @@ class Dispatcher:
         self.log.close()
 
     def rp_filter(self, iface: str) -> str:
-        return subprocess.run(["ip", "netns", "exec", self.ns.name, "cat", f"/proc/sys/net/ipv4/conf/{iface}/rp_filter"],
+        path = f"/proc/sys/net/ipv4/conf/{iface}/rp_filter"
+        return subprocess.run(["ip", "netns", "exec", self.ns.name, "cat", path],
                               capture_output=True, text=True, check=True).stdout.strip()
 
 

@@ -7,8 +7,8 @@ import socket
 import syslog
 
 import pytest
-
 from conftest import REPO
+
 from l2tproute import constants as C
 from l2tproute.syslogger import Syslog, format_message
 

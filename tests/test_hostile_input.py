@@ -22,10 +22,10 @@ import stat
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import forkcli
+import pytest
 from conftest import REPO, Netns, _ip, routectl_path
+
 from l2tproute import constants as C
 
 CASES = json.loads((REPO / "tests" / "data" / "hostile_cases.json").read_text())["cases"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from conftest import run_routectl
+
 from l2tproute import constants as C
 
 PEER = "10.255.10.2"

@@ -11,13 +11,11 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 import pytest
-
 from conftest import REPO
+
 from l2tproute import constants as C
 
 INSTALLER = REPO / "install-l2tp-per-user-routing.sh"
@@ -61,7 +59,7 @@ ROUTE_FILES = {
 }
 
 
-def installer(*args: str, script: Path = INSTALLER, user: Optional[str] = None) -> subprocess.CompletedProcess:
+def installer(*args: str, script: Path = INSTALLER, user: str | None = None) -> subprocess.CompletedProcess:
     argv = ["bash", str(script), *args]
     if user:
         argv = ["runuser", "-u", user, "--", *argv]
@@ -76,7 +74,7 @@ def expected_content(source: str, checkout: Path) -> bytes:
     return text.encode()
 
 
-def snapshot(root: Path) -> Dict[str, Tuple]:
+def snapshot(root: Path) -> dict[str, tuple]:
     """Every path under root: type, mode, owner, mtime and content digest (or link target)."""
     found = {}
     for directory, dirs, files in os.walk(root):
@@ -97,7 +95,7 @@ def snapshot(root: Path) -> Dict[str, Tuple]:
     return found
 
 
-def outside_venv(snap: Dict[str, Tuple]) -> Dict[str, Tuple]:
+def outside_venv(snap: dict[str, tuple]) -> dict[str, tuple]:
     return {key: value for key, value in snap.items() if not key.startswith(VENV + "/")}
 
 
@@ -160,7 +158,7 @@ def test_the_venv_is_byte_compiled_and_names_the_final_paths(staged, checkout):
         assert b"/opt/l2tproute/lib/" in code and str(staged).encode() not in code, compiled
 
 
-def in_staged_opt(staged: Path, argv: List[str], **kwargs) -> subprocess.CompletedProcess:
+def in_staged_opt(staged: Path, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
     """Run argv with the staged /opt mounted on /opt (a private mount namespace), so the
     installed scripts start exactly as their first lines say."""
     mount = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",

@@ -13,15 +13,14 @@ import shutil
 import subprocess
 import syslog
 from pathlib import Path
-from typing import List, Tuple
 
 import pytest
+from conftest import routectl_path
 
-from l2tproute import constants as C, hook
+from l2tproute import constants as C
+from l2tproute import hook
 from l2tproute.iproute2 import IpRoute2
 from l2tproute.store import Store
-
-from conftest import routectl_path
 
 PEER, OTHER = "10.255.10.2", "10.255.10.3"
 NET6, NET6B = "2001:db8:100::/48", "2001:db8:200::/64"
@@ -133,8 +132,8 @@ def test_offline_peer_gets_its_ipv6_routes_from_ip_up_and_loses_them_on_ip_down(
     assert tagged6(netns) == {("2001:db8:300::/48", None, "ppp1", 1024)}  # the other user's stays
 
 
-def run_hook(direction: str, netns, store_dir: Path, iface: str, peer: str) -> List[Tuple[int, str]]:
-    records: List[Tuple[int, str]] = []
+def run_hook(direction: str, netns, store_dir: Path, iface: str, peer: str) -> list[tuple[int, str]]:
+    records: list[tuple[int, str]] = []
     code = hook.main(direction, ["l2tp-routes", iface, "/dev/pts/3", "0", "10.254.0.1", peer, ""], {},
                      log=lambda priority, message: records.append((priority, message)),
                      store=Store(str(store_dir)), runner=IpRoute2(netns.name), proc_sys="/nonexistent")

@@ -7,10 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import routectl_path
 
 from l2tproute import constants as C
-
-from conftest import routectl_path
 
 PEER = "10.255.10.2"
 FILE = f"{PEER}.routes"

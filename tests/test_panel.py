@@ -17,8 +17,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from l2tproute import constants as C
 
 PANEL = REPO / "contrib/panel/l2tp-routes-panel.php"

@@ -19,13 +19,11 @@ import os
 import re
 import shutil
 import subprocess
-import textwrap
 from pathlib import Path
-from typing import Dict, List, Optional, Set
 
 import pytest
-
 from conftest import Netns, _ip
+
 from l2tproute import constants as C
 
 CTL = "/usr/local/sbin/l2tp-routectl"
@@ -63,12 +61,12 @@ class Panel:
         self.cwd = root / "panel-cwd"  # the panel's working directory, writable by www-data
         self.markers = root / "markers"
 
-    def env(self, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         env.update(extra or {})
         return env
 
-    def run(self, *args: str, env: Optional[Dict[str, str]] = None, sudo: List[str] = (), trace: bool = True):
+    def run(self, *args: str, env: dict[str, str] | None = None, sudo: list[str] = (), trace: bool = True):
         log = self.root / "trace.log"
         argv = ["setpriv", f"--reuid={PANEL_UID}", f"--regid={PANEL_UID}", "--clear-groups", "--",
                 "sudo", "-n", *sudo, CTL, *args]
@@ -84,10 +82,10 @@ class Trace:
     LINE = re.compile(r"^(\d+) +(\w+)\((.*)\) += (-?\d+|\?)")
 
     def __init__(self, text: str):
-        self.pids: Set[int] = set()
-        self.writes: List[str] = []
-        self.reads: List[str] = []
-        self.ip_argvs: List[List[str]] = []
+        self.pids: set[int] = set()
+        self.writes: list[str] = []
+        self.reads: list[str] = []
+        self.ip_argvs: list[list[str]] = []
         for raw in text.splitlines():
             match = self.LINE.match(raw)
             if not match:
@@ -165,7 +163,8 @@ def panel(installed, tmp_path_factory):
 
 
 def canaries(p: Panel) -> dict:
-    return {str(f): f.read_bytes() for f in p.canary.rglob("*") if f.is_file()} | {"markers": sorted(os.listdir(p.markers))}
+    found = {str(f): f.read_bytes() for f in p.canary.rglob("*") if f.is_file()}
+    return {**found, "markers": sorted(os.listdir(p.markers))}
 
 
 def store_state() -> dict:

@@ -12,12 +12,22 @@ import ipaddress
 import os
 import string
 
-from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
 
-from l2tproute import cli, constants as C
+from l2tproute import cli
+from l2tproute import constants as C
 from l2tproute.iproute2 import Change, KernelRoute, change_tokens
-from l2tproute.model import (InputError, Route, parse_destination, parse_device, parse_gateway, parse_metric,
-                             parse_peer, parse_table)
+from l2tproute.model import (
+    InputError,
+    Route,
+    parse_destination,
+    parse_device,
+    parse_gateway,
+    parse_metric,
+    parse_peer,
+    parse_table,
+)
 from l2tproute.routefile import BLANK, COMMENT, INVALID, LOOSE, ROUTE, format_route, parse, parse_line, serialize
 from l2tproute.store import Store
 

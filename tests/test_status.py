@@ -36,7 +36,8 @@ def test_everything_installed_is_ok_and_exit_0(routectl, store_dir, netns):
     assert peers == {PEER: (True, "ppp0"), OFFLINE: (False, None)}
     text = routectl("status", ns=netns)
     assert text.returncode == 0
-    assert text.stdout.splitlines()[0] == "OK: 2 peers (1 connected); 1 installed, 1 wanted, 0 missing, 0 blocked, 0 extra"
+    summary = "OK: 2 peers (1 connected); 1 installed, 1 wanted, 0 missing, 0 blocked, 0 extra"
+    assert text.stdout.splitlines()[0] == summary
     assert "Peer 10.255.10.9: not connected" in text.stdout and "Peer 10.255.10.2: connected on ppp0" in text.stdout
 
 

@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from l2tproute import constants as C
 
 MARKER = "# Installed by install-l2tp-per-user-routing.sh (l2tproute)"

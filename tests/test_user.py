@@ -9,12 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from conftest import routectl_path
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from l2tproute.model import InputError
 from l2tproute.secrets import SecretsError, entries, resolve_user, words
-
-from conftest import routectl_path
 
 SECRETS = b"""# Secrets for authentication using CHAP
 # client\tserver\tsecret\t\t\tIP addresses

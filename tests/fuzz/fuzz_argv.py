@@ -18,7 +18,8 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["l2tproute"]):
-    from l2tproute import cli, constants as C
+    from l2tproute import cli
+    from l2tproute import constants as C
 
 STORE = os.environ[C.STORE_DIR_ENV]
 WORDS = ["add", "del", "list", "apply", "status", "--peer", "--dst", "--gw", "--dev", "--metric", "--table",
@@ -42,7 +43,10 @@ def snapshot():
     found = {}
     for name in os.listdir(STORE):
         path = os.path.join(STORE, name)
-        found[name] = open(path, "rb").read() if os.path.isfile(path) and not os.path.islink(path) else None
+        found[name] = None
+        if os.path.isfile(path) and not os.path.islink(path):
+            with open(path, "rb") as handle:
+                found[name] = handle.read()
     return found
 
 
