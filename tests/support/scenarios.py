@@ -176,6 +176,15 @@ def del_is_exact(w: World) -> None:
     w.delete("del_absent", PEER1, "10.0.0.0/12")
 
 
+def del_all_takes_every_route_and_the_file(w: World) -> None:
+    w.kernel.add_ppp("ppp0", PEER1)
+    w.kernel.add_ppp("ppp1", PEER2)
+    w.write(PEER1, b"10.1.0.0/24 via 10.255.10.1\nnot a route\n10.2.0.0/24 via 10.255.10.1 metric 5\n")
+    w.write(PEER2, b"10.3.0.0/24 via 10.255.10.2\n")
+    w.apply("apply")
+    w.delete("del_all", PEER1, "all")
+
+
 def del_of_a_route_gone_from_the_kernel(w: World) -> None:
     w.kernel.add_ppp("ppp0", PEER1)
     w.add("add", PEER1, "10.7.0.0/24")
@@ -252,6 +261,26 @@ def link_name_reuse(w: World) -> None:
     w.apply("second")
 
 
+def apply_in_other_tables_and_metrics(w: World) -> None:
+    w.kernel.add_ppp("ppp0", PEER1)
+    w.write(PEER1, b"10.1.0.0/24 via 10.255.10.1\n"
+                   b"10.1.0.0/24 via 10.255.10.1 metric 5\n"
+                   b"10.1.0.0/24 via 10.255.10.1 table 100\n"
+                   b"2001:db8:1::/48 via 10.255.10.1 metric 7 table 100\n")
+    w.apply("first")
+    w.write(PEER1, b"10.1.0.0/24 via 10.255.10.1 metric 6\n"
+                   b"10.1.0.0/24 via 10.255.10.1 table 100\n")
+    w.apply("second")
+    w.status("status")
+
+
+def same_peer_on_two_links(w: World) -> None:
+    w.kernel.add_ppp("ppp0", PEER1)
+    w.kernel.add_ppp("ppp1", PEER1)  # a stale session not yet torn down
+    w.write(PEER1, b"10.1.0.0/24 via 10.255.10.1\n")
+    w.apply("apply")
+
+
 def apply_failures_mapped_back(w: World) -> None:
     w.kernel.add_ppp("ppp0", PEER1)
     w.kernel.add_foreign("10.64.0.0/24", via=PEER1, dev="ppp0", proto="static")
@@ -312,7 +341,8 @@ def runner_errors(w: World) -> None:
 SCENARIOS = [
     add_installs_on_the_peers_link, repeat_add_changes_nothing, foreign_route_refused_unless_force,
     two_peers_same_destination_refused, unreachable_gateway_and_missing_device_refused, del_is_exact,
-    del_of_a_route_gone_from_the_kernel, apply_reconciles_then_changes_nothing, stale_tagged_route_removed,
-    apply_peer_leaves_other_links, offline_peer, broken_lines_skipped, link_name_reuse,
+    del_all_takes_every_route_and_the_file, del_of_a_route_gone_from_the_kernel,
+    apply_reconciles_then_changes_nothing, stale_tagged_route_removed, apply_peer_leaves_other_links, offline_peer,
+    broken_lines_skipped, link_name_reuse, apply_in_other_tables_and_metrics, same_peer_on_two_links,
     apply_failures_mapped_back, status_reports_drift, runner_errors,
 ]

@@ -97,3 +97,25 @@ def test_kernel_refusals_in_one_batch_come_back_to_their_lines(tmp_path):
     forced = w.steps["forced"].value
     assert pairs(forced.installed) == [(PEER1, "10.64.0.0/24 via 10.255.10.1")] and len(forced.failed) == 2
     assert ("10.64.0.0/24", PEER1, "ppp0", "main") in w.tagged()
+
+
+def test_routes_in_other_tables_and_metrics_are_reconciled_in_their_own_slot(tmp_path):
+    w = World.in_memory(tmp_path)
+    s.apply_in_other_tables_and_metrics(w)
+    assert len(w.steps["first"].value.installed) == 4
+    second = w.steps["second"].value
+    assert pairs(second.installed) == [(PEER1, "10.1.0.0/24 via 10.255.10.1 metric 6")] and second.unchanged == 1
+    assert sorted(second.removed) == ["10.1.0.0/24 dev ppp0", "10.1.0.0/24 dev ppp0", "2001:db8:1::/48 dev ppp0"]
+    ours = [(r["dst"], r.get("table", "main"), r.get("metric", 0)) for r in w.kernel.routes(4, "proto", "157")]
+    assert sorted(ours) == [("10.1.0.0/24", "100", 0), ("10.1.0.0/24", "main", 6)]
+    assert w.tagged(6) == set()
+    assert {r.state for r in w.steps["status"].value.all_routes()} == {"installed"}
+
+
+def test_a_peer_on_two_links_is_installed_on_the_first_with_a_warning(tmp_path):
+    w = World.in_memory(tmp_path)
+    s.same_peer_on_two_links(w)
+    applied = w.steps["apply"]
+    assert pairs(applied.value.connected) == [(PEER1, "ppp0")]
+    assert applied.warnings == ("peer 10.255.10.1 appears on both ppp0 and ppp1; using ppp0",)
+    assert w.tagged() == {("10.1.0.0/24", PEER1, "ppp0", "main")}

@@ -26,3 +26,13 @@ def test_del_of_a_route_already_gone_from_the_kernel_still_removes_the_line(tmp_
     assert w.file(PEER1) is None  # the last line went, so did the file
     nothing = w.steps["del_all_without_file"]
     assert nothing.ok and nothing.value.had_file is False
+
+
+def test_del_all_takes_every_line_of_that_peer_and_its_file_only(tmp_path):
+    w = World.in_memory(tmp_path)
+    s.del_all_takes_every_route_and_the_file(w)
+    result = w.steps["del_all"].value
+    assert result.removed == ["10.1.0.0/24 via 10.255.10.1", "not a route", "10.2.0.0/24 via 10.255.10.1 metric 5"]
+    assert result.kernel_removed == ["10.1.0.0/24 dev ppp0", "10.2.0.0/24 dev ppp0"]
+    assert w.file(PEER1) is None
+    assert w.tagged() == {("10.3.0.0/24", "10.255.10.2", "ppp1", "main")}
