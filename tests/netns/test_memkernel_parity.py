@@ -111,6 +111,23 @@ IP_SESSIONS = {
         ("link", "set", "ppp0", "up"),
         ("-json", "addr", "show"), SHOW4,
     ],
+    "ipv6_slots": [
+        ("route", "add", "2001:db8:1::/48", "dev", "ppp0", "proto", "157"),
+        ("route", "replace", "2001:db8:1::/48", "dev", "eth1", "proto", "157"),
+        ("route", "add", "2001:db8:1::/48", "dev", "ppp0", "proto", "157", "metric", "5"),
+        ("route", "add", "2001:db8:1:1::/64", "dev", "ppp0", "proto", "157", "table", "100"),
+        ("route", "add", "2001:db8::/32", "dev", "ppp0", "proto", "static"),
+        ("route", "add", "2001:db8:2::/48", "dev", "ppp9"),
+        ("route", "add", "default", "dev", "ppp0", "proto", "157", "metric", "9"),
+        ("-6", "route", "add", "default", "dev", "ppp0", "proto", "157", "metric", "9"),
+        SHOW6, SHOW6 + ("exact", "2001:db8:1::/48"), SHOW6 + ("dev", "eth1"),
+        ("route", "del", "2001:db8:1::/48", "dev", "ppp0", "proto", "157", "metric", "1024"),
+        ("route", "del", "2001:db8:1::/48", "proto", "157", "metric", "0"),
+        ("route", "del", "2001:db8:1::/48", "proto", "4"),
+        ("route", "del", "2001:db8:1:1::/64", "proto", "157", "table", "101"),
+        ("route", "del", "2001:db8:1:1::/64", "proto", "157"),
+        SHOW6, SHOW4,
+    ],
     "batches": [("-force", "-batch", "-", BATCH), ("-batch", "-", BATCH), SHOW4, SHOW6],
 }
 
