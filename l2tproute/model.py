@@ -11,16 +11,12 @@ import re
 from dataclasses import dataclass, replace
 from typing import Union
 
+# Re-exported: callers have long imported them from here; they live with the other exceptions.
+from .errors import InputError as InputError
+from .errors import Refused as Refused
+
 IPv4Address = ipaddress.IPv4Address
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-
-
-class InputError(ValueError):
-    """A value from the command line or a file is wrong (exit status 2)."""
-
-
-class Refused(InputError):
-    """A valid request that would harm the server or another user (exit 2, `--force` passes)."""
 
 
 # re.ASCII: `\d` must not accept Arabic-Indic or other unicode digits.

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .errors import os_fault_line, shown
 from .model import InputError, IPv4Address, parse_peer, show
 from .store import StoreError
 
@@ -172,8 +173,7 @@ def read_secrets(path: str = DEFAULT_CHAP_SECRETS) -> bytes:
         with open(path, "rb") as handle:
             data = handle.read(MAX_SECRETS_BYTES + 1)
     except OSError as exc:
-        hint = " (run as root)" if isinstance(exc, PermissionError) else ""
-        raise SecretsError(f"cannot read {path} to resolve --user: {exc.strerror}{hint}") from None
+        raise SecretsError(os_fault_line(exc, f"cannot read {shown(path)} to resolve --user", path)) from None
     if len(data) > MAX_SECRETS_BYTES:
         raise SecretsError(f"{path} is larger than {MAX_SECRETS_BYTES} bytes; that is not a chap-secrets file")
     return data

@@ -5,6 +5,7 @@ its report, its warnings, or one error line. Without typer, so that the lean `ap
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import re
@@ -12,10 +13,11 @@ import sys
 
 from . import constants as C
 from . import engine
-from .iproute2 import DryRun, IpError, IpRoute2, Runner
-from .model import InputError
+from .errors import InputError, describe, exit_status
+from .errors import one_line as one_line
+from .iproute2 import DryRun, IpRoute2, Runner
 from .routefile import serialize
-from .store import Store, StoreError
+from .store import Store
 
 _NETNS_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", re.ASCII)
 
@@ -28,9 +30,11 @@ class DryRunStore(Store):
         self.changes: list[str] = []
 
     def locked(self, timeout: float = C.LOCK_TIMEOUT):
-        import contextlib
-
         return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def staged(self, peer, lines):
+        yield lambda: self.write(peer, lines)
 
     def write(self, peer, lines) -> None:
         path = self.path(peer)
@@ -99,13 +103,6 @@ def warn(warnings: list[str]) -> None:
         print(f"{C.PROG}: warning: {text}", file=sys.stderr)
 
 
-def one_line(text: str) -> str:
-    # Escape what is left after the blanks are folded (bidi overrides, soft hyphens...):
-    # click echoes the caller's words, and an error must not rewrite the line it is shown on.
-    folded = " ".join(str(text).split())
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in folded)
-
-
 def fail(message: str, code: int, wants_json: bool) -> int:
     sys.stdout.flush()
     if wants_json:
@@ -116,11 +113,6 @@ def fail(message: str, code: int, wants_json: bool) -> int:
 
 
 def fail_with(exc: BaseException, wants_json: bool) -> int:
-    """How a command that raised `exc` ends: a wrong request exits 2, a store or `ip`
-    failure 1, anything else 1 as an internal error (never a traceback)."""
-    if isinstance(exc, InputError):
-        return fail(one_line(exc), C.EXIT_USAGE, wants_json)
-    if isinstance(exc, (StoreError, IpError)):
-        return fail(one_line(exc), C.EXIT_FAILURE, wants_json)
-    return fail(f"internal error ({type(exc).__name__}): {one_line(exc)}; please report this", C.EXIT_FAILURE,
-                wants_json)
+    """How a command that raised `exc` ends: a wrong request exits 2, a store, `ip` or other
+    fault of the machine 1, anything else 1 as an internal error (never a traceback)."""
+    return fail(describe(exc), exit_status(exc), wants_json)
