@@ -1,8 +1,10 @@
 """The operations behind the commands: add, delete, list, apply.
 
 Each returns a result object; printing is the CLI's job. Every edit of the
-store and every reconcile runs under the store lock, and the kernel is changed
-before the file on `add`, so a route the kernel refuses is never stored.
+store and every reconcile runs under the store lock. An edit first stages the new
+file (where a full, read-only or unwritable disk says no), then changes the kernel,
+then puts the file in place: a route the kernel refuses is never stored, and a file
+the disk refuses never leaves the kernel changed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from .model import InputError, IPv4Address, Refused, Route
 from .reconcile import Plan, Want, plan
 from .routefile import Line, format_route, problems, route_line
 from .routefile import routes as routes_of
-from .store import Store, StoreError
+from .store import Store, StoreError, SystemFault
 from .tables import table_id, table_names
 
 ALL = "all"
@@ -115,6 +117,8 @@ def _owner_elsewhere(ctx: Context, peer: IPv4Address, route: Route) -> IPv4Addre
             continue
         try:
             lines = ctx.store.read(other) or []
+        except SystemFault:  # the disk, not the file: nothing can be checked
+            raise
         except StoreError as exc:  # another peer's broken file must not block every add
             ctx.warn(f"{exc}; not checked for {route.dst}")
             continue
@@ -143,26 +147,32 @@ def add(ctx: Context, peer: IPv4Address, route: Route) -> AddResult:
                               f"only (delete it there first, or use --force)")
         link = links.link_of(peer)
         result = AddResult(status, peer, text, link)
-        if link is not None:
-            result.kernel_error = _install_one(ctx, kernel_route(route, link, names), refuse=status != "exists")
-        elif not ctx.force and status != "exists":
+        if status == "exists":
+            if link is not None:
+                result.kernel_error = _install_one(ctx, kernel_route(route, link, names), refuse=False)
+            return result
+        if link is None and not ctx.force:
             # Offline: the kernel cannot refuse yet, so look for a foreign holder ourselves.
             planned = kernel_route(route, route.dev or "-", names)
             holder = _foreign_holder(ctx.runner, planned)
             if holder is not None:
                 raise Refused(_refusal(planned, holder))
-        if status == "exists":
-            return result
-        if status == "updated":
-            lines = lines[:existing] + [new_line] + lines[existing + 1:]
-        else:
-            if lines and not lines[-1].raw.endswith(b"\n"):
-                # The old tool's `echo >>` would have glued the new route onto that line.
-                last = lines[-1]
-                lines[-1] = Line(last.raw + b"\n", last.kind, last.route, last.problem)
-            lines = lines + [new_line]
-        ctx.store.write(peer, lines)
+        with ctx.store.staged(peer, _with_line(lines, existing, new_line)) as commit:
+            if link is not None:
+                result.kernel_error = _install_one(ctx, kernel_route(route, link, names), refuse=True)
+            commit()
         return result
+
+
+def _with_line(lines: list[Line], existing: int | None, new_line: Line) -> list[Line]:
+    """The file's lines with `new_line` in place of line `existing`, or added at the end."""
+    if existing is not None:
+        return lines[:existing] + [new_line] + lines[existing + 1:]
+    if lines and not lines[-1].raw.endswith(b"\n"):
+        # The old tool's `echo >>` would have glued the new route onto that line.
+        last = lines[-1]
+        lines = lines[:-1] + [Line(last.raw + b"\n", last.kind, last.route, last.problem)]
+    return lines + [new_line]
 
 
 def _install_one(ctx: Context, wanted: KernelRoute, *, refuse: bool) -> str | None:
@@ -227,10 +237,9 @@ def delete(ctx: Context, peer: IPv4Address, dst) -> DelResult:
         kept = [line for line in lines if not doomed(line)]
         gone_routes = [line.route for line in gone if line.route is not None]
         result.removed = [line.raw.decode("ascii", "replace").rstrip("\r\n") for line in gone]
-        result.kernel_removed, result.kernel_errors = _remove_from_kernel(ctx, peer, gone_routes)
-        if dst == ALL:
-            kept = []
-        ctx.store.write(peer, kept)
+        with ctx.store.staged(peer, [] if dst == ALL else kept) as commit:
+            result.kernel_removed, result.kernel_errors = _remove_from_kernel(ctx, peer, gone_routes)
+            commit()
         return result
 
 
@@ -378,6 +387,8 @@ def _all_peers(ctx: Context) -> list[IPv4Address]:
 def _stored_routes(ctx: Context, peer: IPv4Address) -> list[Route]:
     try:
         lines = ctx.store.read(peer) or []
+    except SystemFault:  # the disk, not the file: skipping it would remove the peer's routes
+        raise
     except RuntimeError as exc:
         ctx.warn(f"peer {peer}: {exc}; its routes are skipped")
         return []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .model import IPv4Address
 from .routefile import parse, problems
-from .store import Store
+from .store import Store, SystemFault
 
 
 def peer_text(peer: IPv4Address, data: bytes | None) -> bytes:
@@ -36,6 +36,8 @@ def read_all(store: Store) -> tuple[list[tuple[IPv4Address, bytes]], list[str]]:
     for peer in peers:
         try:
             data = store.read_bytes(peer)
+        except SystemFault:  # the disk, not the file: a listing without it would mislead
+            raise
         except RuntimeError as exc:
             warnings.append(str(exc))
             continue

@@ -10,15 +10,14 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from . import constants as C
-from .model import InputError, IPv4Address, parse_peer
+from .errors import InputError, StoreError, SystemFault, shown, store_fault
+from .model import IPv4Address, parse_peer
 from .routefile import Line, parse, serialize
 
-
-class StoreError(RuntimeError):
-    """The store cannot be read or written as asked (exit status 1)."""
+__all__ = ["Store", "StoreError", "SystemFault", "store_dir_from_environment"]
 
 
 def store_dir_from_environment(environ=os.environ) -> str:
@@ -54,7 +53,7 @@ class Store:
             if exc.errno == errno.ELOOP:
                 raise StoreError(f"{path} is a symbolic link; route files must be regular files "
                                  "(remove the link)") from None
-            raise StoreError(f"cannot read {path}: {exc.strerror}") from None
+            raise store_fault(exc, f"cannot read {shown(path)}", path) from None
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
@@ -70,6 +69,8 @@ class Store:
             return b"".join(chunks)
         except IsADirectoryError:
             raise StoreError(f"{path} is a directory; remove it or replace it with a route file") from None
+        except OSError as exc:
+            raise store_fault(exc, f"cannot read {shown(path)}", path) from None
         finally:
             os.close(fd)
 
@@ -85,7 +86,7 @@ class Store:
         except FileNotFoundError:
             return [], []
         except OSError as exc:
-            raise StoreError(f"cannot list {self.directory}: {exc.strerror}") from None
+            raise store_fault(exc, f"cannot list the route store {shown(self.directory)}", self.directory) from None
         for entry in entries:
             name = entry.name
             if not name.endswith(C.ROUTE_FILE_SUFFIX) or name.startswith("."):
@@ -121,9 +122,8 @@ class Store:
                 f"the route store {self.directory} is locked by another l2tp-routectl for more than "
                 f"{timeout:g} s; try again, or find the stuck process with: fuser -v {lock_path}"
             ) from None
-        except OSError as exc:  # the lock file is a symlink (never followed), a directory, ...
-            raise StoreError(f"cannot take the store lock {lock_path}: {exc.strerror}; it must be a regular "
-                             "file (remove it, it is created again)") from None
+        except OSError as exc:  # a symlink (never followed), a directory, a read-only or unwritable store...
+            raise store_fault(exc, f"cannot take the store lock {shown(lock_path)}", lock_path) from None
         try:
             self._remove_stale_temporaries()
             yield
@@ -135,76 +135,135 @@ class Store:
 
         Call inside `locked()`.
         """
+        with self.staged(peer, lines) as commit:
+            commit()
+
+    @contextlib.contextmanager
+    def staged(self, peer: IPv4Address, lines: list[Line]) -> Iterator[Callable[[], None]]:
+        """Prepare the peer's new file beside its place; the `commit()` this yields puts it there.
+
+        What the disk can refuse (space, a read-only or unwritable store, I/O, open files) is met
+        before the block runs, so a caller that changes the kernel inside the block does so only
+        once the file is sure to follow. Leaving without commit() changes no file. Call inside `locked()`.
+        """
         path = self.path(peer)
-        if not any(line.is_route for line in lines):
-            self._remove(path)
-            return
+        keep = any(line.is_route for line in lines)
         old = self._lstat(path)
-        fd, tmp = self._mkstemp(peer)
+        if not keep and old is None:
+            yield lambda: None  # no file, none wanted
+            return
+        staged = _Staged(self, peer, serialize(lines) if keep else None, old)
         try:
-            data = serialize(lines)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fchmod(fd, C.ROUTE_FILE_MODE)
-            if old is not None and (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
-                os.fchown(fd, old.st_uid, old.st_gid)
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            _unlink_quietly(tmp)
-            raise
-        os.close(fd)
-        try:
-            os.rename(tmp, path)
-        except OSError as exc:
-            _unlink_quietly(tmp)
-            raise StoreError(f"cannot replace {path}: {exc.strerror}") from None
-        self._fsync_directory()
+            yield staged.commit
+        finally:
+            staged.close()
 
     def _lstat(self, path: str) -> os.stat_result | None:
         try:
             info = os.lstat(path)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise store_fault(exc, f"cannot read {shown(path)}", path) from None
         if not stat.S_ISREG(info.st_mode):
             raise StoreError(f"{path} is not a regular file; remove it or replace it with a route file")
         return info
-
-    def _remove(self, path: str) -> None:
-        if self._lstat(path) is None:
-            return
-        os.unlink(path)
-        self._fsync_directory()
-
-    def _mkstemp(self, peer: IPv4Address) -> tuple[int, str]:
-        import tempfile
-
-        try:
-            return tempfile.mkstemp(prefix=f"{C.TEMP_FILE_PREFIX}{peer}.", dir=self.directory)
-        except OSError as exc:
-            raise StoreError(f"cannot write in {self.directory}: {exc.strerror}") from None
 
     def _ensure_directory(self) -> None:
         try:
             os.makedirs(self.directory, mode=0o755, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create the route store {self.directory}: {exc.strerror}") from None
+            raise store_fault(exc, f"cannot create the route store {shown(self.directory)}", self.directory) from None
 
     def _remove_stale_temporaries(self) -> None:
         # We hold the lock, so any temporary file is a leftover of a killed writer.
-        for entry in os.scandir(self.directory):
-            if entry.name.startswith(C.TEMP_FILE_PREFIX) and entry.is_file(follow_symlinks=False):
-                _unlink_quietly(entry.path)
-
-    def _fsync_directory(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            for entry in os.scandir(self.directory):
+                if entry.name.startswith(C.TEMP_FILE_PREFIX) and entry.is_file(follow_symlinks=False):
+                    _unlink_quietly(entry.path)
+        except OSError as exc:
+            where = exc.filename if isinstance(exc.filename, str) else self.directory
+            raise store_fault(exc, f"cannot clean up the route store {shown(where)}", where) from None
+
+
+class _Staged:
+    """A route file written as a temporary beside its place (or, for a removal, a probe that
+    shows the directory can be changed), with the directory open for its fsync: commit()
+    opens nothing, so a full file table cannot stop it halfway."""
+
+    def __init__(self, store: Store, peer: IPv4Address, data: bytes | None, old: os.stat_result | None):
+        import tempfile
+
+        self.path = store.path(peer)
+        self.directory = store.directory
+        self.data = data
+        self.tmp: str | None = None
+        self.dir_fd = _open_directory(self.directory)
+        try:
+            fd, self.tmp = tempfile.mkstemp(prefix=f"{C.TEMP_FILE_PREFIX}{peer}.", dir=self.directory)
+        except OSError as exc:
+            if data is None and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return  # a full disk still lets a file go, and that frees space
+            os.close(self.dir_fd)
+            raise store_fault(exc, f"cannot create a file in the route store {shown(self.directory)}",
+                              self.directory) from None
+        try:
+            self._fill(fd, old)
+        except BaseException:
+            self.close()
+            raise
+
+    def _fill(self, fd: int, old: os.stat_result | None) -> None:
+        try:
+            try:
+                if self.data is not None:
+                    view = memoryview(self.data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.fchmod(fd, C.ROUTE_FILE_MODE)
+                    if old is not None and (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+                        os.fchown(fd, old.st_uid, old.st_gid)
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise store_fault(exc, f"cannot write {shown(self.path)}", self.path) from None
+
+    def commit(self) -> None:
+        tmp, self.tmp = self.tmp, None
+        try:
+            if self.data is not None:
+                os.rename(tmp, self.path)
+            else:
+                os.unlink(self.path)
+                if tmp is not None:
+                    os.unlink(tmp)
+        except OSError as exc:
+            self.tmp = tmp
+            verb = "replace" if self.data is not None else "remove"
+            raise store_fault(exc, f"cannot {verb} {shown(self.path)}", self.path) from None
+        try:
+            os.fsync(self.dir_fd)
+        except OSError as exc:
+            raise store_fault(exc, f"cannot save the route store {shown(self.directory)} to disk",
+                              self.directory) from None
+
+    def close(self) -> None:
+        if self.tmp is not None:
+            _unlink_quietly(self.tmp)
+            self.tmp = None
+        if self.dir_fd >= 0:
+            os.close(self.dir_fd)
+            self.dir_fd = -1
+
+
+def _open_directory(directory: str) -> int:
+    try:
+        return os.open(directory, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise store_fault(exc, f"cannot open the route store {shown(directory)}", directory) from None
 
 
 def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(OSError):  # a leftover is removed by the next writer
         os.unlink(path)

@@ -4,7 +4,7 @@ stale lock, and never lets temporary files be read as route files or pile up.
 Each round forks one command (the real `entry.run`, see forkcli.py) against a store
 and a namespace with connected and offline peers, and kills its whole process group
 (the command and any `ip` it started, as systemd would) at a random moment: anywhere
-in its life, after it took the store lock, or after it started writing a file. Then:
+in its life, after it took the store lock, or after it started staging a file. Then:
 
 - every route file byte-equals its state before the command or the state a serial
   model says the command leads to (and the command touches no other file);
@@ -154,7 +154,7 @@ def instrument(notify_fd: int):
         from l2tproute import store as store_module
 
         os.setpgid(0, 0)
-        locked, write, remove = store_module.Store.locked, store_module.Store.write, store_module.Store._remove
+        locked, staged = store_module.Store.locked, store_module.Store.staged
 
         import contextlib
 
@@ -164,17 +164,13 @@ def instrument(notify_fd: int):
                 os.write(notify_fd, b"L")
                 yield
 
-        def noisy_write(self, peer, lines):
+        def noisy_staged(self, peer, lines):
+            # Every edit (write or removal) starts here: the new file is staged, then committed.
             os.write(notify_fd, b"W")
-            return write(self, peer, lines)
-
-        def noisy_remove(self, path):
-            os.write(notify_fd, b"W")
-            return remove(self, path)
+            return staged(self, peer, lines)
 
         store_module.Store.locked = noisy_locked
-        store_module.Store.write = noisy_write
-        store_module.Store._remove = noisy_remove
+        store_module.Store.staged = noisy_staged
 
     return before
 
