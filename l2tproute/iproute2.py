@@ -19,11 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import constants as C
+from . import errors
+from .errors import IpError
 from .model import IPv4Address, Network
 
-
-class IpError(RuntimeError):
-    """An `ip` command failed or timed out (exit status 1)."""
+__all__ = ["Change", "DryRun", "Failure", "IpError", "IpRoute2", "KernelRoute", "Runner", "change_tokens",
+           "is_taken_slot_error", "route_tokens"]
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,21 @@ class Runner(ABC):
         return " ".join(prefix + change_tokens(change))
 
 
+_SYSTEM_PATH = "/usr/sbin:/sbin:/usr/bin:/bin"
+
+
 def _ip_path() -> str:
+    """Where `ip` is; IpError naming what to do when it is missing or cannot be run."""
     # pppd clears the environment of its hooks, so PATH may be missing.
-    search = os.pathsep.join(filter(None, [os.environ.get("PATH"), "/usr/sbin:/sbin:/usr/bin:/bin"]))
-    return shutil.which(C.IP_BINARY, path=search) or "/sbin/ip"
+    search = os.pathsep.join(filter(None, [os.environ.get("PATH"), _SYSTEM_PATH]))
+    found = shutil.which(C.IP_BINARY, path=search)
+    if found:
+        return found
+    for directory in search.split(os.pathsep):
+        candidate = os.path.join(directory, C.IP_BINARY)
+        if directory and os.path.exists(candidate):  # a dangling link is a missing ip
+            raise errors.ip_not_runnable(candidate)
+    raise errors.ip_missing(_SYSTEM_PATH)
 
 
 _CHUNK = 1 << 16
@@ -125,7 +137,11 @@ class IpRoute2(Runner):
         self.timeout = timeout
         self.batch_timeout = batch_timeout
         prefix = ["-n", netns] if netns else []
-        self._ip = sh.Command(_ip_path()).bake(*prefix)
+        self.program = _ip_path()
+        try:
+            self._ip = sh.Command(self.program).bake(*prefix)
+        except sh.CommandNotFound:  # gone or made unrunnable since it was found
+            raise errors.ip_not_runnable(self.program) from None
 
     def _run(self, args: list[str], *, stdin: str | None = None, timeout: float | None = None):
         sh = self._sh
@@ -141,8 +157,11 @@ class IpRoute2(Runner):
                            # a trip through sh's reader thread, which must take the GIL.
                            _out_bufsize=_CHUNK, _err_bufsize=_CHUNK)
         except sh.CommandNotFound:
-            raise IpError("the ip command (iproute2) is not installed; "
-                          "install it with: apt-get install iproute2") from None
+            raise errors.ip_not_runnable(self.program) from None
+        except sh.ForkException:  # the kernel refused to run it (a bad interpreter, a broken file)
+            raise errors.ip_not_runnable(self.program) from None
+        except OSError as exc:  # no pipe, no process: too many open files or processes, no memory
+            raise errors.ip_cannot_start(self.program, exc) from None
         # Not sh's _timeout: its watcher thread polls every 0.1 s and is joined when ip
         # exits, which added up to 100 ms to every call (several per command).
         expired = threading.Event()
@@ -151,10 +170,10 @@ class IpRoute2(Runner):
         timer.start()
         try:
             cmd.wait()
-        except sh.SignalException:
+        except sh.SignalException as exc:
             if expired.is_set():
-                raise IpError(f"ip {' '.join(args[:4])} did not finish within {limit:g} s") from None
-            raise IpError(f"ip {' '.join(args[:4])} was killed by a signal") from None
+                raise errors.ip_timeout(_shown_command(args), limit) from None
+            raise errors.ip_killed(_shown_command(args), -exc.exit_code) from None
         except BaseException:  # e.g. the hook's deadline: never leave an ip running behind us
             _kill(cmd, expired)
             raise
@@ -165,6 +184,7 @@ class IpRoute2(Runner):
     def _read_json(self, args: list[str]) -> list:
         cmd = self._run(args)
         if cmd.exit_code != 0:
+            self._raise_silent(args, cmd)
             raise IpError(f"ip {' '.join(args)} failed: {_first_line(cmd.stderr)}")
         text = cmd.stdout.decode("utf-8", "replace") if isinstance(cmd.stdout, bytes) else cmd.stdout
         text = text.strip()
@@ -193,6 +213,7 @@ class IpRoute2(Runner):
         tokens = change_tokens(change)
         cmd = self._run(tokens)
         if cmd.exit_code != 0:
+            self._raise_silent(tokens, cmd)
             raise IpError(_clean_message(cmd.stderr))
 
     def batch(self, changes: Sequence[Change]) -> list[Failure]:
@@ -205,13 +226,26 @@ class IpRoute2(Runner):
             return [Failure(c, str(exc)) for c in changes]
         if cmd.exit_code == 0:
             return []
+        try:
+            self._raise_silent(["-force", "-batch", "-"], cmd)
+        except IpError as exc:
+            return [Failure(c, str(exc)) for c in changes]
         return _batch_failures(changes, _text(cmd.stderr))
+
+    def _raise_silent(self, args: list[str], cmd) -> None:
+        """ip always says why it fails: a failure without a word is a broken or replaced ip."""
+        if not _text(cmd.stderr).strip():
+            raise errors.ip_silent(_shown_command(args), self.program, cmd.exit_code)
 
 
 def _kill(cmd, expired: threading.Event) -> None:
     expired.set()
     with contextlib.suppress(Exception):  # it may have just exited: nothing to stop
         cmd.signal(signal.SIGKILL)
+
+
+def _shown_command(args: list[str]) -> str:
+    return " ".join(["ip"] + args[:4])
 
 
 def _text(data) -> str:
