@@ -1,14 +1,31 @@
-"""Shared fixtures: a real network namespace with tun links named pppN, and the CLI.
+"""Shared fixtures: a real network namespace with tun links named pppN, the CLI, and the
+rules that keep every test off this machine.
 
-Every route-touching test works inside a namespace it creates; this machine's own
-routing table is never touched.
+The rules are structural, not case by case:
+
+- every test runs with its own scratch store: L2TP_ROUTES_DIR names it and no SUDO_*
+  variable is set (under sudo the tool ignores L2TP_ROUTES_DIR and would use the real
+  /etc/l2tp-manager/routes.d); a test that wants SUDO_* sets them itself
+  (monkeypatch.setenv or run_routectl's env=);
+- every `ip` the tool runs from a test is bound to a namespace: in this process an
+  `IpRoute2` built without one runs in a namespace that never exists (so `ip` fails,
+  loudly), and `run_routectl` starts the command inside the test's namespace, or, when
+  the test names none, inside an empty scratch namespace;
+- the session fails if this machine's own routing table (`ip -j route show table all`,
+  IPv4 and IPv6, of the namespace pytest starts in) or the real route store changed
+  between the start and the end of the run. This assumes nothing else on the machine
+  changes them while the tests run (true on a CI machine; on a shared box, another run
+  of the suite from an older checkout that still writes the real store would trip it).
 """
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import itertools
 import json
 import os
+import stat
 import subprocess
 import sysconfig
 from pathlib import Path
@@ -16,9 +33,14 @@ from pathlib import Path
 import pytest
 
 from l2tproute import constants as C
+from l2tproute.iproute2 import IpRoute2
 
 REPO = Path(__file__).resolve().parent.parent
 _counter = itertools.count()
+#: A namespace name that is never created: an unbound runner in this process lands here.
+NOWHERE = f"l2t-{os.getpid()}-nowhere"
+#: An empty namespace for commands a test runs without naming one (made by pytest_sessionstart).
+SANDBOX = f"l2t-{os.getpid()}-sandbox"
 
 
 def _ip(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -33,6 +55,18 @@ class Netns:
 
     def ip(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
         return _ip("-n", self.name, *args, check=check, stdin=stdin)
+
+    def runner(self, **kwargs) -> IpRoute2:
+        """The library's runner, bound to this namespace."""
+        return IpRoute2(self.name, **kwargs)
+
+    def sysctl(self, key: str) -> str:
+        """A sysctl as this namespace sees it. A new namespace inherits the host's IPv4
+        `default` values (net.core.devconf_inherit_init_net=0), so a test that expects a
+        link's value to be untouched reads the default here instead of assuming one."""
+        path = "/proc/sys/" + key.replace(".", "/")
+        return subprocess.run(["ip", "netns", "exec", self.name, "cat", path], capture_output=True, text=True,
+                              check=True).stdout.strip()
 
     def add_ppp(self, ifname: str, peer: str, local: str = "10.254.0.1") -> None:
         self.ip("tuntap", "add", "dev", ifname, "mode", "tun")
@@ -85,12 +119,43 @@ def netns():
         _ip("netns", "del", name, check=False)
 
 
-@pytest.fixture
-def store_dir(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "routes.d"
-    path.mkdir()
+# -- the environment every test runs in ------------------------------------------------
+
+def _without_sudo(environ) -> dict:
+    return {k: v for k, v in environ.items() if not k.startswith("SUDO_")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_world(tmp_path_factory):
+    """For the whole session (module fixtures included): no SUDO_*, a scratch store, and
+    no runner in this process without a namespace."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in [k for k in os.environ if k.startswith("SUDO_")]:
+            mp.delenv(name)
+        mp.setenv(C.STORE_DIR_ENV, str(tmp_path_factory.mktemp("session-routes.d")))
+        unbound_init = IpRoute2.__init__
+
+        def bound_init(self, netns=None, *args, **kwargs):
+            unbound_init(self, netns or NOWHERE, *args, **kwargs)
+
+        mp.setattr(IpRoute2, "__init__", bound_init)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def scratch_store(tmp_path_factory, monkeypatch) -> Path:
+    """Every test's own empty store, named by L2TP_ROUTES_DIR; SUDO_* removed (again: a
+    module fixture or an earlier test may have set them)."""
+    path = tmp_path_factory.mktemp("routes.d")
+    for name in [k for k in os.environ if k.startswith("SUDO_")]:
+        monkeypatch.delenv(name)
     monkeypatch.setenv(C.STORE_DIR_ENV, str(path))
     return path
+
+
+@pytest.fixture
+def store_dir(scratch_store) -> Path:
+    return scratch_store
 
 
 def routectl_path() -> str:
@@ -103,17 +168,97 @@ def routectl_path() -> str:
     return str(found)
 
 
+def in_namespace(argv: list[str], ns: Netns | None = None) -> list[str]:
+    """argv started inside `ns`, or inside the empty sandbox namespace when the test names none:
+    whatever the arguments say, an `ip` without `-n` cannot reach this machine's table."""
+    return ["nsenter", f"--net=/run/netns/{ns.name if ns is not None else SANDBOX}", "--", *argv]
+
+
+def routectl_argv(*args: str, ns: Netns | None = None) -> list[str]:
+    """The console script with args (and `--netns NS` when a namespace is given), started in a namespace."""
+    return in_namespace([routectl_path(), *args, *(["--netns", ns.name] if ns is not None else [])], ns)
+
+
+def routectl_env(env: dict | None = None) -> dict:
+    """The test's environment without SUDO_*, plus what the caller asks for (which may be SUDO_*)."""
+    return {**_without_sudo(os.environ), **(env or {})}
+
+
 def run_routectl(*args: str, ns: Netns | None = None, env: dict | None = None,
                  timeout: float = 60, text: bool = True) -> subprocess.CompletedProcess:
     """Run the installed console script, as the panel and the hooks do."""
-    argv = [routectl_path(), *args]
-    if ns is not None:
-        argv += ["--netns", ns.name]
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    return subprocess.run(argv, capture_output=True, text=text, env=full_env, timeout=timeout)
+    return subprocess.run(routectl_argv(*args, ns=ns), capture_output=True, text=text, env=routectl_env(env),
+                          timeout=timeout)
 
 
 @pytest.fixture
 def routectl(store_dir):
     return run_routectl
+
+
+def require(present: bool, what: str) -> None:
+    """A prerequisite that run-tests.sh installs: missing means the run is broken, never a skip."""
+    if not present:
+        pytest.fail(f"{what} is missing; run-tests.sh installs it (or install it by hand and run again)")
+
+
+# -- the session guard: this machine's routing table and the real store ------------------
+
+def host_routes() -> list[str]:
+    """`ip -j route show table all` of the namespace pytest runs in, both families, one line a route."""
+    found = []
+    for family in ("-4", "-6"):
+        out = _ip(family, "-j", "route", "show", "table", "all").stdout.strip()
+        found += sorted(f"{family} {json.dumps(r, sort_keys=True)}" for r in (json.loads(out) if out else []))
+    return found
+
+
+def real_store() -> list[str]:
+    """Every entry of /etc/l2tp-manager/routes.d, one line each: type and mode, owner, and
+    the content's digest or the link's target."""
+    top = Path(C.DEFAULT_STORE_DIR)
+    if not top.exists() and not top.is_symlink():
+        return [f"{top} missing"]
+    found = []
+    for path in [top, *sorted(top.rglob("*"))] if top.is_dir() and not top.is_symlink() else [top]:
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            detail = "-> " + os.readlink(path)
+        elif stat.S_ISREG(info.st_mode):
+            detail = "sha256 " + hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            detail = ""
+        found.append(f"{path} {stat.filemode(info.st_mode)} {info.st_uid}:{info.st_gid} {detail}".rstrip())
+    return found
+
+
+_HOST_BEFORE = pytest.StashKey[dict]()
+
+
+def pytest_sessionstart(session):
+    _ip("netns", "add", SANDBOX)
+    _ip("-n", SANDBOX, "link", "set", "lo", "up")
+    session.config.stash[_HOST_BEFORE] = {"routing table": host_routes(), "real store": real_store()}
+
+
+def pytest_sessionfinish(session):
+    _ip("netns", "del", SANDBOX, check=False)
+    before = session.config.stash.get(_HOST_BEFORE, None)
+    if before is None:
+        return
+    after = {"routing table": host_routes(), "real store": real_store()}
+    changes = []
+    for what in before:
+        if before[what] != after[what]:
+            changes.append(f"this machine's {what} changed during the test session:")
+            changes += [f"  {line}" for line in difflib.unified_diff(before[what], after[what], "before", "after",
+                                                                    lineterm="", n=0)][2:]
+    if changes:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        for line in ["", "HOST GUARD FAILED: a test acted on this machine instead of its own namespace and store",
+                     *changes]:
+            if reporter is not None:
+                reporter.write_line(line, red=True)
+            else:
+                print(line)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

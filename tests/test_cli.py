@@ -8,9 +8,10 @@ from typer.testing import CliRunner
 from l2tproute.cli import app
 
 
-def test_typer_runner_add_then_list_peer(store_dir):
+def test_typer_runner_add_then_list_peer(store_dir, netns):
     runner = CliRunner()
-    result = runner.invoke(app, ["add", "--peer", "10.255.10.1", "--dst", "192.168.20.0/24", "--dry-run"])
+    result = runner.invoke(app, ["add", "--peer", "10.255.10.1", "--dst", "192.168.20.0/24", "--dry-run",
+                                 "--netns", netns.name])
     assert result.exit_code == 0, result.output
     assert "Added route: 192.168.20.0/24 via 10.255.10.1" in result.output
     assert not (store_dir / "10.255.10.1.routes").exists()  # dry run wrote nothing

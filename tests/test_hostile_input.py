@@ -24,7 +24,7 @@ from pathlib import Path
 
 import forkcli
 import pytest
-from conftest import REPO, Netns, _ip, routectl_path
+from conftest import REPO, Netns, _ip, in_namespace, routectl_path
 
 from l2tproute import constants as C
 
@@ -169,7 +169,8 @@ def test_hostile_input_gives_one_clear_line_and_changes_nothing(world, index):
         assert world.snapshot() == store_before, "the store changed"
         assert world.netns.snapshot() == kernel_before, "the kernel changed"
         if runs_for_real(index, case):
-            proc = subprocess.run([routectl_path(), *argv], capture_output=True, text=True, env=world.env, timeout=120)
+            proc = subprocess.run(in_namespace([routectl_path(), *argv], world.netns), capture_output=True, text=True,
+                                  env=world.env, timeout=120)
             check_output(case, proc.returncode, proc.stdout, proc.stderr)
             assert (proc.returncode, proc.stdout, proc.stderr) == (result.returncode, result.out, result.err)
             assert world.snapshot() == store_before and world.netns.snapshot() == kernel_before

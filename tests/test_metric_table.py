@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import routectl_path
+from conftest import routectl_argv
 
 from l2tproute import constants as C
 
@@ -90,7 +90,7 @@ def test_wrong_metric_or_table_is_refused_and_nothing_is_stored(routectl, store_
 
 def run_with_table_names(tables_d: Path, *args, ns=None):
     """The installed command where /etc/iproute2/rt_tables.d is `tables_d` (private mount namespace)."""
-    argv = [routectl_path(), *args] + (["--netns", ns.name] if ns is not None else [])
+    argv = routectl_argv(*args, ns=ns)
     script = 'mount --bind "$1" /etc/iproute2/rt_tables.d && shift && exec "$@"'
     return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
                            str(tables_d), *argv], capture_output=True, text=True, timeout=60, env=dict(os.environ))

@@ -10,14 +10,16 @@ import contextlib
 import io
 import ipaddress
 import os
+import re
 import string
 
+from conftest import NOWHERE
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from l2tproute import cli
 from l2tproute import constants as C
-from l2tproute.iproute2 import Change, KernelRoute, change_tokens
+from l2tproute.iproute2 import Change, IpRoute2, KernelRoute, change_tokens
 from l2tproute.model import (
     InputError,
     Route,
@@ -190,34 +192,106 @@ def test_a_device_is_accepted_exactly_when_it_is_one_safe_token(text):
         assert not safe
 
 
+# Text a caller could type where a number or a table goes: boundaries, leading zeros,
+# what strtoul(base 0) would read as hex or octal, signs, blanks, non-ASCII digits, names.
+numberish = st.one_of(
+    st.integers(0, 2**32 + 5).map(str),
+    st.builds(lambda zeros, n: "0" * zeros + str(n), st.integers(1, 3), st.integers(0, 2**32 + 5)),
+    st.sampled_from(["0", "1", "253", "254", "255", str(2**32 - 1), str(2**32), "010", "0x10", "+5", "-1", " 5",
+                     "5 ", "5\n", "1e3", "\u0661", "\uff15", "", "main", "local", "default", "unspec", "all",
+                     "users", "a b", "x;y"]),
+    st.text(max_size=12),
+)
+
+
+def decimal(text: str) -> int | None:
+    """What an admin means by the text, if it is a plain decimal number (never hex or octal)
+    of at most 10 digits (the most 2**32-1 needs; longer text is refused unread)."""
+    return int(text, 10) if text.isascii() and text.isdigit() and len(text) <= 10 else None
+
+
 @SETTINGS
-@given(st.one_of(st.integers(-5, 2**33).map(str), st.text(max_size=12)))
-def test_metric_and_table_accept_only_plain_numbers_in_range(text):
-    plain = text.isascii() and text.isdigit() and 0 < len(text) <= 10
+@given(numberish)
+@example("010")
+@example(str(2**32 - 1))
+def test_a_metric_is_a_decimal_number_the_kernel_then_holds_as_written(netns, text):
+    """The oracle is the kernel: an accepted metric, sent as the library sends it, is the
+    decimal number written (010 is ten, not strtoul's eight); a refused one is not a plain
+    decimal number or is out of the kernel's 32-bit range."""
+    number = decimal(text)
     try:
-        assert parse_metric(text) == int(text) and plain and int(text) < 2**32
+        metric = parse_metric(text)
     except InputError as exc:
         one_line(exc)
-        assert not plain or int(text) >= 2**32
+        assert number is None or number > 2**32 - 1, text
+        return
+    assert number is not None and metric == number, text
+    route = KernelRoute(dst=ipaddress.IPv4Network("10.77.0.0/16"), dev="lo", metric=metric)
+    runner = netns.runner()
+    runner.change(Change("replace", route))
+    try:
+        assert [r.get("metric", 0) for r in netns.tagged()] == [number], text
+    finally:
+        runner.change(Change("del", route))
+
+
+@SETTINGS
+@given(numberish)
+@example("0254")
+@example(str(2**32 - 1))
+def test_a_table_is_a_usable_number_or_one_name_token_and_a_number_reaches_the_kernel_as_written(netns, text):
+    """Numbers: 1 to 2**32-1 but not the kernel's default (253) and local (255) tables, and
+    the kernel holds the route in exactly that table; names: kept as written, one safe token."""
+    number = decimal(text)
     try:
         table = parse_table(text)
     except InputError as exc:
         one_line(exc)
-    else:
-        assert table == text.lstrip("0") or table == str(int(text))
-        assert " " not in table and "\n" not in table
+        if number is not None:
+            assert number in (0, 253, 255) or number > 2**32 - 1, text
+        return
+    if number is None:
+        assert table == text and re.fullmatch(r"[A-Za-z0-9_.-]+", table) and table not in ("local", "default"), text
+        return
+    assert number not in (0, 253, 255) and number <= 2**32 - 1 and table == str(number), text
+    route = KernelRoute(dst=ipaddress.IPv4Network("10.77.0.0/16"), dev="lo", table=table)
+    runner = netns.runner()
+    runner.change(Change("replace", route))
+    try:
+        assert [r.get("table", "254") for r in netns.tagged()] == [str(number)], text
+    finally:
+        runner.change(Change("del", route))
+
+
+hostile_words = st.sampled_from(["ppp0 table 255", "ppp0\nroute flush", "a;b", "ppp0#", "x'y", 'x"y', "a\\b",
+                                 "10.9.0.0/24 dev lo", "-n", "--", "\u0661", "ppp0\x00", " ", ""])
 
 
 @SETTINGS
-@given(routes, ifnames)
-def test_whatever_validation_accepts_becomes_safe_ip_tokens(route, link):
-    """No accepted value can become a second argument or a second `ip -batch` line."""
-    kernel = KernelRoute(dst=route.dst, dev=route.dev or link, gw=route.gw if route.family == 4 else None,
-                         metric=route.metric, table=route.table)
+@given(dst=st.one_of(v4_networks.map(str), v6_networks.map(str), hostile_words, st.text(max_size=40)),
+       gw=st.one_of(unicast.map(str), near_ipv4, hostile_words),
+       dev=st.one_of(ifnames, hostile_words, st.text(max_size=20)),
+       metric=st.one_of(st.none(), numberish, hostile_words),
+       table=st.one_of(st.none(), table_names, numberish, hostile_words))
+def test_whatever_validation_accepts_becomes_safe_ip_tokens(dst, gw, dev, metric, table):
+    """Text as a caller types it goes through the validators; whatever they let through
+    becomes tokens that can be neither a second argument nor a second `ip -batch` line."""
+    def accepted(parse, text):
+        try:
+            return parse(text) if text is not None else None
+        except InputError:
+            return None
+
+    network = accepted(parse_destination, dst)
+    link = accepted(parse_device, dev)
+    assume(network is not None and link is not None)
+    kernel = KernelRoute(dst=network, dev=link, gw=accepted(parse_gateway, gw) if network.version == 4 else None,
+                         metric=accepted(parse_metric, metric), table=accepted(parse_table, table))
     for verb in ("add", "replace", "del"):
         tokens = change_tokens(Change(verb, kernel))
-        assert all(token and not any(ch.isspace() or ch in "#;'\"\\" for ch in token) for token in tokens)
+        assert all(token and not any(ch.isspace() or ch in "#;'\"\\" for ch in token) for token in tokens), tokens
         assert tokens[tokens.index("proto") + 1] == str(C.RT_PROTO)
+        assert tokens[2] == dst and tokens[tokens.index("dev") + 1] == dev, tokens
 
 
 # -- the command line ------------------------------------------------------------------------
@@ -230,19 +304,23 @@ words = st.one_of(near_ipv4, st.sampled_from(["add", "del", "list", "apply", "--
 
 @SETTINGS
 @given(st.lists(words, max_size=8))
+@example(["--", "apply"])
+@example(["--", "del", "--peer", "10.255.10.2", "--dst", "all"])
 def test_any_command_line_exits_0_1_or_2_with_one_error_line_and_never_a_traceback(tmp_path_factory, argv):
-    """In-process, with every `ip` pointed at a namespace that does not exist: nothing can touch a kernel."""
+    """In-process, whatever the words (`-- apply` runs apply too): every `ip` goes to a namespace
+    that does not exist (conftest binds every runner made without one), so nothing can touch a kernel."""
+    assert IpRoute2().netns == NOWHERE, "a runner without a namespace would run ip on this machine"
     assume("--netns" not in argv and not any(a.startswith("--netns") for a in argv) and "--help" not in argv
            and "-h" not in argv and "--user" not in argv)
     store = tmp_path_factory.mktemp("store")
-    argv = argv + ["--netns", "l2t-no-such-namespace"] if argv and argv[0] in ("add", "del", "apply") else argv
     out, err = (io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="backslashreplace") for _ in range(2))
+    outer = os.environ[C.STORE_DIR_ENV]
     os.environ[C.STORE_DIR_ENV] = str(store)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = cli.run(argv)
     finally:
-        del os.environ[C.STORE_DIR_ENV]
+        os.environ[C.STORE_DIR_ENV] = outer
     err.flush()
     err_text = err.buffer.getvalue().decode("utf-8")
     errors = [line for line in err_text.splitlines() if not line.startswith(f"{C.PROG}: warning: ")]

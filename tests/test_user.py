@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import routectl_path
+from conftest import routectl_argv
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -127,7 +127,7 @@ def test_any_quoted_name_resolves(name, last):
 
 def run_with_secrets(etc_ppp: Path, *args, ns=None, env=None):
     """The installed command in a private mount namespace where /etc/ppp is `etc_ppp`."""
-    argv = [routectl_path(), *args] + (["--netns", ns.name] if ns is not None else [])
+    argv = routectl_argv(*args, ns=ns)
     script = 'mount --bind "$1" /etc/ppp && shift && exec "$@"'
     return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
                            str(etc_ppp), *argv], capture_output=True, text=True, timeout=60,
