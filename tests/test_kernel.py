@@ -94,7 +94,9 @@ def test_del_removes_the_kernel_route_and_del_all_only_that_peers(routectl, stor
     write(store_dir, P11, b"10.11.0.0/16 via 10.255.10.11\n")
     assert routectl("apply", ns=server).returncode == 0
     assert routectl("del", "--peer", P1, "--dst", "10.1.0.0/16", ns=server).returncode == 0
-    assert ("10.1.0.0/16", P1, "ppp0", "main") not in server.tagged_set()
+    # Only that prefix: the longer 10.1.1.0/24 inside it stays, in the file and in the kernel.
+    assert server.tagged_set() == {("10.1.1.0/24", P1, "ppp0", "main"), ("10.11.0.0/16", P11, "ppp1", "main")}
+    assert (store_dir / f"{P1}.routes").read_bytes() == b"10.1.1.0/24 via 10.255.10.1\n"
     assert routectl("del", "--peer", P1, "--dst", "all", ns=server).returncode == 0
     assert server.tagged_set() == {("10.11.0.0/16", P11, "ppp1", "main")}
     assert not (store_dir / f"{P1}.routes").exists()
@@ -105,7 +107,8 @@ def test_foreign_routes_survive_every_command(routectl, store_dir, server):
     write(store_dir, P1, b"10.1.0.0/16 via 10.255.10.1\n172.16.2.0/24 via 10.255.10.1\n")
     for args in (["apply"], ["apply", "--peer", P1], ["add", "--peer", P11, "--dst", "10.11.0.0/16"],
                  ["del", "--peer", P1, "--dst", "172.16.2.0/24"], ["del", "--peer", P1, "--dst", "all"], ["apply"]):
-        routectl(*args, ns=server)
+        result = routectl(*args, ns=server)
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
         assert foreign(server) == before, args
 
 
