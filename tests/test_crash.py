@@ -262,6 +262,7 @@ def calibrate(netns: str) -> dict[str, float]:
 def test_sigkill_at_random_moments_tears_nothing_and_leaves_no_lock(tmp_path, netns, monkeypatch):
     kills = int(os.environ.get("L2TP_TEST_KILLS", "500"))
     seed = int(os.environ.get("L2TP_TEST_SEED", time.time_ns() % 100_000))
+    print(f"\ncrash: seed {seed} (replay: L2TP_TEST_SEED={seed} L2TP_TEST_KILLS={kills})", flush=True)
     rng = random.Random(seed)
     for name in ("SUDO_UID", "SUDO_USER"):
         monkeypatch.delenv(name, raising=False)
@@ -333,5 +334,5 @@ def test_sigkill_at_random_moments_tears_nothing_and_leaves_no_lock(tmp_path, ne
 
     assert sorted(n for n in os.listdir(store) if not n.endswith(C.ROUTE_FILE_SUFFIX)) == [C.LOCK_FILE_NAME]
     assert stats["left before"] > 0 and stats["left after"] > 0, stats
-    print(f"\ncrash: seed {seed}; {killed} SIGKILLs in {rounds} commands (" + ", ".join(f"{v} {k}" for k, v in
+    print(f"crash: seed {seed}; {killed} SIGKILLs in {rounds} commands (" + ", ".join(f"{v} {k}" for k, v in
           stats.items()) + "); median add " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in timing.items()))

@@ -61,7 +61,10 @@ def test_every_command_has_help_with_examples_that_parse(command):
 
 
 def test_short_help_flag_works_on_commands_too():
-    assert run_routectl("list", "-h").stdout == run_routectl("list", "--help").stdout
+    short, long = run_routectl("list", "-h"), run_routectl("list", "--help")
+    assert (short.returncode, short.stderr) == (0, ""), short
+    assert short.stdout.startswith("Usage: l2tp-routectl list [OPTIONS]\n"), short.stdout
+    assert short.stdout == long.stdout
 
 
 # -- bash completion ------------------------------------------------------------

@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -59,10 +60,20 @@ ROUTE_FILES = {
 }
 
 
-def installer(*args: str, script: Path = INSTALLER, user: str | None = None) -> subprocess.CompletedProcess:
+#: Root in a user namespace that belongs to nobody, without a network: `id -u` says 0, so the
+#: installer goes down its live path, yet it can change nothing on this machine (no file it
+#: does not own, no sysctl, no systemctl, no apt, no pip download).
+POWERLESS_ROOT = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                  "unshare", "--user", "--map-root-user", "--net", "--"]
+
+
+def installer(*args: str, script: Path = INSTALLER, user: str | None = None,
+              powerless: bool = False) -> subprocess.CompletedProcess:
     argv = ["bash", str(script), *args]
     if user:
         argv = ["runuser", "-u", user, "--", *argv]
+    if powerless:
+        argv = POWERLESS_ROOT + argv
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600, cwd="/")
 
@@ -321,17 +332,32 @@ def test_an_incomplete_checkout_is_refused_before_anything_happens(tmp_path):
     assert not root.exists()
 
 
+@pytest.fixture(scope="module")
+def readable_installer():
+    """The installer where nobody can read it (the checkout may be in root's home)."""
+    directory = Path(tempfile.mkdtemp(prefix="l2t-installer-"))
+    try:
+        directory.chmod(0o755)
+        shutil.copy2(INSTALLER, directory / PROG)
+        (directory / PROG).chmod(0o755)
+        yield directory / PROG
+    finally:
+        shutil.rmtree(directory)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--bogus"], "unknown argument '--bogus'"),
     (["--root"], "--root needs a directory"),
     (["--root", ""], "--root needs a directory"),
     (["--root", "/"], "--root /: run without --root to install on this system"),
-    (["--root", "/tmp/a b"], "--root '/tmp/a b': use a path of letters, digits and / . _ + - only (see"),
-    (["--demo", "--root", "/tmp/x"], "--demo needs the live system; it does not go with --root"),
+    (["--root", "/nowhere/a b"], "--root '/nowhere/a b': use a path of letters, digits and / . _ + - only (see"),
+    (["--demo", "--root", "/nowhere/x"], "--demo needs the live system; it does not go with --root"),
     (["--demo", "--uninstall"], "--demo and --uninstall do not go together"),
 ])
-def test_a_wrong_argument_is_one_line_and_exit_2(args, message):
-    result = installer(*args)
+def test_a_wrong_argument_is_one_line_and_exit_2(readable_installer, args, message):
+    """As root, but a root that can change nothing: if parsing ever let one of these through,
+    the run would fail here instead of reinstalling or uninstalling this machine's copy."""
+    result = installer(*args, script=readable_installer, powerless=True)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith(f"{PROG}: error: {message}") and result.stderr.count("\n") == 1, result.stderr
 

@@ -15,7 +15,7 @@ import syslog
 from pathlib import Path
 
 import pytest
-from conftest import routectl_path
+from conftest import in_namespace, require, routectl_path
 
 from l2tproute import constants as C
 from l2tproute import hook
@@ -214,14 +214,15 @@ echo json_encode(array(
 """
 
 
-@pytest.mark.skipif(shutil.which("php") is None, reason="php-cli is not installed (apt-get install php-cli)")
 def test_the_panels_ipv4_parsing_keeps_working_with_ipv6_lines_present(routectl, store_dir, online, tmp_path):
+    require(shutil.which("php") is not None, "php-cli (php)")
     for dst in ("192.168.20.0/24", NET6, "10.20.0.0/16", NET6B):
         assert routectl("add", "--peer", PEER, "--dst", dst, ns=online).returncode == 0
     assert routectl("add", "--peer", OTHER, "--dst", "2001:db8:300::/48", ns=online).returncode == 0
     script = tmp_path / "panel.php"
     script.write_text(PANEL_PHP)
-    out = subprocess.run(["php", str(script), routectl_path(), PEER], capture_output=True, text=True, check=True)
+    out = subprocess.run(in_namespace(["php", str(script), routectl_path(), PEER]), capture_output=True, text=True,
+                         check=True)
     seen = json.loads(out.stdout)
     assert seen["peer_routes"] == [f"192.168.20.0/24 via {PEER}", f"10.20.0.0/16 via {PEER}"]
     assert seen["all_text"] == (f"All routes:\nPeer: {PEER}\n192.168.20.0/24 via {PEER}\n{NET6} via {PEER}\n"

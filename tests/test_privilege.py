@@ -9,8 +9,11 @@ the store or load code (L2TP_ROUTES_DIR, PYTHON*, PATH; the interpreter starts w
 Symlinks in the store are not followed, and errors never echo another file's content.
 
 Needs the real install (.ci/run runs install-l2tp-per-user-routing.sh first); without it
-the tests fail and say so. They use the real store with peers 10.255.251.x only, and
-remove their files afterwards; every route change happens in a scratch namespace.
+the tests fail and say so. The real store is never touched: every run happens in a private
+mount namespace where /etc/l2tp-manager/routes.d is a scratch directory (the tool still
+opens exactly the paths it opens in the field), and in an empty network namespace of its
+own, so whatever the arguments say, an `ip` without `-n` cannot reach this machine's table.
+Route changes happen in a scratch namespace passed with --netns.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -42,8 +46,8 @@ READ_OK = ("/opt/l2tproute/", "/usr/", "/lib", "/etc/", "/proc/", "/sys/", "/dev
 
 @pytest.fixture(scope="module")
 def installed():
-    missing = [p for p in (CTL, SUDOERS, VENV_PYTHON) if not os.path.exists(p)]
-    tools = [t for t in ("sudo", "strace", "setpriv", "visudo") if shutil.which(t) is None]
+    missing = [p for p in (CTL, SUDOERS, VENV_PYTHON, STORE) if not os.path.exists(p)]
+    tools = [t for t in ("sudo", "strace", "setpriv", "visudo", "unshare") if shutil.which(t) is None]
     if missing or tools:
         pytest.fail(f"the privilege tests need the real install and tools: missing {missing + tools}; run "
                     "sudo ./install-l2tp-per-user-routing.sh and apt-get install sudo strace (.ci/run does both)")
@@ -57,6 +61,7 @@ class Panel:
     def __init__(self, root: Path, ns: Netns):
         self.root = root
         self.ns = ns
+        self.store = root / "store"  # what the tool sees as /etc/l2tp-manager/routes.d
         self.canary = root / "l2tc-canary"  # files an attacker would like read or overwritten
         self.cwd = root / "panel-cwd"  # the panel's working directory, writable by www-data
         self.markers = root / "markers"
@@ -66,50 +71,105 @@ class Panel:
         env.update(extra or {})
         return env
 
+    def sandboxed(self, argv: list[str]) -> list[str]:
+        """argv with the scratch store mounted on the real store's path, in an empty network namespace."""
+        return ["unshare", "--mount", "--propagation", "private", "--net", "--", "sh", "-c",
+                'mount --bind "$0" "$1" && shift && exec "$@"', str(self.store), STORE, *argv]
+
+    def host_path(self, path: str) -> Path:
+        """Where a path the tool named is on this side of the mount."""
+        if path == STORE or path.startswith(STORE + "/"):
+            return self.store / path[len(STORE) + 1:]
+        return Path(path)
+
     def run(self, *args: str, env: dict[str, str] | None = None, sudo: list[str] = (), trace: bool = True):
         log = self.root / "trace.log"
-        argv = ["setpriv", f"--reuid={PANEL_UID}", f"--regid={PANEL_UID}", "--clear-groups", "--",
-                "sudo", "-n", *sudo, CTL, *args]
+        argv = self.sandboxed(["setpriv", f"--reuid={PANEL_UID}", f"--regid={PANEL_UID}", "--clear-groups", "--",
+                               "sudo", "-n", *sudo, CTL, *args])
         if trace:
-            argv = ["strace", "-f", "-qq", "-s", "512", "-o", str(log), "-e", "trace=" + ",".join(TRACED), *argv]
+            argv = ["strace", "-f", "-qq", "-s", "4096", "-o", str(log), "-e", "trace=" + ",".join(TRACED), *argv]
         proc = subprocess.run(argv, capture_output=True, text=True, env=self.env(env), cwd=self.cwd, timeout=120)
-        return proc, (Trace(log.read_text()) if trace else None)
+        return proc, (Trace(log.read_text(), self) if trace else None)
+
+
+@dataclass(frozen=True)
+class Open:
+    path: str
+    flags: str
+    ok: bool  # the call returned a descriptor
 
 
 class Trace:
     """What the tool's processes (the installed command and its children) did to files."""
 
     LINE = re.compile(r"^(\d+) +(\w+)\((.*)\) += (-?\d+|\?)")
+    UNFINISHED = re.compile(r"^(\d+) +(.*) <unfinished \.\.\.>$")
+    RESUMED = re.compile(r"^(\d+) +<\.\.\. \w+ resumed>(.*)$")
 
-    def __init__(self, text: str):
-        self.pids: set[int] = set()
+    def __init__(self, text: str, panel: Panel):
+        self.panel = panel
         self.writes: list[str] = []
         self.reads: list[str] = []
+        self.opens: list[Open] = []
         self.ip_argvs: list[list[str]] = []
-        for raw in text.splitlines():
-            match = self.LINE.match(raw)
-            if not match:
-                continue
-            pid, call, args, ret = int(match.group(1)), match.group(2), match.group(3), match.group(4)
+        calls = self.calls(text)
+        # Whose calls count: from the execve of the command on, and all of its descendants.
+        # Two passes, because with -f a child may log before its parent's clone returns.
+        start = {}
+        for index, (pid, call, args, ret) in enumerate(calls):
             paths = re.findall(r'"((?:[^"\\]|\\.)*)"', args)
-            if call == "execve" and ret == "0" and paths and paths[0] in (CTL, VENV_PYTHON):
-                self.pids.add(pid)
-            if pid not in self.pids:
+            if call == "execve" and ret == "0" and paths and paths[0] in (CTL, VENV_PYTHON) and pid not in start:
+                start[pid] = index
+        grown = True
+        while grown:
+            grown = False
+            for index, (pid, call, _args, ret) in enumerate(calls):
+                if call in ("clone", "clone3", "fork", "vfork") and ret.isdigit() and index >= start.get(pid, 1 << 62) \
+                        and int(ret) not in start:
+                    start[int(ret)] = 0
+                    grown = True
+        self.pids = set(start)
+        for index, (pid, call, args, ret) in enumerate(calls):
+            if index < start.get(pid, 1 << 62):
                 continue
-            if call in ("clone", "clone3", "fork", "vfork") and ret.isdigit():
-                self.pids.add(int(ret))
-            elif call == "execve" and paths and os.path.basename(paths[0]) == "ip":
+            paths = re.findall(r'"((?:[^"\\]|\\.)*)"', args)
+            if call == "execve" and paths and os.path.basename(paths[0]) == "ip":
                 self.ip_argvs.append(re.findall(r'"((?:[^"\\]|\\.)*)"', args.split("[", 1)[1].split("]", 1)[0]))
             elif call in WRITE_CALLS:
                 self.writes += [p for p in paths if p]
             elif call in ("open", "openat") and paths:
                 flags = args.split(",")[2 if call == "openat" else 1]
+                self.opens.append(Open(paths[0], flags.strip(), ret.isdigit()))
                 (self.writes if re.search(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC", flags) else self.reads).append(paths[0])
         assert self.pids, "the trace did not see the installed command start"
 
+    @classmethod
+    def calls(cls, text: str) -> list[tuple[int, str, str, str]]:
+        """(pid, call, arguments, return) for every call, an `<unfinished ...>` half joined to its
+        `<... resumed>` half (with -f, another process's call often comes between them)."""
+        pending: dict[int, str] = {}
+        lines = []
+        for raw in text.splitlines():
+            unfinished = cls.UNFINISHED.match(raw)
+            if unfinished:
+                pending[int(unfinished.group(1))] = unfinished.group(2)
+                continue
+            resumed = cls.RESUMED.match(raw)
+            if resumed:
+                pid = int(resumed.group(1))
+                assert pid in pending, f"a resumed call without its start: {raw}"
+                raw = f"{pid} {pending.pop(pid)}{resumed.group(2)}"
+            lines.append(raw)
+        lines += [f"{pid} {head}) = ?" for pid, head in pending.items()]  # never returned (the process ended)
+        calls = []
+        for raw in lines:
+            match = cls.LINE.match(raw)
+            if match:
+                calls.append((int(match.group(1)), match.group(2), match.group(3), match.group(4)))
+        return calls
+
     def check(self, allow_store_writes: bool) -> None:
         for path in self.writes:
-            # sh gives ip a pseudo-terminal for its output: /dev/ptmx and /dev/pts/N.
             device = path in ("/dev/null", "/dev/tty", "/dev/ptmx") or path.startswith("/dev/pts/")
             lock = path in (STORE, f"{STORE}/{C.LOCK_FILE_NAME}")  # makedirs(exist_ok) and the store lock
             route_file = path.startswith(STORE + "/") and not lock
@@ -117,6 +177,12 @@ class Trace:
         for path in self.reads:
             assert path.startswith(READ_OK) or path.startswith(STORE + "/") or path == STORE, f"read {path}"
             assert "l2tc-canary" not in path and "panel-cwd" not in path, f"read {path}"
+        forbidden = (str(self.panel.canary.resolve()), str(self.panel.cwd.resolve()))
+        for opened in self.opens:
+            # What was reached, not what was named: a symlink in the store resolves here.
+            target = os.path.realpath(self.panel.host_path(opened.path))
+            if opened.ok and (target + "/").startswith(tuple(f + "/" for f in forbidden)):
+                raise AssertionError(f"opened {opened.path}, which is {target} ({opened.flags})")
         for argv in self.ip_argvs:
             for token in argv[1:]:
                 assert re.fullmatch(r"[A-Za-z0-9_.:/+@-]{1,64}", token), f"ip got {token!r} in {argv}"
@@ -132,6 +198,7 @@ def panel(installed, tmp_path_factory):
     ns.ip("link", "set", "lo", "up")
     ns.add_ppp("ppp0", ONLINE)
     p = Panel(root, ns)
+    p.store.mkdir(mode=0o755)
     p.canary.mkdir()
     (p.canary / "secret").write_text(SECRET + "\n")
     (p.canary / "store").mkdir()
@@ -149,16 +216,10 @@ def panel(installed, tmp_path_factory):
     os.chmod(p.cwd / "ip", 0o755)
     for path in [p.cwd, *p.cwd.rglob("*")]:
         os.chown(path, PANEL_UID, PANEL_UID)
-    os.makedirs(STORE, exist_ok=True)
-    planted = Path(STORE) / f"{LINKED}.routes"
-    planted.symlink_to(p.canary / "secret")
+    (p.store / f"{LINKED}.routes").symlink_to(p.canary / "secret")
     try:
         yield p
     finally:
-        for peer in (ONLINE, OFFLINE, LINKED):
-            path = Path(STORE) / f"{peer}.routes"
-            if path.is_symlink() or path.exists():
-                path.unlink()
         _ip("netns", "del", name, check=False)
 
 
@@ -167,40 +228,65 @@ def canaries(p: Panel) -> dict:
     return {**found, "markers": sorted(os.listdir(p.markers))}
 
 
-def store_state() -> dict:
-    return {n: (os.readlink(Path(STORE, n)) if Path(STORE, n).is_symlink() else Path(STORE, n).read_bytes())
-            for n in os.listdir(STORE) if n.startswith("10.255.251.")}
+def store_state(p: Panel) -> dict:
+    """Every entry of the store but the lock file (taking the lock creates it)."""
+    return {n: (os.readlink(p.store / n) if (p.store / n).is_symlink() else (p.store / n).read_bytes())
+            for n in os.listdir(p.store) if n != C.LOCK_FILE_NAME}
 
 
+# {CANARY}: the canary directory; {CANARY_FROM_STORE} and {CANARY_FROM_NETNS}: the same, as a
+# relative path from the store and from /run/netns (what a path built by joining would reach).
 HOSTILE = [
-    ["add", "--peer", "../../../tmp/l2tc-canary/secret", "--dst", "10.9.0.0/24"],
-    ["add", "--peer", "/tmp/l2tc-canary/secret", "--dst", "10.9.0.0/24"],
-    ["add", f"--peer={OFFLINE}/../../../../tmp/x", "--dst", "10.9.0.0/24"],
-    ["add", "--peer", OFFLINE, "--dst", "/tmp/l2tc-canary/secret"],
-    ["add", "--peer", OFFLINE, "--dst", "10.9.0.0/24", "--dev", "../../l2tc-canary"],
+    ["add", "--peer", "{CANARY_FROM_STORE}/secret", "--dst", "10.9.0.0/24"],
+    ["add", "--peer", "{CANARY}/secret", "--dst", "10.9.0.0/24"],
+    ["add", f"--peer={OFFLINE}/../{{CANARY_FROM_STORE}}/secret", "--dst", "10.9.0.0/24"],
+    ["add", "--peer", OFFLINE, "--dst", "{CANARY}/secret"],
+    ["add", "--peer", OFFLINE, "--dst", "10.9.0.0/24", "--dev", "{CANARY_FROM_STORE}"],
     ["add", "--peer", ONLINE, "--dst", "10.9.0.0/24", "--dev", "ppp0 table 255"],
     ["add", "--peer", ONLINE, "--dst", "10.9.0.0/24\nroute flush table main"],
     ["add", "--peer", ONLINE, "--dst", "10.9.0.0/24 dev lo"],
     ["add", "--peer", ONLINE, "--dst", "10.9.0.0/24", "--gw", f"{ONLINE}\nroute del default"],
-    ["add", "--peer", ONLINE, "--dst", "10.9.0.0/24", "--table", "/tmp/l2tc-canary/secret"],
+    ["add", "--peer", ONLINE, "--dst", "10.9.0.0/24", "--table", "{CANARY}/secret"],
     ["add", "--peer", ONLINE, "--dst", "10.9.0.0/24", "--metric", "1 proto 4"],
-    ["del", "--peer", "../../../tmp/l2tc-canary/secret", "--dst", "all"],
-    ["del", "--peer", OFFLINE, "--dst", "../../tmp/l2tc-canary/secret"],
-    ["list", "--peer", "/tmp/l2tc-canary/secret"],
+    ["del", "--peer", "{CANARY_FROM_STORE}/secret", "--dst", "all"],
+    ["del", "--peer", OFFLINE, "--dst", "{CANARY_FROM_STORE}/secret"],
+    ["list", "--peer", "{CANARY}/secret"],
     ["list", "--peer", LINKED],
     ["add", "--peer", LINKED, "--dst", "10.9.0.0/24"],
     ["del", "--peer", LINKED, "--dst", "all"],
-    ["list", "--user", "../../tmp/l2tc-canary/secret"],
-    ["apply", "--netns", "../../../tmp/l2tc-canary"],
-    ["apply", "--store", "/tmp/l2tc-canary/store"],
-    ["--config", "/tmp/l2tc-canary/secret", "list"],
+    ["list", "--user", "{CANARY_FROM_STORE}/secret"],
+    ["apply", "--netns", "{CANARY_FROM_NETNS}"],
+    ["apply", "--store", "{CANARY}/store"],
+    ["--config", "{CANARY}/secret", "list"],
 ]
+
+
+def aimed(args: list[str], p: Panel) -> list[str]:
+    places = {"{CANARY}": str(p.canary), "{CANARY_FROM_STORE}": os.path.relpath(p.canary, STORE),
+              "{CANARY_FROM_NETNS}": os.path.relpath(p.canary, "/run/netns")}
+    out = []
+    for arg in args:
+        for mark, path in places.items():
+            arg = arg.replace(mark, path)
+        out.append(arg)
+    return out
+
+
+def test_the_hostile_paths_lead_to_the_canary(panel):
+    """The attacks must aim at something that exists, or they prove nothing."""
+    for args in HOSTILE:
+        for arg in aimed(args, panel):
+            if "l2tc-canary" in arg:
+                path = arg.split("=", 1)[-1]
+                base = STORE if "--netns" not in args else "/run/netns"
+                reached = Path(os.path.normpath(os.path.join(base, path.replace(f"{OFFLINE}/../", ""))))
+                assert reached.exists() and "l2tc-canary" in str(reached), (args, arg, reached)
 
 
 @pytest.mark.parametrize("args", HOSTILE, ids=[" ".join(a)[:60] for a in HOSTILE])
 def test_no_argument_reaches_outside_the_store_or_past_validation(panel, args):
-    before, kernel, store = canaries(panel), panel.ns.snapshot(), store_state()
-    argv = list(args)
+    before, kernel, store = canaries(panel), panel.ns.snapshot(), store_state(panel)
+    argv = aimed(args, panel)
     if argv[0] in ("add", "del") and "--netns" not in argv:
         argv[1:1] = ["--netns", panel.ns.name]
     proc, trace = panel.run(*argv)
@@ -209,7 +295,7 @@ def test_no_argument_reaches_outside_the_store_or_past_validation(panel, args):
     assert len(lines) == 1 and lines[0].startswith(f"{C.PROG}: error: "), proc.stderr
     assert SECRET not in proc.stdout + proc.stderr
     trace.check(allow_store_writes=False)
-    assert canaries(panel) == before and store_state() == store and panel.ns.snapshot() == kernel
+    assert canaries(panel) == before and store_state(panel) == store and panel.ns.snapshot() == kernel
 
 
 def test_the_panels_own_requests_work_and_write_only_in_the_store(panel):
@@ -219,7 +305,7 @@ def test_the_panels_own_requests_work_and_write_only_in_the_store(panel):
     trace.check(allow_store_writes=True)
     assert any(p.startswith(f"{STORE}/{ONLINE}.routes") or p.startswith(f"{STORE}/{C.TEMP_FILE_PREFIX}")
                for p in trace.writes), trace.writes
-    assert Path(STORE, f"{ONLINE}.routes").read_text() == f"10.9.0.0/24 via {ONLINE}\n"
+    assert (panel.store / f"{ONLINE}.routes").read_text() == f"10.9.0.0/24 via {ONLINE}\n"
     assert panel.ns.tagged_set() == {("10.9.0.0/24", ONLINE, "ppp0", "main")}
     proc, trace = panel.run("list", "--peer", ONLINE)
     assert proc.returncode == 0 and f"10.9.0.0/24 via {ONLINE}" in proc.stdout
@@ -232,7 +318,7 @@ def test_the_panels_own_requests_work_and_write_only_in_the_store(panel):
     proc, trace = panel.run("del", "--netns", panel.ns.name, "--peer", ONLINE, "--dst", "all")
     assert proc.returncode == 0, proc
     trace.check(allow_store_writes=True)
-    assert not Path(STORE, f"{ONLINE}.routes").exists() and panel.ns.snapshot() == kernel
+    assert not (panel.store / f"{ONLINE}.routes").exists() and panel.ns.snapshot() == kernel
 
 
 def test_the_callers_environment_and_directory_change_nothing_under_sudo(panel):
@@ -241,7 +327,7 @@ def test_the_callers_environment_and_directory_change_nothing_under_sudo(panel):
                "PYTHONUSERBASE": str(panel.cwd), "PATH": f"{panel.cwd}:/usr/bin:/bin",
                "LD_PRELOAD": str(panel.cwd / "x.so")}
     proc, trace = panel.run("list", "--peer", OFFLINE, env=hostile)
-    assert (proc.returncode, proc.stdout) == (0, f"No routes found for peer: {OFFLINE}\n"), proc  # the real store
+    assert (proc.returncode, proc.stdout) == (0, f"No routes found for peer: {OFFLINE}\n"), proc  # not the canary's
     assert SECRET not in proc.stdout + proc.stderr
     proc, trace = panel.run("apply", "--netns", panel.ns.name, env=hostile)
     assert proc.returncode == 0, proc
@@ -251,8 +337,9 @@ def test_the_callers_environment_and_directory_change_nothing_under_sudo(panel):
     for sudo in (["-E"], ["--preserve-env=L2TP_ROUTES_DIR,PYTHONPATH"]):
         proc, _ = panel.run("list", env=hostile, sudo=sudo, trace=False)
         assert proc.returncode != 0 and SECRET not in proc.stdout + proc.stderr, proc
-    proc = subprocess.run(["setpriv", f"--reuid={PANEL_UID}", f"--regid={PANEL_UID}", "--clear-groups", "--", "sudo",
-                           "-n", f"{C.STORE_DIR_ENV}={panel.canary / 'store'}", CTL, "list"],
+    proc = subprocess.run(panel.sandboxed(["setpriv", f"--reuid={PANEL_UID}", f"--regid={PANEL_UID}",
+                                           "--clear-groups", "--", "sudo", "-n",
+                                           f"{C.STORE_DIR_ENV}={panel.canary / 'store'}", CTL, "list"]),
                           capture_output=True, text=True, cwd=panel.cwd, timeout=120)
     assert proc.returncode != 0 and SECRET not in proc.stdout + proc.stderr, proc
     assert os.listdir(panel.markers) == []
@@ -263,14 +350,21 @@ def test_the_tool_itself_ignores_the_store_variable_and_python_variables_when_ru
     env = {"PATH": "/usr/bin:/bin", "SUDO_UID": str(PANEL_UID), "SUDO_USER": "www-data",
            C.STORE_DIR_ENV: str(panel.canary / "store"), "PYTHONPATH": str(panel.cwd),
            "PYTHONSTARTUP": str(panel.cwd / "typer.py"), "PYTHONINSPECT": "1"}
-    proc = subprocess.run([CTL, "list", "--peer", OFFLINE], capture_output=True, text=True, env=env, cwd=panel.cwd,
-                          timeout=120)
-    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"No routes found for peer: {OFFLINE}\n", ""), proc
-    proc = subprocess.run([CTL, "del", "--peer", OFFLINE, "--dst", "all", "--netns", panel.ns.name],
-                          capture_output=True, text=True, env=env, cwd=panel.cwd, timeout=120)
-    assert proc.returncode == 0, proc
-    assert (panel.canary / "store" / f"{OFFLINE}.routes").read_text() == f"{SECRET}\n"
-    assert os.listdir(panel.markers) == []
+    (panel.store / f"{OFFLINE}.routes").write_text(f"10.9.9.0/24 via {OFFLINE}\n")
+    try:
+        proc = subprocess.run(panel.sandboxed([CTL, "list", "--peer", OFFLINE]), capture_output=True, text=True,
+                              env=env, cwd=panel.cwd, timeout=120)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (
+            0, f"Routes for peer {OFFLINE}:\n10.9.9.0/24 via {OFFLINE}\n", ""), proc  # the store, not the variable's
+        proc = subprocess.run(panel.sandboxed([CTL, "del", "--peer", OFFLINE, "--dst", "all", "--netns",
+                                               panel.ns.name]),
+                              capture_output=True, text=True, env=env, cwd=panel.cwd, timeout=120)
+        assert proc.returncode == 0, proc
+        assert not (panel.store / f"{OFFLINE}.routes").exists()
+        assert (panel.canary / "store" / f"{OFFLINE}.routes").read_text() == f"{SECRET}\n"
+        assert os.listdir(panel.markers) == []
+    finally:
+        (panel.store / f"{OFFLINE}.routes").unlink(missing_ok=True)
 
 
 def test_a_symlink_in_the_store_is_never_followed(panel):
@@ -278,5 +372,37 @@ def test_a_symlink_in_the_store_is_never_followed(panel):
     proc, trace = panel.run("apply", "--netns", panel.ns.name)
     assert proc.returncode == 0, proc
     assert f"{LINKED}.routes: a symbolic link" in proc.stderr and SECRET not in proc.stdout + proc.stderr
-    assert not any(path.endswith("l2tc-canary/secret") for path in trace.reads)
-    assert canaries(panel) == before and Path(STORE, f"{LINKED}.routes").is_symlink()
+    secret = (panel.canary / "secret").resolve()
+    reached = [o for o in trace.opens if o.ok and Path(os.path.realpath(panel.host_path(o.path))) == secret]
+    assert reached == [], f"the link was followed to the secret: {reached}"
+    trace.check(allow_store_writes=False)
+    assert canaries(panel) == before and (panel.store / f"{LINKED}.routes").is_symlink()
+
+
+def test_the_trace_reader_joins_split_calls_and_sees_where_a_link_leads(tmp_path):
+    """The checks above are only as good as the trace reader: a call strace split in two
+    (another process logged in between) is one call, a child that logs before its parent's
+    clone returns is the tool's, and opening the store's symlink counts as opening its target."""
+    p = Panel(tmp_path, None)
+    p.store.mkdir()
+    p.canary.mkdir()
+    (p.canary / "secret").write_text(SECRET)
+    (p.store / f"{LINKED}.routes").symlink_to(p.canary / "secret")
+    link = f"{STORE}/{LINKED}.routes"
+    text = "\n".join([
+        f'100 execve("{CTL}", ["{CTL}", "apply"], 0x7ffc /* 3 vars */) = 0',
+        "100 clone(child_stack=NULL, flags=CLONE_VM|CLONE_VFORK|SIGCHLD <unfinished ...>",
+        '101 execve("/usr/sbin/ip", ["ip", "-n", "x", "route", "flush"], 0x7ffc /* 3 vars */) = 0',
+        "100 <... clone resumed>) = 101",
+        f'100 openat(AT_FDCWD, "{link}", O_RDONLY|O_CLOEXEC <unfinished ...>',
+        '200 openat(AT_FDCWD, "/etc/passwd", O_RDONLY) = 3',
+        "100 <... openat resumed>) = 4",
+    ])
+    trace = Trace(text, p)
+    assert trace.pids == {100, 101}
+    assert trace.ip_argvs == [["ip", "-n", "x", "route", "flush"]]
+    assert trace.opens == [Open(link, "O_RDONLY|O_CLOEXEC", True)]
+    with pytest.raises(AssertionError, match="which is .*l2tc-canary/secret"):
+        trace.check(allow_store_writes=False)
+    refused = Trace(text.replace(") = 4", ") = -1 ELOOP (Too many levels of symbolic links)"), p)
+    refused.check(allow_store_writes=False)
