@@ -390,6 +390,6 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "worker":
         worker_main(json.loads(sys.argv[2]))
     elif len(sys.argv) >= 3 and sys.argv[1] == "apply":
-        apply_main(float(sys.argv[2]), ["apply", *sys.argv[3:]])
+        apply_main(float(sys.argv[2]), sys.argv[3:])
     else:
-        sys.exit(f"usage: {sys.argv[0]} worker SPEC_JSON | apply LOCK_TIMEOUT ARGS (run by the test)")
+        sys.exit(f"usage: {sys.argv[0]} worker SPEC_JSON | apply LOCK_TIMEOUT ARGV (run by the test)")
