@@ -39,8 +39,10 @@ REPO = Path(__file__).resolve().parent.parent
 _counter = itertools.count()
 #: A namespace name that is never created: an unbound runner in this process lands here.
 NOWHERE = f"l2t-{os.getpid()}-nowhere"
-#: An empty namespace for commands a test runs without naming one (made by pytest_sessionstart).
+#: An empty namespace for commands a test runs without naming one (made on first use, so that
+#: tests that need no root, tests/unit, run without it).
 SANDBOX = f"l2t-{os.getpid()}-sandbox"
+_sandbox_made: list[str] = []
 
 
 def _ip(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -171,6 +173,10 @@ def routectl_path() -> str:
 def in_namespace(argv: list[str], ns: Netns | None = None) -> list[str]:
     """argv started inside `ns`, or inside the empty sandbox namespace when the test names none:
     whatever the arguments say, an `ip` without `-n` cannot reach this machine's table."""
+    if ns is None and not _sandbox_made:
+        _ip("netns", "add", SANDBOX)
+        _sandbox_made.append(SANDBOX)
+        _ip("-n", SANDBOX, "link", "set", "lo", "up")
     return ["nsenter", f"--net=/run/netns/{ns.name if ns is not None else SANDBOX}", "--", *argv]
 
 
@@ -236,13 +242,12 @@ _HOST_BEFORE = pytest.StashKey[dict]()
 
 
 def pytest_sessionstart(session):
-    _ip("netns", "add", SANDBOX)
-    _ip("-n", SANDBOX, "link", "set", "lo", "up")
     session.config.stash[_HOST_BEFORE] = {"routing table": host_routes(), "real store": real_store()}
 
 
 def pytest_sessionfinish(session):
-    _ip("netns", "del", SANDBOX, check=False)
+    for name in _sandbox_made:
+        _ip("netns", "del", name, check=False)
     before = session.config.stash.get(_HOST_BEFORE, None)
     if before is None:
         return

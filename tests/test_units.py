@@ -7,6 +7,7 @@ visudo, ip), inside private mount or network namespaces so this machine is uncha
 from __future__ import annotations
 
 import configparser
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -33,8 +34,11 @@ def unit(path: Path) -> configparser.ConfigParser:
 
 
 def in_mount_namespace(script: str, *args: str) -> subprocess.CompletedProcess:
+    # Without the test's L2TP_ROUTES_DIR, as systemd starts the unit: the script mounts a
+    # scratch store where the tool looks by default.
+    env = {k: v for k, v in os.environ.items() if k != C.STORE_DIR_ENV}
     return subprocess.run(["unshare", "-m", "sh", "-euc", script, "sh", *args], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, env=env)
 
 
 # -- systemd ----------------------------------------------------------------------
