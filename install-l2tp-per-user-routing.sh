@@ -5,6 +5,7 @@
 #   sudo ./install-l2tp-per-user-routing.sh --demo     install, then show it working in a scratch namespace
 #   sudo ./install-l2tp-per-user-routing.sh --uninstall
 #        ./install-l2tp-per-user-routing.sh --root DIR  install into a staging root (packagers, tests)
+#   sudo ./install-l2tp-per-user-routing.sh --scheduler cron   re-apply by cron instead of systemd's timer
 #
 # For Debian 11/12 and Ubuntu 20.04-24.04. Run it from the checkout: it installs the
 # package from the directory it lives in. Route files are never touched.
@@ -19,15 +20,17 @@ SYSTEM_PYTHON=/usr/bin/python3
 PACKAGES=(python3-venv iproute2 sudo)
 SERVICE=route-l2tp-apply-all.service
 TIMER=route-l2tp-apply-all.timer
+CRON_NAME=l2tproute
 
 usage() {
     cat <<EOF
-Usage: $PROG [--demo] [--root DIR]
+Usage: $PROG [--demo] [--root DIR] [--scheduler systemd|cron]
        $PROG --uninstall [--root DIR]
 
 Installs l2tp-routectl (per-user routes for xl2tpd/pppd servers) as a drop-in
 replacement for the old bash tool: /usr/local/sbin/l2tp-routectl, the pppd hooks
-/etc/ppp/ip-{up,down}.d/l2tp-routes, the units $SERVICE and $TIMER,
+/etc/ppp/ip-{up,down}.d/l2tp-routes, the re-apply at boot and every minute (the units
+$SERVICE and $TIMER, or /etc/cron.d/$CRON_NAME where systemd does not run),
 /etc/sysctl.d/99-l2tp-routing.conf, /etc/sudoers.d/l2tp-routectl and
 /etc/iproute2/rt_protos.d/l2tproute.conf, with a virtual environment in /opt/l2tproute.
 Existing route files in /etc/l2tp-manager/routes.d are never touched; a replaced old
@@ -38,6 +41,11 @@ file is kept once as FILE$BACKUP_SUFFIX. Running it again changes nothing.
   --uninstall   remove what this script installed and restore the backups; route
                 files are kept
   --root DIR    install into DIR instead of / (no apt, systemctl or sysctl)
+  --scheduler systemd|cron
+                what re-applies the routes at boot and every minute: systemd's timer or
+                cron; by default systemd where it is the running init (and under --root),
+                cron elsewhere. Switching on a later run removes the other one's files
+                (and disables its units)
   -h, --help    show this help
 EOF
 }
@@ -52,18 +60,28 @@ die_usage() { printf '%s: error: %s (see: %s --help)\n' "$PROG" "$*" "$PROG" >&2
 ROOT=""
 ACTION=install
 DEMO=0
+SCHEDULER=""
+GIVEN=0
 while (($#)); do
     case "$1" in
         --root) (($# >= 2)) && [[ -n $2 ]] || die_usage "--root needs a directory"; ROOT=$2; shift 2 ;;
         --root=*) ROOT=${1#--root=}; [[ -n $ROOT ]] || die_usage "--root needs a directory"; shift ;;
         --uninstall) ACTION=uninstall; shift ;;
         --demo) DEMO=1; shift ;;
+        --scheduler) (($# >= 2)) || die_usage "--scheduler needs systemd or cron"; SCHEDULER=$2; GIVEN=1; shift 2 ;;
+        --scheduler=*) SCHEDULER=${1#--scheduler=}; GIVEN=1; shift ;;
         -h | --help) usage; exit 0 ;;
         *) die_usage "unknown argument '$1'" ;;
     esac
 done
 if ((DEMO)) && [[ $ACTION == uninstall ]]; then die_usage "--demo and --uninstall do not go together"; fi
 if ((DEMO)) && [[ -n $ROOT ]]; then die_usage "--demo needs the live system; it does not go with --root"; fi
+if ((GIVEN)) && [[ $SCHEDULER != systemd && $SCHEDULER != cron ]]; then
+    die_usage "--scheduler '$SCHEDULER': use systemd or cron"
+fi
+if ((GIVEN)) && [[ $ACTION == uninstall ]]; then
+    die_usage "--scheduler does not go with --uninstall (it removes the files of both)"
+fi
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 if [[ -n $ROOT ]]; then
@@ -89,6 +107,9 @@ VENV_FINAL=/opt/l2tproute
 VENV=$ROOT$VENV_FINAL
 VENV_PY=$VENV/bin/python3
 FINGERPRINT=$VENV/.l2tproute-source
+# The directories this script created (final paths, one a line): --uninstall removes
+# each that is empty then, and no other (Debian 13 ships no /etc/iproute2, for one).
+DIRS_RECORD=$VENV/.l2tproute-dirs
 CMD=$ROOT/usr/local/sbin/l2tp-routectl
 HOOK_UP=$ROOT/etc/ppp/ip-up.d/l2tp-routes
 HOOK_DOWN=$ROOT/etc/ppp/ip-down.d/l2tp-routes
@@ -96,6 +117,7 @@ UNIT_DIR=$ROOT/etc/systemd/system
 SYSCTL_FILE=$ROOT/etc/sysctl.d/99-l2tp-routing.conf
 SUDOERS_FILE=$ROOT/etc/sudoers.d/l2tp-routectl
 PROTOS_FILE=$ROOT/etc/iproute2/rt_protos.d/l2tproute.conf
+CRON_FILE=$ROOT/etc/cron.d/$CRON_NAME
 STORE_PARENT=$ROOT/etc/l2tp-manager
 STORE=$STORE_PARENT/routes.d
 LOCK_NAME=.l2tproute.lock
@@ -105,17 +127,30 @@ FILES=(
     "$CMD|0755|bin/l2tp-routectl"
     "$HOOK_UP|0755|bin/l2tp-routes-ip-up"
     "$HOOK_DOWN|0755|bin/l2tp-routes-ip-down"
-    "$UNIT_DIR/$SERVICE|0644|contrib/systemd/$SERVICE"
-    "$UNIT_DIR/$TIMER|0644|contrib/systemd/$TIMER"
     "$SYSCTL_FILE|0644|contrib/sysctl/99-l2tp-routing.conf"
     "$PROTOS_FILE|0644|contrib/iproute2/l2tproute.conf"
     "$SUDOERS_FILE|0440|contrib/sudoers/l2tp-routectl"
 )
+# The re-apply at boot and every minute: exactly one of these two sets is installed.
+SYSTEMD_FILES=(
+    "$UNIT_DIR/$SERVICE|0644|contrib/systemd/$SERVICE"
+    "$UNIT_DIR/$TIMER|0644|contrib/systemd/$TIMER"
+)
+CRON_FILES=("$CRON_FILE|0644|contrib/cron/$CRON_NAME")
 
 CHANGES=0
 OLD_TOOL_REPLACED=0
 changed() { CHANGES=$((CHANGES + 1)); say "$*"; }
 systemd_running() { ((LIVE)) && [[ -d /run/systemd/system ]]; }
+if [[ -z $SCHEDULER ]]; then
+    if systemd_running || ! ((LIVE)); then SCHEDULER=systemd; else SCHEDULER=cron; fi
+fi
+if [[ $SCHEDULER == cron ]]; then
+    PACKAGES+=(cron)
+    SCHEDULE_FILES=("${CRON_FILES[@]}") OTHER_FILES=("${SYSTEMD_FILES[@]}")
+else
+    SCHEDULE_FILES=("${SYSTEMD_FILES[@]}") OTHER_FILES=("${CRON_FILES[@]}")
+fi
 
 # -- rollback -----------------------------------------------------------------
 # Every change is written to $WORK/undo first; on any failure the EXIT trap undoes
@@ -137,6 +172,7 @@ rollback() {
             rmtree) rm -rf -- "$a" ;;
             restore) cp -a -- "$a" "$b" ;;
             disable) systemctl disable --quiet --now "$a" 2>/dev/null || true ;;
+            enable) systemctl daemon-reload 2>/dev/null; systemctl enable --quiet ${b:+"$b"} "$a" 2>/dev/null || true ;;
             reload) systemctl daemon-reload 2>/dev/null || true ;;
         esac
     done < <(tac "$WORK/undo")
@@ -170,7 +206,9 @@ run_quiet() {
     fi
 }
 
-# Create a directory and its missing parents, remembering each one made for rollback.
+# Create a directory and its missing parents, remembering each one made for rollback
+# and for --uninstall (CREATED_DIRS, written to $DIRS_RECORD at the end).
+CREATED_DIRS=()
 ensure_dir() {
     local dir=$1 mode=${2:-0755} missing=() d
     d=$dir
@@ -183,6 +221,7 @@ ensure_dir() {
         mkdir -m "$mode" -- "$d"
         chown "$OWNER" -- "$d" 2>/dev/null || true
         undo rmdir "$d"
+        [[ $d != "$ROOT"/* ]] || CREATED_DIRS+=("${d#"$ROOT"}")
     done
 }
 
@@ -245,7 +284,7 @@ check_source() {
         bin/l2tp-routectl bin/l2tp-routes-ip-up bin/l2tp-routes-ip-down; do
         [[ -f $SRC/$f ]] || die "$SRC/$f is missing: run the script from a complete l2tproute checkout"
     done
-    for f in "${FILES[@]}"; do
+    for f in "${FILES[@]}" "${SYSTEMD_FILES[@]}" "${CRON_FILES[@]}"; do
         f=${f##*|}
         [[ -f $SRC/$f ]] || die "$SRC/$f is missing: run the script from a complete l2tproute checkout"
         [[ $f == bin/* ]] || grep -qxF -- "$MARKER" "$SRC/$f" || die "$SRC/$f lacks the line '$MARKER'"
@@ -258,11 +297,15 @@ install_packages() {
         die "this installer needs Debian or Ubuntu (dpkg and apt-get); install python3-venv, iproute2 and sudo by hand, then use --root"
     local missing=() p
     for p in "${PACKAGES[@]}"; do
+        # Another cron daemon (cronie, busybox) also runs /etc/cron.d: do not replace it.
+        [[ $p == cron ]] && cron_daemon_installed && continue
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
     ((${#missing[@]})) || return 0
     apt_install "${missing[@]}"
 }
+
+cron_daemon_installed() { [[ -x /usr/sbin/cron || -x /usr/sbin/crond ]]; }
 
 apt_install() {
     say "installing from the distribution: $*"
@@ -311,7 +354,7 @@ prepare() {
             tail -n +2 -- "$SRC/bin/$name"
         } >"$WORK/bin/$name"
     done
-    cp -r -- "$SRC/contrib/systemd" "$SRC/contrib/sysctl" "$SRC/contrib/iproute2" "$SRC/contrib/sudoers" "$WORK/contrib/"
+    cp -r -- "$SRC/contrib/systemd" "$SRC/contrib/cron" "$SRC/contrib/sysctl" "$SRC/contrib/iproute2" "$SRC/contrib/sudoers" "$WORK/contrib/"
     if command -v visudo >/dev/null; then
         run_quiet "checking the sudoers file with visudo -cf" visudo -cf "$WORK/contrib/sudoers/l2tp-routectl"
     elif ((LIVE)); then
@@ -380,11 +423,56 @@ install_venv() {
 
 install_files() {
     local entry dest mode src
-    for entry in "${FILES[@]}"; do
+    for entry in "${FILES[@]}" "${SCHEDULE_FILES[@]}"; do
         IFS='|' read -r dest mode src <<<"$entry"
         put_file "$WORK/$src" "$dest" "$mode"
         if ((PUT_CHANGED)) && [[ $dest == "$SYSCTL_FILE" ]]; then SYSCTL_CHANGED=1; fi
     done
+}
+
+# The scheduler not chosen: its files go if this script installed them (a switch on a
+# later run), so no route is applied twice a minute by both.
+retire_other_scheduler() {
+    local entry dest mode src unit saved reload=0
+    if [[ $SCHEDULER == cron ]] && systemd_running; then
+        for unit in "$TIMER" "$SERVICE"; do
+            has_marker "$UNIT_DIR/$unit" && systemctl is-enabled --quiet "$unit" 2>/dev/null || continue
+            run_quiet "systemctl disable --now $unit" systemctl disable --quiet --now "$unit"
+            if [[ $unit == "$TIMER" ]]; then undo enable "$unit" --now; else undo enable "$unit"; fi
+            changed "disabled: $unit (cron re-applies instead)"
+        done
+    fi
+    for entry in "${OTHER_FILES[@]}"; do
+        IFS='|' read -r dest mode src <<<"$entry"
+        if has_marker "$dest"; then
+            saved=$WORK/saved.$RANDOM$RANDOM
+            cp -a -- "$dest" "$saved"
+            undo restore "$saved" "$dest"
+            rm -f -- "$dest"
+            changed "removed: $dest ($SCHEDULER re-applies instead)"
+            [[ $dest != "$UNIT_DIR"/* ]] || reload=1
+        elif [[ -e $dest || -L $dest ]]; then
+            say "left alone: $dest (not installed by this script)"
+        fi
+    done
+    if ((reload)) && systemd_running; then systemctl daemon-reload; fi
+}
+
+# Add this run's new directories to the record of earlier runs (read before the venv,
+# where it lives, could be made anew).
+record_dirs() {
+    local want saved
+    want=$({ printf '%s' "$DIRS_BEFORE"; printf '%s\n' "${CREATED_DIRS[@]}"; } | grep -v '^$' | sort -u || true)
+    [[ -n $want ]] || return 0
+    [[ -f $DIRS_RECORD && $(cat -- "$DIRS_RECORD") == "$want" ]] && return 0
+    if [[ -f $DIRS_RECORD ]]; then
+        saved=$WORK/saved.$RANDOM$RANDOM
+        cp -a -- "$DIRS_RECORD" "$saved"
+        undo restore "$saved" "$DIRS_RECORD"
+    else
+        undo rm "$DIRS_RECORD"
+    fi
+    printf '%s\n' "$want" >"$DIRS_RECORD"
 }
 
 install_store() {
@@ -397,9 +485,21 @@ install_store() {
 }
 
 activate() {
-    ((LIVE)) || { say "note: staging root $ROOT: no systemctl, no sysctl; enable $TIMER on the target system"; return 0; }
+    if ! ((LIVE)); then
+        if [[ $SCHEDULER == cron ]]; then
+            say "note: staging root $ROOT: no sysctl; cron on the target system runs /etc/cron.d/$CRON_NAME"
+        else
+            say "note: staging root $ROOT: no systemctl, no sysctl; enable $TIMER on the target system"
+        fi
+        return 0
+    fi
     run_quiet "checking the whole sudoers configuration (visudo -c)" visudo -c
-    if systemd_running; then
+    if [[ $SCHEDULER == cron ]]; then
+        # cron reads /etc/cron.d by itself (every minute): nothing to reload.
+        pgrep -x 'cron|crond' >/dev/null 2>&1 ||
+            say "note: no cron daemon is running here: the re-apply in $CRON_FILE runs once one does" \
+                "(service cron start, or your init's way)"
+    elif systemd_running; then
         systemctl daemon-reload
         local unit
         for unit in "$SERVICE" "$TIMER"; do
@@ -431,10 +531,14 @@ do_install() {
     say "Installing l2tproute from $SRC${ROOT:+ into the staging root $ROOT}"
     install_packages
     prepare
+    DIRS_BEFORE=$(cat -- "$DIRS_RECORD" 2>/dev/null || true)
+    [[ -z $DIRS_BEFORE ]] || DIRS_BEFORE+=$'\n'
     install_venv
     SYSCTL_CHANGED=0
     install_files
+    retire_other_scheduler
     install_store
+    record_dirs
     activate
     COMMITTED=1
     if ((CHANGES == 0)); then
@@ -447,7 +551,11 @@ do_install() {
         say "Next: the routes the old tool put in the kernel are not tagged as l2tproute's; take them over once with:"
         say "    l2tp-routectl apply --force"
     fi
-    ((LIVE)) && say "Logs: journalctl -t l2tp-routectl (pppd hooks), journalctl -u $SERVICE (timer runs)."
+    if ((LIVE)) && [[ $SCHEDULER == cron ]]; then
+        say "Logs: grep l2tp-routectl /var/log/syslog (pppd hooks and cron runs), or journalctl -t l2tp-routectl."
+    elif ((LIVE)); then
+        say "Logs: journalctl -t l2tp-routectl (pppd hooks), journalctl -u $SERVICE (timer runs)."
+    fi
     return 0
 }
 
@@ -468,6 +576,20 @@ remove_file() {
     fi
 }
 
+# Deepest first: a directory this script created goes when nothing is left in it.
+remove_created_dirs() {
+    local dir
+    while IFS= read -r dir; do
+        [[ $dir == /?* && $dir != *..* && -d $ROOT$dir && ! -L $ROOT$dir ]] || continue
+        [[ $ROOT$dir != "$STORE" && $ROOT$dir != "$STORE_PARENT" ]] || continue  # said above
+        if rmdir -- "$ROOT$dir" 2>/dev/null; then
+            changed "removed: $ROOT$dir (created by this script, now empty)"
+        else
+            say "kept: $ROOT$dir (created by this script, but not empty)"
+        fi
+    done < <(printf '%s\n' "$1" | sort -r)
+}
+
 do_uninstall() {
     say "Uninstalling l2tproute${ROOT:+ from the staging root $ROOT}"
     local entry dest mode src unit
@@ -479,7 +601,7 @@ do_uninstall() {
             fi
         done
     fi
-    for entry in "${FILES[@]}"; do
+    for entry in "${FILES[@]}" "${SYSTEMD_FILES[@]}" "${CRON_FILES[@]}"; do
         IFS='|' read -r dest mode src <<<"$entry"
         remove_file "$dest"
     done
@@ -491,6 +613,8 @@ do_uninstall() {
             [[ $unit == "$UNIT_DIR/$SERVICE" ]] && systemctl enable --quiet "$SERVICE" || true
         done
     fi
+    local dirs
+    dirs=$(cat -- "$DIRS_RECORD" 2>/dev/null || true)
     if [[ -f $FINGERPRINT ]]; then
         rm -rf -- "$VENV"
         changed "removed: $VENV"
@@ -507,6 +631,7 @@ do_uninstall() {
             say "kept: $STORE (route files are never removed)"
         fi
     fi
+    remove_created_dirs "$dirs"
     COMMITTED=1
     if ((CHANGES == 0)); then
         say "Nothing to uninstall: l2tproute is not installed${ROOT:+ in $ROOT}."

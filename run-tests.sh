@@ -7,7 +7,8 @@
 #
 # 1. the distribution packages the tests use for real: iproute2, Debian's ppp
 #    dispatcher, sudo, php-cli (the panel), bird2 and frr (BGP export), systemd
-#    (systemd-analyze verify), strace, psmisc, util-linux;
+#    (systemd-analyze verify), cron (the re-apply where systemd is not running, run
+#    by a real cron daemon in the tests), strace, psmisc, util-linux;
 # 2. the tool itself, through the installer (a second run changes nothing);
 # 3. the Python test dependencies in a venv of their own, .venv-tests/ in this
 #    checkout (the system's python3 is left alone: Debian's refuses pip installs);
@@ -32,7 +33,7 @@ restore_policy() { if [[ -n $saved ]]; then mv -f -- "$saved" "$policy"; else rm
 trap restore_policy EXIT
 printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy"
 apt-get install -y -qq --no-install-recommends \
-    iproute2 ppp sudo php-cli bird2 frr systemd python3 python3-venv procps psmisc strace util-linux >/dev/null
+    iproute2 ppp sudo php-cli bird2 frr systemd cron python3 python3-venv procps psmisc strace util-linux >/dev/null
 restore_policy
 trap - EXIT
 

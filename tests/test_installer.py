@@ -114,6 +114,7 @@ def seed_venv(staged: Path, root: Path) -> None:
     """The staged venv copied in: these tests are about files, the staged test covers pip."""
     (root / "opt").mkdir(parents=True, exist_ok=True)
     subprocess.run(["cp", "-a", str(staged / VENV), str(root / VENV)], check=True)
+    (root / VENV / ".l2tproute-dirs").unlink()  # the directories the staged install made, not this root's
 
 
 def lay_out_old_system(root: Path) -> None:
@@ -353,6 +354,10 @@ def readable_installer():
     (["--root", "/nowhere/a b"], "--root '/nowhere/a b': use a path of letters, digits and / . _ + - only (see"),
     (["--demo", "--root", "/nowhere/x"], "--demo needs the live system; it does not go with --root"),
     (["--demo", "--uninstall"], "--demo and --uninstall do not go together"),
+    (["--scheduler"], "--scheduler needs systemd or cron"),
+    (["--scheduler", "anacron"], "--scheduler 'anacron': use systemd or cron"),
+    (["--scheduler="], "--scheduler '': use systemd or cron"),
+    (["--scheduler", "cron", "--uninstall"], "--scheduler does not go with --uninstall (it removes the files of both)"),
 ])
 def test_a_wrong_argument_is_one_line_and_exit_2(readable_installer, args, message):
     """As root, but a root that can change nothing: if parsing ever let one of these through,
@@ -366,3 +371,101 @@ def test_the_live_install_needs_root():
     result = installer(user="nobody")
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == f"{PROG}: error: run me as root: sudo ./{PROG}\n"
+
+
+# -- the re-apply: systemd's timer or cron, exactly one ----------------------------
+
+UNITS = ("etc/systemd/system/route-l2tp-apply-all.service", "etc/systemd/system/route-l2tp-apply-all.timer")
+CRON_FILE = "etc/cron.d/l2tproute"
+
+
+def test_by_default_a_staged_install_has_the_units_and_no_cron_file(staged):
+    assert all((staged / unit).is_file() for unit in UNITS)
+    assert not (staged / CRON_FILE).exists() and not (staged / "etc/cron.d").exists()
+
+
+def test_the_cron_scheduler_installs_the_cron_file_and_no_units(staged, checkout, tmp_path):
+    root = tmp_path / "root"
+    seed_venv(staged, root)
+    result = installer("--root", str(root), "--scheduler", "cron", script=checkout / PROG)
+    assert (result.returncode, result.stderr) == (0, ""), result
+    cron = root / CRON_FILE
+    info = cron.lstat()
+    assert stat.S_ISREG(info.st_mode) and (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (0o644, 0, 0)
+    assert cron.read_bytes() == (checkout / "contrib/cron/l2tproute").read_bytes()
+    assert not (root / "etc/systemd").exists()
+    assert f"installed: {cron}" in result.stdout
+    assert "cron on the target system runs /etc/cron.d/l2tproute" in result.stdout
+
+
+def test_switching_the_scheduler_removes_the_other_one_and_a_second_run_changes_nothing(staged, checkout, tmp_path):
+    root = tmp_path / "root"
+    subprocess.run(["cp", "-a", str(staged), str(root)], check=True)
+    to_cron = installer("--root", str(root), "--scheduler=cron", script=checkout / PROG)
+    assert (to_cron.returncode, to_cron.stderr) == (0, ""), to_cron
+    for unit in UNITS:
+        assert f"removed: {root / unit} (cron re-applies instead)" in to_cron.stdout
+        assert not (root / unit).exists()
+    assert (root / CRON_FILE).is_file()
+    assert to_cron.stdout.splitlines()[-1] == "Done: 3 changes. Route files were not touched."
+
+    before = snapshot(root)
+    again = installer("--root", str(root), "--scheduler", "cron", script=checkout / PROG)
+    assert again.stdout.splitlines()[-1].startswith("Nothing to do"), again.stdout
+    assert snapshot(root) == before
+
+    back = installer("--root", str(root), "--scheduler", "systemd", script=checkout / PROG)
+    assert (back.returncode, back.stderr) == (0, ""), back
+    assert f"removed: {root / CRON_FILE} (systemd re-applies instead)" in back.stdout
+    assert not (root / CRON_FILE).exists() and all((root / unit).is_file() for unit in UNITS)
+
+
+def test_a_cron_file_that_is_not_ours_is_left_alone_by_the_systemd_scheduler_and_uninstall(staged, tmp_path):
+    root = tmp_path / "root"
+    subprocess.run(["cp", "-a", str(staged), str(root)], check=True)
+    theirs = root / CRON_FILE
+    theirs.parent.mkdir()
+    theirs.write_text("* * * * * root /usr/local/sbin/l2tp-routectl apply\n")
+    result = installer("--root", str(root))
+    assert f"left alone: {theirs} (not installed by this script)" in result.stdout
+    assert result.stdout.splitlines()[-1].startswith("Nothing to do"), result.stdout
+    removed = installer("--uninstall", "--root", str(root))
+    assert removed.returncode == 0 and theirs.read_text().startswith("* * * * * root")
+
+
+def test_a_failed_switch_rolls_back_to_the_units(staged, checkout, tmp_path):
+    root = tmp_path / "root"
+    subprocess.run(["cp", "-a", str(staged), str(root)], check=True)
+    store = root / STORE
+    store.rmdir()
+    store.write_text("in the way\n")  # the store is made after the scheduler's files
+    before = snapshot(root)
+    result = installer("--root", str(root), "--scheduler", "cron", script=checkout / PROG)
+    assert result.returncode == 1
+    assert f"{PROG}: error: {store} is in the way: expected a directory there" in result.stderr
+    assert f"removed: {root / UNITS[1]} (cron re-applies instead)" in result.stdout  # there was something to undo
+    assert "Rolled back: the system is as it was before this run." in result.stdout
+    assert snapshot(root) == before
+
+
+def test_uninstall_removes_the_cron_file_and_the_directories_it_created_when_empty(staged, checkout, tmp_path):
+    root = tmp_path / "root"
+    (root / "etc/sysctl.d").mkdir(parents=True)  # the distribution's: stays even when empty
+    seed_venv(staged, root)
+    installed = installer("--root", str(root), "--scheduler", "cron", script=checkout / PROG)
+    assert (installed.returncode, installed.stderr) == (0, ""), installed
+    made = {line.rstrip("\n") for line in (root / VENV / ".l2tproute-dirs").read_text().splitlines()}
+    assert made == {"/etc/cron.d", "/etc/iproute2", "/etc/iproute2/rt_protos.d", "/etc/ppp", "/etc/ppp/ip-up.d",
+                    "/etc/ppp/ip-down.d", "/etc/sudoers.d", "/usr", "/usr/local", "/usr/local/sbin",
+                    "/etc/l2tp-manager", "/etc/l2tp-manager/routes.d"}
+    admins = root / "etc/ppp/ip-up.d/0000admin"
+    admins.write_text("#!/bin/sh\n")
+
+    removed = installer("--uninstall", "--root", str(root))
+    assert (removed.returncode, removed.stderr) == (0, ""), removed
+    assert f"removed: {root / CRON_FILE}" in removed.stdout
+    assert f"removed: {root}/etc/iproute2/rt_protos.d (created by this script, now empty)" in removed.stdout
+    assert f"kept: {root}/etc/ppp/ip-up.d (created by this script, but not empty)" in removed.stdout
+    left = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    assert left == ["etc", "etc/ppp", "etc/ppp/ip-up.d", "etc/ppp/ip-up.d/0000admin", "etc/sysctl.d",
+                    "opt"], left  # opt: made by seed_venv, before the installer
