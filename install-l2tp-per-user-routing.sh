@@ -518,11 +518,46 @@ activate() {
             "once it runs: systemctl enable --now $TIMER $SERVICE"
     fi
     if [[ $(sysctl -n net.ipv4.ip_forward 2>/dev/null || true) != 1 ]] || ((SYSCTL_CHANGED)); then
-        if sysctl -q -p "$SYSCTL_FILE" >"$WORK/sysctl.log" 2>&1; then
-            changed "applied: $SYSCTL_FILE (sysctl -p)"
+        apply_sysctl
+    fi
+}
+
+# The sysctl file, one setting at a time, each reported as it went. Not `sysctl -p`:
+# procps 3.3.17 (Debian 11) fails on a glob that matches nothing (ppp*, before any
+# session) after it has set the keys above it, so its status tells nothing. A glob
+# reaches the links that exist now; the pppd hook sets rp_filter on each new ppp link.
+apply_sysctl() {
+    local line key value path glob parts i links done=() none=()
+    while IFS= read -r line || [[ -n $line ]]; do
+        [[ $line =~ ^[[:space:]]*-?([A-Za-z0-9_.*/-]+)[[:space:]]*=[[:space:]]*([^[:space:]]+)[[:space:]]*$ ]] ||
+            continue
+        key=${BASH_REMATCH[1]} value=${BASH_REMATCH[2]} links="" glob=-1
+        IFS=. read -ra parts <<<"$key"
+        for i in "${!parts[@]}"; do [[ ${parts[i]} != *'*'* ]] || glob=$i; done
+        for path in /proc/sys/${key//.//}; do  # a glob expands to the links there are now
+            [[ -f $path ]] || continue
+            if ! printf '%s\n' "$value" 2>"$WORK/sysctl.log" >"$path"; then
+                warn "could not set $key = $value now ($(sed -n '1s/.*: //p' "$WORK/sysctl.log")); it applies at the next boot"
+                continue 2
+            fi
+            IFS=/ read -ra parts <<<"${path#/proc/sys/}"
+            ((glob < 0)) || links+=" ${parts[glob]}"
+        done
+        if ((glob < 0)) && [[ -f /proc/sys/${key//.//} ]]; then
+            done+=("$key = $value")
+        elif ((glob < 0)); then
+            warn "could not set $key = $value now (no /proc/sys/${key//.//} here); it applies at the next boot"
+        elif [[ -n $links ]]; then
+            done+=("$key = $value on$links")
         else
-            warn "could not apply $SYSCTL_FILE now ($(head -n 1 "$WORK/sysctl.log")); it applies at the next boot"
+            none+=("$key")
         fi
+    done <"$SYSCTL_FILE"
+    if ((${#done[@]})); then
+        changed "applied: $SYSCTL_FILE: $(printf '%s; ' "${done[@]}" | sed 's/; $//')"
+    fi
+    if ((${#none[@]})); then
+        say "note: ${none[*]}: no such link now; the pppd hook sets it on each ppp link as it comes up"
     fi
 }
 

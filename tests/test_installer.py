@@ -469,3 +469,93 @@ def test_uninstall_removes_the_cron_file_and_the_directories_it_created_when_emp
     left = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
     assert left == ["etc", "etc/ppp", "etc/ppp/ip-up.d", "etc/ppp/ip-up.d/0000admin", "etc/sysctl.d",
                     "opt"], left  # opt: made by seed_venv, before the installer
+
+
+# -- a live install (no --root) in a sandbox ------------------------------------------
+#
+# The installer runs as on a server without systemd: chrooted into an overlay of this
+# machine's / (the writes land in a scratch upper layer), with a fresh /run (no
+# /run/systemd/system), inside a scratch network namespace (sysctl net.* are its own).
+
+LIVE_SANDBOX = r"""
+set -eu
+S=$1 OUT=$2; shift 2
+mount -t tmpfs sandbox "$S"
+mkdir "$S/up" "$S/work" "$S/root"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$S/up,workdir=$S/work" "$S/root"
+mount --rbind /dev "$S/root/dev"
+mount --rbind /sys "$S/root/sys"
+mount -t proc proc "$S/root/proc"
+mount -t tmpfs run "$S/root/run"
+mount --bind "$OUT" "$S/root$OUT"
+status=0
+chroot "$S/root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C bash -c "$1" steps "$OUT" || status=$?
+cp -a "$S/up/." "$OUT/upper"
+exit "$status"
+"""
+
+LIVE_STEPS = r"""
+set -u
+OUT=$1 INSTALLER=%(installer)s
+run() { "$@" >"$OUT/$n.out" 2>"$OUT/$n.err"; echo $? >"$OUT/$n.rc"; n=$((n + 1)); }
+state() {
+    for f in /etc/cron.d/l2tproute /etc/systemd/system/route-l2tp-apply-all.timer; do
+        if [ -e "$f" ]; then echo "$f present"; else echo "$f absent"; fi
+    done
+    cat /proc/sys/net/ipv4/ip_forward
+    cat /proc/sys/net/ipv4/conf/ppp0/rp_filter 2>/dev/null || echo no ppp0
+}
+n=0
+echo 0 >/proc/sys/net/ipv4/ip_forward  # a new namespace starts with this machine's
+rm -f /etc/cron.d/l2tproute  # in the overlay: as on a server that never had it
+run bash "$INSTALLER"
+state >"$OUT/state0"
+ip tuntap add dev ppp0 mode tun
+echo 0 >/proc/sys/net/ipv4/conf/ppp0/rp_filter
+echo 0 >/proc/sys/net/ipv4/ip_forward
+run bash "$INSTALLER"
+state >"$OUT/state1"
+run bash "$INSTALLER" --uninstall
+state >"$OUT/state2"
+"""
+
+
+def test_live_without_systemd_cron_reapplies_and_sysctl_reports_each_setting(checkout, netns, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    host_cron = Path("/etc/cron.d/l2tproute")
+    host_before = host_cron.read_bytes() if host_cron.exists() else None
+    steps = LIVE_STEPS % {"installer": checkout / PROG}
+    command = ["ip", "netns", "exec", netns.name, "unshare", "--mount", "--propagation", "private", "sh", "-c",
+               LIVE_SANDBOX, "sandbox", str(sandbox), str(out), steps]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done
+    runs = [((out / f"{n}.rc").read_text().strip(), (out / f"{n}.out").read_text(), (out / f"{n}.err").read_text())
+            for n in range(3)]
+    for rc, stdout, stderr in runs:
+        assert (rc, stderr) == ("0", ""), (stdout, stderr)
+
+    first = runs[0][1].splitlines()
+    assert "installed: /etc/cron.d/l2tproute" in first
+    assert not [line for line in first if "route-l2tp-apply-all" in line and not line.startswith("removed: ")]
+    # Every setting as it went: ip_forward set, the ppp* glob on no link yet (Debian 11's
+    # sysctl -p fails on exactly this, after it set ip_forward).
+    assert "applied: /etc/sysctl.d/99-l2tp-routing.conf: net.ipv4.ip_forward = 1" in first
+    assert ("note: net.ipv4.conf.ppp*.rp_filter: no such link now; the pppd hook sets it on each ppp link as it "
+            "comes up") in first
+    assert first[-1].startswith("Logs: grep l2tp-routectl /var/log/syslog")
+    assert (out / "state0").read_text() == ("/etc/cron.d/l2tproute present\n"
+                                            "/etc/systemd/system/route-l2tp-apply-all.timer absent\n1\nno ppp0\n")
+
+    second = runs[1][1].splitlines()
+    assert ("applied: /etc/sysctl.d/99-l2tp-routing.conf: net.ipv4.ip_forward = 1; "
+            "net.ipv4.conf.ppp*.rp_filter = 2 on ppp0") in second
+    assert "Done: 1 changes. Route files were not touched." in second
+    assert (out / "state1").read_text().splitlines()[2:] == ["1", "2"]
+
+    assert "removed: /etc/cron.d/l2tproute" in runs[2][1].splitlines()
+    assert (out / "state2").read_text().splitlines()[0] == "/etc/cron.d/l2tproute absent"
+    # What the first run wrote stayed in the sandbox: this machine's file is as it was.
+    assert (host_cron.read_bytes() if host_cron.exists() else None) == host_before
