@@ -78,7 +78,7 @@ def add_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
                        parse_table(table) if table is not None else None)
     if route.family == 6 and gw is not None:
         raise InputError("--gw is for IPv4 destinations; an IPv6 destination goes straight onto the peer's link")
-    session = Session(json_out, dry_run, netns, force)
+    session = Session(json_out, dry_run, netns, force, route.table)
     ctx = session.context()
     result = engine.add(ctx, p, route)
     heading = {"added": "Added route", "updated": "Updated route", "exists": "Route already exists"}[result.status]

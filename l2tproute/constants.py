@@ -15,6 +15,14 @@ ROUTE_FILE_MODE = 0o644
 #: Route files are a few lines; anything bigger is not a route file.
 MAX_ROUTE_FILE_BYTES = 1 << 20
 
+#: Who the panel is and what it may route: root's settings, read only under sudo (policy.py).
+CONFIG_FILE = "/etc/l2tp-manager/l2tproute.conf"
+DEFAULT_PANEL_USERS = ("www-data",)
+DEFAULT_MIN_PREFIX = 8
+DEFAULT_MIN_PREFIX6 = 32
+#: The name servers the server depends on; the panel may not route them away.
+RESOLV_CONF = "/etc/resolv.conf"
+
 #: Our routing-protocol number (`ip route ... proto 157`): the tag that tells our
 #: routes from everybody else's. Unassigned in /etc/iproute2/rt_protos and in the
 #: kernel's rtnetlink.h; named `l2tproute` by contrib/iproute2/.

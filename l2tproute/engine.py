@@ -12,10 +12,12 @@ from __future__ import annotations
 import gc
 import ipaddress
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import constants as C
+from . import policy
 from .iproute2 import Change, Failure, IpError, KernelRoute, Runner, is_taken_slot_error
 from .kernel import Installed, Links, parse_links, parse_routes, server_networks, slot_of
 from .model import InputError, IPv4Address, Refused, Route
@@ -34,6 +36,7 @@ class Context:
     store: Store
     runner: Runner
     force: bool = False
+    caller: policy.Caller = field(default_factory=policy.Caller)
     lock_timeout: float = C.LOCK_TIMEOUT
     warnings: list[str] = field(default_factory=list)
 
@@ -110,7 +113,8 @@ def _check_destination_allowed(ctx: Context, route: Route, links: Links) -> None
                           "sending it to a user would cut the server off (use --force to add it anyway)")
 
 
-def _owner_elsewhere(ctx: Context, peer: IPv4Address, route: Route) -> IPv4Address | None:
+def _other_peers_routes(ctx: Context, peer: IPv4Address, dst) -> Iterator[tuple[IPv4Address, list[Route]]]:
+    """Every other peer and its stored routes; a broken file is skipped with a warning."""
     peers, _ = ctx.store.peers()
     for other in peers:
         if other == peer:
@@ -120,18 +124,38 @@ def _owner_elsewhere(ctx: Context, peer: IPv4Address, route: Route) -> IPv4Addre
         except SystemFault:  # the disk, not the file: nothing can be checked
             raise
         except StoreError as exc:  # another peer's broken file must not block every add
-            ctx.warn(f"{exc}; not checked for {route.dst}")
+            ctx.warn(f"{exc}; not checked for {dst}")
             continue
-        if any(r.same_target(route) for r in routes_of(lines)):
+        yield other, routes_of(lines)
+
+
+def _owner_elsewhere(ctx: Context, peer: IPv4Address, route: Route) -> IPv4Address | None:
+    for other, routes in _other_peers_routes(ctx, peer, route.dst):
+        if any(r.same_target(route) for r in routes):
             return other
     return None
 
 
+def _authorize(ctx: Context, peer: IPv4Address, route: Route, link_rows: list, links: Links) -> None:
+    """The panel's limits (policy.py), checked against the kernel and the store as they are now."""
+    if not ctx.caller.panel:
+        return
+    route_rows = {family: ctx.runner.read_routes(family, tagged=False) for family in (4, 6)}
+    held = [policy.Taken(r.dst, f"routed to peer {other}")
+            for other, routes in _other_peers_routes(ctx, peer, route.dst) for r in routes]
+    server = policy.server_state(link_rows, route_rows, links, peer, held, policy.read_resolvers())
+    policy.authorize(ctx.caller, policy.Request(force=ctx.force, table=route.table, peer=peer, route=route), server)
+
+
 def add(ctx: Context, peer: IPv4Address, route: Route) -> AddResult:
-    links = parse_links(ctx.runner.read_links())
-    _check_destination_allowed(ctx, route, links)
+    link_rows = ctx.runner.read_links()
+    links = parse_links(link_rows)
+    if not ctx.caller.panel:  # the panel's limits include these, without a way past them
+        _check_destination_allowed(ctx, route, links)
     names = table_names() if route.table else None
     with ctx.store.locked(ctx.lock_timeout):
+        # Under the lock: another peer's destination cannot appear between the check and the write.
+        _authorize(ctx, peer, route, link_rows, links)
         lines = ctx.store.read(peer) or []
         new_line = route_line(route)
         text = format_route(route)

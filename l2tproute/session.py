@@ -12,7 +12,7 @@ import re
 import sys
 
 from . import constants as C
-from . import engine
+from . import engine, policy
 from .errors import InputError, describe, exit_status
 from .errors import one_line as one_line
 from .iproute2 import DryRun, IpRoute2, Runner
@@ -50,9 +50,13 @@ class DryRunStore(Store):
 class Session:
     """What one command works with: the store, the runner, the output mode."""
 
-    def __init__(self, json_out: bool, dry_run: bool, netns: str | None, force: bool = False):
+    def __init__(self, json_out: bool, dry_run: bool, netns: str | None, force: bool = False,
+                 table: str | None = None):
         if netns is not None and not _NETNS_RE.fullmatch(netns):
             raise InputError(f"invalid namespace {netns!r}: expected a name as shown by `ip netns list`")
+        # Before anything is read or changed: what the panel may not ask for at all.
+        self.caller = policy.current_caller()
+        policy.authorize(self.caller, policy.Request(force=force, netns=netns, table=table))
         directory = Store.from_environment().directory
         self.json = json_out
         self.store = DryRunStore(directory) if dry_run else Store(directory)
@@ -69,7 +73,7 @@ class Session:
         return self._runner
 
     def context(self) -> engine.Context:
-        return engine.Context(self.store, self.runner, force=self.force)
+        return engine.Context(self.store, self.runner, force=self.force, caller=self.caller)
 
     def finish(self, doc: dict, lines: list[str], ctx: engine.Context | None = None, code: int = 0) -> int:
         warnings = ctx.warnings if ctx else []
