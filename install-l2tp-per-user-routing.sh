@@ -24,7 +24,7 @@ CRON_NAME=l2tproute
 
 usage() {
     cat <<EOF
-Usage: $PROG [--demo] [--root DIR] [--scheduler systemd|cron]
+Usage: $PROG [--demo] [--root DIR] [--scheduler systemd|cron] [--panel-user NAME]...
        $PROG --uninstall [--root DIR]
 
 Installs l2tp-routectl (per-user routes for xl2tpd/pppd servers) as a drop-in
@@ -46,6 +46,11 @@ file is kept once as FILE$BACKUP_SUFFIX. Running it again changes nothing.
                 cron; by default systemd where it is the running init (and under --root),
                 cron elsewhere. Switching on a later run removes the other one's files
                 (and disables its units)
+  --panel-user NAME
+                the web panel's user (default: www-data, or what the settings file
+                /etc/l2tp-manager/l2tproute.conf already names); give it again for
+                more than one. These users may run l2tp-routectl through sudo, with
+                the panel's limits (README: Security)
   -h, --help    show this help
 EOF
 }
@@ -62,6 +67,7 @@ ACTION=install
 DEMO=0
 SCHEDULER=""
 GIVEN=0
+OPT_PANEL_USERS=()
 while (($#)); do
     case "$1" in
         --root) (($# >= 2)) && [[ -n $2 ]] || die_usage "--root needs a directory"; ROOT=$2; shift 2 ;;
@@ -70,6 +76,9 @@ while (($#)); do
         --demo) DEMO=1; shift ;;
         --scheduler) (($# >= 2)) || die_usage "--scheduler needs systemd or cron"; SCHEDULER=$2; GIVEN=1; shift 2 ;;
         --scheduler=*) SCHEDULER=${1#--scheduler=}; GIVEN=1; shift ;;
+        --panel-user) (($# >= 2)) && [[ -n $2 ]] || die_usage "--panel-user needs a user name"
+            OPT_PANEL_USERS+=("$2"); shift 2 ;;
+        --panel-user=*) OPT_PANEL_USERS+=("${1#--panel-user=}"); shift ;;
         -h | --help) usage; exit 0 ;;
         *) die_usage "unknown argument '$1'" ;;
     esac
@@ -82,6 +91,14 @@ fi
 if ((GIVEN)) && [[ $ACTION == uninstall ]]; then
     die_usage "--scheduler does not go with --uninstall (it removes the files of both)"
 fi
+if ((${#OPT_PANEL_USERS[@]})) && [[ $ACTION == uninstall ]]; then
+    die_usage "--panel-user and --uninstall do not go together"
+fi
+check_user_name() {
+    [[ $1 =~ ^[A-Za-z_][A-Za-z0-9_.-]{0,31}$ ]] ||
+        die_usage "panel user '$1': expected a user name like www-data (letters, digits and _ . - only)"
+}
+for user in "${OPT_PANEL_USERS[@]}"; do check_user_name "$user"; done
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 if [[ -n $ROOT ]]; then
@@ -121,6 +138,7 @@ CRON_FILE=$ROOT/etc/cron.d/$CRON_NAME
 STORE_PARENT=$ROOT/etc/l2tp-manager
 STORE=$STORE_PARENT/routes.d
 LOCK_NAME=.l2tproute.lock
+CONF_FILE=$STORE_PARENT/l2tproute.conf
 
 # Every installed file: destination, mode, where its content comes from (in $WORK).
 FILES=(
@@ -334,6 +352,83 @@ choose_python() {
     die "no usable Python: l2tproute needs /usr/bin/python3 3.9 or later with the venv module (packages python3 and python3-venv)"
 }
 
+# -- the panel's users and limits (/etc/l2tp-manager/l2tproute.conf) ---------
+
+# The panel_users of a settings file, as words (the last such line counts, as for the tool: it refuses two).
+conf_users() { sed -n 's/^[[:space:]]*panel_users[[:space:]]*=//p' -- "$1" | tail -n 1 | tr ',' ' ' | xargs; }
+
+# Who the panel is for this run: --panel-user, else what the settings file names, else www-data.
+choose_panel_users() {
+    local user
+    if ((${#OPT_PANEL_USERS[@]})); then
+        PANEL_USERS=("${OPT_PANEL_USERS[@]}")
+    elif [[ -f $CONF_FILE && ! -L $CONF_FILE ]] && [[ -n $(conf_users "$CONF_FILE") ]]; then
+        read -r -a PANEL_USERS <<<"$(conf_users "$CONF_FILE")"
+    else
+        PANEL_USERS=(www-data)
+    fi
+    for user in "${PANEL_USERS[@]}"; do check_user_name "$user"; done
+}
+
+panel_user_list() { local IFS=,; printf '%s' "${PANEL_USERS[*]}" | sed 's/,/, /g'; }
+
+# The settings file as this script writes it.
+conf_text() {
+    printf '%s\n' "$MARKER" \
+        "#" \
+        "# The web panel's users and what they may route (README: Security). l2tp-routectl" \
+        "# reads it when it runs under sudo; a sudo call by one of panel_users (comma" \
+        "# separated) may not use --force, --netns or another table, nor route the" \
+        "# server's own addresses, networks, gateways or name servers, another user's" \
+        "# networks, or anything shorter than min_prefix (IPv4) / min_prefix6 (IPv6)." \
+        "# Keep it owned by root and writable by root only." \
+        "panel_users = $(panel_user_list)" \
+        "min_prefix = 8" \
+        "min_prefix6 = 32"
+}
+
+# New: written whole. Present: kept as it is (an administrator's min_prefix stays), except
+# its panel_users line when --panel-user names others; owner and mode are put right.
+install_config() {
+    local want=$WORK/l2tproute.conf
+    if [[ ! -e $CONF_FILE && ! -L $CONF_FILE ]]; then
+        conf_text >"$want"
+    else
+        [[ -f $CONF_FILE && ! -L $CONF_FILE ]] || die "$CONF_FILE is not a regular file; move it away"
+        if ((${#OPT_PANEL_USERS[@]})) && [[ $(conf_users "$CONF_FILE") != "${PANEL_USERS[*]}" ]]; then
+            if grep -q '^[[:space:]]*panel_users[[:space:]]*=' -- "$CONF_FILE"; then
+                sed "s/^[[:space:]]*panel_users[[:space:]]*=.*/panel_users = $(panel_user_list)/" -- "$CONF_FILE" >"$want"
+            else
+                { cat -- "$CONF_FILE"; printf 'panel_users = %s\n' "$(panel_user_list)"; } >"$want"
+            fi
+        else
+            cp -- "$CONF_FILE" "$want"
+        fi
+    fi
+    put_file "$want" "$CONF_FILE" 0644
+}
+
+# Removed only as this script wrote it (for whichever panel users); a file changed by hand stays.
+remove_config() {
+    local backup=$CONF_FILE$BACKUP_SUFFIX
+    if has_marker "$CONF_FILE"; then
+        read -r -a PANEL_USERS <<<"$(conf_users "$CONF_FILE")"
+        ((${#PANEL_USERS[@]})) || PANEL_USERS=(www-data)
+        if conf_text | cmp -s -- - "$CONF_FILE"; then
+            rm -f -- "$CONF_FILE"
+            changed "removed: $CONF_FILE"
+        else
+            say "left alone: $CONF_FILE (changed since it was installed)"
+        fi
+    elif [[ -e $CONF_FILE || -L $CONF_FILE ]]; then
+        say "left alone: $CONF_FILE (not installed by this script)"
+    fi
+    if [[ -e $backup || -L $backup ]] && [[ ! -e $CONF_FILE && ! -L $CONF_FILE ]]; then
+        mv -- "$backup" "$CONF_FILE"
+        changed "restored: $CONF_FILE (from $backup)"
+    fi
+}
+
 # The contents to install, prepared (and checked) in $WORK before anything is touched.
 prepare() {
     # -I: PYTHON* variables, the user site and the current directory are ignored (sudo, pppd).
@@ -355,6 +450,7 @@ prepare() {
         } >"$WORK/bin/$name"
     done
     cp -r -- "$SRC/contrib/systemd" "$SRC/contrib/cron" "$SRC/contrib/sysctl" "$SRC/contrib/iproute2" "$SRC/contrib/sudoers" "$WORK/contrib/"
+    sed -i "s/^www-data ALL=/$(panel_user_list) ALL=/" "$WORK/contrib/sudoers/l2tp-routectl"
     if command -v visudo >/dev/null; then
         run_quiet "checking the sudoers file with visudo -cf" visudo -cf "$WORK/contrib/sudoers/l2tp-routectl"
     elif ((LIVE)); then
@@ -565,11 +661,13 @@ do_install() {
     check_source
     say "Installing l2tproute from $SRC${ROOT:+ into the staging root $ROOT}"
     install_packages
+    choose_panel_users
     prepare
     DIRS_BEFORE=$(cat -- "$DIRS_RECORD" 2>/dev/null || true)
     [[ -z $DIRS_BEFORE ]] || DIRS_BEFORE+=$'\n'
     install_venv
     SYSCTL_CHANGED=0
+    install_config
     install_files
     retire_other_scheduler
     install_store
@@ -656,6 +754,7 @@ do_uninstall() {
     elif [[ -e $VENV ]]; then
         say "left alone: $VENV (not created by this script)"
     fi
+    remove_config
     if [[ -d $STORE ]]; then
         if [[ -z $(find "$STORE" -mindepth 1 -maxdepth 1 ! -name "$LOCK_NAME" -print -quit) ]]; then
             rm -f -- "$STORE/$LOCK_NAME"

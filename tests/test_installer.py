@@ -18,6 +18,7 @@ import pytest
 from conftest import REPO
 
 from l2tproute import constants as C
+from l2tproute.policy import Config, load_config
 
 INSTALLER = REPO / "install-l2tp-per-user-routing.sh"
 PROG = INSTALLER.name
@@ -30,6 +31,7 @@ SITE_PACKAGES = "/opt/l2tproute/lib/python{}/site-packages".format(subprocess.ru
     capture_output=True, text=True, check=True).stdout.strip())
 PATH_LINES = f'import sys\nsys.path.append("{SITE_PACKAGES}")  # -S skipped site, which would add it\n'
 STORE = "etc/l2tp-manager/routes.d"
+CONF = "etc/l2tp-manager/l2tproute.conf"
 
 #: Every file the installer puts in place: path under the root, mode, source in the checkout.
 FILES = {
@@ -142,7 +144,7 @@ def staged(tmp_path_factory, checkout) -> Path:
     result = installer("--root", str(root), script=checkout / PROG)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == ""
-    assert result.stdout.splitlines()[-1] == "Done: 11 changes. Route files were not touched."
+    assert result.stdout.splitlines()[-1] == "Done: 12 changes. Route files were not touched."
     assert "--force" not in result.stdout  # nothing of an old tool to take over
     return root
 
@@ -227,6 +229,49 @@ def test_a_second_run_changes_nothing_and_says_so(staged, checkout):
     assert snapshot(staged) == before
 
 
+# -- the panel's users and limits: /etc/l2tp-manager/l2tproute.conf -------------
+
+def conf_text(users: str) -> str:
+    return (f"{MARKER}\n#\n"
+            "# The web panel's users and what they may route (README: Security). l2tp-routectl\n"
+            "# reads it when it runs under sudo; a sudo call by one of panel_users (comma\n"
+            "# separated) may not use --force, --netns or another table, nor route the\n"
+            "# server's own addresses, networks, gateways or name servers, another user's\n"
+            "# networks, or anything shorter than min_prefix (IPv4) / min_prefix6 (IPv6).\n"
+            "# Keep it owned by root and writable by root only.\n"
+            f"panel_users = {users}\nmin_prefix = 8\nmin_prefix6 = 32\n")
+
+
+def test_the_settings_file_names_the_panel_and_keeps_what_the_administrator_set(staged, checkout, tmp_path):
+    conf = staged / CONF
+    info = conf.stat()
+    assert (conf.read_text(), stat.S_IMODE(info.st_mode), info.st_uid) == (conf_text("www-data"), 0o644, 0)
+    assert load_config(str(conf)) == Config(("www-data",), 8, 32)
+    root = tmp_path / "root"
+    subprocess.run(["cp", "-a", str(staged), str(root)], check=True)
+    conf, sudoers = root / CONF, root / "etc/sudoers.d/l2tp-routectl"
+    conf.write_text(conf.read_text().replace("min_prefix = 8", "min_prefix = 16"))
+    kept = installer("--root", str(root), script=checkout / PROG)
+    assert kept.returncode == 0 and "Nothing to do" in kept.stdout and "min_prefix = 16" in conf.read_text(), kept
+
+    result = installer("--root", str(root), "--panel-user", "apache", "--panel-user=nginx", script=checkout / PROG)
+    assert (result.returncode, result.stderr) == (0, ""), result
+    assert f"updated: {conf}" in result.stdout and f"updated: {sudoers}" in result.stdout
+    assert load_config(str(conf)) == Config(("apache", "nginx"), 16, 32)
+    rule = [line for line in sudoers.read_text().splitlines() if not line.startswith("#") and line.strip()]
+    assert rule == ["apache, nginx ALL=(root) NOPASSWD: /usr/local/sbin/l2tp-routectl"]
+    assert subprocess.run(["visudo", "-cf", str(sudoers)], capture_output=True).returncode == 0
+    again = installer("--root", str(root), script=checkout / PROG)  # the settings file now says who the panel is
+    assert again.returncode == 0 and "Nothing to do" in again.stdout, again
+    assert "apache, nginx ALL=" in sudoers.read_text()
+
+    removed = installer("--uninstall", "--root", str(root))
+    assert f"left alone: {conf} (changed since it was installed)" in removed.stdout and conf.exists(), removed
+    conf.write_text(conf_text("apache, nginx"))  # as the installer wrote it: uninstall removes it
+    removed = installer("--uninstall", "--root", str(root))
+    assert f"removed: {conf}" in removed.stdout and not conf.exists(), removed
+
+
 # -- upgrade from the old bash system, and uninstall -----------------------------
 
 def test_upgrade_from_the_old_system_backs_up_once_and_uninstall_restores(staged, checkout, tmp_path):
@@ -293,6 +338,7 @@ def test_a_failure_half_way_rolls_every_change_back(staged, checkout, tmp_path):
                       "file there (move it away)"], result.stderr
     assert "Rolled back: the system is as it was before this run." in result.stdout
     assert "updated: " + str(root / "usr/local/sbin/l2tp-routectl") in result.stdout  # there was something to undo
+    assert "installed: " + str(root / CONF) in result.stdout
     assert snapshot(root) == before
 
 
@@ -358,6 +404,10 @@ def readable_installer():
     (["--scheduler", "anacron"], "--scheduler 'anacron': use systemd or cron"),
     (["--scheduler="], "--scheduler '': use systemd or cron"),
     (["--scheduler", "cron", "--uninstall"], "--scheduler does not go with --uninstall (it removes the files of both)"),
+    (["--panel-user"], "--panel-user needs a user name"),
+    (["--panel-user=", "--root", "/nowhere/x"], "panel user '': expected a user name like www-data"),
+    (["--panel-user", "www-data ALL=(ALL) ALL"], "panel user 'www-data ALL=(ALL) ALL': expected a user name"),
+    (["--panel-user", "apache", "--uninstall"], "--panel-user and --uninstall do not go together"),
 ])
 def test_a_wrong_argument_is_one_line_and_exit_2(readable_installer, args, message):
     """As root, but a root that can change nothing: if parsing ever let one of these through,
