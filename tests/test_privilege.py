@@ -13,7 +13,13 @@ the tests fail and say so. The real store is never touched: every run happens in
 mount namespace where /etc/l2tp-manager/routes.d is a scratch directory (the tool still
 opens exactly the paths it opens in the field), and in an empty network namespace of its
 own, so whatever the arguments say, an `ip` without `-n` cannot reach this machine's table.
-Route changes happen in a scratch namespace passed with --netns.
+That namespace is the scratch one the routes go to: the panel may not use --netns, so its
+process runs where its routes go, as on a server.
+
+The panel's limits: as www-data, every way to the default route, a server network,
+another user's destination, another namespace or another table is refused with one
+line and nothing changes, while the panel's own calls pass and root keeps --force
+(on the scratch server of panelworld.py, with its own store and settings).
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ from pathlib import Path
 
 import pytest
 from conftest import Netns, _ip
+from panelworld import REFUSED, A, check_refused, refused_argv, tagged, walk_the_panels_calls, world
 
 from l2tproute import constants as C
 
 CTL = "/usr/local/sbin/l2tp-routectl"
+IP = shutil.which("ip", path="/usr/sbin:/usr/bin:/sbin:/bin") or "/sbin/ip"
 SUDOERS = "/etc/sudoers.d/l2tp-routectl"
 VENV_PYTHON = "/opt/l2tproute/bin/python3"
 STORE = C.DEFAULT_STORE_DIR
@@ -72,9 +80,10 @@ class Panel:
         return env
 
     def sandboxed(self, argv: list[str]) -> list[str]:
-        """argv with the scratch store mounted on the real store's path, in an empty network namespace."""
-        return ["unshare", "--mount", "--propagation", "private", "--net", "--", "sh", "-c",
-                'mount --bind "$0" "$1" && shift && exec "$@"', str(self.store), STORE, *argv]
+        """argv with the scratch store mounted on the real store's path, in the scratch network namespace."""
+        return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                'mount --bind "$0" "$1" && shift && exec "$@"', str(self.store), STORE,
+                IP, "netns", "exec", self.ns.name, *argv]
 
     def host_path(self, path: str) -> Path:
         """Where a path the tool named is on this side of the mount."""
@@ -84,12 +93,20 @@ class Panel:
 
     def run(self, *args: str, env: dict[str, str] | None = None, sudo: list[str] = (), trace: bool = True):
         log = self.root / "trace.log"
-        argv = self.sandboxed(["setpriv", f"--reuid={PANEL_UID}", f"--regid={PANEL_UID}", "--clear-groups", "--",
-                               "sudo", "-n", *sudo, CTL, *args])
+        argv = self.sandboxed(as_panel(*sudo, CTL, *args))
         if trace:
-            argv = ["strace", "-f", "-qq", "-s", "4096", "-o", str(log), "-e", "trace=" + ",".join(TRACED), *argv]
+            argv = traced(log, argv)
         proc = subprocess.run(argv, capture_output=True, text=True, env=self.env(env), cwd=self.cwd, timeout=120)
         return proc, (Trace(log.read_text(), self) if trace else None)
+
+
+def as_panel(*sudo_argv: str) -> list[str]:
+    return ["setpriv", f"--reuid={PANEL_UID}", f"--regid={PANEL_UID}", "--clear-groups", "--", "sudo", "-n",
+            *sudo_argv]
+
+
+def traced(log: Path, argv: list[str]) -> list[str]:
+    return ["strace", "-f", "-qq", "-s", "4096", "-o", str(log), "-e", "trace=" + ",".join(TRACED), *argv]
 
 
 @dataclass(frozen=True)
@@ -286,10 +303,7 @@ def test_the_hostile_paths_lead_to_the_canary(panel):
 @pytest.mark.parametrize("args", HOSTILE, ids=[" ".join(a)[:60] for a in HOSTILE])
 def test_no_argument_reaches_outside_the_store_or_past_validation(panel, args):
     before, kernel, store = canaries(panel), panel.ns.snapshot(), store_state(panel)
-    argv = aimed(args, panel)
-    if argv[0] in ("add", "del") and "--netns" not in argv:
-        argv[1:1] = ["--netns", panel.ns.name]
-    proc, trace = panel.run(*argv)
+    proc, trace = panel.run(*aimed(args, panel))
     assert proc.returncode in (1, 2), proc
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{C.PROG}: error: "), proc.stderr
@@ -300,7 +314,7 @@ def test_no_argument_reaches_outside_the_store_or_past_validation(panel, args):
 
 def test_the_panels_own_requests_work_and_write_only_in_the_store(panel):
     kernel = panel.ns.snapshot()
-    proc, trace = panel.run("add", "--netns", panel.ns.name, "--peer", ONLINE, "--dst", "10.9.0.0/24")
+    proc, trace = panel.run("add", "--peer", ONLINE, "--dst", "10.9.0.0/24")
     assert proc.returncode == 0 and proc.stderr == "", proc
     trace.check(allow_store_writes=True)
     assert any(p.startswith(f"{STORE}/{ONLINE}.routes") or p.startswith(f"{STORE}/{C.TEMP_FILE_PREFIX}")
@@ -310,12 +324,12 @@ def test_the_panels_own_requests_work_and_write_only_in_the_store(panel):
     proc, trace = panel.run("list", "--peer", ONLINE)
     assert proc.returncode == 0 and f"10.9.0.0/24 via {ONLINE}" in proc.stdout
     trace.check(allow_store_writes=False)
-    proc, trace = panel.run("apply", "--netns", panel.ns.name)
+    proc, trace = panel.run("apply")
     assert proc.returncode == 0, proc
-    assert any(argv[1:4] == ["-n", panel.ns.name, "-force"] or "-json" in argv for argv in trace.ip_argvs)
-    assert all("-n" in argv for argv in trace.ip_argvs), "an ip ran outside the namespace it was given"
+    assert any(argv[1:3] == ["-force", "-batch"] or "-json" in argv for argv in trace.ip_argvs), trace.ip_argvs
+    assert not any("-n" in argv for argv in trace.ip_argvs), "the panel reached another namespace"
     trace.check(allow_store_writes=False)
-    proc, trace = panel.run("del", "--netns", panel.ns.name, "--peer", ONLINE, "--dst", "all")
+    proc, trace = panel.run("del", "--peer", ONLINE, "--dst", "all")
     assert proc.returncode == 0, proc
     trace.check(allow_store_writes=True)
     assert not (panel.store / f"{ONLINE}.routes").exists() and panel.ns.snapshot() == kernel
@@ -329,7 +343,7 @@ def test_the_callers_environment_and_directory_change_nothing_under_sudo(panel):
     proc, trace = panel.run("list", "--peer", OFFLINE, env=hostile)
     assert (proc.returncode, proc.stdout) == (0, f"No routes found for peer: {OFFLINE}\n"), proc  # not the canary's
     assert SECRET not in proc.stdout + proc.stderr
-    proc, trace = panel.run("apply", "--netns", panel.ns.name, env=hostile)
+    proc, trace = panel.run("apply", env=hostile)
     assert proc.returncode == 0, proc
     trace.check(allow_store_writes=False)
     assert os.listdir(panel.markers) == [], "code from the caller's directory or PYTHONPATH ran"
@@ -356,8 +370,7 @@ def test_the_tool_itself_ignores_the_store_variable_and_python_variables_when_ru
                               env=env, cwd=panel.cwd, timeout=120)
         assert (proc.returncode, proc.stdout, proc.stderr) == (
             0, f"Routes for peer {OFFLINE}:\n10.9.9.0/24 via {OFFLINE}\n", ""), proc  # the store, not the variable's
-        proc = subprocess.run(panel.sandboxed([CTL, "del", "--peer", OFFLINE, "--dst", "all", "--netns",
-                                               panel.ns.name]),
+        proc = subprocess.run(panel.sandboxed([CTL, "del", "--peer", OFFLINE, "--dst", "all"]),
                               capture_output=True, text=True, env=env, cwd=panel.cwd, timeout=120)
         assert proc.returncode == 0, proc
         assert not (panel.store / f"{OFFLINE}.routes").exists()
@@ -369,7 +382,7 @@ def test_the_tool_itself_ignores_the_store_variable_and_python_variables_when_ru
 
 def test_a_symlink_in_the_store_is_never_followed(panel):
     before = canaries(panel)
-    proc, trace = panel.run("apply", "--netns", panel.ns.name)
+    proc, trace = panel.run("apply")
     assert proc.returncode == 0, proc
     assert f"{LINKED}.routes: a symbolic link" in proc.stderr and SECRET not in proc.stdout + proc.stderr
     secret = (panel.canary / "secret").resolve()
@@ -406,3 +419,58 @@ def test_the_trace_reader_joins_split_calls_and_sees_where_a_link_leads(tmp_path
         trace.check(allow_store_writes=False)
     refused = Trace(text.replace(") = 4", ") = -1 ELOOP (Too many levels of symbolic links)"), p)
     refused.check(allow_store_writes=False)
+
+
+# -- the panel's limits, on the scratch server of panelworld.py ---------------------------
+
+@pytest.fixture(scope="module")
+def server(installed, tmp_path_factory):
+    root = tmp_path_factory.mktemp("limits")
+    os.chmod(root, 0o755)
+    with world(root, "priv-limits") as w:
+        yield w
+
+
+def sudo_in(w, *args: str, sudo: list[str] = (), log: Path | None = None) -> subprocess.CompletedProcess:
+    argv = as_panel(*sudo, CTL, *args)
+    return w.run("env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8",
+                 *(traced(log, argv) if log is not None else argv))
+
+
+@pytest.mark.parametrize("case", REFUSED, ids=[c[0] for c in REFUSED])
+def test_the_panel_cannot_take_the_servers_routes_or_another_users(server, case):
+    _, args, words = case
+    before = server.state()
+    log = server.root / "trace.log"
+    proc = sudo_in(server, *refused_argv(server, args), log=log)
+    check_refused(server, proc, words, before)
+    view = Panel(server.root, server.server)
+    view.store = server.store  # what the tool sees as the store, for the trace's checks
+    trace = Trace(log.read_text(), view)
+    trace.check(allow_store_writes=False)
+    changes = [argv for argv in trace.ip_argvs if "-batch" in argv or {"add", "replace", "del"} & set(argv)]
+    assert changes == [], changes
+
+
+def test_the_panel_cannot_name_another_caller_to_sudo(server):
+    before = server.state()
+    # sudo refuses to take the variables from the caller, and sets them itself when it runs the command.
+    for sudo in (["SUDO_USER=root"], ["--preserve-env=SUDO_USER"], ["-u", "root", "SUDO_UID=0"], ["-E"], []):
+        proc = server.run("env", "SUDO_USER=root", "SUDO_UID=0", *as_panel(*sudo, CTL, "add", "--peer", A,
+                                                                           "--dst", "0.0.0.0/1", "--force"))
+        assert proc.returncode != 0, proc
+        assert server.state() == before
+
+
+def test_the_panels_own_calls_pass_through_sudo(server):
+    walk_the_panels_calls(server, lambda *args: sudo_in(server, *args))
+
+
+def test_root_through_sudo_keeps_force(server):
+    before = server.state()
+    proc = server.run("env", "-i", "PATH=/usr/bin:/bin", "sudo", "-n", CTL, "add", "--peer", A, "--dst",
+                      "0.0.0.0/1", "--force")
+    assert proc.returncode == 0, proc
+    assert ("0.0.0.0/1", A, "ppp0", "main") in tagged(server.server)
+    assert server.run("sudo", "-n", CTL, "del", "--peer", A, "--dst", "all").returncode == 0
+    assert server.state() == before
