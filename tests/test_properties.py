@@ -214,6 +214,7 @@ def decimal(text: str) -> int | None:
 @given(numberish)
 @example("010")
 @example(str(2**32 - 1))
+@example(str(2**32))
 def test_a_metric_is_a_decimal_number_the_kernel_then_holds_as_written(netns, text):
     """The oracle is the kernel: an accepted metric, sent as the library sends it, is the
     decimal number written (010 is ten, not strtoul's eight); a refused one is not a plain
@@ -238,7 +239,11 @@ def test_a_metric_is_a_decimal_number_the_kernel_then_holds_as_written(netns, te
 @SETTINGS
 @given(numberish)
 @example("0254")
+@example("253")
+@example("255")
+@example("0")
 @example(str(2**32 - 1))
+@example(str(2**32))
 def test_a_table_is_a_usable_number_or_one_name_token_and_a_number_reaches_the_kernel_as_written(netns, text):
     """Numbers: 1 to 2**32-1 but not the kernel's default (253) and local (255) tables, and
     the kernel holds the route in exactly that table; names: kept as written, one safe token."""
