@@ -381,13 +381,12 @@ def test_an_incomplete_checkout_is_refused_before_anything_happens(tmp_path):
 
 @pytest.fixture(scope="module")
 def readable_installer():
-    """The installer where nobody can read it (the checkout may be in root's home)."""
+    """A complete copy of the checkout where nobody can read it (the checkout may be in root's
+    home): a regression that let a wrong argument through would go on as far as it can."""
     directory = Path(tempfile.mkdtemp(prefix="l2t-installer-"))
     try:
         directory.chmod(0o755)
-        shutil.copy2(INSTALLER, directory / PROG)
-        (directory / PROG).chmod(0o755)
-        yield directory / PROG
+        yield copy_checkout(directory)
     finally:
         shutil.rmtree(directory)
 
