@@ -144,7 +144,7 @@ def _authorize(ctx: Context, peer: IPv4Address, route: Route, link_rows: list, l
     held = [policy.Taken(r.dst, f"routed to peer {other}")
             for other, routes in _other_peers_routes(ctx, peer, route.dst) for r in routes]
     server = policy.server_state(link_rows, route_rows, links, peer, held, policy.read_resolvers())
-    policy.authorize(ctx.caller, policy.Request(force=ctx.force, table=route.table, peer=peer, route=route), server)
+    policy.authorize(ctx.caller, policy.Request(force=ctx.force, table=route.table, route=route), server)
 
 
 def add(ctx: Context, peer: IPv4Address, route: Route) -> AddResult:

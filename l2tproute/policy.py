@@ -130,12 +130,11 @@ def current_caller(environ=os.environ, config_path: str = C.CONFIG_FILE) -> Call
 
 @dataclass(frozen=True)
 class Request:
-    """What is asked, as parsed: options, and for `add` the peer and its route."""
+    """What is asked, as parsed: options, and for `add` the route."""
 
     force: bool = False
     netns: str | None = None
     table: str | None = None
-    peer: IPv4Address | None = None
     route: Route | None = None
 
 

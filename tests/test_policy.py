@@ -113,7 +113,7 @@ def _write(tmp_path, text):
 
 
 def _request(dst: str, **options) -> Request:
-    return Request(route=make_route(PEER, parse_destination(dst)), peer=PEER, **options)
+    return Request(route=make_route(PEER, parse_destination(dst)), **options)
 
 
 def test_options_the_panel_may_not_use_and_everybody_else_may():
