@@ -3,6 +3,7 @@
 #
 #   sudo ./install-l2tp-per-user-routing.sh            install, or upgrade the old bash tool
 #   sudo ./install-l2tp-per-user-routing.sh --demo     install, then show it working in a scratch namespace
+#   sudo ./install-l2tp-per-user-routing.sh --wheels DIR   install without network, from wheels in DIR
 #   sudo ./install-l2tp-per-user-routing.sh --uninstall
 #        ./install-l2tp-per-user-routing.sh --root DIR  install into a staging root (packagers, tests)
 #   sudo ./install-l2tp-per-user-routing.sh --scheduler cron   re-apply by cron instead of systemd's timer
@@ -24,7 +25,7 @@ CRON_NAME=l2tproute
 
 usage() {
     cat <<EOF
-Usage: $PROG [--demo] [--root DIR] [--scheduler systemd|cron] [--panel-user NAME]...
+Usage: $PROG [--demo] [--wheels DIR] [--root DIR] [--scheduler systemd|cron] [--panel-user NAME]...
        $PROG --uninstall [--root DIR]
 
 Installs l2tp-routectl (per-user routes for xl2tpd/pppd servers) as a drop-in
@@ -38,6 +39,9 @@ file is kept once as FILE$BACKUP_SUFFIX. Running it again changes nothing.
 
   --demo        after installing, show add/list/apply/del working in a scratch network
                 namespace with a scratch route store (the real ones are not touched)
+  --wheels DIR  install without network access: the package and every dependency
+                from the wheels in DIR (made on a machine with access by:
+                pip wheel /path/to/this/checkout -w DIR)
   --uninstall   remove what this script installed and restore the backups; route
                 files are kept
   --root DIR    install into DIR instead of / (no apt, systemctl or sysctl)
@@ -68,10 +72,13 @@ DEMO=0
 SCHEDULER=""
 GIVEN=0
 OPT_PANEL_USERS=()
+WHEELS=""
 while (($#)); do
     case "$1" in
         --root) (($# >= 2)) && [[ -n $2 ]] || die_usage "--root needs a directory"; ROOT=$2; shift 2 ;;
         --root=*) ROOT=${1#--root=}; [[ -n $ROOT ]] || die_usage "--root needs a directory"; shift ;;
+        --wheels) (($# >= 2)) && [[ -n $2 ]] || die_usage "--wheels needs a directory"; WHEELS=$2; shift 2 ;;
+        --wheels=*) WHEELS=${1#--wheels=}; [[ -n $WHEELS ]] || die_usage "--wheels needs a directory"; shift ;;
         --uninstall) ACTION=uninstall; shift ;;
         --demo) DEMO=1; shift ;;
         --scheduler) (($# >= 2)) || die_usage "--scheduler needs systemd or cron"; SCHEDULER=$2; GIVEN=1; shift 2 ;;
@@ -101,6 +108,11 @@ check_user_name() {
 for user in "${OPT_PANEL_USERS[@]}"; do check_user_name "$user"; done
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+if [[ -n $WHEELS ]]; then
+    [[ $ACTION == install ]] || die_usage "--wheels is for installing; --uninstall needs no wheels"
+    [[ -d $WHEELS ]] || die_usage "--wheels '$WHEELS' is not a directory; make one with: pip wheel $SRC -w DIR"
+    WHEELS=$(realpath -- "$WHEELS")
+fi
 if [[ -n $ROOT ]]; then
     ROOT=$(realpath -m -- "$ROOT")
     [[ $ROOT =~ ^/[A-Za-z0-9/._+-]*$ ]] ||
@@ -474,12 +486,44 @@ check_imports() {
         "$ROOT$SITE_PACKAGES"
 }
 
+source_version() { sed -n 's/^__version__ = "\(.*\)"$/\1/p' -- "$SRC/l2tproute/__init__.py"; }
+
+# Offline: this checkout's own wheel and its dependencies from $WHEELS only. No pip
+# configuration or PIP_* variable applies (an index or a constraint there would reach out).
+# The package comes as a built wheel, so no build backend (setuptools) is needed here.
+pip_install_wheels() {
+    local version missing differs
+    version=$(source_version)
+    say "installing l2tproute $version into $VENV from the wheels in $WHEELS (pip, no network) ..."
+    if ! PIP_CONFIG_FILE=/dev/null "$VENV_PY" -I -m pip --isolated install --disable-pip-version-check --no-input \
+        --no-compile --upgrade --no-index --find-links "$WHEELS" "l2tproute==$version" >"$WORK/pip.log" 2>&1; then
+        missing=$(sed -n 's/^ERROR: No matching distribution found for //p' "$WORK/pip.log" | head -n 1)
+        [[ -n $missing ]] || { tail -n 25 "$WORK/pip.log" | sed -e 's/^/    /' >&2; die "pip install from $WHEELS failed"; }
+        die "$WHEELS has no wheel for $missing (for Python $("$VENV_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])'));" \
+            "make the directory on a machine with network access with: pip wheel $SRC -w DIR"
+    fi
+    # A wheel of the same version built from other sources would install quietly: refuse it.
+    if differs=$(package_mismatch); then
+        die "the l2tproute wheel in $WHEELS was not built from this checkout ($differs differs); rebuild it: pip wheel $SRC -w $WHEELS"
+    fi
+}
+
+# The first module that is not the same in this checkout and in the venv, if any.
+package_mismatch() {
+    local installed=$ROOT$SITE_PACKAGES/l2tproute name
+    for name in "$WORK/src/l2tproute"/*.py "$installed"/*.py; do
+        name=${name##*/}
+        cmp -s -- "$WORK/src/l2tproute/$name" "$installed/$name" || { printf 'l2tproute/%s' "$name"; return 0; }
+    done
+    return 1
+}
+
 install_venv() {
     local want
     want=$(fingerprint)
     if [[ -f $FINGERPRINT && $(cat -- "$FINGERPRINT") == "$want" ]] &&
         check_imports >/dev/null 2>&1; then
-        say "unchanged: $VENV (l2tproute $(cat -- "$SRC/l2tproute/__init__.py" | sed -n 's/^__version__ = "\(.*\)"/\1/p'))"
+        say "unchanged: $VENV (l2tproute $(source_version))"
         return 0
     fi
     if [[ -e $VENV || -L $VENV ]]; then
@@ -499,9 +543,13 @@ install_venv() {
         run_quiet "creating the virtual environment $VENV" "$SYSTEM_PYTHON" -m venv "$VENV"
         changed "created: $VENV (virtual environment)"
     fi
-    say "installing l2tproute into $VENV (pip) ..."
-    run_quiet "pip install into $VENV" "$VENV_PY" -I -m pip install --disable-pip-version-check --no-input \
-        --no-compile --upgrade "$WORK/src"
+    if [[ -n $WHEELS ]]; then
+        pip_install_wheels
+    else
+        say "installing l2tproute into $VENV (pip) ..."
+        run_quiet "pip install into $VENV" "$VENV_PY" -I -m pip install --disable-pip-version-check --no-input \
+            --no-compile --upgrade "$WORK/src"
+    fi
     # Compiled now, as root: at run time the venv is read-only (ProtectSystem=strict, or
     # www-data through sudo would write root's caches), and every call pays for
     # compiling what has no .pyc. -s/-p: tracebacks name the final paths.

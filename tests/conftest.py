@@ -31,6 +31,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from support import wheelhouse
 
 from l2tproute import constants as C
 from l2tproute.iproute2 import IpRoute2
@@ -119,6 +120,20 @@ def netns():
         yield ns
     finally:
         _ip("netns", "del", name, check=False)
+
+
+@pytest.fixture(scope="session")
+def wheel_dirs(tmp_path_factory):
+    """Wheel directories for offline installs (`--wheels DIR`), one per target Python X.Y, built once a session."""
+    built: dict[str, Path] = {}
+
+    def for_python(version: str) -> Path:
+        if version not in built:
+            target = tmp_path_factory.mktemp("wheels") / f"py{version}"
+            built[version] = wheelhouse.build_wheels(REPO, target, python_version=version)
+        return built[version]
+
+    return for_python
 
 
 # -- the environment every test runs in ------------------------------------------------
