@@ -8,7 +8,9 @@
 # 1. the distribution packages the tests use for real: iproute2, Debian's ppp
 #    dispatcher, sudo, php-cli (the panel), bird2 and frr (BGP export), systemd
 #    (systemd-analyze verify), cron (the re-apply where systemd is not running, run
-#    by a real cron daemon in the tests), strace, psmisc, util-linux;
+#    by a real cron daemon in the tests), strace, psmisc, util-linux, and debootstrap
+#    with systemd-container (tests/system/test_systemd.py boots Debian with systemd as
+#    PID 1; its root filesystem is built once per machine in /var/cache/l2tproute-tests);
 # 2. the tool itself, through the installer (a second run changes nothing);
 # 3. the Python test dependencies in a venv of their own, .venv-tests/ in this
 #    checkout (the system's python3 is left alone: Debian's refuses pip installs);
@@ -33,7 +35,8 @@ restore_policy() { if [[ -n $saved ]]; then mv -f -- "$saved" "$policy"; else rm
 trap restore_policy EXIT
 printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy"
 apt-get install -y -qq --no-install-recommends \
-    iproute2 ppp sudo php-cli bird2 frr systemd cron python3 python3-venv procps psmisc strace util-linux >/dev/null
+    iproute2 ppp sudo php-cli bird2 frr systemd cron python3 python3-venv procps psmisc strace util-linux \
+    debootstrap debian-archive-keyring systemd-container >/dev/null
 restore_policy
 trap - EXIT
 

@@ -1,0 +1,261 @@
+"""The installer and the units under a real systemd: Debian 12 booted with systemd as PID 1 (systemd-nspawn).
+
+    host   pip wheel: this checkout and its dependencies -> wheels/  (this machine reaches an index)
+    box    Debian bookworm, private network (no network access), disk = overlay on the cached rootfs
+           /src     this checkout, read-only          /wheels  the wheels, read-only
+
+    install --wheels /wheels      timer enabled and started; a second run: Nothing to do
+    reboot                        apply runs at boot, then the timer runs it again (period shortened by a drop-in)
+    probe unit                    the service file itself with another ExecStart: routes yes, files outside the store no
+    ppp0 peer 10.255.10.2         a route file written meanwhile: the next timer run installs it
+    /etc/ppp/ip-up ppp1 ...       Debian's dispatcher (timer stopped): the peer's routes are installed
+    systemd-analyze security      exposure of the service <= 2.0
+    --uninstall                   no unit left, the timer never fires again
+
+One machine for the module, the tests in file order; each asserts the state it starts from.
+To check another unit (for example a path unit), write its scenario with `box.run`, `box.write`,
+`box.journal` and `box.wait_for` (tests/support/nspawn.py).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass
+
+import pytest
+from conftest import REPO
+from support.nspawn import Container, ContainerError, missing_tools, rootfs, rootfs_python
+
+from l2tproute import constants as C
+
+pytestmark = pytest.mark.system
+
+INSTALLER = "/src/install-l2tp-per-user-routing.sh"
+SERVICE = "route-l2tp-apply-all.service"
+TIMER = "route-l2tp-apply-all.timer"
+UNIT_DIR = "/etc/systemd/system"
+STORE = C.DEFAULT_STORE_DIR
+APPLIED = "Applied routes:"
+#: The timer's period for the test: OnUnitActiveSec 60 s would make the layer minutes longer.
+PERIOD_S = 3
+PERIOD_DROP_IN = f"{UNIT_DIR}/{TIMER}.d/50-test-period.conf"
+#: A list-valued setting is reset by an empty assignment, then set.
+PERIOD_TEXT = f"[Timer]\nOnBootSec=\nOnBootSec=2s\nOnUnitActiveSec=\nOnUnitActiveSec={PERIOD_S}s\nAccuracySec=100ms\n"
+WAIT_S = 120  # an upper bound for the slowest step on a loaded machine, never a timed assertion
+
+
+@dataclass
+class Machine:
+    box: Container
+    first_install: object  # the CompletedProcess of the install on the freshly booted system
+
+    def install(self, *args: str):
+        return self.box.run("bash", INSTALLER, *args, timeout=900)
+
+    def runs(self) -> list[str]:
+        """The summary line of every apply the service ran this boot."""
+        return [line for line in self.box.journal(SERVICE) if line.startswith(APPLIED)]
+
+    def wait_for_runs(self, count: int) -> list[str]:
+        return self.box.wait_for(lambda: len(self.runs()) >= count and self.runs(), WAIT_S,
+                                 f"{count} runs of {SERVICE}")
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory, wheel_dirs):
+    if missing_tools():  # CI installs them (run-tests.sh): a missing one is a failure, not a skip
+        pytest.fail(f"missing {', '.join(missing_tools())}: apt-get install debootstrap systemd-container")
+    try:
+        root = rootfs("bookworm")
+    except ContainerError as error:
+        pytest.fail(str(error))
+    scratch = tmp_path_factory.mktemp("systemd")
+    wheels = wheel_dirs(rootfs_python(root))
+    box = Container(root, scratch / "box", binds={"/src": REPO, "/wheels": wheels})
+    try:
+        box.boot()
+        yield Machine(box, box.run("bash", INSTALLER, "--wheels", "/wheels", timeout=900))
+    finally:
+        box.poweroff()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_offline_install_enables_and_starts_the_timer(machine):
+    box = machine.box
+    assert [link["ifname"] for link in json.loads(box.check("ip", "-j", "link"))] == ["lo"]  # no way out
+    result = machine.first_install
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert "installing l2tproute 1.0.0 into /opt/l2tproute from the wheels in /wheels (pip, no network) ..." in lines
+    for line in (f"enabled: {SERVICE}", f"enabled: {TIMER}", f"started: {TIMER}"):
+        assert line in lines, result.stdout
+    assert box.run("systemctl", "is-enabled", SERVICE, TIMER).stdout.split() == ["enabled", "enabled"]
+    assert box.unit_property(TIMER, "ActiveState") == "active"
+    assert box.check("/usr/local/sbin/l2tp-routectl", "--version").strip() == "l2tp-routectl 1.0.0"
+
+
+def test_a_second_install_changes_nothing(machine):
+    result = machine.install("--wheels", "/wheels")
+    assert (result.returncode, result.stderr) == (0, ""), result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "Nothing to do: l2tproute is already installed and up to date; nothing was changed." in lines
+    assert not [line for line in lines if re.match(r"(installed|updated|enabled|started|created|applied): ", line)]
+
+
+def test_the_timer_runs_apply_at_boot_and_again(machine):
+    box = machine.box
+    box.write(PERIOD_DROP_IN, PERIOD_TEXT)
+    box.reboot()
+    assert box.run("systemctl", "is-enabled", TIMER).stdout.strip() == "enabled"
+    # multi-user.target starts the service once at boot; every run beyond that one is the timer's.
+    runs = machine.wait_for_runs(3)
+    assert runs[0] == (f"{APPLIED} 0 peers connected, 0 offline; 0 installed, 0 updated, 0 removed, 0 unchanged, "
+                       "0 blocked, 0 failed.")
+    assert box.unit_property(SERVICE, "Result") == "success"
+    assert box.unit_property(TIMER, "LastTriggerUSecMonotonic") not in ("", "0")
+
+
+PROBE = r"""
+check() { what=$1; shift; if "$@" >/dev/null 2>&1; then echo "$what: allowed"; else echo "$what: denied"; fi; }
+check "write in the store" sh -c 'echo x >"$0/.probe" && rm "$0/.probe"' "$STORE"
+check "add and delete a route" sh -c 'ip route add 198.51.100.0/24 dev lo proto 157 && ip route del 198.51.100.0/24'
+check "open a netlink socket" python3 -c 'import socket; socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)'
+check "write /etc" touch /etc/l2tp-probe
+check "write /opt/l2tproute" touch /opt/l2tproute/l2tp-probe
+check "write /usr/local/sbin" touch /usr/local/sbin/l2tp-probe
+check "write /var/lib" touch /var/lib/l2tp-probe
+check "write /run" touch /run/l2tp-probe
+check "write /dev/shm" touch /dev/shm/l2tp-probe
+check "list /root" ls /root
+check "set a sysctl" sysctl -w net.ipv4.ip_forward=1
+check "change a file owner" sh -c 'd=$(mktemp -d) && chown 65534 "$d"'
+check "mount" sh -c 'd=$(mktemp -d) && mount -t tmpfs none "$d" && umount "$d"'
+check "set the hostname" sh -c 'hostname "$(hostname)"'
+check "open an IPv4 socket" python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)'
+check "open an IPv6 socket" python3 -c 'import socket; socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)'
+check "open a packet socket" python3 -c 'import socket; socket.socket(socket.AF_PACKET, socket.SOCK_RAW)'
+check "map writable executable memory" python3 -c 'import mmap; mmap.mmap(-1, 4096, prot=7)'
+"""
+PROBE_EXPECTED = {
+    "write in the store": "allowed",
+    "add and delete a route": "allowed",
+    "open a netlink socket": "allowed",
+    "write /etc": "denied",
+    "write /opt/l2tproute": "denied",
+    "write /usr/local/sbin": "denied",
+    "write /var/lib": "denied",
+    "write /run": "denied",
+    "write /dev/shm": "denied",
+    "list /root": "denied",
+    "set a sysctl": "denied",
+    "change a file owner": "denied",
+    "mount": "denied",
+    "set the hostname": "denied",
+    "open an IPv4 socket": "denied",
+    "open an IPv6 socket": "denied",
+    "open a packet socket": "denied",
+    "map writable executable memory": "denied",
+}
+
+
+def test_the_sandbox_lets_apply_change_routes_and_nothing_else(machine):
+    """The installed service file itself, with only ExecStart changed, runs a probe of what it may do.
+
+    The same probe in a unit without the sandbox is allowed everything (asserted too), so each
+    denial is the sandbox's doing. That apply itself works under it is the timer tests' business.
+    """
+    box = machine.box
+    service = box.check("cat", f"{UNIT_DIR}/{SERVICE}")
+    box.write("/run/l2tp-probe.sh", PROBE, "0755")
+    probe_unit = service.replace("ExecStart=/usr/local/sbin/l2tp-routectl apply\n",
+                                 f"ExecStart=/bin/sh /run/l2tp-probe.sh\nEnvironment=STORE={STORE}\n")
+    changed = [line for line in difflib.ndiff(service.splitlines(), probe_unit.splitlines()) if line[:1] in "+-"]
+    assert changed == ["- ExecStart=/usr/local/sbin/l2tp-routectl apply", "+ ExecStart=/bin/sh /run/l2tp-probe.sh",
+                       f"+ Environment=STORE={STORE}"]
+    box.write("/run/systemd/system/l2tp-probe.service", probe_unit)
+    box.check("systemctl", "daemon-reload")
+    box.check("systemctl", "start", "l2tp-probe.service")
+    verdicts = [line for line in box.journal("l2tp-probe.service") if line.endswith((": allowed", ": denied"))]
+    seen = dict(line.rsplit(": ", 1) for line in verdicts)
+    assert seen == PROBE_EXPECTED
+    unconfined = box.check("systemd-run", "--quiet", "--wait", "--pipe", "-p", f"Environment=STORE={STORE}",
+                           "/bin/sh", "/run/l2tp-probe.sh")
+    assert unconfined.splitlines() == [f"{check}: allowed" for check in PROBE_EXPECTED]
+    box.check("rm", "-f", "/etc/l2tp-probe", "/opt/l2tproute/l2tp-probe", "/usr/local/sbin/l2tp-probe",
+              "/var/lib/l2tp-probe", "/run/l2tp-probe", "/dev/shm/l2tp-probe")
+
+
+def add_ppp(box: Container, ifname: str, peer: str) -> None:
+    """A pppN link as pppd leaves it, made of a tun device (no kernel PPP here)."""
+    for argv in (("tuntap", "add", "dev", ifname, "mode", "tun"), ("addr", "add", "10.254.0.1", "peer", peer, "dev",
+                                                                    ifname), ("link", "set", ifname, "up")):
+        box.check("ip", *argv)
+
+
+def tagged(box: Container, ifname: str) -> set[tuple[str, str]]:
+    return {(route["dst"], route.get("gateway", "")) for route in box.routes("dev", ifname)
+            if route.get("protocol") == str(C.RT_PROTO)}
+
+
+def test_a_route_file_written_meanwhile_is_installed_by_the_next_timer_run(machine):
+    box = machine.box
+    add_ppp(box, "ppp0", "10.255.10.2")
+    assert tagged(box, "ppp0") == set()
+    box.write(f"{STORE}/10.255.10.2.routes", "192.168.20.0/24 via 10.255.10.2\n")  # as rsync from the panel host
+    installed = "Installed route for peer 10.255.10.2: 192.168.20.0/24 via 10.255.10.2"
+    journal = box.wait_for(lambda: installed in box.journal(SERVICE) and box.journal(SERVICE), WAIT_S,
+                           "the timer's next apply")
+    assert tagged(box, "ppp0") == {("192.168.20.0/24", "10.255.10.2")}
+    summaries = [line for line in journal[journal.index(installed):] if line.startswith(APPLIED)]
+    assert summaries[0] == (f"{APPLIED} 1 peers connected, 0 offline; 1 installed, 0 updated, 0 removed, "
+                            "0 unchanged, 0 blocked, 0 failed.")
+    count = len(machine.runs())
+    assert machine.wait_for_runs(count + 1)[-1] == (f"{APPLIED} 1 peers connected, 0 offline; 0 installed, "
+                                                    "0 updated, 0 removed, 1 unchanged, 0 blocked, 0 failed.")
+
+
+def test_debians_ip_up_and_ip_down_install_and_remove_a_peers_routes(machine):
+    """pppd runs /etc/ppp/ip-up with a cleared environment; the timer is stopped, so only the hook acts."""
+    box = machine.box
+    box.check("systemctl", "stop", TIMER)
+    try:
+        box.write(f"{STORE}/10.255.10.3.routes", "192.168.30.0/24 via 10.255.10.3\n")
+        add_ppp(box, "ppp1", "10.255.10.3")
+        box.check("/etc/ppp/ip-up", "ppp1", "/dev/ttyS1", "115200", "10.254.0.1", "10.255.10.3", "")
+        box.wait_for(lambda: tagged(box, "ppp1"), WAIT_S, "ip-up to install the routes")
+        assert tagged(box, "ppp1") == {("192.168.30.0/24", "10.255.10.3")}
+        box.check("/etc/ppp/ip-down", "ppp1", "/dev/ttyS1", "115200", "10.254.0.1", "10.255.10.3", "")
+        box.wait_for(lambda: not tagged(box, "ppp1"), WAIT_S, "ip-down to remove the routes")
+        assert tagged(box, "ppp0") == {("192.168.20.0/24", "10.255.10.2")}  # another session is left alone
+    finally:
+        box.check("systemctl", "start", TIMER)
+
+
+def test_the_service_exposure_is_at_most_2_0(machine):
+    report = machine.box.check("systemd-analyze", "security", "--no-pager", SERVICE)
+    level = re.search(rf"Overall exposure level for {re.escape(SERVICE)}: (\d+\.\d+)", report)
+    assert level, report
+    assert float(level[1]) <= 2.0, report
+
+
+def test_uninstall_removes_every_unit_and_the_timer_never_fires_again(machine):
+    box = machine.box
+    assert box.unit_property(TIMER, "ActiveState") == "active"
+    result = machine.install("--uninstall")
+    assert (result.returncode, result.stderr) == (0, ""), result.stdout + result.stderr
+    for unit in (SERVICE, TIMER):
+        assert f"removed: {UNIT_DIR}/{unit}" in result.stdout.splitlines()
+        assert box.unit_property(unit, "LoadState") == "not-found"
+    left = box.check("find", "/etc/systemd", "/run/systemd/system", "-name", "route-l2tp-apply-all*",
+                     "!", "-path", f"{PERIOD_DROP_IN.rsplit('/', 1)[0]}*").split()
+    assert left == []
+    assert TIMER not in box.check("systemctl", "list-timers", "--all", "--no-pager")
+    runs = len(machine.runs())
+    time.sleep(3 * PERIOD_S)  # three periods in which the timer, were it there, would have run apply
+    assert len(machine.runs()) == runs
+    box.check("rm", "-r", PERIOD_DROP_IN.rsplit("/", 1)[0])
