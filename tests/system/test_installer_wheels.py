@@ -6,6 +6,7 @@ so pip cannot reach any index.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -42,7 +43,7 @@ def staged(tmp_path_factory, wheels) -> Path:
     assert result.stderr == ""
     assert (f"installing l2tproute 1.0.0 into {root}/opt/l2tproute from the wheels in {wheels} (pip, no network) ..."
             in result.stdout.splitlines())
-    assert result.stdout.splitlines()[-1] == "Done: 11 changes. Route files were not touched."
+    assert re.fullmatch(r"Done: \d+ changes. Route files were not touched.", result.stdout.splitlines()[-1])
     return root
 
 
