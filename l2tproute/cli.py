@@ -32,9 +32,9 @@ app = typer.Typer(add_completion=True, rich_markup_mode=None, pretty_exceptions_
                          "  l2tp-routectl status\n"
                          "  l2tp-routectl COMMAND --help    (options and examples of one command)")
 
-PeerOpt = typer.Option(None, "--peer", metavar="IP", help="The user's peer address (from chap-secrets).")
+PeerOpt = typer.Option(None, "--peer", metavar="IP", help="The peer address of the user (from chap-secrets).")
 UserOpt = typer.Option(None, "--user", metavar="NAME",
-                       help="The user's name in /etc/ppp/chap-secrets, instead of --peer.")
+                       help="The name of the user in /etc/ppp/chap-secrets, instead of --peer.")
 OnlyPeerOpt = typer.Option(None, "--peer", metavar="IP", help="Only this peer.")
 OnlyUserOpt = typer.Option(None, "--user", metavar="NAME", help="Only this user (from /etc/ppp/chap-secrets).")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout.")
@@ -59,7 +59,7 @@ def main_callback(version: bool = typer.Option(False, "--version", callback=_ver
 def add_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
             dst: str = typer.Option(..., "--dst", metavar="CIDR", help="Destination network, host bits zero."),
             gw: Optional[str] = typer.Option(None, "--gw", metavar="IP", help="Gateway; default: the peer itself."),
-            dev: Optional[str] = typer.Option(None, "--dev", metavar="IFACE", help="Link; default: the peer's link."),
+            dev: Optional[str] = typer.Option(None, "--dev", metavar="IFACE", help="Link; default: that of the peer."),
             metric: Optional[str] = typer.Option(None, "--metric", metavar="N", help="Route metric."),
             table: Optional[str] = typer.Option(None, "--table", metavar="ID|NAME", help="Routing table."),
             force: bool = ForceOpt, json_out: bool = JsonOpt, dry_run: bool = DryOpt,
@@ -69,7 +69,7 @@ def add_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
     \b
     Example: l2tp-routectl add --peer 10.255.10.2 --dst 192.168.20.0/24
     Example: l2tp-routectl add --user alice --dst 10.20.0.0/16 --metric 50 --table 100
-    Example: l2tp-routectl add --peer 10.255.10.2 --dst 2001:db8:100::/48   (IPv6: onto the peer's link)
+    Example: l2tp-routectl add --peer 10.255.10.2 --dst 2001:db8:100::/48   (IPv6: onto the link of the peer)
     """
     p = secrets.resolve_user_or_peer(peer, user, required=True)
     route = make_route(p, parse_destination(dst), parse_gateway(gw) if gw is not None else None,
@@ -77,7 +77,7 @@ def add_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
                        parse_metric(metric) if metric is not None else None,
                        parse_table(table) if table is not None else None)
     if route.family == 6 and gw is not None:
-        raise InputError("--gw is for IPv4 destinations; an IPv6 destination goes straight onto the peer's link")
+        raise InputError("--gw is for IPv4 destinations; an IPv6 destination goes straight onto the link of the peer")
     session = Session(json_out, dry_run, netns, force, route.table)
     ctx = session.context()
     result = engine.add(ctx, p, route)
@@ -96,9 +96,10 @@ def add_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
 
 @app.command("del")
 def del_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
-            dst: str = typer.Option(..., "--dst", metavar="CIDR|all", help="Destination to delete, or 'all'."),
+            dst: str = typer.Option(..., "--dst", metavar="CIDR|all",
+                                    help="Destination to delete, as written in the route file, or all."),
             json_out: bool = JsonOpt, dry_run: bool = DryOpt, netns: Optional[str] = NetnsOpt) -> int:
-    """Delete a peer's route (or all of them) from its file and from the kernel.
+    """Delete a route of a peer (or all of them) from its file and from the kernel.
 
     \b
     Example: l2tp-routectl del --peer 10.255.10.2 --dst 192.168.20.0/24
@@ -175,7 +176,7 @@ def apply_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUserO
 @app.command("status")
 def status_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUserOpt,
                json_out: bool = JsonOpt, netns: Optional[str] = NetnsOpt) -> int:
-    """Compare each peer's stored routes with the kernel; change nothing.
+    """Compare the stored routes of each peer with the kernel; change nothing.
 
     States: installed, wanted (peer not connected), missing, blocked (a route
     l2tp-routectl did not install holds the destination), extra (tagged, no longer

@@ -109,7 +109,7 @@ def _check_destination_allowed(ctx: Context, route: Route, links: Links) -> None
     rows = ctx.runner.read_routes(route.family, tagged=False)
     for net in server_networks(rows, links, route.family):
         if route.dst == net or route.dst.supernet_of(net):
-            raise Refused(f"refusing {route.dst}: it covers {net}, a network of this server's own links; "
+            raise Refused(f"refusing {route.dst}: it covers {net}, a network on a link of this server; "
                           "sending it to a user would cut the server off (use --force to add it anyway)")
 
 

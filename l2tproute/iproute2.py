@@ -22,6 +22,7 @@ from . import constants as C
 from . import errors
 from .errors import IpError
 from .model import IPv4Address, Network
+from .text import show
 
 __all__ = ["Change", "DryRun", "Failure", "IpError", "IpRoute2", "KernelRoute", "Runner", "change_tokens",
            "is_taken_slot_error", "route_tokens"]
@@ -64,12 +65,12 @@ def route_tokens(route: KernelRoute) -> list[str]:
 
 def change_tokens(change: Change) -> list[str]:
     if change.verb not in _VERBS:
-        raise ValueError(f"unknown route verb {change.verb!r}")
+        raise ValueError(f"unknown route verb {show(change.verb)}")
     tokens = ["route", change.verb] + route_tokens(change.route)
     for token in tokens:
         if not _SAFE_TOKEN.fullmatch(token):
             # Values are validated at the edge; reaching this is a bug, never input.
-            raise ValueError(f"refusing unsafe ip token {token!r}")
+            raise ValueError(f"refusing unsafe ip token {show(token)}")
     return tokens
 
 

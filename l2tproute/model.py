@@ -14,6 +14,7 @@ from typing import Union
 # Re-exported: callers have long imported them from here; they live with the other exceptions.
 from .errors import InputError as InputError
 from .errors import Refused as Refused
+from .text import show
 
 IPv4Address = ipaddress.IPv4Address
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -37,12 +38,6 @@ MAX_METRIC = 2**32 - 1
 #: (allowed, but written as no table), 255 local.
 _RESERVED_TABLES = {0, 253, 255}
 _RESERVED_TABLE_NAMES = {"local", "default", "unspec", "all"}
-
-
-def show(value: str, limit: int = 60) -> str:
-    """A user's value, quoted and cut so that an error stays one printable line."""
-    text = value if len(value) <= limit else value[:limit] + "..."
-    return repr(text)
 
 
 def _is_host_ipv4(text: str) -> bool:
@@ -119,7 +114,7 @@ def _check_unicast(addr: IPv4Address, what: str, text: str) -> None:
     first = int(addr) >> 24
     if first == 0 or first == 127 or first >= 224:
         raise InputError(
-            f"invalid {what} {show(text)}: not a unicast host address; expected a user's address like 10.255.10.1"
+            f"invalid {what} {show(text)}: not a unicast host address; expected the address of a user, like 10.255.10.1"
         )
 
 

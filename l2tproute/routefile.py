@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .model import InputError, Route, parse_destination, parse_device, parse_gateway, parse_metric, parse_table
+from .text import clean, show
 
 #: Line kinds.
 ROUTE = "route"  # a route line written exactly as the tool writes it
@@ -55,18 +56,18 @@ _FIELD = {"dev": "dev", "metric": "metric", "table": "table"}
 def parse_words(words: list[str]) -> Route:
     """Route from the words of one line; raises InputError naming the first wrong word."""
     if len(words) < 3 or words[1] != "via":
-        raise InputError("expected 'DST via GATEWAY [dev IFACE]'")
+        raise InputError("expected DST via GATEWAY [dev IFACE]")
     dst = parse_destination(words[0])
     gw = parse_gateway(words[2])
     extras = {}
     rest = words[3:]
     if len(rest) % 2:
-        raise InputError(f"{rest[-1]!r} has no value")
+        raise InputError(f"{show(rest[-1])} has no value")
     for key, value in zip(rest[0::2], rest[1::2]):
         if key not in _OPTIONS:
-            raise InputError(f"unknown word {key!r}; expected dev, metric or table")
+            raise InputError(f"unknown word {show(key)}; expected dev, metric or table")
         if key in extras:
-            raise InputError(f"{key!r} given twice")
+            raise InputError(f"{show(key)} given twice")
         extras[_FIELD[key]] = _OPTIONS[key](value)
     return Route(dst=dst, gw=gw, **extras)
 
@@ -137,6 +138,7 @@ def routes(lines: Iterable[Line]) -> list[Route]:
 def problems(lines: Iterable[Line], path: str) -> list[str]:
     """A warning for every line that is not a clean route line (comments and blanks are fine)."""
     out = []
+    path = clean(path)
     for number, line in enumerate(lines, 1):
         if line.kind == INVALID:
             out.append(f"{path} line {number}: not understood, kept as is and skipped: {line.problem}")

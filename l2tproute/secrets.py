@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .errors import os_fault_line, shown
-from .model import InputError, IPv4Address, parse_peer, show
+from .model import InputError, IPv4Address, parse_peer
 from .store import StoreError
+from .text import show
 
 DEFAULT_CHAP_SECRETS = "/etc/ppp/chap-secrets"
 #: pppd's MAXWORDLEN: longer words are cut to one byte less.
@@ -193,7 +194,7 @@ def resolve_user(name: str, path: str = DEFAULT_CHAP_SECRETS, data: bytes | None
     where = f"{path} line{'s' if len(mine) > 1 else ''} {', '.join(str(e.line) for e in mine)}"
     words_ = [(word, entry) for entry in mine for word in entry.addresses]
     if any(word == b"*" for word, _ in words_):
-        raise InputError(f"user {show(name)} may use any address ('*' in {where}); routes need the user's "
+        raise InputError(f"user {show(name)} may use any address (* in {where}); routes need a "
                          "fixed address: give it in chap-secrets or use --peer")
     found: list[IPv4Address] = []
     for word, entry in words_:
@@ -236,7 +237,7 @@ def resolve_user_or_peer(peer: str | None, user: str | None, *, required: bool,
     if user is not None:
         return resolve_user(user, path)
     if required:
-        raise InputError("missing option: give the user's address with --peer IP (or the user's name with --user NAME)")
+        raise InputError("missing option: give the address of the user with --peer IP (or the name with --user NAME)")
     return None
 
 

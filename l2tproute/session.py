@@ -18,6 +18,7 @@ from .errors import one_line as one_line
 from .iproute2 import DryRun, IpRoute2, Runner
 from .routefile import serialize
 from .store import Store
+from .text import clean, show
 
 _NETNS_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", re.ASCII)
 
@@ -53,7 +54,7 @@ class Session:
     def __init__(self, json_out: bool, dry_run: bool, netns: str | None, force: bool = False,
                  table: str | None = None):
         if netns is not None and not _NETNS_RE.fullmatch(netns):
-            raise InputError(f"invalid namespace {netns!r}: expected a name as shown by `ip netns list`")
+            raise InputError(f"invalid namespace {show(netns)}: expected a name as shown by `ip netns list`")
         # Before anything is read or changed: what the panel may not ask for at all.
         self.caller = policy.current_caller()
         policy.authorize(self.caller, policy.Request(force=force, netns=netns, table=table))
@@ -88,7 +89,7 @@ class Session:
             if self._dry_run:
                 out += ["Dry run, nothing changed. Would run:"] + [f"  {p}" for p in planned]
             if out:
-                print("\n".join(out))
+                print("\n".join(clean(line) for line in out))
             warn(warnings)
         return code
 
@@ -104,7 +105,7 @@ class Session:
 def warn(warnings: list[str]) -> None:
     sys.stdout.flush()
     for text in warnings:
-        print(f"{C.PROG}: warning: {text}", file=sys.stderr)
+        print(f"{C.PROG}: warning: {clean(text)}", file=sys.stderr)
 
 
 def fail(message: str, code: int, wants_json: bool) -> int:
@@ -112,7 +113,7 @@ def fail(message: str, code: int, wants_json: bool) -> int:
     if wants_json:
         print(json.dumps({"ok": False, "error": message, "exit": code}))
         sys.stdout.flush()
-    print(f"{C.PROG}: error: {message}", file=sys.stderr)
+    print(f"{C.PROG}: error: {clean(message)}", file=sys.stderr)
     return code
 
 

@@ -205,7 +205,7 @@ def text_lines(report: StatusReport) -> list[str]:
         lines.append(f"Peer {entry.peer}: {where}{stored}")
         lines += [_route_text(r) for r in entry.routes]
     if report.extra:
-        lines.append(f"Tagged routes (proto {C.RT_PROTO}) on no stored peer's link:")
+        lines.append(f"Tagged routes (proto {C.RT_PROTO}) on no link of a stored peer:")
         lines += [_route_text(r) for r in report.extra]
     return lines
 

@@ -16,6 +16,7 @@ from . import constants as C
 from .errors import InputError, StoreError, SystemFault, shown, store_fault
 from .model import IPv4Address, parse_peer
 from .routefile import Line, parse, serialize
+from .text import show
 
 __all__ = ["Store", "StoreError", "SystemFault", "store_dir_from_environment"]
 
@@ -94,7 +95,7 @@ class Store:
             try:
                 peer = parse_peer(name[: -len(C.ROUTE_FILE_SUFFIX)])
             except InputError:
-                warnings.append(f"ignoring {entry.path!r}: the name is not <PEER_IPV4>{C.ROUTE_FILE_SUFFIX}")
+                warnings.append(f"ignoring {show(entry.path, 300)}: the name is not PEER_IPV4{C.ROUTE_FILE_SUFFIX}")
                 continue
             if entry.is_symlink():
                 warnings.append(f"ignoring {entry.path}: a symbolic link, not a route file")

@@ -6,6 +6,7 @@ import glob
 import os
 
 from .model import InputError
+from .text import show
 
 _SEARCH = ("/usr/share/iproute2", "/usr/lib/iproute2", "/etc/iproute2")
 _BUILTIN = {"main": "main", "local": "255", "default": "253", "unspec": "0"}
@@ -42,5 +43,5 @@ def table_id(table: str | None, names: dict[str, str] | None = None) -> str:
         return table
     resolved = (names if names is not None else table_names()).get(table)
     if resolved is None:
-        raise InputError(f"unknown routing table {table!r}: add it to /etc/iproute2/rt_tables.d/ or use its number")
+        raise InputError(f"unknown routing table {show(table)}: add it to /etc/iproute2/rt_tables.d/ or use its number")
     return "main" if resolved in ("main", "254") else resolved

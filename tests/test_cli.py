@@ -118,7 +118,7 @@ def test_del_other_lines_survive_byte_for_byte(routectl, store_dir, netns):
 
 @pytest.mark.parametrize("args, expect", [
     (["add", "--peer"], "requires an argument"),
-    (["add", "--peer", "10.255.10.1"], "Missing option '--dst'"),
+    (["add", "--peer", "10.255.10.1"], "Missing option --dst"),
     (["add", "--peer", "10.255.10.1", "--dst", "192.168.1.5/24"], "did you mean 192.168.1.0/24?"),
     (["add", "--peer", "010.255.10.1", "--dst", "10.0.0.0/8"], "invalid peer"),
     (["add", "--peer", "10.255.10.1", "--dst", "10.0.0.0/8", "--dev", "a/b"], "invalid device"),

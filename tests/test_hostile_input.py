@@ -27,6 +27,7 @@ import pytest
 from conftest import REPO, Netns, _ip, in_namespace, routectl_path
 
 from l2tproute import constants as C
+from l2tproute.text import is_clean
 
 CASES = json.loads((REPO / "tests" / "data" / "hostile_cases.json").read_text())["cases"]
 SECRET_TEXT = "TOPSECRET-a8f3e1"
@@ -141,6 +142,9 @@ def check_output(case: dict, code: int, out: str, err: str) -> None:
         assert all(line.startswith(WARNING) for line in lines), err
     for line in lines:
         assert line.isprintable() and len(line) <= 600, line[:700]
+    assert is_clean(err), err  # the panel shows a quote or < > & escaped twice
+    if not case.get("json") and case["argv"][:1] != ["list"]:  # list prints the files as they are
+        assert is_clean(out), out
     text = " ".join(lines).lower()
     for needle in case["says"]:
         assert needle.lower() in text, (needle, err)

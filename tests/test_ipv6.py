@@ -166,7 +166,7 @@ def test_an_ipv6_destination_covering_a_server_network_is_refused(routectl, stor
     before = online.snapshot()
     result = routectl("add", "--peer", PEER, "--dst", dst, ns=online)
     assert result.returncode == 2 and result.stdout == ""
-    assert f"refusing {dst}: it covers 2001:db8:1::/64, a network of this server's own links" in result.stderr
+    assert f"refusing {dst}: it covers 2001:db8:1::/64, a network on a link of this server" in result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert online.snapshot() == before and list(store_dir.glob("*.routes")) == []
     forced = routectl("add", "--peer", PEER, "--dst", dst, "--force", ns=online)

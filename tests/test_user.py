@@ -78,13 +78,13 @@ def test_a_user_resolves_to_its_one_address(name, peer):
 
 
 @pytest.mark.parametrize("name, message", [
-    ("nobody", "user 'nobody' is not in /test/chap-secrets"),
+    ("nobody", "user nobody is not in /test/chap-secrets"),
     ("ALICE", "is not in"),
-    ("carol", "may use any address ('*' in /test/chap-secrets line 5)"),
+    ("carol", "may use any address (* in /test/chap-secrets line 5)"),
     ("dave", "has no fixed IP address"),
     ("eve", "has no fixed IP address"),
     ("frank", "resolves to more than one IP (10.255.10.5, 10.255.10.6)"),
-    ("hank", "a whole network ('10.255.10.0/24'"),
+    ("hank", "a whole network (10.255.10.0/24"),
     ("ivan", "not a plain IPv4 address"),
     ("", "invalid user"),
     ("a\0b", "invalid user"),
@@ -168,14 +168,14 @@ def test_user_works_wherever_peer_does(etc_ppp, store_dir, netns):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["add", "--user", "carol", "--dst", "10.0.0.0/8"], "may use any address ('*'"),
+    (["add", "--user", "carol", "--dst", "10.0.0.0/8"], "may use any address (* in"),
     (["add", "--user", "frank", "--dst", "10.0.0.0/8"], "resolves to more than one IP"),
-    (["del", "--user", "nobody", "--dst", "all"], "user 'nobody' is not in /etc/ppp/chap-secrets"),
+    (["del", "--user", "nobody", "--dst", "all"], "user nobody is not in /etc/ppp/chap-secrets"),
     (["list", "--user", "dave"], "has no fixed IP address"),
     (["apply", "--user", "nobody"], "is not in"),
     (["status", "--user", "carol"], "may use any address"),
     (["add", "--user", "alice", "--peer", "10.255.10.2", "--dst", "10.0.0.0/8"], "either --peer or --user"),
-    (["add", "--dst", "10.0.0.0/8"], "give the user's address with --peer IP"),
+    (["add", "--dst", "10.0.0.0/8"], "give the address of the user with --peer IP"),
     (["del", "--user", "alice", "--user", "bob", "--dst", "all"], "more than once"),
 ])
 def test_user_errors_are_one_line_and_exit_2(etc_ppp, store_dir, args, message):

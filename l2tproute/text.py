@@ -1,0 +1,43 @@
+"""The tool's words as the panel can show them.
+
+The panel HTML-escapes what the command prints and its page script escapes it again,
+so a quote, `<`, `>` or `&` in a message reaches the admin as `&#039;` and the like.
+No message carries those characters: a value is shown bare when it is one plain word,
+else in square brackets with those characters (and anything unprintable) escaped.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: What never appears in a line of the tool's own words (CONTRACT.md, What the panel reads).
+FORBIDDEN = "'\"<>&"
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_.:/+@%,=~-]+", re.ASCII)
+# A word between quotes in a text from elsewhere: click quotes option names, ip quotes device names.
+_QUOTED_WORD = re.compile(r"""(['"])([^'"\s<>&]+)\1""")
+
+
+def _escape(ch: str) -> str:
+    if ch in FORBIDDEN or not ch.isprintable():
+        return ch.encode("unicode_escape").decode("ascii") if ch not in FORBIDDEN else f"\\x{ord(ch):02x}"
+    return ch
+
+
+def show(value: str, limit: int = 60) -> str:
+    """A caller's value in a message: bare when it is one plain word (10.0.0.0/8, ppp0),
+    else in brackets with every unsafe character escaped ([10.0.0.0/8\\x27; touch x], [] when empty)."""
+    text = value if len(value) <= limit else value[:limit] + "..."
+    if _PLAIN_WORD.fullmatch(text):
+        return text
+    return "[" + "".join(_escape(ch) for ch in text) + "]"
+
+
+def clean(text: str) -> str:
+    """Text from elsewhere (click, ip, a file name) made fit for a message line: a quoted
+    word loses its quotes, any other unsafe or unprintable character is escaped."""
+    text = _QUOTED_WORD.sub(r"\2", str(text))
+    return "".join(_escape(ch) for ch in text)
+
+
+def is_clean(text: str) -> bool:
+    return not any(ch in FORBIDDEN for ch in text)
