@@ -106,15 +106,14 @@ def del_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
     Example: l2tp-routectl del --peer 10.255.10.2 --dst all   (every route; the file is removed)
     """
     p = secrets.resolve_user_or_peer(peer, user, required=True)
-    target = engine.ALL if dst == engine.ALL else parse_destination(dst)
     session = Session(json_out, dry_run, netns)
     ctx = session.context()
-    result = engine.delete(ctx, p, target)
+    result = engine.delete(ctx, p, dst)
     if not result.had_file:
         lines = [f"No routes found for peer: {p}"]
     elif not result.removed:
         lines = [f"Route not found for peer {p}: {dst}"]
-    elif target == engine.ALL:
+    elif dst == engine.ALL:
         lines = [f"Deleted all routes for peer {p} ({len(result.removed)} lines); its route file is removed."]
     else:
         lines = [f"Deleted route: {text}" for text in result.removed]

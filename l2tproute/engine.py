@@ -20,7 +20,7 @@ from . import constants as C
 from . import policy
 from .iproute2 import Change, Failure, IpError, KernelRoute, Runner, is_taken_slot_error
 from .kernel import Installed, Links, parse_links, parse_routes, server_networks, slot_of
-from .model import InputError, IPv4Address, Refused, Route
+from .model import InputError, IPv4Address, Network, Refused, Route, parse_destination
 from .reconcile import Plan, Want, plan
 from .routefile import Line, format_route, problems, route_line
 from .routefile import routes as routes_of
@@ -242,8 +242,14 @@ class DelResult:
     had_file: bool = True
 
 
-def delete(ctx: Context, peer: IPv4Address, dst) -> DelResult:
-    """Remove the peer's lines for exactly `dst` (or every route when dst is ALL)."""
+def delete(ctx: Context, peer: IPv4Address, dst: str) -> DelResult:
+    """Remove every line of the peer whose destination is exactly the text `dst` (or every
+    route when dst is ALL), also lines today's rules refuse, each with a warning.
+
+    A `dst` that is no valid destination is refused as a wrong argument unless a stored line
+    has exactly that text: such a line is the old tool's, and the panel must be able to remove it.
+    """
+    network = None if dst == ALL else _destination_of_stored_line(ctx, peer, dst)
     with ctx.store.locked(ctx.lock_timeout):
         lines = ctx.store.read(peer)
         result = DelResult(peer, had_file=lines is not None)
@@ -253,7 +259,7 @@ def delete(ctx: Context, peer: IPv4Address, dst) -> DelResult:
         def doomed(line: Line) -> bool:
             if dst == ALL:
                 return line.route is not None or line.kind == "invalid"
-            return line.route is not None and line.route.dst == dst
+            return line.destination == dst
 
         gone = [line for line in lines if doomed(line)]
         if not gone:
@@ -261,20 +267,49 @@ def delete(ctx: Context, peer: IPv4Address, dst) -> DelResult:
         kept = [line for line in lines if not doomed(line)]
         gone_routes = [line.route for line in gone if line.route is not None]
         result.removed = [line.raw.decode("ascii", "replace").rstrip("\r\n") for line in gone]
+        unparsed = network if dst != ALL and len(gone_routes) < len(gone) else None
+        if dst != ALL:
+            path = ctx.store.path(peer)
+            for number, line in enumerate(lines, 1):
+                if line.route is None and line.destination == dst:
+                    ctx.warn(f"{path} line {number} was not a valid route ({line.problem}); removed")
         with ctx.store.staged(peer, [] if dst == ALL else kept) as commit:
-            result.kernel_removed, result.kernel_errors = _remove_from_kernel(ctx, peer, gone_routes)
+            result.kernel_removed, result.kernel_errors = _remove_from_kernel(ctx, peer, gone_routes, unparsed)
             commit()
         return result
 
 
-def _remove_from_kernel(ctx: Context, peer: IPv4Address, gone: list[Route]) -> tuple[list[str], list[str]]:
-    """Delete the kernel routes of exactly these lines: our tag, their slot, this peer's link or gateway."""
-    if not gone:
+def _destination_of_stored_line(ctx: Context, peer: IPv4Address, text: str) -> Network | None:
+    """The network `text` names, or None when it is no valid destination but a stored line of
+    the peer starts with exactly it; otherwise the InputError that says what is wrong with it.
+    Read without the lock (files are replaced by rename), so a refused text creates nothing."""
+    try:
+        return parse_destination(text)
+    except InputError:
+        try:
+            lines = ctx.store.read(peer) or []
+        except StoreError:
+            lines = []  # the text is refused as it would be without a file
+        if not any(line.destination == text for line in lines):
+            raise
+    return None
+
+
+def _remove_from_kernel(ctx: Context, peer: IPv4Address, gone: list[Route],
+                        unparsed: Network | None = None) -> tuple[list[str], list[str]]:
+    """Delete the kernel routes of exactly these lines: our tag, their slot, this peer's link or gateway.
+    `unparsed`: the destination of removed lines that were not valid routes; a tagged route to it on
+    this peer's link or via this peer goes too, whatever its table or metric."""
+    if not gone and unparsed is None:
         return [], []
     link = parse_links(ctx.runner.read_links()).link_of(peer) or ""
-    tagged = _read_tagged(ctx.runner, sorted({r.family for r in gone}))
+    families = {r.family for r in gone} | ({unparsed.version} if unparsed is not None else set())
+    tagged = _read_tagged(ctx.runner, sorted(families))
     names = table_names() if any(r.table for r in gone) else None
-    removed, errors = [], []
+    doomed: list[KernelRoute] = []
+    if unparsed is not None:
+        doomed += [item.route for item in tagged
+                   if item.route.dst == unparsed and (item.route.dev == link or item.route.gw == peer)]
     for route in gone:
         try:
             expected = kernel_route(route, link, names)
@@ -282,17 +317,20 @@ def _remove_from_kernel(ctx: Context, peer: IPv4Address, gone: list[Route]) -> t
             ctx.warn(f"{format_route(route)}: {exc}; no kernel route looked for")
             continue
         for item in tagged:
-            if item.slot != slot_of(expected):
+            if item.slot != slot_of(expected) or item.route in doomed:
                 continue
             if item.route.dev != expected.dev and (expected.gw is None or item.route.gw != expected.gw):
                 continue  # same destination, but another user's route (added with --force)
-            what = f"{item.route.dst} dev {item.route.dev}"
-            try:
-                ctx.runner.change(Change("del", item.route))
-                removed.append(what)
-            except IpError as exc:
-                if "No such process" not in str(exc):
-                    errors.append(f"{what}: {exc}")
+            doomed.append(item.route)
+    removed, errors = [], []
+    for route in doomed:
+        what = f"{route.dst} dev {route.dev}"
+        try:
+            ctx.runner.change(Change("del", route))
+            removed.append(what)
+        except IpError as exc:
+            if "No such process" not in str(exc):
+                errors.append(f"{what}: {exc}")
     return removed, errors
 
 

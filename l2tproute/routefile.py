@@ -32,6 +32,28 @@ class Line:
     def is_route(self) -> bool:
         return self.route is not None
 
+    @property
+    def is_meant_as_route(self) -> bool:
+        """A route, or a line that tries to be one (the old tool stored such lines, the panel
+        lists them): a file is kept while one is left, so deleting one line never drops another."""
+        return self.kind not in (COMMENT, BLANK)
+
+    @property
+    def destination(self) -> str | None:
+        """The first word of a route line, or of a line meant as one, exactly as written.
+
+        `del` matches this text, not the parsed route: a line today's rules refuse (the old
+        tool stored host bits, multicast gateways, unknown words) stays removable, and
+        `10.0.0.0/2` never matches `10.0.0.0/24`. None for comments, blank lines and a
+        first word that is not ASCII.
+        """
+        if self.kind in (COMMENT, BLANK):
+            return None
+        words = self.raw.split(None, 1)
+        if not words or not words[0].isascii():
+            return None
+        return words[0].decode("ascii")
+
 
 def format_route(route: Route) -> str:
     """The one place a route becomes file text (without the newline)."""
@@ -131,16 +153,31 @@ def serialize(lines: Iterable[Line]) -> bytes:
     return b"".join(line.raw for line in lines)
 
 
+@dataclass(frozen=True)
+class InvalidLine:
+    """A line meant as a route that today's rules refuse (the old tool stored such lines)."""
+
+    number: int
+    text: str
+    problem: str
+
+
+def invalid_lines(lines: Iterable[Line]) -> list[InvalidLine]:
+    return [InvalidLine(number, line.raw.decode("ascii", "replace").rstrip("\r\n"), line.problem or "")
+            for number, line in enumerate(lines, 1) if line.kind == INVALID]
+
+
 def routes(lines: Iterable[Line]) -> list[Route]:
     return [line.route for line in lines if line.route is not None]
 
 
-def problems(lines: Iterable[Line], path: str) -> list[str]:
-    """A warning for every line that is not a clean route line (comments and blanks are fine)."""
+def problems(lines: Iterable[Line], path: str, *, invalid: bool = True) -> list[str]:
+    """A warning for every line that is not a clean route line (comments and blanks are fine);
+    without `invalid`, only for the lines that are used (the caller reports the others its way)."""
     out = []
     path = clean(path)
     for number, line in enumerate(lines, 1):
-        if line.kind == INVALID:
+        if line.kind == INVALID and invalid:
             out.append(f"{path} line {number}: not understood, kept as is and skipped: {line.problem}")
         elif line.kind == LOOSE:
             out.append(f"{path} line {number}: {line.problem}; used, and kept as is")

@@ -40,7 +40,7 @@ class DryRunStore(Store):
     def write(self, peer, lines) -> None:
         path = self.path(peer)
         old = (self.read_bytes(peer) or b"").decode("ascii", "replace").splitlines(keepends=True)
-        if not any(line.is_route for line in lines):
+        if not any(line.is_meant_as_route for line in lines):
             self.changes.append(f"remove {path}")
             return
         new = serialize(lines).decode("ascii", "replace").splitlines(keepends=True)

@@ -9,7 +9,9 @@ same way (reconcile.plan), without changing anything. A route is:
 - blocked:   a route we did not install (or an earlier line for the same slot) holds its slot;
 - extra:     a route with our tag that no stored line wants any more (`apply` removes it).
 
-Missing, blocked and extra are drift.
+Missing, blocked and extra are drift. Lines of a file that today's rules refuse (the old
+tool stored them) are never installed; each peer that has some gets one line saying which
+and what to do (not drift: nothing apply could fix).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import constants as C
-from .engine import Context, _all_peers, _proto_name, _read_tagged, _stored_routes, kernel_route
+from .engine import Context, _all_peers, _proto_name, _read_tagged, kernel_route
 from .iproute2 import KernelRoute
 from .kernel import DEFAULT_METRIC, Installed, Slot, _network, parse_links, slot_of
 from .model import InputError, IPv4Address
-from .routefile import format_route
+from .routefile import InvalidLine, Line, format_route, invalid_lines, problems
+from .routefile import routes as routes_of
 from .tables import table_names
 
 WANTED = "wanted"
@@ -45,6 +48,9 @@ class PeerStatus:
     peer: IPv4Address
     link: str | None
     routes: list[RouteStatus] = field(default_factory=list)
+    #: Lines of the peer's file that today's rules refuse, and that file.
+    invalid: list[InvalidLine] = field(default_factory=list)
+    path: str = ""
 
     @property
     def connected(self) -> bool:
@@ -76,7 +82,8 @@ def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
     """Compare without changing anything; takes no lock (route files are replaced atomically)."""
     report = StatusReport(scope=peer)
     peers = [peer] if peer is not None else _all_peers(ctx)
-    stored = {p: _stored_routes(ctx, p) for p in peers}
+    files = {p: _read_file(ctx, p) for p in peers}
+    stored = {p: routes_of(lines) for p, lines in files.items()}
     tagged = _read_tagged(ctx.runner)
     links = parse_links(ctx.runner.read_links())
     for text in links.duplicates:
@@ -90,7 +97,7 @@ def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
     claimed: dict[Slot, IPv4Address] = {}  # the first connected peer's line wins a slot, as in apply
     for p in peers:
         link = links.link_of(p)
-        entry = PeerStatus(p, link)
+        entry = PeerStatus(p, link, invalid=invalid_lines(files[p]), path=ctx.store.path(p))
         report.peers.append(entry)
         for route in stored[p]:
             line = format_route(route)
@@ -120,6 +127,19 @@ def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
         extra = RouteStatus(EXTRA, describe(item.route), "tagged by us but wanted by no stored line; apply removes it")
         (owner.routes if owner is not None else report.extra).append(extra)
     return report
+
+
+def _read_file(ctx: Context, peer: IPv4Address) -> list[Line]:
+    """The peer's lines; a warning for each line that is used but not written as the tool
+    writes it (the lines that are not used are reported once per peer, in the report)."""
+    try:
+        lines = ctx.store.read(peer) or []
+    except RuntimeError as exc:
+        ctx.warn(f"peer {peer}: {exc}; its routes are skipped")
+        return []
+    for text in problems(lines, ctx.store.path(peer), invalid=False):
+        ctx.warn(text)
+    return lines
 
 
 def _compare(line: str, want: KernelRoute, mine: list[Installed], foreign: _Foreign) -> RouteStatus:
@@ -203,11 +223,23 @@ def text_lines(report: StatusReport) -> list[str]:
         where = f"connected on {entry.link}" if entry.connected else "not connected"
         stored = "" if entry.routes else "; no routes stored"
         lines.append(f"Peer {entry.peer}: {where}{stored}")
+        if entry.invalid:
+            lines.append(invalid_text(entry))
         lines += [_route_text(r) for r in entry.routes]
     if report.extra:
         lines.append(f"Tagged routes (proto {C.RT_PROTO}) on no link of a stored peer:")
         lines += [_route_text(r) for r in report.extra]
     return lines
+
+
+def invalid_text(entry: PeerStatus) -> str:
+    """One line for all the lines of a peer that today's rules refuse, and what to do about them."""
+    numbers = ", ".join(str(item.number) for item in entry.invalid)
+    which = f"line {numbers} of {entry.path} is not a valid route" if len(entry.invalid) == 1 else \
+        f"lines {numbers} of {entry.path} are not valid routes"
+    return (f"  invalid   {which} (the old tool stored such lines) and never installed; see them with "
+            f"list --peer {entry.peer}, remove each with del --peer {entry.peer} --dst DESTINATION as written "
+            "there, and add it again with a valid destination and gateway")
 
 
 def _route_text(item: RouteStatus) -> str:
@@ -225,7 +257,9 @@ def as_doc(report: StatusReport) -> dict:
         "drift": report.drift,
         "summary": report.counts(),
         "peers": [{"peer": str(p.peer), "connected": p.connected, "link": p.link,
-                   "routes": [route_doc(r) for r in p.routes]} for p in report.peers],
+                   "routes": [route_doc(r) for r in p.routes],
+                   "invalid_lines": [{"line": i.number, "text": i.text, "problem": i.problem} for i in p.invalid]}
+                  for p in report.peers],
         "extra": [route_doc(r) for r in report.extra],
     }
 

@@ -132,7 +132,8 @@ class Store:
             lock.release()
 
     def write(self, peer: IPv4Address, lines: list[Line]) -> None:
-        """Replace the peer's file atomically; remove it once no route is left in it.
+        """Replace the peer's file atomically; remove it once no route (nor a line meant as
+        one) is left in it.
 
         Call inside `locked()`.
         """
@@ -148,7 +149,7 @@ class Store:
         once the file is sure to follow. Leaving without commit() changes no file. Call inside `locked()`.
         """
         path = self.path(peer)
-        keep = any(line.is_route for line in lines)
+        keep = any(line.is_meant_as_route for line in lines)
         old = self._lstat(path)
         if not keep and old is None:
             yield lambda: None  # no file, none wanted

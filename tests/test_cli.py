@@ -86,10 +86,15 @@ def test_del_is_exact_and_never_touches_a_longer_prefix(routectl, store_dir, net
     result = routectl("del", "--peer", "10.255.10.1", "--dst", "10.0.0.0/8", ns=netns)
     assert result.returncode == 0 and result.stdout == "Deleted route: 10.0.0.0/8 via 10.255.10.1\n"
     assert path.read_bytes() == b"10.0.0.0/24 via 10.255.10.1\n10.0.0.0/2 via 10.255.10.1\n"
-    # The old tool's `del --dst 10.0.0.0/2` matched 10.0.0.0/24 as text; here it is not even a network.
-    refused = routectl("del", "--peer", "10.255.10.1", "--dst", "10.0.0.0/2", ns=netns)
+    # The old tool's `del --dst 10.0.0.0/2` matched 10.0.0.0/24 as a prefix of its text; here it
+    # removes exactly the line it names (host bits: the old tool stored it) and nothing else.
+    removed = routectl("del", "--peer", "10.255.10.1", "--dst", "10.0.0.0/2", ns=netns)
+    assert removed.returncode == 0 and removed.stdout == "Deleted route: 10.0.0.0/2 via 10.255.10.1\n", removed
+    assert "was not a valid route" in removed.stderr and "did you mean 0.0.0.0/2?" in removed.stderr
+    assert path.read_bytes() == b"10.0.0.0/24 via 10.255.10.1\n"
+    refused = routectl("del", "--peer", "10.255.10.1", "--dst", "10.0.0.0/2", ns=netns)  # no such line now
     assert refused.returncode == 2 and "did you mean 0.0.0.0/2?" in refused.stderr
-    assert path.read_bytes() == b"10.0.0.0/24 via 10.255.10.1\n10.0.0.0/2 via 10.255.10.1\n"
+    assert path.read_bytes() == b"10.0.0.0/24 via 10.255.10.1\n"
 
 
 def test_del_of_the_last_route_removes_the_file_and_del_all_is_fine_without_a_file(routectl, store_dir, netns):
