@@ -728,9 +728,8 @@ do_install() {
         say "Done: $CHANGES changes. Route files were not touched."
     fi
     if ((OLD_TOOL_REPLACED)); then
-        # The old tool's kernel routes carry no tag, so apply leaves them alone (reported as blocked).
-        say "Next: the routes the old tool put in the kernel are not tagged as l2tproute's; take them over once with:"
-        say "    l2tp-routectl apply --force"
+        # apply takes over exactly the old tool's kernel routes for stored lines (see l2tproute/reconcile.py).
+        say "The routes the old tool put in the kernel are taken over by the next apply (the timer runs it within a minute)."
     fi
     if ((LIVE)) && [[ $SCHEDULER == cron ]]; then
         say "Logs: grep l2tp-routectl /var/log/syslog (pppd hooks and cron runs), or journalctl -t l2tp-routectl."

@@ -15,13 +15,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Callable
 
 from . import constants as C
 from . import policy
 from .iproute2 import Change, Failure, IpError, KernelRoute, Runner, is_taken_slot_error
 from .kernel import Installed, Links, parse_links, parse_routes, server_networks, slot_of
 from .model import InputError, IPv4Address, Network, Refused, Route, parse_destination
-from .reconcile import Plan, Want, plan
+from .reconcile import Plan, Want, old_tool_routes, plan
 from .routefile import Line, format_route, problems, route_line
 from .routefile import routes as routes_of
 from .store import Store, StoreError, SystemFault
@@ -242,13 +243,15 @@ class DelResult:
     had_file: bool = True
 
 
-def delete(ctx: Context, peer: IPv4Address, dst: str) -> DelResult:
+def delete(ctx: Context, peer: IPv4Address, dst: str | Network) -> DelResult:
     """Remove every line of the peer whose destination is exactly the text `dst` (or every
     route when dst is ALL), also lines today's rules refuse, each with a warning.
 
     A `dst` that is no valid destination is refused as a wrong argument unless a stored line
     has exactly that text: such a line is the old tool's, and the panel must be able to remove it.
+    A network stands for its canonical text, the only one a valid line can have.
     """
+    dst = str(dst)
     network = None if dst == ALL else _destination_of_stored_line(ctx, peer, dst)
     with ctx.store.locked(ctx.lock_timeout):
         lines = ctx.store.read(peer)
@@ -343,6 +346,8 @@ class ApplyReport:
     offline: list[IPv4Address] = field(default_factory=list)
     installed: list[tuple[IPv4Address, str]] = field(default_factory=list)
     updated: list[tuple[IPv4Address, str]] = field(default_factory=list)
+    #: The old tool's untagged routes for stored lines, now tagged as ours.
+    adopted: list[tuple[IPv4Address, str]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
     blocked: list[tuple[IPv4Address, str, str]] = field(default_factory=list)
@@ -399,12 +404,24 @@ def apply(ctx: Context, peer: IPv4Address | None = None) -> ApplyReport:
         else:
             link = links.link_of(peer)
             removable = lambda item: link is not None and item.route.dev == link  # noqa: E731
-        result = plan(wants, tagged, force=ctx.force, removable=removable)
+        result = plan_adopting(ctx, wants, tagged, links, removable)
         for want in result.shadowed:
             ctx.warn(f"peer {want.peer}: {format_route(want.route)} is also wanted by another line or peer; "
                      "the kernel holds one route per destination, the first one wins")
         _execute(ctx, result, report)
     return report
+
+
+def plan_adopting(ctx: Context, wants: list[Want], tagged: list[Installed], links: Links,
+                  removable: Callable[[Installed], bool]) -> Plan:
+    """reconcile.plan, with the old tool's routes for these wants taken over (see reconcile).
+    Routes without our tag are read only when something is to be installed, so a steady
+    state costs no extra dump; only IPv4, as the old tool routed nothing else."""
+    result = plan(wants, tagged, force=ctx.force, removable=removable)
+    if ctx.force or not any(c.verb == "add" and c.route.dst.version == 4 for c in result.changes):
+        return result
+    old = old_tool_routes(parse_routes(ctx.runner.read_routes(4, tagged=False), 4), links)
+    return plan(wants, tagged, force=ctx.force, removable=removable, old=old) if old else result
 
 
 def _dump_kernel_state(runner: Runner) -> tuple[list[tuple[int, list]], list]:
@@ -469,7 +486,9 @@ def _execute(ctx: Context, result: Plan, report: ApplyReport) -> None:
         failure = failures.get(index)
         if isinstance(reason, Want):
             line = format_route(reason.route)
-            if failure is None:
+            if failure is None and index in result.adopted:
+                report.adopted.append((reason.peer, line))
+            elif failure is None:
                 (report.updated if index in result.updates else report.installed).append((reason.peer, line))
             elif change.verb == "add" and is_taken_slot_error(failure.message):
                 report.blocked.append((reason.peer, line, _holder_text(ctx.runner, change.route)))

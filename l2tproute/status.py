@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from . import constants as C
 from .engine import Context, _all_peers, _proto_name, _read_tagged, kernel_route
 from .iproute2 import KernelRoute
-from .kernel import DEFAULT_METRIC, Installed, Slot, _network, parse_links, slot_of
+from .kernel import DEFAULT_METRIC, Installed, Links, Slot, _network, parse_links, parse_routes, slot_of
 from .model import InputError, IPv4Address
+from .reconcile import OldRoute, Want, adopts, old_tool_routes
 from .routefile import InvalidLine, Line, format_route, invalid_lines, problems
 from .routefile import routes as routes_of
 from .tables import table_names
@@ -48,9 +49,8 @@ class PeerStatus:
     peer: IPv4Address
     link: str | None
     routes: list[RouteStatus] = field(default_factory=list)
-    #: Lines of the peer's file that today's rules refuse, and that file.
+    #: Lines of the peer's file that today's rules refuse.
     invalid: list[InvalidLine] = field(default_factory=list)
-    path: str = ""
 
     @property
     def connected(self) -> bool:
@@ -93,11 +93,11 @@ def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
     ours: dict[Slot, list[Installed]] = {}
     for item in tagged:
         ours.setdefault(item.slot, []).append(item)
-    foreign = _Foreign(ctx)
+    foreign = _Foreign(ctx, links)
     claimed: dict[Slot, IPv4Address] = {}  # the first connected peer's line wins a slot, as in apply
     for p in peers:
         link = links.link_of(p)
-        entry = PeerStatus(p, link, invalid=invalid_lines(files[p]), path=ctx.store.path(p))
+        entry = PeerStatus(p, link, invalid=invalid_lines(files[p]))
         report.peers.append(entry)
         for route in stored[p]:
             line = format_route(route)
@@ -115,7 +115,7 @@ def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
                 entry.routes.append(RouteStatus(BLOCKED, line, f"{owner} wants the same destination; the first wins"))
                 continue
             claimed[slot] = p
-            entry.routes.append(_compare(line, want, ours.get(slot, []), foreign))
+            entry.routes.append(_compare(line, Want(p, route, want), ours.get(slot, []), foreign))
 
     link_owner = {p.link: p for p in report.peers if p.link is not None}
     for item in tagged:
@@ -142,12 +142,15 @@ def _read_file(ctx: Context, peer: IPv4Address) -> list[Line]:
     return lines
 
 
-def _compare(line: str, want: KernelRoute, mine: list[Installed], foreign: _Foreign) -> RouteStatus:
+def _compare(line: str, wanted: Want, mine: list[Installed], foreign: _Foreign) -> RouteStatus:
+    want = wanted.kernel
     if any((i.route.dev, i.route.gw) == (want.dev, want.gw) for i in mine):
         return RouteStatus(INSTALLED, line)
     if mine:
         return RouteStatus(MISSING, line, f"the kernel has it as {describe(mine[0].route)}; apply replaces it")
     holder = foreign.holder(want)
+    if holder is not None and foreign.is_old_tool_route(wanted):
+        return RouteStatus(MISSING, line, f"held by {holder}, installed by the old tool; apply takes it over")
     if holder is not None:
         return RouteStatus(BLOCKED, line, f"held by {holder}, which l2tp-routectl did not install; "
                                           "apply --force replaces it")
@@ -157,15 +160,31 @@ def _compare(line: str, want: KernelRoute, mine: list[Installed], foreign: _Fore
 class _Foreign:
     """Routes without our tag, read once per family and only when a wanted route is not installed."""
 
-    def __init__(self, ctx: Context):
+    def __init__(self, ctx: Context, links: Links):
         self._ctx = ctx
+        self._links = links
+        self._rows: dict[int, list] = {}
         self._slots: dict[int, dict[Slot, str]] = {}
+        self._old: dict[Slot, OldRoute] | None = None
+
+    def _read(self, family: int) -> list:
+        if family not in self._rows:
+            self._rows[family] = self._ctx.runner.read_routes(family, tagged=False)
+        return self._rows[family]
 
     def holder(self, want: KernelRoute) -> str | None:
         family = want.dst.version
         if family not in self._slots:
-            self._slots[family] = _foreign_slots(self._ctx.runner.read_routes(family, tagged=False), family)
+            self._slots[family] = _foreign_slots(self._read(family), family)
         return self._slots[family].get(slot_of(want))
+
+    def is_old_tool_route(self, want: Want) -> bool:
+        """Whether apply takes the route in this slot over (reconcile.adopts decides)."""
+        if want.kernel.dst.version != 4:
+            return False
+        if self._old is None:
+            self._old = old_tool_routes(parse_routes(self._read(4), 4), self._links)
+        return adopts(want, self._old.get(slot_of(want.kernel)))
 
 
 #: Route types as `ip -N` prints them (rtnetlink.h RTN_*); unicast is left out or "1".
@@ -235,8 +254,9 @@ def text_lines(report: StatusReport) -> list[str]:
 def invalid_text(entry: PeerStatus) -> str:
     """One line for all the lines of a peer that today's rules refuse, and what to do about them."""
     numbers = ", ".join(str(item.number) for item in entry.invalid)
-    which = f"line {numbers} of {entry.path} is not a valid route" if len(entry.invalid) == 1 else \
-        f"lines {numbers} of {entry.path} are not valid routes"
+    name = f"{entry.peer}{C.ROUTE_FILE_SUFFIX}"
+    which = f"line {numbers} of {name} is not a valid route" if len(entry.invalid) == 1 else \
+        f"lines {numbers} of {name} are not valid routes"
     return (f"  invalid   {which} (the old tool stored such lines) and never installed; see them with "
             f"list --peer {entry.peer}, remove each with del --peer {entry.peer} --dst DESTINATION as written "
             "there, and add it again with a valid destination and gateway")

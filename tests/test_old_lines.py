@@ -168,7 +168,7 @@ def test_status_says_once_per_peer_which_old_lines_are_refused_and_what_to_do(se
     assert result.returncode == 0, result  # the valid lines are all installed: no drift
     old = [line for line in result.out.splitlines() if "not valid routes" in line]
     assert len(old) == 1, result.out
-    assert f"lines 4, 5, 6, 7, 8, 9, 10 of {path_of(store_dir, P)}" in old[0]
+    assert f"lines 4, 5, 6, 7, 8, 9, 10 of {P}{C.ROUTE_FILE_SUFFIX} are not valid routes" in old[0]
     assert f"del --peer {P} --dst" in old[0] and f"list --peer {P}" in old[0]
     peer_lines = result.out.splitlines()
     assert peer_lines.index(old[0]) == peer_lines.index(f"Peer {P}: connected on ppp0") + 1

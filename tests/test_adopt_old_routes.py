@@ -1,0 +1,164 @@
+"""After an upgrade, the kernel still holds the routes the old bash tool installed, exactly as it
+did: `ip route add DST via GW dev pppN` (no tag: `proto boot`, table main). apply (all, and
+--peer) takes over exactly those whose destination, gateway and link are those of a line stored
+for the peer of that link; every look-alike stays as it is and is reported as today.
+
+    ppp0 = peer P 10.255.10.1      ppp1 = peer Q 10.255.10.2      lan0 = 192.168.50.1/24
+
+    P's file                      the kernel before the first apply         expected
+    10.1.0.0/16 via P             10.1.0.0/16 via P dev ppp0 (boot)         adopted
+    10.2.0.0/16 via P dev ppp0    10.2.0.0/16 via P dev ppp0 (boot)         adopted
+    10.3.0.0/16 via P             10.3.0.0/16 via Q dev ppp1 (boot)         other link: blocked
+    10.4.0.0/16 via P             10.4.0.0/16 via P dev ppp0 proto static   blocked
+    10.5.0.0/16 via P             10.5.0.0/16 via 10.255.10.9 dev ppp0      other gateway: blocked
+    10.6.0.0/16 via P             10.6.0.0/16 via P dev ppp0 table 100      other table: left, ours added
+    10.11.0.0/16 via Q dev ppp1   10.11.0.0/16 via Q dev ppp1 (boot)        the link of Q, not P: blocked
+    (no line)                     10.10.0.0/16 via P dev ppp0 (boot)        nobody wants it: left
+    Q's file: 10.8.0.0/16 via Q   10.8.0.0/16 via Q dev ppp1 (boot)         adopted by apply (all)
+"""
+
+from __future__ import annotations
+
+import json
+
+import forkcli
+import pytest
+
+from l2tproute import constants as C
+from l2tproute import engine
+from l2tproute.iproute2 import IpRoute2
+from l2tproute.model import parse_peer
+from l2tproute.store import Store
+from l2tproute.text import is_clean
+
+P, Q = "10.255.10.1", "10.255.10.2"
+P_FILE = (f"10.1.0.0/16 via {P}\n10.2.0.0/16 via {P} dev ppp0\n10.3.0.0/16 via {P}\n10.4.0.0/16 via {P}\n"
+          f"10.5.0.0/16 via {P}\n10.6.0.0/16 via {P}\n10.11.0.0/16 via {Q} dev ppp1\n")
+OLD_TOOL = [  # what the old tool ran (and what an admin did by hand next to it)
+    ["10.1.0.0/16", "via", P, "dev", "ppp0"],
+    ["10.2.0.0/16", "via", P, "dev", "ppp0"],
+    ["10.3.0.0/16", "via", Q, "dev", "ppp1"],
+    ["10.4.0.0/16", "via", P, "dev", "ppp0", "proto", "static"],
+    ["10.5.0.0/16", "via", "10.255.10.9", "dev", "ppp0", "onlink"],
+    ["10.6.0.0/16", "via", P, "dev", "ppp0", "table", "100"],
+    ["10.11.0.0/16", "via", Q, "dev", "ppp1"],
+    ["10.10.0.0/16", "via", P, "dev", "ppp0"],
+    ["10.8.0.0/16", "via", Q, "dev", "ppp1"],
+]
+ADOPTED_P = {("10.1.0.0/16", P, "ppp0", "main"), ("10.2.0.0/16", P, "ppp0", "main")}
+LOOK_ALIKES = ("10.3.0.0/16", "10.4.0.0/16", "10.5.0.0/16", "10.6.0.0/16", "10.11.0.0/16", "10.10.0.0/16")
+
+
+@pytest.fixture
+def upgraded(netns, store_dir, monkeypatch):
+    """A server right after the installer replaced the old tool: its files and its kernel routes."""
+    for name in ("SUDO_UID", "SUDO_USER"):
+        monkeypatch.delenv(name, raising=False)
+    netns.add_ppp("ppp0", P)
+    netns.add_ppp("ppp1", Q)
+    netns.add_lan("lan0", "192.168.50.1/24")
+    for args in OLD_TOOL:
+        netns.ip("route", "add", *args)
+    (store_dir / f"{P}{C.ROUTE_FILE_SUFFIX}").write_text(P_FILE)
+    (store_dir / f"{Q}{C.ROUTE_FILE_SUFFIX}").write_text(f"10.8.0.0/16 via {Q}\n")
+    return netns
+
+
+def cli(ns, *args: str) -> forkcli.Result:
+    argv = list(args)
+    if argv[0] in ("add", "del", "apply", "status"):
+        argv[1:1] = ["--netns", ns.name]
+    return forkcli.run(argv)
+
+
+def rows_for(ns, *dsts: str) -> list:
+    """The kernel rows (every table) of these destinations, exactly as `ip -j` shows them."""
+    return sorted(json.dumps(r, sort_keys=True) for r in ns.routes(4) if r["dst"] in dsts)
+
+
+def test_apply_for_a_peer_takes_over_exactly_the_old_tools_routes_of_its_lines(upgraded, store_dir):
+    look_alikes, q_route = rows_for(upgraded, *LOOK_ALIKES), rows_for(upgraded, "10.8.0.0/16")
+    result = cli(upgraded, "apply", "--peer", P)
+    assert result.returncode == 0, result
+    out = result.out.splitlines()
+    assert out[1:3] == [f"Adopted route for peer {P}: 10.1.0.0/16 via {P} (installed by the old tool, now tagged "
+                        f"proto {C.RT_PROTO})",
+                        f"Adopted route for peer {P}: 10.2.0.0/16 via {P} dev ppp0 (installed by the old tool, now "
+                        f"tagged proto {C.RT_PROTO})"], result.out
+    assert out[-1] == (f"Applied routes for peer {P} on ppp0: 1 installed, 0 updated, 2 adopted, 0 removed, "
+                       "0 unchanged, 4 blocked, 0 failed.")
+    # The two are ours now, in place (same destination, gateway, link, table), and no boot copy is left.
+    assert upgraded.tagged_set() == ADOPTED_P | {("10.6.0.0/16", P, "ppp0", "main")}
+    both = ("10.1.0.0/16", "10.2.0.0/16")
+    rows = [r for r in upgraded.routes(4) if r["dst"] in both]
+    assert [(r["dst"], r["gateway"], r["dev"], r["protocol"], r.get("table", "main"), r.get("metric", 0))
+            for r in rows] == [(d, P, "ppp0", str(C.RT_PROTO), "main", 0) for d in both]
+    # Every look-alike is as it was (10.6.0.0/16 table 100 too: ours went to main beside it).
+    assert [r for r in rows_for(upgraded, *LOOK_ALIKES) if '"protocol": "157"' not in r] == look_alikes
+    assert rows_for(upgraded, "10.8.0.0/16") == q_route  # another peer: not in this scope
+    blocked = result.err.splitlines()
+    assert len(blocked) == 4 and is_clean(result.err), result.err
+    for dst in ("10.3.0.0/16", "10.4.0.0/16", "10.5.0.0/16", "10.11.0.0/16"):
+        said = [line for line in blocked if f": {dst} via" in line]
+        assert len(said) == 1 and "did not install" in said[0] and "--force" in said[0], (dst, result.err)
+
+    again = cli(upgraded, "apply", "--peer", P)
+    assert again.returncode == 0 and "adopted" not in again.out and "Adopted" not in again.out, again
+    assert "3 unchanged, 4 blocked" in again.out
+
+
+def test_apply_for_all_takes_over_every_peers_old_routes_and_then_has_nothing_to_do(upgraded, store_dir):
+    look_alikes = rows_for(upgraded, *LOOK_ALIKES)
+    result = cli(upgraded, "apply")
+    assert result.returncode == 0, result
+    assert f"Adopted route for peer {Q}: 10.8.0.0/16 via {Q} (installed by the old tool, now tagged proto 157)" \
+        in result.out.splitlines()
+    assert "1 installed, 0 updated, 3 adopted, 0 removed" in result.out.splitlines()[-1]
+    assert upgraded.tagged_set() == ADOPTED_P | {("10.6.0.0/16", P, "ppp0", "main"), ("10.8.0.0/16", Q, "ppp1", "main")}
+    assert [r for r in rows_for(upgraded, *LOOK_ALIKES) if '"protocol": "157"' not in r] == look_alikes
+    again = cli(upgraded, "apply")
+    assert again.returncode == 0 and "dopted" not in again.out, again
+    assert "0 installed, 0 updated, 0 removed, 4 unchanged, 4 blocked, 0 failed." in again.out
+
+
+def test_status_says_apply_takes_the_old_tools_routes_over_and_blocks_the_look_alikes(upgraded, store_dir):
+    result = cli(upgraded, "status", "--peer", P)
+    assert result.returncode == 1 and is_clean(result.out + result.err), result
+    states = {line.split()[1]: line.split()[0] for line in result.out.splitlines() if line.startswith("  ")}
+    assert states == {"10.1.0.0/16": "missing", "10.2.0.0/16": "missing", "10.3.0.0/16": "blocked",
+                      "10.4.0.0/16": "blocked", "10.5.0.0/16": "blocked", "10.6.0.0/16": "missing",
+                      "10.11.0.0/16": "blocked"}, result.out
+    assert "installed by the old tool; apply takes it over" in result.out
+    assert result.out.count("apply takes it over") == 2
+    cli(upgraded, "apply", "--peer", P)
+    after = cli(upgraded, "status", "--peer", P)
+    assert "apply takes it over" not in after.out and after.out.count("  installed") == 3, after.out
+
+
+def test_the_library_apply_for_one_peer_adopts_as_the_command_does(upgraded, store_dir):
+    """What a hook or worker that calls the library's apply for one peer's link gets."""
+    ctx = engine.Context(Store(str(store_dir)), IpRoute2(upgraded.name))
+    report = engine.apply(ctx, parse_peer(P))
+    assert sorted(line for _, line in report.adopted) == ["10.1.0.0/16 via 10.255.10.1",
+                                                          "10.2.0.0/16 via 10.255.10.1 dev ppp0"]
+    assert upgraded.tagged_set() == ADOPTED_P | {("10.6.0.0/16", P, "ppp0", "main")}
+
+
+def test_deleting_an_adopted_route_removes_it_from_the_kernel_and_never_a_look_alike(upgraded, store_dir):
+    assert cli(upgraded, "apply").returncode == 0
+    look_alikes = [r for r in rows_for(upgraded, *LOOK_ALIKES) if '"protocol": "157"' not in r]
+    result = cli(upgraded, "del", "--peer", P, "--dst", "10.1.0.0/16")  # what the panel runs
+    assert result.returncode == 0 and result.out == f"Deleted route: 10.1.0.0/16 via {P}\n", result
+    assert rows_for(upgraded, "10.1.0.0/16") == []
+    for dst in ("10.3.0.0/16", "10.4.0.0/16", "10.5.0.0/16", "10.11.0.0/16"):
+        assert cli(upgraded, "del", "--peer", P, "--dst", dst).returncode == 0
+    assert [r for r in rows_for(upgraded, *LOOK_ALIKES) if '"protocol": "157"' not in r] == look_alikes
+
+
+def test_without_a_stored_line_an_old_route_is_never_adopted_nor_removed(upgraded, store_dir):
+    (store_dir / f"{P}{C.ROUTE_FILE_SUFFIX}").unlink()
+    (store_dir / f"{Q}{C.ROUTE_FILE_SUFFIX}").unlink()
+    before = upgraded.snapshot()
+    for argv in (["apply"], ["apply", "--peer", P], ["del", "--peer", P, "--dst", "all"]):
+        assert cli(upgraded, *argv).returncode == 0
+    assert upgraded.snapshot() == before and upgraded.tagged() == []
