@@ -159,3 +159,33 @@ def test_a_value_with_quotes_and_shell_syntax_stays_one_argument(panel, netns, t
         f"sudo /usr/local/sbin/l2tp-routectl 'add' '--peer' '{PEER1}' '--dst' '10.0.0.0/8'\\''; touch ")
     assert not witness.exists()
     assert not panel.has_file(PEER1) and netns.tagged_set() == set()
+
+
+def test_the_panel_deletes_the_old_tools_lines_and_its_adopted_route_after_an_upgrade(panel, netns):
+    """A server upgraded in the field: the old tool stored a line with host bits and one with a
+    multicast gateway, and put its own untagged route in the kernel for a third line."""
+    old_file = (f"192.168.1.5/24 via {PEER1}\n10.30.0.0/16 via 224.0.0.5\n10.40.0.0/16 via {PEER1}\n"
+                f"10.0.0.0/24 via {PEER1}\n")
+    path = panel.store / f"{PEER1}{C.ROUTE_FILE_SUFFIX}"
+    path.write_text(old_file)
+    path.chmod(C.ROUTE_FILE_MODE)
+    netns.ip("route", "add", "10.40.0.0/16", "via", PEER1, "dev", "ppp1")  # as the old tool did: proto boot
+    assert panel("routes", PEER1)["routes"] == old_file.splitlines()  # the panel offers each line for deletion
+
+    applied = panel("apply", PEER1)  # the timer does the same within a minute of the upgrade
+    assert statuses(applied) == [("apply", 0)], applied
+    assert "Adopted route for peer 10.255.10.1: 10.40.0.0/16 via 10.255.10.1" in applied["calls"][0]["output"]
+    assert netns.tagged_set() == {("10.40.0.0/16", PEER1, "ppp1", "main"), ("10.0.0.0/24", PEER1, "ppp1", "main")}
+
+    for dst, line in (("192.168.1.5/24", f"192.168.1.5/24 via {PEER1}"), ("10.30.0.0/16", "10.30.0.0/16 via 224.0.0.5"),
+                      ("10.40.0.0/16", f"10.40.0.0/16 via {PEER1}")):
+        removed = panel("del", PEER1, dst)
+        assert statuses(removed) == [("del", 0)], removed
+        output = removed["calls"][0]["output"]
+        assert output.splitlines()[0] == f"Deleted route: {line}", output
+        assert not any(ch in output for ch in "'\"<>&"), output  # the panel escapes these twice
+        assert line.encode() not in panel.file(PEER1)
+    assert panel.file(PEER1) == f"10.0.0.0/24 via {PEER1}\n".encode()
+    assert panel("routes", PEER1)["routes"] == [f"10.0.0.0/24 via {PEER1}"]
+    assert [r for r in netns.routes(4) if r["dst"] == "10.40.0.0/16"] == []  # gone from the kernel too
+    assert netns.tagged_set() == {("10.0.0.0/24", PEER1, "ppp1", "main")}
