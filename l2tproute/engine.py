@@ -415,12 +415,13 @@ def apply(ctx: Context, peer: IPv4Address | None = None) -> ApplyReport:
 def plan_adopting(ctx: Context, wants: list[Want], tagged: list[Installed], links: Links,
                   removable: Callable[[Installed], bool]) -> Plan:
     """reconcile.plan, with the old tool's routes for these wants taken over (see reconcile).
-    Routes without our tag are read only when something is to be installed, so a steady
-    state costs no extra dump; only IPv4, as the old tool routed nothing else."""
+    Those routes are read only when something is to be installed, so a steady state costs no
+    extra dump, and the kernel sends only `proto boot` routes of table main, so a busy table
+    costs little; only IPv4, as the old tool routed nothing else."""
     result = plan(wants, tagged, force=ctx.force, removable=removable)
     if ctx.force or not any(c.verb == "add" and c.route.dst.version == 4 for c in result.changes):
         return result
-    old = old_tool_routes(parse_routes(ctx.runner.read_routes(4, tagged=False), 4), links)
+    old = old_tool_routes(parse_routes(ctx.runner.read_routes(4, tagged=False, main_boot=True), 4), links)
     return plan(wants, tagged, force=ctx.force, removable=removable, old=old) if old else result
 
 

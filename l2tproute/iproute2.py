@@ -91,8 +91,10 @@ class Runner(ABC):
 
     @abstractmethod
     def read_routes(self, family: int, *, tagged: bool, dev: str | None = None,
-                    exact: Network | None = None) -> list:
-        """`ip -json -N route show table all` for one family, optionally only our tag / a link / a prefix."""
+                    exact: Network | None = None, main_boot: bool = False) -> list:
+        """`ip -json -N route show table all` for one family, optionally only our tag / a link / a prefix;
+        `main_boot`: only the `proto boot` routes of table main (what a plain `ip route add` makes,
+        as the old tool did), filtered by the kernel."""
 
     @abstractmethod
     def change(self, change: Change) -> None:
@@ -200,8 +202,10 @@ class IpRoute2(Runner):
         return self._read_json(["-json", "addr", "show"])
 
     def read_routes(self, family: int, *, tagged: bool, dev: str | None = None,
-                    exact: Network | None = None) -> list:
+                    exact: Network | None = None, main_boot: bool = False) -> list:
         args = [f"-{family}", "-json", "-N", "route", "show", "table", "all"]
+        if main_boot:
+            args[-1:] = ["main", "proto", "boot"]
         if tagged:
             args += ["proto", str(C.RT_PROTO)]
         if dev is not None:

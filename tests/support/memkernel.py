@@ -484,8 +484,11 @@ class MemKernel(KernelSetup, Runner):
     def read_links(self) -> list:
         return self._read_json(["-json", "addr", "show"])
 
-    def read_routes(self, family: int, *, tagged: bool, dev: str | None = None, exact=None) -> list:
+    def read_routes(self, family: int, *, tagged: bool, dev: str | None = None, exact=None,
+                    main_boot: bool = False) -> list:
         args = [f"-{family}", "-json", "-N", "route", "show", "table", "all"]
+        if main_boot:
+            args[-1:] = ["main", "proto", "boot"]
         if tagged:
             args += ["proto", str(C.RT_PROTO)]
         if dev is not None:
