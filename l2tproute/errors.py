@@ -14,6 +14,7 @@ import signal
 from dataclasses import dataclass
 
 from . import constants as C
+from .text import escape
 
 
 class InputError(ValueError):
@@ -132,13 +133,9 @@ _ADVICE = {
     errno.ENOENT: _Advice("it does not exist", "check the path (see: ls -ld {path})", "check the path"),
     errno.ENAMETOOLONG: _Advice("the path is too long", "use a shorter store path (L2TP_ROUTES_DIR)"),
 }
-_UNSAFE = frozenset("'\"<>&")
-
-
 def shown(path: str | None) -> str:
     """A path as a message shows it: one printable line without the characters the panel mangles."""
-    text = "" if path is None else str(path)
-    return "".join(f"\\x{ord(ch):02x}" if ch in _UNSAFE or not ch.isprintable() else ch for ch in text)
+    return escape("" if path is None else str(path))
 
 
 def _nearest_existing(path: str, directory: bool = False) -> str:

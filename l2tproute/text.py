@@ -18,9 +18,16 @@ _QUOTED_WORD = re.compile(r"""(['"])([^'"\s<>&]+)\1""")
 
 
 def _escape(ch: str) -> str:
-    if ch in FORBIDDEN or not ch.isprintable():
-        return ch.encode("unicode_escape").decode("ascii") if ch not in FORBIDDEN else f"\\x{ord(ch):02x}"
+    if ch in FORBIDDEN:
+        return f"\\x{ord(ch):02x}"
+    if not ch.isprintable():
+        return ch.encode("unicode_escape").decode("ascii")
     return ch
+
+
+def escape(text: str) -> str:
+    """Every character the panel mangles, and every unprintable one, written as an escape."""
+    return "".join(_escape(ch) for ch in text)
 
 
 def show(value: str, limit: int = 60) -> str:
@@ -29,14 +36,13 @@ def show(value: str, limit: int = 60) -> str:
     text = value if len(value) <= limit else value[:limit] + "..."
     if _PLAIN_WORD.fullmatch(text):
         return text
-    return "[" + "".join(_escape(ch) for ch in text) + "]"
+    return "[" + escape(text) + "]"
 
 
 def clean(text: str) -> str:
     """Text from elsewhere (click, ip, a file name) made fit for a message line: a quoted
     word loses its quotes, any other unsafe or unprintable character is escaped."""
-    text = _QUOTED_WORD.sub(r"\2", str(text))
-    return "".join(_escape(ch) for ch in text)
+    return escape(_QUOTED_WORD.sub(r"\2", str(text)))
 
 
 def is_clean(text: str) -> bool:
