@@ -104,6 +104,7 @@ def del_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
     \b
     Example: l2tp-routectl del --peer 10.255.10.2 --dst 192.168.20.0/24
     Example: l2tp-routectl del --peer 10.255.10.2 --dst all   (every route; the file is removed)
+    Example: l2tp-routectl del --peer 10.255.10.2 --dst 192.168.1.5/24   (an old line, as written)
     """
     p = secrets.resolve_user_or_peer(peer, user, required=True)
     session = Session(json_out, dry_run, netns)
