@@ -124,6 +124,7 @@ PROBE = r"""
 check() { what=$1; shift; if "$@" >/dev/null 2>&1; then echo "$what: allowed"; else echo "$what: denied"; fi; }
 check "write in the store" sh -c 'echo x >"$0/.probe" && rm "$0/.probe"' "$STORE"
 check "add and delete a route" sh -c 'ip route add 198.51.100.0/24 dev lo proto 157 && ip route del 198.51.100.0/24'
+check "add and delete an address" sh -c 'ip addr add 198.51.100.1/32 dev lo && ip addr del 198.51.100.1/32 dev lo'
 check "open a netlink socket" python3 -c 'import socket; socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)'
 check "write /etc" touch /etc/l2tp-probe
 check "write /opt/l2tproute" touch /opt/l2tproute/l2tp-probe
@@ -144,6 +145,7 @@ check "map writable executable memory" python3 -c 'import mmap; mmap.mmap(-1, 40
 PROBE_EXPECTED = {
     "write in the store": "allowed",
     "add and delete a route": "allowed",
+    "add and delete an address": "allowed",  # CAP_NET_ADMIN is all or nothing: links and addresses too
     "open a netlink socket": "allowed",
     "write /etc": "denied",
     "write /opt/l2tproute": "denied",
@@ -168,6 +170,8 @@ def test_the_sandbox_lets_apply_change_routes_and_nothing_else(machine):
 
     The same probe in a unit without the sandbox is allowed everything (asserted too), so each
     denial is the sandbox's doing. That apply itself works under it is the timer tests' business.
+    "Nothing else" is about the system outside the network configuration: CAP_NET_ADMIN in the
+    host's namespace cannot be narrowed to routes, so addresses and links stay within reach.
     """
     box = machine.box
     service = box.check("cat", f"{UNIT_DIR}/{SERVICE}")
