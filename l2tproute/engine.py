@@ -22,7 +22,7 @@ from . import policy
 from .iproute2 import Change, Failure, IpError, KernelRoute, Runner, is_taken_slot_error
 from .kernel import Installed, Links, parse_links, parse_routes, server_networks, slot_of
 from .model import InputError, IPv4Address, Network, Refused, Route, parse_destination
-from .reconcile import Plan, Want, old_tool_routes, plan
+from .reconcile import Plan, Want, adopts, old_tool_routes, plan
 from .routefile import Line, format_route, problems, route_line
 from .routefile import routes as routes_of
 from .store import Store, StoreError, SystemFault
@@ -302,14 +302,18 @@ def _remove_from_kernel(ctx: Context, peer: IPv4Address, gone: list[Route],
                         unparsed: Network | None = None) -> tuple[list[str], list[str]]:
     """Delete the kernel routes of exactly these lines: our tag, their slot, this peer's link or gateway.
     `unparsed`: the destination of removed lines that were not valid routes; a tagged route to it on
-    this peer's link or via this peer goes too, whatever its table or metric."""
+    this peer's link or via this peer goes too, whatever its table or metric. A line's route that the
+    old tool installed and apply has not taken over yet (reconcile.adopts) is taken over and deleted."""
     if not gone and unparsed is None:
         return [], []
-    link = parse_links(ctx.runner.read_links()).link_of(peer) or ""
+    links = parse_links(ctx.runner.read_links())
+    link = links.link_of(peer) or ""
     families = {r.family for r in gone} | ({unparsed.version} if unparsed is not None else set())
     tagged = _read_tagged(ctx.runner, sorted(families))
     names = table_names() if any(r.table for r in gone) else None
     doomed: list[KernelRoute] = []
+    unadopted: list[Want] = []
+    adopted: list[KernelRoute] = []
     if unparsed is not None:
         doomed += [item.route for item in tagged
                    if item.route.dst == unparsed and (item.route.dev == link or item.route.gw == peer)]
@@ -319,17 +323,29 @@ def _remove_from_kernel(ctx: Context, peer: IPv4Address, gone: list[Route],
         except InputError as exc:  # a table name that is no longer defined: the line still goes
             ctx.warn(f"{format_route(route)}: {exc}; no kernel route looked for")
             continue
+        found = False
         for item in tagged:
-            if item.slot != slot_of(expected) or item.route in doomed:
+            if item.slot != slot_of(expected):
                 continue
             if item.route.dev != expected.dev and (expected.gw is None or item.route.gw != expected.gw):
                 continue  # same destination, but another user's route (added with --force)
-            doomed.append(item.route)
+            found = True
+            if item.route not in doomed:
+                doomed.append(item.route)
+        if not found and link and expected.dst.version == 4:
+            unadopted.append(Want(peer, route, expected))
+    if unadopted:
+        old = old_tool_routes(parse_routes(ctx.runner.read_routes(4, tagged=False, main_boot=True), 4), links)
+        adopted = [want.kernel for want in unadopted if adopts(want, old.get(slot_of(want.kernel)))]
+    # Only a route with our tag can be deleted: the old tool's is taken over first.
+    steps = [[Change("del", r)] for r in doomed] + [[Change("replace", r), Change("del", r)] for r in adopted]
     removed, errors = [], []
-    for route in doomed:
+    for changes in steps:
+        route = changes[-1].route
         what = f"{route.dst} dev {route.dev}"
         try:
-            ctx.runner.change(Change("del", route))
+            for change in changes:
+                ctx.runner.change(change)
             removed.append(what)
         except IpError as exc:
             if "No such process" not in str(exc):

@@ -162,3 +162,15 @@ def test_without_a_stored_line_an_old_route_is_never_adopted_nor_removed(upgrade
     for argv in (["apply"], ["apply", "--peer", P], ["del", "--peer", P, "--dst", "all"]):
         assert cli(upgraded, *argv).returncode == 0
     assert upgraded.snapshot() == before and upgraded.tagged() == []
+
+
+def test_deleting_a_line_before_any_apply_takes_the_old_tools_route_with_it_and_no_look_alike(upgraded, store_dir):
+    """The panel may delete a line in the minute between the upgrade and the first apply."""
+    before = [r for r in upgraded.routes(4) if r["dst"] != "10.2.0.0/16"]
+    result = cli(upgraded, "del", "--peer", P, "--dst", "10.2.0.0/16")
+    assert result.returncode == 0 and result.err == "", result
+    assert rows_for(upgraded, "10.2.0.0/16") == [] and upgraded.tagged() == []
+    for dst in LOOK_ALIKES[:5]:  # the stored lines whose kernel routes are not the old tool's
+        assert cli(upgraded, "del", "--peer", P, "--dst", dst).returncode == 0
+    assert [r for r in upgraded.routes(4) if r["dst"] != "10.2.0.0/16"] == before
+    assert upgraded.tagged() == []
