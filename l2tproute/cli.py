@@ -7,6 +7,7 @@ Errors are one line on stderr (exit 2 for a wrong argument or a refused request,
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Optional
 
@@ -237,9 +238,17 @@ def _check_completion_shell(argv: list[str]) -> None:
                          f"run it from an interactive {', '.join(_COMPLETION_SHELLS[:3])} or powershell")
 
 
+_COMPLETE_VAR = "_{}_COMPLETE".format(C.PROG.replace("-", "_").upper())  # click's name for it
+
+
 def run(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     wants_json = "--json" in argv
+    # No command: click 8.1 (the newest for Python 3.9) would print the help and exit 0, 8.2+
+    # raises. A completion request also comes without arguments (its variable says what).
+    if not argv and _COMPLETE_VAR not in os.environ:
+        return _fail(f"no command given; expected one of: add, del, list, apply (see: {C.PROG} --help)",
+                     C.EXIT_USAGE, wants_json)
     command = typer.main.get_command(app)
     try:
         _check_repeats(argv)
@@ -255,9 +264,6 @@ def run(argv: Optional[list[str]] = None) -> int:
     except (BrokenPipeError, KeyboardInterrupt):
         return C.EXIT_FAILURE
     except Exception as exc:  # never a traceback in front of the admin or the panel
-        if type(exc).__name__.startswith("NoArgsIsHelp"):
-            return _fail("no command given; expected one of: add, del, list, apply (see: "
-                         f"{C.PROG} --help)", C.EXIT_USAGE, wants_json)
         if _is_click_error(exc):
             return _fail(_usage_message(exc), exc.exit_code or C.EXIT_USAGE, wants_json)
         return fail_with(exc, wants_json)
