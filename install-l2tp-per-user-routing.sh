@@ -22,6 +22,8 @@ PACKAGES=(python3-venv iproute2 sudo)
 SERVICE=route-l2tp-apply-all.service
 TIMER=route-l2tp-apply-all.timer
 CRON_NAME=l2tproute
+WORKER_SERVICE=l2tproute-worker.service
+WORKER_PATH=l2tproute-worker.path
 
 usage() {
     cat <<EOF
@@ -30,8 +32,9 @@ Usage: $PROG [--demo] [--wheels DIR] [--root DIR] [--scheduler systemd|cron] [--
 
 Installs l2tp-routectl (per-user routes for xl2tpd/pppd servers) as a drop-in
 replacement for the old bash tool: /usr/local/sbin/l2tp-routectl, the pppd hooks
-/etc/ppp/ip-{up,down}.d/l2tp-routes, the re-apply at boot and every minute (the units
-$SERVICE and $TIMER, or /etc/cron.d/$CRON_NAME where systemd does not run),
+/etc/ppp/ip-{up,down}.d/l2tp-routes and their worker, the re-apply at boot and every
+minute (the units $SERVICE, $TIMER and $WORKER_PATH,
+or /etc/cron.d/$CRON_NAME where systemd does not run),
 /etc/sysctl.d/99-l2tp-routing.conf, /etc/sudoers.d/l2tp-routectl and
 /etc/iproute2/rt_protos.d/l2tproute.conf, with a virtual environment in /opt/l2tproute.
 Existing route files in /etc/l2tp-manager/routes.d are never touched; a replaced old
@@ -151,9 +154,16 @@ STORE_PARENT=$ROOT/etc/l2tp-manager
 STORE=$STORE_PARENT/routes.d
 LOCK_NAME=.l2tproute.lock
 CONF_FILE=$STORE_PARENT/l2tproute.conf
+LIBEXEC=$VENV/libexec
 
 # Every installed file: destination, mode, where its content comes from (in $WORK).
+# $LIBEXEC holds what the sh fronts (the command, the pppd hooks) exec: the Python
+# programs and the hooks' spooler.
 FILES=(
+    "$LIBEXEC/l2tp-routectl|0755|bin/l2tp-routectl.py"
+    "$LIBEXEC/l2tp-routes-worker|0755|bin/l2tp-routes-worker"
+    "$LIBEXEC/l2tp-routes-event|0755|bin/l2tp-routes-event"
+    "$LIBEXEC/l2tproute.sh|0644|bin/l2tproute.sh"
     "$CMD|0755|bin/l2tp-routectl"
     "$HOOK_UP|0755|bin/l2tp-routes-ip-up"
     "$HOOK_DOWN|0755|bin/l2tp-routes-ip-down"
@@ -162,9 +172,12 @@ FILES=(
     "$SUDOERS_FILE|0440|contrib/sudoers/l2tp-routectl"
 )
 # The re-apply at boot and every minute: exactly one of these two sets is installed.
+# Without the worker's path unit the hooks start their worker themselves.
 SYSTEMD_FILES=(
     "$UNIT_DIR/$SERVICE|0644|contrib/systemd/$SERVICE"
     "$UNIT_DIR/$TIMER|0644|contrib/systemd/$TIMER"
+    "$UNIT_DIR/$WORKER_SERVICE|0644|contrib/systemd/$WORKER_SERVICE"
+    "$UNIT_DIR/$WORKER_PATH|0644|contrib/systemd/$WORKER_PATH"
 )
 CRON_FILES=("$CRON_FILE|0644|contrib/cron/$CRON_NAME")
 
@@ -310,8 +323,8 @@ put_file() {
 
 check_source() {
     local f
-    for f in pyproject.toml README.md l2tproute/__init__.py l2tproute/hook.py l2tproute/entry.py \
-        bin/l2tp-routectl bin/l2tp-routes-ip-up bin/l2tp-routes-ip-down; do
+    for f in pyproject.toml README.md l2tproute/__init__.py l2tproute/worker.py l2tproute/entry.py \
+        bin/l2tp-routectl bin/l2tp-routectl.py bin/l2tp-routes-ip-up bin/l2tp-routes-ip-down; do
         [[ -f $SRC/$f ]] || die "$SRC/$f is missing: run the script from a complete l2tproute checkout"
     done
     for f in "${FILES[@]}" "${SYSTEMD_FILES[@]}" "${CRON_FILES[@]}"; do
@@ -454,12 +467,17 @@ prepare() {
     cp -- "$SRC/pyproject.toml" "$SRC/README.md" "$WORK/src/"
     mkdir "$WORK/src/l2tproute"
     cp -- "$SRC"/l2tproute/*.py "$WORK/src/l2tproute/"
-    for name in l2tp-routectl l2tp-routes-ip-up l2tp-routes-ip-down; do
+    # The Python programs: the venv's interpreter, isolated, with exactly its site-packages.
+    for name in l2tp-routectl.py l2tp-routes-worker; do
         {
             printf '%s\n%s\n' "$shebang" "$MARKER"
             printf 'import sys\nsys.path.append("%s")  # -S skipped site, which would add it\n' "$SITE_PACKAGES"
             tail -n +2 -- "$SRC/bin/$name"
         } >"$WORK/bin/$name"
+    done
+    # The POSIX sh fronts, as they are (they name the final paths), marked on their second line.
+    for name in l2tp-routectl l2tp-routes-ip-up l2tp-routes-ip-down l2tp-routes-event l2tproute.sh; do
+        { head -n 1 -- "$SRC/bin/$name"; printf '%s\n' "$MARKER"; tail -n +2 -- "$SRC/bin/$name"; } >"$WORK/bin/$name"
     done
     cp -r -- "$SRC/contrib/systemd" "$SRC/contrib/cron" "$SRC/contrib/sysctl" "$SRC/contrib/iproute2" "$SRC/contrib/sudoers" "$WORK/contrib/"
     sed -i "s/^www-data ALL=/$(panel_user_list) ALL=/" "$WORK/contrib/sudoers/l2tp-routectl"
@@ -482,7 +500,7 @@ fingerprint() {
 # Import what the installed scripts import, started as they start: -IS with only the
 # venv's site-packages added (no .pth file processed).
 check_imports() {
-    "$VENV_PY" -IS -c 'import sys; sys.path.append(sys.argv[1]); import l2tproute.entry, l2tproute.hook, l2tproute.cli' \
+    "$VENV_PY" -IS -c 'import sys; sys.path.append(sys.argv[1]); import l2tproute.entry, l2tproute.worker, l2tproute.cli' \
         "$ROOT$SITE_PACKAGES"
 }
 
@@ -579,10 +597,10 @@ install_files() {
 retire_other_scheduler() {
     local entry dest mode src unit saved reload=0
     if [[ $SCHEDULER == cron ]] && systemd_running; then
-        for unit in "$TIMER" "$SERVICE"; do
+        for unit in "$TIMER" "$SERVICE" "$WORKER_PATH"; do
             has_marker "$UNIT_DIR/$unit" && systemctl is-enabled --quiet "$unit" 2>/dev/null || continue
             run_quiet "systemctl disable --now $unit" systemctl disable --quiet --now "$unit"
-            if [[ $unit == "$TIMER" ]]; then undo enable "$unit" --now; else undo enable "$unit"; fi
+            if [[ $unit != "$SERVICE" ]]; then undo enable "$unit" --now; else undo enable "$unit"; fi
             changed "disabled: $unit (cron re-applies instead)"
         done
     fi
@@ -646,20 +664,23 @@ activate() {
     elif systemd_running; then
         systemctl daemon-reload
         local unit
-        for unit in "$SERVICE" "$TIMER"; do
+        for unit in "$SERVICE" "$TIMER" "$WORKER_PATH"; do
             if ! systemctl is-enabled --quiet "$unit" 2>/dev/null; then
                 run_quiet "systemctl enable $unit" systemctl enable --quiet "$unit"
                 undo disable "$unit"
                 changed "enabled: $unit"
             fi
         done
-        if ! systemctl is-active --quiet "$TIMER"; then
-            run_quiet "systemctl start $TIMER" systemctl start "$TIMER"
-            changed "started: $TIMER"
-        fi
+        for unit in "$TIMER" "$WORKER_PATH"; do
+            if ! systemctl is-active --quiet "$unit"; then
+                run_quiet "systemctl start $unit" systemctl start "$unit"
+                changed "started: $unit"
+            fi
+        done
     else
-        say "note: systemd is not running here: $SERVICE and $TIMER are installed but not enabled;" \
-            "once it runs: systemctl enable --now $TIMER $SERVICE"
+        say "note: systemd is not running here: $SERVICE, $TIMER and $WORKER_PATH are installed but not" \
+            "enabled (the pppd hooks start their worker themselves); once it runs:" \
+            "systemctl enable --now $TIMER $SERVICE $WORKER_PATH"
     fi
     if [[ $(sysctl -n net.ipv4.ip_forward 2>/dev/null || true) != 1 ]] || ((SYSCTL_CHANGED)); then
         apply_sysctl
@@ -775,7 +796,7 @@ do_uninstall() {
     local entry dest mode src unit
     RESTORED=()
     if systemd_running; then
-        for unit in "$TIMER" "$SERVICE"; do
+        for unit in "$TIMER" "$SERVICE" "$WORKER_PATH" "$WORKER_SERVICE"; do
             if has_marker "$UNIT_DIR/$unit"; then
                 systemctl disable --quiet --now "$unit" 2>/dev/null || true
             fi
@@ -795,6 +816,10 @@ do_uninstall() {
     fi
     local dirs
     dirs=$(cat -- "$DIRS_RECORD" 2>/dev/null || true)
+    if ((LIVE)) && [[ -d /run/l2tproute ]]; then
+        rm -rf -- /run/l2tproute
+        changed "removed: /run/l2tproute (the pppd hooks' spool)"
+    fi
     if [[ -f $FINGERPRINT ]]; then
         rm -rf -- "$VENV"
         changed "removed: $VENV"

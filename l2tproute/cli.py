@@ -15,14 +15,11 @@ import typer
 
 from . import __version__, engine, listing, secrets, status
 from . import constants as C
-from .applycmd import apply_command
-from .iproute2 import IpError
 from .model import InputError, make_route, parse_destination, parse_device, parse_gateway, parse_metric, parse_table
-from .session import Session, fail_with
+from .session import Session, apply_command, guarded
 from .session import fail as _fail
 from .session import one_line as _one_line
 from .session import warn as _warn
-from .store import StoreError
 
 app = typer.Typer(add_completion=True, rich_markup_mode=None, pretty_exceptions_enable=False,
                   no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
@@ -139,15 +136,18 @@ def list_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUserOp
     store = session.store
     p = secrets.resolve_user_or_peer(peer, user, required=False)
     if p is not None:
-        data = store.read_bytes(p)
+        # Printed as it is, whatever it holds, as the old tool's `cat` did: the warnings
+        # about its lines are list's and status's (bin/l2tp-routectl answers this in sh).
+        data = store.read_bytes(p, limit=None)
         files = [(p, data)] if data is not None else []
         warnings: list[str] = []
         text = listing.peer_text(p, data)
     else:
         files, warnings = listing.read_all(store)
         text = listing.all_text(files)
-    for fp, data in files:
-        warnings += listing.file_warnings(store, fp, data)
+    if p is None or session.json:
+        for fp, data in files:
+            warnings += listing.file_warnings(store, fp, data)
     if session.json:
         doc = {"command": "list", "peers": [listing.peer_doc(fp, data) for fp, data in files], "ok": True,
                "warnings": warnings}
@@ -249,6 +249,10 @@ def run(argv: Optional[list[str]] = None) -> int:
     if not argv and _COMPLETE_VAR not in os.environ:
         return _fail(f"no command given; expected one of: add, del, list, apply (see: {C.PROG} --help)",
                      C.EXIT_USAGE, wants_json)
+    return guarded(lambda: _run_click(argv, wants_json), wants_json)
+
+
+def _run_click(argv: list[str], wants_json: bool) -> int:
     command = typer.main.get_command(app)
     try:
         _check_repeats(argv)
@@ -257,16 +261,15 @@ def run(argv: Optional[list[str]] = None) -> int:
         return code if isinstance(code, int) else 0
     except typer.Exit as exc:
         return exc.exit_code
-    except typer.Abort:
-        return _fail("interrupted", C.EXIT_FAILURE, wants_json)
-    except (InputError, StoreError, IpError) as exc:
-        return fail_with(exc, wants_json)
-    except (BrokenPipeError, KeyboardInterrupt):
-        return C.EXIT_FAILURE
-    except Exception as exc:  # never a traceback in front of the admin or the panel
+    except typer.Abort:  # click's word for an interrupt or EOF at a prompt
+        raise KeyboardInterrupt from None
+    except Exception as exc:
+        if type(exc).__name__.startswith("NoArgsIsHelp"):
+            return _fail("no command given; expected one of: add, del, list, apply (see: "
+                         f"{C.PROG} --help)", C.EXIT_USAGE, wants_json)
         if _is_click_error(exc):
             return _fail(_usage_message(exc), exc.exit_code or C.EXIT_USAGE, wants_json)
-        return fail_with(exc, wants_json)
+        raise
 
 
 def _is_click_error(exc: Exception) -> bool:

@@ -29,6 +29,11 @@ RESOLV_CONF = "/etc/resolv.conf"
 RT_PROTO = 157
 RT_PROTO_NAME = "l2tproute"
 
+#: Where the pppd hooks leave their events for the worker (tmpfs: sessions end with a reboot).
+DEFAULT_RUN_DIR = "/run/l2tproute"
+#: Moves the spool for tests; like L2TP_ROUTES_DIR, ignored under sudo.
+RUN_DIR_ENV = "L2TP_RUN_DIR"
+
 PROG = "l2tp-routectl"
 SYSLOG_IDENT = "l2tp-routectl"
 

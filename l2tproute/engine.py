@@ -10,16 +10,14 @@ the disk refuses never leaves the kernel changed.
 from __future__ import annotations
 
 import gc
-import ipaddress
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field, replace
 
 from . import constants as C
 from . import policy
-from .iproute2 import Change, Failure, IpError, KernelRoute, Runner, is_taken_slot_error
+from .iproute2 import Change, IpError, KernelRoute, Runner, is_gone_error, is_taken_slot_error
 from .kernel import Installed, Links, parse_links, parse_routes, server_networks, slot_of
 from .model import InputError, IPv4Address, Network, Refused, Route, parse_destination
 from .reconcile import Plan, Want, adopts, old_tool_routes, plan
@@ -29,7 +27,6 @@ from .store import Store, StoreError, SystemFault
 from .tables import table_id, table_names
 
 ALL = "all"
-_EVERYTHING = {4: ipaddress.ip_network("0.0.0.0/0"), 6: ipaddress.ip_network("::/0")}
 
 
 @dataclass
@@ -57,7 +54,7 @@ def kernel_route(route: Route, link: str, names: dict[str, str] | None = None) -
     )
 
 
-def _read_tagged(runner: Runner, families=(4, 6), **filters) -> list[Installed]:
+def read_tagged(runner: Runner, families=(4, 6), **filters) -> list[Installed]:
     found: list[Installed] = []
     for family in families:
         found += parse_routes(runner.read_routes(family, tagged=True, **filters), family, tagged=True)
@@ -70,11 +67,11 @@ def _foreign_holder(runner: Runner, route: KernelRoute) -> str | None:
     for item in parse_routes(runner.read_routes(family, tagged=False, exact=route.dst), family):
         if slot_of(item.route) == slot_of(route) and item.protocol != str(C.RT_PROTO):
             via = f" via {item.route.gw}" if item.route.gw else ""
-            return f"a proto {_proto_name(item.protocol)} route{via} dev {item.route.dev}"
+            return f"a proto {proto_name(item.protocol)} route{via} dev {item.route.dev}"
     return None
 
 
-def _holder_text(runner: Runner, route: KernelRoute) -> str:
+def holder_text(runner: Runner, route: KernelRoute) -> str:
     return _foreign_holder(runner, route) or "a route not installed by l2tp-routectl"
 
 
@@ -83,11 +80,11 @@ def _refusal(route: KernelRoute, holder: str) -> str:
             "left alone (use --force to replace it)")
 
 
-_PROTO_NAMES = {"2": "kernel", "3": "boot", "4": "static", "11": "zebra", "12": "bird", "16": "dhcp", "186": "bgp"}
+PROTO_NAMES = {"2": "kernel", "3": "boot", "4": "static", "11": "zebra", "12": "bird", "16": "dhcp", "186": "bgp"}
 
 
-def _proto_name(number: str) -> str:
-    return _PROTO_NAMES.get(number, number)
+def proto_name(number: str) -> str:
+    return PROTO_NAMES.get(number, number)
 
 
 # -- add --------------------------------------------------------------------
@@ -213,7 +210,7 @@ def _install_one(ctx: Context, wanted: KernelRoute, *, refuse: bool) -> str | No
     except IpError as exc:
         message = str(exc)
         if is_taken_slot_error(message):
-            text = _refusal(wanted, _holder_text(ctx.runner, wanted))
+            text = _refusal(wanted, holder_text(ctx.runner, wanted))
             if refuse:
                 raise Refused(text) from None
             return text
@@ -309,7 +306,7 @@ def _remove_from_kernel(ctx: Context, peer: IPv4Address, gone: list[Route],
     links = parse_links(ctx.runner.read_links())
     link = links.link_of(peer) or ""
     families = {r.family for r in gone} | ({unparsed.version} if unparsed is not None else set())
-    tagged = _read_tagged(ctx.runner, sorted(families))
+    tagged = read_tagged(ctx.runner, sorted(families))
     names = table_names() if any(r.table for r in gone) else None
     doomed: list[KernelRoute] = []
     unadopted: list[Want] = []
@@ -348,31 +345,93 @@ def _remove_from_kernel(ctx: Context, peer: IPv4Address, gone: list[Route],
                 ctx.runner.change(change)
             removed.append(what)
         except IpError as exc:
-            if "No such process" not in str(exc):
+            if not is_gone_error(str(exc)):
                 errors.append(f"{what}: {exc}")
     return removed, errors
 
 
 # -- apply ------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Connection:
+    peer: IPv4Address
+    link: str
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    """What became of one stored line in an apply."""
+
+    peer: IPv4Address
+    line: str  # as the route file says it
+    link: str
+    detail: str = ""  # blocked: what holds the destination; failed: why
+
+
+@dataclass(frozen=True)
+class RemovalResult:
+    route: KernelRoute
+    detail: str = ""  # why it could not be removed
+
+    @property
+    def text(self) -> str:
+        return f"{self.route.dst} dev {self.route.dev}"
+
+
+@dataclass(frozen=True)
+class LinkChange:
+    """A link that came up or went down with a peer, as pppd's hooks announced it."""
+
+    up: bool
+    link: str
+    peer: IPv4Address
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A link change the kernel no longer agrees with, so nothing was done for it."""
+
+    change: LinkChange
+    reason: str
+
+
 @dataclass
 class ApplyReport:
     scope: IPv4Address | None
-    connected: list[tuple[IPv4Address, str]] = field(default_factory=list)
+    connected: list[Connection] = field(default_factory=list)
     offline: list[IPv4Address] = field(default_factory=list)
-    installed: list[tuple[IPv4Address, str]] = field(default_factory=list)
-    updated: list[tuple[IPv4Address, str]] = field(default_factory=list)
+    installed: list[RouteResult] = field(default_factory=list)
+    updated: list[RouteResult] = field(default_factory=list)
     #: The old tool's untagged routes for stored lines, now tagged as ours.
-    adopted: list[tuple[IPv4Address, str]] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    unchanged: int = 0
-    blocked: list[tuple[IPv4Address, str, str]] = field(default_factory=list)
-    failed: list[tuple[IPv4Address | None, str, str]] = field(default_factory=list)
-    planned: list[str] = field(default_factory=list)
+    adopted: list[RouteResult] = field(default_factory=list)
+    unchanged: list[RouteResult] = field(default_factory=list)
+    blocked: list[RouteResult] = field(default_factory=list)
+    failed: list[RouteResult] = field(default_factory=list)
+    removed: list[RemovalResult] = field(default_factory=list)
+    removal_failed: list[RemovalResult] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    #: Downs of peers already back on another link: their routes via the peer are kept.
+    kept: list[Skipped] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.removal_failed
+
+    def of_link(self, link: str) -> ApplyReport:
+        """The part of the report that happened on one link (a hook's event)."""
+        def mine(items):
+            return [item for item in items if item.link == link]
+
+        def removed_here(items):
+            return [item for item in items if item.route.dev == link]
+
+        return ApplyReport(
+            scope=self.scope, connected=mine(self.connected), installed=mine(self.installed),
+            updated=mine(self.updated), adopted=mine(self.adopted), unchanged=mine(self.unchanged),
+            blocked=mine(self.blocked), failed=mine(self.failed), removed=removed_here(self.removed),
+            removal_failed=removed_here(self.removal_failed),
+            skipped=[item for item in self.skipped if item.change.link == link],
+            kept=[item for item in self.kept if item.change.link == link])
 
 
 @contextmanager
@@ -388,6 +447,12 @@ def _no_cycle_collection():
             gc.enable()
 
 
+@dataclass(frozen=True)
+class _KernelState:
+    tagged: list[Installed]
+    links: Links
+
+
 def apply(ctx: Context, peer: IPv4Address | None = None) -> ApplyReport:
     """Make the kernel hold exactly the stored routes of connected peers (one peer, or all)."""
     report = ApplyReport(scope=peer)
@@ -395,50 +460,114 @@ def apply(ctx: Context, peer: IPv4Address | None = None) -> ApplyReport:
         # The kernel's state is read while the files are parsed: the `ip` dumps run
         # on the other core (a third of a steady-state apply at 10,000 routes).
         kernel = _Background(lambda: _dump_kernel_state(ctx.runner))
-        peers = [peer] if peer is not None else _all_peers(ctx)
-        stored = {p: _stored_routes(ctx, p) for p in peers}
-        tagged_rows, link_rows = kernel.result()
-        tagged = [item for family, rows in tagged_rows for item in parse_routes(rows, family, tagged=True)]
-        links = parse_links(link_rows)
-        for text in links.duplicates:
-            ctx.warn(text)
-        names = table_names() if any(r.table for rs in stored.values() for r in rs) else None
-        wants = []
+        peers = [peer] if peer is not None else all_peers(ctx)
+        stored = {p: stored_routes(ctx, p) for p in peers}
+        state = _kernel_state(ctx, kernel.result())
+        targets = []
         for p in peers:
-            link = links.link_of(p)
+            link = state.links.link_of(p)
             if link is None:
                 report.offline.append(p)
-                continue
-            report.connected.append((p, link))
-            for r in stored[p]:
-                try:
-                    wants.append(Want(p, r, kernel_route(r, link, names)))
-                except InputError as exc:  # one bad line must not stop every other peer's routes
-                    report.failed.append((p, format_route(r), str(exc)))
+            else:
+                targets.append(Connection(p, link))
         if peer is None:
-            removable = lambda item: True  # noqa: E731 - every tagged route nobody wants
+            def removable(item: Installed) -> bool:
+                return True  # every tagged route nobody wants
         else:
-            link = links.link_of(peer)
-            removable = lambda item: link is not None and item.route.dev == link  # noqa: E731
-        result = plan_adopting(ctx, wants, tagged, links, removable)
-        for want in result.shadowed:
-            ctx.warn(f"peer {want.peer}: {format_route(want.route)} is also wanted by another line or peer; "
-                     "the kernel holds one route per destination, the first one wins")
-        _execute(ctx, result, report)
+            link = state.links.link_of(peer)
+
+            def removable(item: Installed) -> bool:
+                return link is not None and item.route.dev == link
+        _reconcile(ctx, report, state, targets, stored, removable)
     return report
 
 
-def plan_adopting(ctx: Context, wants: list[Want], tagged: list[Installed], links: Links,
-                  removable: Callable[[Installed], bool]) -> Plan:
+def apply_links(ctx: Context, changes: list[LinkChange]) -> ApplyReport:
+    """What pppd's hooks ask, for many links at once: the routes of each link that came up,
+    none of ours on each link that went down; one kernel read and one batch for all.
+
+    `changes` holds at most one change per link, the last one announced. An up whose
+    link is gone or now carries another peer is skipped (that peer's own event follows);
+    a down never touches a link that already carries another peer (a reused name).
+    """
+    report = ApplyReport(scope=None)
+    with _no_cycle_collection(), ctx.store.locked(ctx.lock_timeout):
+        state = _kernel_state(ctx, _dump_kernel_state(ctx.runner))
+        on_link = state.links.peer_on
+        targets: list[Connection] = []
+        released_links: set[str] = set()
+        gone_peers: set[IPv4Address] = set()
+        for change in changes:
+            now = on_link.get(change.link)
+            if change.up:
+                if now == change.peer:
+                    targets.append(Connection(change.peer, change.link))
+                else:
+                    held = f"now carries peer {now}" if now is not None else "no longer carries that peer"
+                    report.skipped.append(Skipped(change, f"{change.link} {held}"))
+                continue
+            if now is not None and now != change.peer:
+                report.skipped.append(Skipped(change, f"{change.link} already carries peer {now}; its routes stay"))
+            else:
+                released_links.add(change.link)
+            elsewhere = sorted(link for link, p in on_link.items() if p == change.peer and link != change.link)
+            if elsewhere:
+                report.kept.append(Skipped(change, f"peer {change.peer} is connected again on {', '.join(elsewhere)}; "
+                                                   f"its routes via {change.peer} on other links are kept"))
+            else:
+                gone_peers.add(change.peer)
+        stored = {t.peer: stored_routes(ctx, t.peer) for t in targets}
+        up_links = {t.link for t in targets}
+
+        def removable(item: Installed) -> bool:
+            dev = item.route.dev
+            # Routes via a peer that left, on a link of their own (a line with `dev`), go with it.
+            return dev in up_links or dev in released_links or (item.route.gw in gone_peers and dev not in on_link)
+
+        _reconcile(ctx, report, state, targets, stored, removable)
+    return report
+
+
+def _kernel_state(ctx: Context, dumps) -> _KernelState:
+    tagged_rows, link_rows = dumps
+    links = parse_links(link_rows)
+    for text in links.duplicates:
+        ctx.warn(text)
+    return _KernelState([item for family, rows in tagged_rows for item in parse_routes(rows, family, tagged=True)],
+                        links)
+
+
+def _reconcile(ctx: Context, report: ApplyReport, state: _KernelState, targets: list[Connection],
+               stored: dict[IPv4Address, list[Route]], removable) -> None:
+    """The one reconcile behind every apply: wanted routes of `targets` against our tagged routes."""
+    names = table_names() if any(r.table for t in targets for r in stored[t.peer]) else None
+    wants = []
+    for target in targets:
+        report.connected.append(target)
+        for route in stored[target.peer]:
+            try:
+                wants.append(Want(target.peer, route, kernel_route(route, target.link, names)))
+            except InputError as exc:  # one bad line must not stop every other peer's routes
+                report.failed.append(RouteResult(target.peer, format_route(route), target.link, str(exc)))
+    result = _plan_adopting(ctx, wants, state, removable)
+    for want in result.shadowed:
+        ctx.warn(f"peer {want.peer}: {format_route(want.route)} is also wanted by another line or peer; "
+                 "the kernel holds one route per destination, the first one wins")
+    for want in result.unchanged:
+        report.unchanged.append(RouteResult(want.peer, format_route(want.route), want.kernel.dev))
+    _execute(ctx, result, report)
+
+
+def _plan_adopting(ctx: Context, wants: list[Want], state: _KernelState, removable) -> Plan:
     """reconcile.plan, with the old tool's routes for these wants taken over (see reconcile).
     Those routes are read only when something is to be installed, so a steady state costs no
     extra dump, and the kernel sends only `proto boot` routes of table main, so a busy table
     costs little; only IPv4, as the old tool routed nothing else."""
-    result = plan(wants, tagged, force=ctx.force, removable=removable)
-    if ctx.force or not any(c.verb == "add" and c.route.dst.version == 4 for c in result.changes):
+    result = plan(wants, state.tagged, force=ctx.force, removable=removable)
+    if ctx.force or not any(i.change.verb == "add" and i.change.route.dst.version == 4 for i in result.installs):
         return result
-    old = old_tool_routes(parse_routes(ctx.runner.read_routes(4, tagged=False, main_boot=True), 4), links)
-    return plan(wants, tagged, force=ctx.force, removable=removable, old=old) if old else result
+    old = old_tool_routes(parse_routes(ctx.runner.read_routes(4, tagged=False, main_boot=True), 4), state.links)
+    return plan(wants, state.tagged, force=ctx.force, removable=removable, old=old) if old else result
 
 
 def _dump_kernel_state(runner: Runner) -> tuple[list[tuple[int, list]], list]:
@@ -473,14 +602,14 @@ class _Background:
         return self._value
 
 
-def _all_peers(ctx: Context) -> list[IPv4Address]:
+def all_peers(ctx: Context) -> list[IPv4Address]:
     peers, warnings = ctx.store.peers()
     for text in warnings:
         ctx.warn(text)
     return peers
 
 
-def _stored_routes(ctx: Context, peer: IPv4Address) -> list[Route]:
+def stored_routes(ctx: Context, peer: IPv4Address) -> list[Route]:
     try:
         lines = ctx.store.read(peer) or []
     except SystemFault:  # the disk, not the file: skipping it would remove the peer's routes
@@ -494,26 +623,22 @@ def _stored_routes(ctx: Context, peer: IPv4Address) -> list[Route]:
 
 
 def _execute(ctx: Context, result: Plan, report: ApplyReport) -> None:
-    report.unchanged = len(result.unchanged)
-    failures: dict[int, Failure] = {}
-    by_change = {id(c): i for i, c in enumerate(result.changes)}
-    for failure in ctx.runner.batch(result.changes):
-        failures[by_change[id(failure.change)]] = failure
-    for index, (change, reason) in enumerate(zip(result.changes, result.reasons)):
-        failure = failures.get(index)
-        if isinstance(reason, Want):
-            line = format_route(reason.route)
-            if failure is None and index in result.adopted:
-                report.adopted.append((reason.peer, line))
-            elif failure is None:
-                (report.updated if index in result.updates else report.installed).append((reason.peer, line))
-            elif change.verb == "add" and is_taken_slot_error(failure.message):
-                report.blocked.append((reason.peer, line, _holder_text(ctx.runner, change.route)))
-            else:
-                report.failed.append((reason.peer, line, failure.message))
+    # Changes are frozen values and a plan holds each slot once, so a failure finds its change by value.
+    failures = {failure.change: failure.message for failure in ctx.runner.batch(result.changes)}
+    for install in result.installs:
+        want = install.want
+        outcome = RouteResult(want.peer, format_route(want.route), want.kernel.dev)
+        message = failures.get(install.change)
+        if message is None:
+            done = report.adopted if install.adopt else report.updated if install.update else report.installed
+            done.append(outcome)
+        elif install.change.verb == "add" and is_taken_slot_error(message):
+            report.blocked.append(replace(outcome, detail=holder_text(ctx.runner, install.change.route)))
         else:
-            what = f"{change.route.dst} dev {change.route.dev}"
-            if failure is None:
-                report.removed.append(what)
-            elif "No such process" not in failure.message:  # already gone: fine
-                report.failed.append((None, what, failure.message))
+            report.failed.append(replace(outcome, detail=message))
+    for removal in result.removals:
+        message = failures.get(removal.change)
+        if message is None:
+            report.removed.append(RemovalResult(removal.change.route))
+        elif not is_gone_error(message):  # already gone: fine
+            report.removal_failed.append(RemovalResult(removal.change.route, message))

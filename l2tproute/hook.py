@@ -1,18 +1,16 @@
-"""The pppd hook glue: `/etc/ppp/ip-up.d/l2tp-routes` and `/etc/ppp/ip-down.d/l2tp-routes`.
+"""The pppd hook glue: link events in, the library's apply for those links, syslog out.
 
 pppd runs `/etc/ppp/ip-up IFACE TTY SPEED LOCAL PEER IPPARAM` with the environment
 cleared; Debian's dispatcher exports the same values as PPP_IFACE ... PPP_IPPARAM and
-runs every hook in ip-up.d with those arguments. What the hook gets is parsed once,
-here, into one `LinkEvent`; nothing below reads the environment.
+runs every hook in ip-up.d with those arguments. The installed hooks are POSIX sh
+(bin/l2tp-routes-event) that spool the event for the worker (worker.py); `parse_event`
+is the same reading in Python, held to the sh one by tests/test_event_front.py.
 
-Up: loosen rp_filter on that link, then install exactly that peer's stored routes
-on exactly that link (the link is known: no discovery) with one `ip -batch`.
-Down: delete exactly the routes with our tag on that link, or via that peer.
-
-A hook must never spoil or delay the user's session: it takes no store lock (files
-are replaced by rename, so a read sees a whole file), gives up after a deadline,
-prints nothing, always returns 0, and says everything it did or failed to do to
-syslog (ident `l2tp-routectl`, so `journalctl -t l2tp-routectl` shows it).
+Up: loosen rp_filter on that link, then make the link hold exactly that peer's stored
+routes: engine.apply_links, the same reconcile and the same report as `apply --peer`.
+Down: none of our routes on that link, nor via that peer elsewhere (unless the peer is
+already back on another link). Everything done or refused goes to syslog (ident
+`l2tp-routectl`, so `journalctl -t l2tp-routectl` shows it); nothing is printed.
 """
 
 from __future__ import annotations
@@ -26,21 +24,17 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import constants as C
-from .engine import _holder_text, kernel_route
-from .iproute2 import Change, Failure, IpError, IpRoute2, KernelRoute, Runner, is_taken_slot_error
-from .kernel import Installed, parse_routes, slot_of
+from . import engine, render
+from .engine import Context, LinkChange
+from .iproute2 import IpRoute2, Runner
 from .model import InputError, IPv4Address, parse_device, parse_ipv4, parse_peer, show
-from .reconcile import Want, plan
-from .routefile import format_route, problems
-from .routefile import routes as routes_of
 from .store import Store
 from .syslogger import Syslog
-from .tables import table_names
 
 UP = "up"
 DOWN = "down"
 
-#: One `ip` read may take this long in a hook, one batch this long; the whole hook
+#: One `ip` read may take this long in a hook, one batch this long; the in-process hook
 #: gives up after constants.HOOK_DEADLINE seconds whatever happens.
 HOOK_IP_TIMEOUT = 5.0
 HOOK_BATCH_TIMEOUT = 10.0
@@ -69,7 +63,7 @@ class LinkEvent:
     ipparam: str = ""
 
     def __str__(self) -> str:
-        return f"{self.direction} {self.iface} peer {self.peer}"
+        return f"ip-{self.direction} {self.iface} peer {self.peer}"
 
 
 def parse_event(direction: str, args: Sequence[str], environ: Mapping[str, str]) -> LinkEvent:
@@ -106,75 +100,6 @@ def _printable(text: str, limit: int = 64) -> str:
     return "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
 
 
-# -- up ---------------------------------------------------------------------
-
-def link_up(event: LinkEvent, store: Store, runner: Runner, log: Log, proc_sys: str = "/proc/sys") -> None:
-    say = _sayer(event, log)
-    loosen_rp_filter(event.iface, say, proc_sys)
-    try:
-        lines = store.read(event.peer)
-    except RuntimeError as exc:
-        say(syslog.LOG_ERR, f"cannot read the peer's routes: {exc}; nothing installed")
-        return
-    if lines is None:
-        say(syslog.LOG_INFO, f"no routes stored ({store.path(event.peer)} does not exist); nothing to install")
-        return
-    for text in problems(lines, store.path(event.peer)):
-        say(syslog.LOG_WARNING, text)
-    stored = routes_of(lines)
-    names = _table_names(stored, say)
-    wants = []
-    for route in stored:
-        try:
-            wants.append(Want(event.peer, route, kernel_route(route, event.iface, names)))
-        except InputError as exc:
-            say(syslog.LOG_WARNING, f"{format_route(route)}: {exc}; skipped")
-    try:
-        on_link = _tagged(runner, dev=event.iface)
-    except IpError as exc:
-        say(syslog.LOG_ERR, f"cannot read the routes of {event.iface}: {_one_line(exc)}; nothing installed")
-        return
-    result = plan(wants, on_link, force=False, removable=lambda item: True)
-    for want in result.shadowed:
-        say(syslog.LOG_WARNING, f"{format_route(want.route)}: another line of this peer already routes "
-                                f"{want.route.dst}; the first one wins")
-    counts = {"installed": 0, "updated": 0, "removed": 0, "blocked": 0, "failed": 0}
-    retry: list[Want] = []
-    failures = _by_change(runner.batch(result.changes))
-    for change, reason in zip(result.changes, result.reasons):
-        failure = failures.get(id(change))
-        if isinstance(reason, Want):
-            if failure is None:
-                _count_install(say, counts, change, reason)
-            elif change.verb == "add" and is_taken_slot_error(failure.message):
-                holder = _tagged_holder(runner, change.route)
-                if holder is not None:
-                    retry.append(reason)  # our own route (another link or gateway): take it over
-                else:
-                    counts["blocked"] += 1
-                    say(syslog.LOG_WARNING, f"not installed: {format_route(reason.route)}: {reason.route.dst} is "
-                                            f"held by {_holder_text(runner, change.route)}, which l2tp-routectl "
-                                            "did not install; left alone")
-            else:
-                counts["failed"] += 1
-                say(syslog.LOG_ERR, f"failed: {format_route(reason.route)}: {_one_line(failure.message)}")
-        else:
-            _count_removal(say, counts, change, failure, "stale ")
-    if retry:
-        changes = [Change("replace", want.kernel) for want in retry]
-        failures = _by_change(runner.batch(changes))
-        for change, want in zip(changes, retry):
-            failure = failures.get(id(change))
-            if failure is None:
-                _count_install(say, counts, change, want)
-            else:
-                counts["failed"] += 1
-                say(syslog.LOG_ERR, f"failed: {format_route(want.route)}: {_one_line(failure.message)}")
-    say(syslog.LOG_INFO, f"{len(stored)} stored routes: {counts['installed']} installed, {counts['updated']} updated, "
-                         f"{len(result.unchanged)} unchanged, {counts['removed']} removed, "
-                         f"{counts['blocked']} blocked, {counts['failed']} failed")
-
-
 def loosen_rp_filter(iface: str, say: Callable[[int, str], None], proc_sys: str = "/proc/sys") -> None:
     """rp_filter=2 on the link: the sysctl.d glob only reaches links present at boot."""
     path = os.path.join(proc_sys, "net", "ipv4", "conf", iface, "rp_filter")
@@ -190,109 +115,57 @@ def loosen_rp_filter(iface: str, say: Callable[[int, str], None], proc_sys: str 
     say(syslog.LOG_INFO, f"rp_filter set to {RP_FILTER_LOOSE} (loose) on {iface}")
 
 
-def _table_names(stored, say) -> dict[str, str] | None:
-    if not any(route.table for route in stored):
-        return None
-    return table_names()
+def handle(events: Sequence, ctx: Context, log: Log, proc_sys: str = "/proc/sys") -> None:
+    """Handle link events (anything with direction, iface and peer), each link's in the order
+    pppd ran them: only the last one of a link counts, one kernel read and one batch for all."""
+    last: dict[str, object] = {}
+    for event in events:
+        earlier = last.get(event.iface)
+        if earlier is not None:
+            _sayer(earlier, log)(syslog.LOG_INFO, f"superseded by a later ip-{event.direction} of {event.iface}")
+        last[event.iface] = event
+    final = list(last.values())
+    for event in final:
+        if event.direction == UP:
+            loosen_rp_filter(event.iface, _sayer(event, log), proc_sys)
+    changes = [LinkChange(event.direction == UP, event.iface, event.peer) for event in final]
+    report = engine.apply_links(ctx, changes)
+    for text in ctx.warnings:
+        log(syslog.LOG_WARNING, _one_line(text))
+    ctx.warnings.clear()
+    skipped = {item.change.link: item.reason for item in report.skipped}
+    for event in final:
+        say = _sayer(event, log)
+        if event.iface in skipped:
+            say(syslog.LOG_INFO, f"nothing done: {skipped[event.iface]}")
+        mine = report.of_link(event.iface)
+        for item in mine.kept:
+            say(syslog.LOG_INFO, item.reason)
+        if event.direction == UP:
+            if event.iface in skipped:
+                continue
+            if not (mine.installed or mine.updated or mine.unchanged or mine.blocked or mine.failed) \
+                    and not os.path.exists(ctx.store.path(event.peer)):
+                say(syslog.LOG_INFO, f"no routes stored ({ctx.store.path(event.peer)} does not exist); "
+                                     "nothing to install")
+            _log_lines(say, render.link_up_lines(mine), mine)
+            continue
+        elsewhere = [r for r in report.removed if r.route.dev != event.iface and r.route.gw == event.peer]
+        mine.removed += elsewhere
+        _log_lines(say, render.link_down_lines(event.iface, event.peer, mine), mine)
 
 
-def _tagged_holder(runner: Runner, route: KernelRoute) -> Installed | None:
-    family = route.dst.version
-    for item in parse_routes(runner.read_routes(family, tagged=True, exact=route.dst), family):
-        if item.slot == slot_of(route):
-            return item
-    return None
-
-
-def _count_install(say, counts, change: Change, want: Want) -> None:
-    key = "updated" if change.verb == "replace" else "installed"
-    counts[key] += 1
-    say(syslog.LOG_INFO, f"{key}: {format_route(want.route)} (ip route {change.verb} "
-                         f"{want.kernel.dst}{_via(want.kernel)} dev {want.kernel.dev})")
-
-
-# -- down -------------------------------------------------------------------
-
-def link_down(event: LinkEvent, runner: Runner, log: Log) -> None:
-    say = _sayer(event, log)
-    try:
-        tagged = _tagged(runner)
-    except IpError as exc:
-        say(syslog.LOG_ERR, f"cannot read the routing table: {_one_line(exc)}; nothing removed")
-        return
-    on_link = [item for item in tagged if item.route.dev == event.iface]
-    via_peer = [item for item in tagged if item.route.dev != event.iface and item.route.gw == event.peer]
-    if via_peer:
-        # The user may already be back on a new link (a reconnect races the old session's
-        # ip-down): then the routes via its address are the new session's; keep them.
-        try:
-            others = sorted(links_with_peer(runner.read_links(), event.peer) - {event.iface})
-        except IpError as exc:
-            say(syslog.LOG_WARNING, f"cannot read the links: {_one_line(exc)}; routes via {event.peer} on other "
-                                    "links are kept")
-            others = ["(unknown)"]
-        if others:
-            say(syslog.LOG_INFO, f"peer {event.peer} is connected again on {', '.join(others)}; its routes via "
-                                 f"{event.peer} on other links are kept")
-            via_peer = []
-    doomed = on_link + via_peer
-    counts = {"removed": 0, "failed": 0}
-    changes = [Change("del", item.route) for item in doomed]
-    failures = _by_change(runner.batch(changes))
-    for change in changes:
-        _count_removal(say, counts, change, failures.get(id(change)), "")
-    say(syslog.LOG_INFO, f"{counts['removed']} routes removed, {counts['failed']} failed")
-
-
-def links_with_peer(rows: list, peer: IPv4Address) -> set:
-    """Every link whose address has exactly `peer` as its peer (`ip -json addr show` rows)."""
-    found = set()
-    for row in rows:
-        for info in row.get("addr_info", []):
-            if info.get("family") == "inet" and info.get("address") == str(peer) and info.get("local") != str(peer):
-                found.add(str(row.get("ifname", "")))
-    return found
-
-
-def _count_removal(say, counts, change: Change, failure: Failure | None, what: str) -> None:
-    route = change.route
-    text = f"{route.dst}{_via(route)} dev {route.dev}"
-    if failure is None:
-        counts["removed"] += 1
-        say(syslog.LOG_INFO, f"removed {what}route {text}")
-    elif "No such process" in failure.message:
-        say(syslog.LOG_INFO, f"route {text} was already gone")
-    else:
-        counts["failed"] += 1
-        say(syslog.LOG_ERR, f"failed to remove {what}route {text}: {_one_line(failure.message)}")
-
-
-# -- shared -----------------------------------------------------------------
-
-def _tagged(runner: Runner, dev: str | None = None) -> list[Installed]:
-    found: list[Installed] = []
-    for family in (4, 6):
-        rows = runner.read_routes(family, tagged=True, dev=dev)
-        if dev is not None:
-            # `ip route show dev X` leaves the device out of every row it prints.
-            rows = [dict(row, dev=row.get("dev") or dev) for row in rows]
-        found += parse_routes(rows, family)
-    return found
-
-
-def _by_change(failures: list[Failure]) -> dict[int, Failure]:
-    return {id(failure.change): failure for failure in failures}
-
-
-def _via(route: KernelRoute) -> str:
-    return f" via {route.gw}" if route.gw is not None else ""
+def _log_lines(say, lines: list[str], report: engine.ApplyReport) -> None:
+    trouble = set(render.apply_warnings(report))
+    for line in lines:
+        say(syslog.LOG_WARNING if line in trouble else syslog.LOG_INFO, line)
 
 
 def _one_line(text) -> str:
     return " ".join(str(text).split())
 
 
-def _sayer(event: LinkEvent, log: Log) -> Callable[[int, str], None]:
+def _sayer(event, log: Log) -> Callable[[int, str], None]:
     prefix = f"ip-{event.direction} {event.iface} peer {event.peer}: "
     return lambda priority, message: log(priority, prefix + _one_line(message))
 
@@ -301,9 +174,17 @@ def syslog_log(ident: str = C.SYSLOG_IDENT) -> Log:
     """Log to syslog (journald reads it): `journalctl -t l2tp-routectl`.
 
     Not the `syslog` module: glibc's syslog(3) blocks for good when the daemon stops
-    reading /dev/log, and the hook with it (see syslogger.py).
+    reading /dev/log, and the worker with it (see syslogger.py).
     """
     return Syslog(ident)
+
+
+def quiet_log() -> Log:
+    """syslog, or nowhere when even that cannot be opened: a hook never fails for its log."""
+    try:
+        return syslog_log()
+    except Exception:
+        return lambda priority, message: None
 
 
 @contextlib.contextmanager
@@ -329,12 +210,10 @@ def _deadline(seconds: float) -> Iterator[None]:
 def main(direction: str, argv: Sequence[str], environ: Mapping[str, str], *, log: Log | None = None,
          store: Store | None = None, runner: Runner | None = None,
          deadline: float = C.HOOK_DEADLINE, proc_sys: str = "/proc/sys") -> int:
-    """Run one hook. Always returns 0: pppd must never see a failure; syslog does."""
+    """Handle one hook call in this process, at once. Always returns 0: pppd must never
+    see a failure; syslog does. (The installed hooks spool instead: bin/l2tp-routes-event.)"""
     if log is None:
-        try:
-            log = syslog_log()
-        except Exception:
-            log = lambda priority, message: None  # noqa: E731 - nowhere to say it; still never fail
+        log = quiet_log()
     what = f"ip-{direction}"
     try:
         with _deadline(deadline):
@@ -343,18 +222,25 @@ def main(direction: str, argv: Sequence[str], environ: Mapping[str, str], *, log
             except InputError as exc:
                 log(syslog.LOG_ERR, f"{_one_line(what)}: ignored: {_one_line(exc)}")
                 return 0
-            what = f"ip-{event.direction} {event.iface} peer {event.peer}"
+            what = str(event)
             if store is None:
                 store = Store.from_environment()
             if runner is None:
                 runner = IpRoute2(timeout=HOOK_IP_TIMEOUT, batch_timeout=HOOK_BATCH_TIMEOUT)
-            if event.direction == UP:
-                link_up(event, store, runner, log, proc_sys)
-            else:
-                link_down(event, runner, log)
+            handle([event], Context(store, runner), log, proc_sys)
     except HookDeadline:
         log(syslog.LOG_ERR, f"{what}: gave up after {deadline:g} s (ip did not answer in time); "
-                            f"run `l2tp-routectl apply` to finish, the timer does it within a minute")
+                            f"run l2tp-routectl apply to finish, the timer does it within a minute")
     except BaseException as exc:  # noqa: B902 - a hook must not fail pppd, whatever happened
-        log(syslog.LOG_ERR, f"{what}: internal error ({type(exc).__name__}): {_one_line(exc)}; please report this")
+        log(syslog.LOG_ERR, f"{what}: {describe_failure(exc)}")
     return 0
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A failure in a log line: the store's and ip's own words, anything else as a bug."""
+    from .iproute2 import IpError
+    from .store import StoreError
+
+    if isinstance(exc, (StoreError, IpError, InputError)):
+        return f"failed: {_one_line(exc)}"
+    return f"internal error ({type(exc).__name__}): {_one_line(exc)}; please report this"

@@ -314,3 +314,8 @@ class DryRun(Runner):
 def is_taken_slot_error(message: str) -> bool:
     """`ip route add` refused because some route already holds that slot."""
     return "File exists" in message
+
+
+def is_gone_error(message: str) -> bool:
+    """`ip route del` found no such route: somebody (the kernel, with its link) removed it first."""
+    return "No such process" in message

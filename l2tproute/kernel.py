@@ -33,7 +33,7 @@ class Installed:
         return slot_of(self.route)
 
 
-def _network(text: str, family: int) -> Network | None:
+def parse_network(text: str, family: int) -> Network | None:
     if text == "default":
         return ipaddress.ip_network("0.0.0.0/0" if family == 4 else "::/0")
     if family == 4:
@@ -59,7 +59,7 @@ def parse_routes(rows: list, family: int, tagged: bool = False) -> list[Installe
     default_protocol = "157" if tagged else "3"
     found = []
     for row in rows:
-        dst = _network(str(row.get("dst", "")), family)
+        dst = parse_network(str(row.get("dst", "")), family)
         if dst is None or row.get("type") not in (None, "unicast"):
             continue
         gw = row.get("gateway")
@@ -82,6 +82,8 @@ class Links:
 
     by_peer: dict[IPv4Address, str] = field(default_factory=dict)
     duplicates: list[str] = field(default_factory=list)
+    #: Every link and its peer, also the second link of a peer (a reconnect racing the old session's end).
+    peer_on: dict[str, IPv4Address] = field(default_factory=dict)
 
     def link_of(self, peer: IPv4Address) -> str | None:
         return self.by_peer.get(peer)
@@ -106,6 +108,7 @@ def parse_links(rows: list) -> Links:
                     peer = ipaddress.IPv4Address(remote)
                 except ValueError:
                     continue
+            links.peer_on[name] = peer
             if peer in links.by_peer and links.by_peer[peer] != name:
                 first = links.by_peer[peer]
                 links.duplicates.append(f"peer {peer} appears on both {first} and {name}; using {first}")

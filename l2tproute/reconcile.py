@@ -27,19 +27,36 @@ class Want:
     kernel: KernelRoute
 
 
+@dataclass(frozen=True)
+class Install:
+    """A change that puts a wanted route in: new (`add`), rewriting one of ours (`replace`,
+    update), or taking over the old tool's (`replace`, adopt)."""
+
+    change: Change
+    want: Want
+    update: bool = False
+    adopt: bool = False
+
+
+@dataclass(frozen=True)
+class Removal:
+    """A change that deletes a route of ours nobody wants any more."""
+
+    change: Change
+    installed: Installed
+
+
 @dataclass
 class Plan:
-    changes: list[Change] = field(default_factory=list)
-    #: What each change is for: the Want it installs, or the Installed route it removes.
-    reasons: list[object] = field(default_factory=list)
+    installs: list[Install] = field(default_factory=list)
+    removals: list[Removal] = field(default_factory=list)
     unchanged: list[Want] = field(default_factory=list)
     shadowed: list[Want] = field(default_factory=list)  # a second want for a slot already wanted
-    updates: set = field(default_factory=set)  # indexes of changes that rewrite a route of ours
-    adopted: set = field(default_factory=set)  # indexes of changes that take over an old tool's route
 
-    def add(self, change: Change, reason: object) -> None:
-        self.changes.append(change)
-        self.reasons.append(reason)
+    @property
+    def changes(self) -> list[Change]:
+        """Installs first: a route moving between two of our slots is never missing in between."""
+        return [item.change for item in self.installs] + [item.change for item in self.removals]
 
 
 @dataclass(frozen=True)
@@ -53,7 +70,7 @@ class OldRoute:
 
 def old_tool_routes(untagged: Iterable[Installed], links: Links) -> dict[Slot, OldRoute]:
     """The candidates among routes read without our tag, by slot."""
-    peer_on = {link: peer for peer, link in links.by_peer.items()}
+    peer_on = links.peer_on
     found: dict[Slot, OldRoute] = {}
     for item in untagged:
         route = item.route
@@ -97,16 +114,14 @@ def plan(wants: list[Want], tagged: list[Installed], *, force: bool,
         current: Installed | None = ours.get(slot)
         if current is None:
             if adopts(want, old.get(slot)):
-                result.adopted.add(len(result.changes))
-                result.add(Change("replace", want.kernel), want)
+                result.installs.append(Install(Change("replace", want.kernel), want, adopt=True))
             else:
-                result.add(Change("replace" if force else "add", want.kernel), want)
+                result.installs.append(Install(Change("replace" if force else "add", want.kernel), want))
         elif (current.route.dev, current.route.gw) == (want.kernel.dev, want.kernel.gw):
             result.unchanged.append(want)
         else:
-            result.updates.add(len(result.changes))
-            result.add(Change("replace", want.kernel), want)
+            result.installs.append(Install(Change("replace", want.kernel), want, update=True))
     for slot, item in tagged_slots:
         if slot not in wanted and removable(item):
-            result.add(Change("del", item.route), item)
+            result.removals.append(Removal(Change("del", item.route), item))
     return result

@@ -1,18 +1,20 @@
 """What one command works with (the store, the runner, the output mode) and how it ends:
-its report, its warnings, or one error line. Without typer, so that the lean `apply`
-(fastapply.py) prints exactly what the full CLI prints.
+its report, its warnings, or one error line. Without typer, so that the timer's lean
+`apply` (entry.py) runs and ends exactly as the full CLI's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
 import json
+import os
 import re
 import sys
 
 from . import constants as C
-from . import engine, policy
+from . import engine, policy, render
 from .errors import InputError, describe, exit_status
 from .errors import one_line as one_line
 from .iproute2 import DryRun, IpRoute2, Runner
@@ -121,3 +123,35 @@ def fail_with(exc: BaseException, wants_json: bool) -> int:
     """How a command that raised `exc` ends: a wrong request exits 2, a store, `ip` or other
     fault of the machine 1, anything else 1 as an internal error (never a traceback)."""
     return fail(describe(exc), exit_status(exc), wants_json)
+
+
+def apply_command(session: Session, peer) -> int:
+    """`apply [--peer IP]` once its arguments are parsed: the full CLI and the timer's lean path."""
+    ctx = session.context()
+    report = engine.apply(ctx, peer)
+    for text in render.apply_warnings(report):
+        ctx.warn(text)
+    return session.finish(render.apply_doc(report), render.apply_lines(report), ctx, 0 if report.ok else 1)
+
+
+def guarded(call, wants_json: bool) -> int:
+    """Run a command; whatever it raises ends as one error line and an exit status, never a traceback."""
+    try:
+        return call()
+    except (EOFError, KeyboardInterrupt):
+        return fail("interrupted", C.EXIT_FAILURE, wants_json)
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            silence_output()
+            return C.EXIT_FAILURE
+        return fail_with(exc, wants_json)
+    except Exception as exc:
+        return fail_with(exc, wants_json)
+
+
+def silence_output() -> None:
+    """The reader went away: what is still buffered must not fail again at exit (as click does)."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.close(null)

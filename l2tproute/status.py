@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import constants as C
-from .engine import Context, _all_peers, _proto_name, _read_tagged, kernel_route
+from .engine import Context, all_peers, kernel_route, proto_name, read_tagged
 from .iproute2 import KernelRoute
-from .kernel import DEFAULT_METRIC, Installed, Links, Slot, _network, parse_links, parse_routes, slot_of
+from .kernel import DEFAULT_METRIC, Installed, Links, Slot, parse_links, parse_network, parse_routes, slot_of
 from .model import InputError, IPv4Address
 from .reconcile import OldRoute, Want, adopts, old_tool_routes
 from .routefile import InvalidLine, Line, format_route, invalid_lines, problems
@@ -81,10 +81,10 @@ class StatusReport:
 def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
     """Compare without changing anything; takes no lock (route files are replaced atomically)."""
     report = StatusReport(scope=peer)
-    peers = [peer] if peer is not None else _all_peers(ctx)
+    peers = [peer] if peer is not None else all_peers(ctx)
     files = {p: _read_file(ctx, p) for p in peers}
     stored = {p: routes_of(lines) for p, lines in files.items()}
-    tagged = _read_tagged(ctx.runner)
+    tagged = read_tagged(ctx.runner)
     links = parse_links(ctx.runner.read_links())
     for text in links.duplicates:
         ctx.warn(text)
@@ -197,7 +197,7 @@ def _foreign_slots(rows: list, family: int) -> dict[Slot, str]:
     slots: dict[Slot, str] = {}
     for row in rows:
         protocol = str(row.get("protocol", ""))
-        dst = _network(str(row.get("dst", "")), family)
+        dst = parse_network(str(row.get("dst", "")), family)
         if dst is None or protocol == str(C.RT_PROTO):
             continue
         table = str(row.get("table", "main"))
@@ -208,7 +208,7 @@ def _foreign_slots(rows: list, family: int) -> dict[Slot, str]:
         dev = f" dev {row['dev']}" if row.get("dev") else ""
         what = "route" if kind == "unicast" else f"{kind} route"
         # `ip` leaves out the protocol when it is boot (what a plain `ip route add` sets).
-        slots.setdefault(slot, f"a proto {_proto_name(protocol or '3')} {what}{via}{dev}")
+        slots.setdefault(slot, f"a proto {proto_name(protocol or '3')} {what}{via}{dev}")
     return slots
 
 

@@ -42,8 +42,8 @@ class Store:
 
     # -- reading -------------------------------------------------------------
 
-    def read_bytes(self, peer: IPv4Address) -> bytes | None:
-        """The file's bytes, or None when the peer has no file."""
+    def read_bytes(self, peer: IPv4Address, limit: int | None = C.MAX_ROUTE_FILE_BYTES) -> bytes | None:
+        """The file's bytes, or None when the peer has no file; larger than `limit`: an error."""
         path = self.path(peer)
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
         try:
@@ -59,8 +59,8 @@ class Store:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise StoreError(f"{path} is not a regular file; remove it or replace it with a route file")
-            if info.st_size > C.MAX_ROUTE_FILE_BYTES:
-                raise StoreError(f"{path} is larger than {C.MAX_ROUTE_FILE_BYTES} bytes; that is not a route file")
+            if limit is not None and info.st_size > limit:
+                raise StoreError(f"{path} is larger than {limit} bytes; that is not a route file")
             chunks = []
             while True:
                 chunk = os.read(fd, 65536)

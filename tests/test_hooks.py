@@ -8,13 +8,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
-import sys
 import syslog
 import threading
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from fronts import Fronts, run_hook_script, spooled, wait_for_worker
 
 from l2tproute import constants as C
 from l2tproute import hook
@@ -122,8 +121,8 @@ def test_up_installs_exactly_that_peers_routes_on_that_link(sessions, tmp_path):
     added = set(sessions.snapshot()) - set(untouched)
     assert len(added) == 2 and not set(untouched) - set(sessions.snapshot())
     assert not log.errors()
-    assert f"ip-up ppp1 peer {PEER1}: installed: 192.168.50.0/24 via {PEER1}" in log.text
-    assert "2 installed, 0 updated, 0 unchanged" in log.text
+    assert f"ip-up ppp1 peer {PEER1}: Installed route for peer {PEER1}: 192.168.50.0/24 via {PEER1}" in log.text
+    assert f"Applied routes for peer {PEER1} on ppp1: 2 installed, 0 updated, 0 removed, 0 unchanged" in log.text
 
 
 def test_up_twice_changes_nothing_the_second_time(sessions, tmp_path):
@@ -132,7 +131,7 @@ def test_up_twice_changes_nothing_the_second_time(sessions, tmp_path):
     before = sessions.snapshot()
     log = run_hook("up", sessions, tmp_path, pppd_args("ppp1", PEER1))
     assert sessions.snapshot() == before
-    assert "0 installed, 0 updated, 1 unchanged, 0 removed" in log.text
+    assert "0 installed, 0 updated, 0 removed, 1 unchanged" in log.text
 
 
 def test_up_honours_the_dev_and_table_of_a_line(sessions, tmp_path):
@@ -156,7 +155,7 @@ def test_up_leaves_a_route_of_somebody_else_alone_and_says_so(sessions, tmp_path
     assert [(r["dev"], r["gateway"], r["protocol"]) for r in held] == [("ppp11", PEER11, "4")]
     assert sessions.tagged_set() == {("10.9.0.0/16", PEER1, "ppp1", "main")}
     assert "not installed: 192.168.50.0/24" in log.text and "held by a proto static route" in log.text
-    assert "1 installed, 0 updated, 0 unchanged, 0 removed, 1 blocked" in log.text
+    assert "1 installed, 0 updated, 0 removed, 0 unchanged, 1 blocked" in log.text
 
 
 def test_up_takes_over_our_own_route_from_another_link(sessions, tmp_path):
@@ -165,7 +164,7 @@ def test_up_takes_over_our_own_route_from_another_link(sessions, tmp_path):
     write_routes(tmp_path, PEER1, f"192.168.50.0/24 via {PEER1}")
     log = run_hook("up", sessions, tmp_path, pppd_args("ppp1", PEER1))
     assert sessions.tagged_set() == {("192.168.50.0/24", PEER1, "ppp1", "main")}
-    assert "updated: 192.168.50.0/24" in log.text and not log.errors()
+    assert "Updated route for peer 10.255.10.1: 192.168.50.0/24" in log.text and not log.errors()
 
 
 def test_up_removes_our_routes_on_that_link_that_the_file_no_longer_wants(sessions, tmp_path):
@@ -175,7 +174,7 @@ def test_up_removes_our_routes_on_that_link_that_the_file_no_longer_wants(sessio
     log = run_hook("up", sessions, tmp_path, pppd_args("ppp1", PEER1))
     assert sessions.tagged_set() == {("192.168.50.0/24", PEER1, "ppp1", "main")}
     assert sessions.routes(4, "exact", "10.78.0.0/16"), "an untagged route was removed"
-    assert "removed stale route 10.77.0.0/16" in log.text
+    assert "Removed stale route: 10.77.0.0/16 dev ppp1" in log.text
 
 
 def test_up_sets_rp_filter_loose_on_that_link(sessions, tmp_path):
@@ -190,10 +189,18 @@ def test_up_sets_rp_filter_loose_on_that_link(sessions, tmp_path):
     assert "rp_filter set to 2 (loose) on ppp1" in log.text
 
 
-def test_up_reads_the_file_without_waiting_for_the_store_lock(sessions, tmp_path):
-    write_routes(tmp_path, PEER1, f"192.168.50.0/24 via {PEER1}")
-    with Store(str(tmp_path)).locked():
-        run_hook("up", sessions, tmp_path, pppd_args("ppp1", PEER1))
+def test_the_hook_returns_while_the_store_is_locked_and_the_worker_finishes_after(sessions, tmp_path):
+    """pppd never waits for the store: the hook only spools; the worker waits for the lock."""
+    store, run_dir = tmp_path / "routes.d", tmp_path / "run"
+    store.mkdir()
+    write_routes(store, PEER1, f"192.168.50.0/24 via {PEER1}")
+    fronts = Fronts(tmp_path / "fronts")
+    env = {C.STORE_DIR_ENV: str(store), C.RUN_DIR_ENV: str(run_dir)}
+    with Store(str(store)).locked():
+        result = run_hook_script(fronts, "up", pppd_args("ppp1", PEER1)[1:], ns=sessions, env=env)
+        assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+        assert sessions.tagged_set() == set(), "the worker did not wait for the store lock"
+    wait_for_worker(run_dir)
     assert sessions.tagged_set() == {("192.168.50.0/24", PEER1, "ppp1", "main")}
 
 
@@ -224,7 +231,7 @@ def test_down_removes_only_our_routes_of_that_link_and_peer(sessions, tmp_path):
     assert not after - before
     assert sorted(json.loads(r)["dst"] for r in before - after) == [
         "10.9.0.0/16", "172.16.1.0/24", "192.168.50.0/24", "2001:db8:1::/48"]
-    assert "4 routes removed, 0 failed" in log.text and not log.errors()
+    assert f"Released ppp1 of peer {PEER1}: 4 removed, 0 failed." in log.text and not log.errors()
 
 
 def test_down_keeps_the_routes_of_a_peer_that_is_back_on_another_link(sessions, tmp_path):
@@ -240,7 +247,7 @@ def test_down_keeps_the_routes_of_a_peer_that_is_back_on_another_link(sessions, 
 def test_down_after_the_link_is_gone_is_quiet(sessions, tmp_path):
     sessions.del_link("ppp2")
     log = run_hook("down", sessions, tmp_path, pppd_args("ppp2", PEER2))
-    assert "0 routes removed, 0 failed" in log.text and not log.errors()
+    assert f"Released ppp2 of peer {PEER2}: 0 removed, 0 failed." in log.text and not log.errors()
 
 
 def test_down_from_the_dispatchers_variables(sessions, tmp_path):
@@ -252,8 +259,8 @@ def test_down_from_the_dispatchers_variables(sessions, tmp_path):
 # -- always 0, always bounded, always logged -----------------------------------
 
 class HangingRunner(IpRoute2):
-    def __init__(self):
-        super().__init__()
+    def __init__(self, ns):
+        super().__init__(ns.name)  # whatever it does not override acts in the scratch namespace
         self.release = threading.Event()
 
     def read_routes(self, family, **kwargs):
@@ -261,15 +268,15 @@ class HangingRunner(IpRoute2):
         return []
 
 
-def test_the_hook_gives_up_at_its_deadline_and_returns_0(tmp_path):
+def test_the_hook_gives_up_at_its_deadline_and_returns_0(netns, tmp_path):
     log = Recorder()
-    runner = HangingRunner()
+    runner = HangingRunner(netns)
     code = hook.main("down", pppd_args("ppp1", PEER1), {}, log=log, store=Store(str(tmp_path)), runner=runner,
                      deadline=0.3)
     runner.release.set()
     assert code == 0
     assert log.errors() == [f"ip-down ppp1 peer {PEER1}: gave up after 0.3 s (ip did not answer in time); "
-                            "run `l2tp-routectl apply` to finish, the timer does it within a minute"]
+                            "run l2tp-routectl apply to finish, the timer does it within a minute"]
 
 
 class BrokenRunner(IpRoute2):
@@ -277,10 +284,10 @@ class BrokenRunner(IpRoute2):
         raise ZeroDivisionError("boom")
 
 
-def test_an_internal_error_is_logged_and_returns_0(tmp_path):
+def test_an_internal_error_is_logged_and_returns_0(netns, tmp_path):
     log = Recorder()
     code = hook.main("down", pppd_args("ppp1", PEER1), {}, log=log, store=Store(str(tmp_path)),
-                     runner=BrokenRunner())
+                     runner=BrokenRunner(netns.name))
     assert code == 0
     assert log.errors() == [f"ip-down ppp1 peer {PEER1}: internal error (ZeroDivisionError): boom; please report this"]
 
@@ -291,16 +298,7 @@ def test_garbage_is_logged_with_what_was_wrong():
     assert len(log.errors()) == 1 and "ip-up: ignored: invalid peer 'not-an-ip'" in log.errors()[0]
 
 
-# -- the scripts in bin/ --------------------------------------------------------
-
-def hook_script(directory: Path, direction: str) -> Path:
-    """bin/l2tp-routes-ip-DIR with the first line pointed at this Python, as the installer does."""
-    source = (REPO / "bin" / f"l2tp-routes-ip-{direction}").read_text().split("\n", 1)[1]
-    path = directory / f"l2tp-routes-ip-{direction}"
-    path.write_text(f"#!{sys.executable} -I\n{source}")
-    path.chmod(0o755)
-    return path
-
+# -- the installed hooks: the sh front and its worker -----------------------------
 
 GARBAGE = [
     [],
@@ -315,68 +313,59 @@ GARBAGE = [
     ["ppp1\n", "x", "0", "10.254.0.1", PEER1, ""],
     [b"\xff\xfe", "x", "0", "10.254.0.1", PEER1, ""],
     ["p" * 5000, "x", "0", "10.254.0.1", PEER1, ""],
+    ["ppp1,2,up,10.255.10.1", "x", "0", "10.254.0.1", PEER1, ""],
 ]
 
 
 @pytest.mark.parametrize("direction", ["up", "down"])
-def test_scripts_exit_0_and_print_nothing_on_garbage(tmp_path, direction):
-    script = hook_script(tmp_path, direction)
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PPP_IFACE": "x y", "PPP_REMOTE": "nope"}
+def test_hooks_exit_0_print_nothing_and_spool_nothing_on_garbage(tmp_path, direction):
+    fronts = Fronts(tmp_path / "fronts", worker="/bin/false")
+    run_dir = tmp_path / "run"
+    env = {"PPP_IFACE": "x y", "PPP_REMOTE": "nope", C.RUN_DIR_ENV: str(run_dir)}
     for args in GARBAGE:
-        result = subprocess.run([str(script), *args], capture_output=True, env=env, timeout=60)
+        result = run_hook_script(fronts, direction, args, env=env)
         assert (result.returncode, result.stdout, result.stderr) == (0, b"", b""), args
+        assert spooled(run_dir) == [], args
 
 
-def test_scripts_install_and_remove_in_a_namespace_and_print_nothing(sessions, tmp_path):
-    store = tmp_path / "routes.d"
+def test_hooks_install_and_remove_in_a_namespace_and_print_nothing(sessions, tmp_path):
+    store, run_dir = tmp_path / "routes.d", tmp_path / "run"
     store.mkdir()
     write_routes(store, PEER1, f"192.168.50.0/24 via {PEER1}")
     write_routes(store, PEER11, f"192.168.111.0/24 via {PEER11}")
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", C.STORE_DIR_ENV: str(store)}
-    for direction, peer, iface in (("up", PEER1, "ppp1"), ("up", PEER11, "ppp11")):
-        script = hook_script(tmp_path, direction)
-        result = subprocess.run(["ip", "netns", "exec", sessions.name, str(script), *pppd_args(iface, peer)[1:]],
-                                capture_output=True, env=env, timeout=60)
+    fronts = Fronts(tmp_path / "fronts")
+    env = {C.STORE_DIR_ENV: str(store), C.RUN_DIR_ENV: str(run_dir)}
+    for peer, iface in ((PEER1, "ppp1"), (PEER11, "ppp11")):
+        result = run_hook_script(fronts, "up", pppd_args(iface, peer)[1:], ns=sessions, env=env)
         assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    wait_for_worker(run_dir)
     assert sessions.tagged_set() == {("192.168.50.0/24", PEER1, "ppp1", "main"),
                                      ("192.168.111.0/24", PEER11, "ppp11", "main")}
-    rp = subprocess.run(["ip", "netns", "exec", sessions.name, "cat", "/proc/sys/net/ipv4/conf/ppp1/rp_filter",
-                         "/proc/sys/net/ipv4/conf/ppp2/rp_filter"], capture_output=True, text=True, check=True)
-    assert rp.stdout.split() == ["2", "0"]
-    script = hook_script(tmp_path, "down")
-    result = subprocess.run(["ip", "netns", "exec", sessions.name, str(script), *pppd_args("ppp1", PEER1)[1:]],
-                            capture_output=True, env=env, timeout=60)
+    rp = subprocess.run(["ip", "netns", "exec", sessions.name, "cat", "/proc/sys/net/ipv4/conf/ppp1/rp_filter"],
+                        capture_output=True, text=True, check=True)
+    assert rp.stdout.split() == ["2"]
+    result = run_hook_script(fronts, "down", pppd_args("ppp1", PEER1)[1:], ns=sessions, env=env)
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    wait_for_worker(run_dir)
     assert sessions.tagged_set() == {("192.168.111.0/24", PEER11, "ppp11", "main")}
 
 
-def test_script_finishes_when_ip_hangs(tmp_path):
-    """An `ip` that never answers is killed after the hook's ip timeout; the hook exits 0, silently."""
+def test_a_worker_whose_ip_hangs_kills_it_and_finishes(sessions, tmp_path):
+    """An `ip` that never answers holds up the worker, never pppd; the worker kills it after its timeout."""
     fake = tmp_path / "fakebin"
     fake.mkdir()
     (fake / "ip").write_text("#!/bin/sh\nexec sleep 587\n")
     (fake / "ip").chmod(0o755)
-    script = hook_script(tmp_path, "down")
-    env = {"PATH": f"{fake}:/usr/sbin:/usr/bin:/sbin:/bin"}
-    result = subprocess.run([str(script), *pppd_args("ppp1", PEER1)[1:]], capture_output=True, env=env, timeout=120)
+    run_dir = tmp_path / "run"
+    env = {C.RUN_DIR_ENV: str(run_dir), C.STORE_DIR_ENV: str(tmp_path)}
+    spooler = Fronts(tmp_path / "spooler", worker="/bin/false")
+    result = run_hook_script(spooler, "down", pppd_args("ppp1", PEER1)[1:], env=env)
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    assert spooled(run_dir) == [f"ppp1,1,down,{PEER1}"]
+    worker = Fronts(tmp_path / "fronts").worker
+    done = subprocess.run(["ip", "netns", "exec", sessions.name, "env", f"PATH={fake}:/usr/sbin:/usr/bin",
+                           *[f"{k}={v}" for k, v in env.items()], worker], capture_output=True, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
     leftovers = subprocess.run(["pgrep", "-f", "sleep 587"], capture_output=True, text=True)
     assert leftovers.stdout == "", "the hung ip was not killed"
-
-
-@pytest.mark.parametrize("direction", ["up", "down"])
-def test_the_scripts_watchdog_ends_a_hook_stuck_where_no_signal_reaches(tmp_path, direction):
-    """The last resort: a hook stuck anywhere (here: in the import) is gone at HARD_LIMIT, exit 0, silent."""
-    source = (REPO / "bin" / f"l2tp-routes-ip-{direction}").read_text()
-    assert "\nHARD_LIMIT = 30.0\n" in source
-    script = tmp_path / f"l2tp-routes-ip-{direction}"
-    # Without -I the script's directory comes first on sys.path: a package there that never finishes loading.
-    script.write_text(f"#!{sys.executable}\n" + source.split("\n", 1)[1].replace("\nHARD_LIMIT = 30.0\n",
-                                                                                "\nHARD_LIMIT = 1.0\n"))
-    script.chmod(0o755)
-    (tmp_path / "l2tproute").mkdir()
-    (tmp_path / "l2tproute" / "__init__.py").write_text("")
-    (tmp_path / "l2tproute" / "hook.py").write_text("import threading\nthreading.Event().wait()\n")
-    result = subprocess.run([str(script), *pppd_args("ppp1", PEER1)[1:]], capture_output=True, timeout=60,
-                            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
-    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    assert spooled(run_dir) == [f"ppp1,1,down,{PEER1}"], "an event that failed must stay for the next worker"

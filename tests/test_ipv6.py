@@ -128,7 +128,7 @@ def test_offline_peer_gets_its_ipv6_routes_from_ip_up_and_loses_them_on_ip_down(
     assert not [m for p, m in log if p <= syslog.LOG_ERR], log
     assert tagged6(netns) == {(NET6, None, "ppp4", 1024), ("2001:db8:300::/48", None, "ppp1", 1024)}
     log = run_hook("down", netns, store_dir, "ppp4", PEER)
-    assert any(f"removed route {NET6} dev ppp4" in m for _, m in log), log
+    assert any(f"Removed route: {NET6} dev ppp4" in m for _, m in log), log
     assert tagged6(netns) == {("2001:db8:300::/48", None, "ppp1", 1024)}  # the other user's stays
 
 

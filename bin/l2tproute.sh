@@ -1,0 +1,36 @@
+# l2tproute's POSIX sh helpers, sourced by the sh fronts (l2tp-routectl, l2tp-routes-event).
+# Installed as /opt/l2tproute/libexec/l2tproute.sh. The rules are the library's
+# (model.parse_peer, store.store_dir_from_environment); tests hold the two together.
+
+# A peer as model.parse_peer accepts it: a canonical unicast dotted quad
+# (no leading zeros, each part 0-255; not 0/8, 127/8, 224/4 or 240/4).
+l2t_is_peer() {
+    case $1 in "" | *[!0-9.]* | .* | *. | *..*) return 1 ;; esac
+    l2t_rest=$1 l2t_first=
+    for l2t_n in 1 2 3 4; do
+        l2t_octet=${l2t_rest%%.*}
+        if [ "$l2t_n" -lt 4 ]; then
+            [ "$l2t_octet" != "$l2t_rest" ] || return 1
+            l2t_rest=${l2t_rest#*.}
+        else
+            [ "$l2t_octet" = "$l2t_rest" ] || return 1
+        fi
+        case $l2t_octet in "" | 0?* | ????*) return 1 ;; esac
+        [ "$l2t_octet" -le 255 ] || return 1
+        [ -n "$l2t_first" ] || l2t_first=$l2t_octet
+    done
+    [ "$l2t_first" -ne 0 ] && [ "$l2t_first" -ne 127 ] && [ "$l2t_first" -lt 224 ]
+}
+
+# A link name as model.parse_device accepts it.
+l2t_is_device() {
+    case $1 in "" | . | .. | *[!A-Za-z0-9_.+@-]*) return 1 ;; esac
+    [ ${#1} -le 15 ]
+}
+
+# Sets l2t_dir to the directory in variable $1 (tests move it) or else to $2; under sudo
+# always $2, as the caller's environment must not move what root reads.
+l2t_pick_dir() {
+    eval "l2t_dir=\${$1:-}"
+    if [ -z "$l2t_dir" ] || [ -n "${SUDO_UID:-}${SUDO_USER:-}" ]; then l2t_dir=$2; fi
+}

@@ -1,0 +1,115 @@
+"""The hook spool: pppd's link events, waiting for the worker.
+
+pppd waits for its hooks, and a Python start per hook is what made a reconnect storm
+cost minutes and a gigabyte. So the hooks are a few lines of POSIX sh
+(bin/l2tp-routes-event) that only record the event and make sure a worker runs; one
+worker (worker.py) then handles every pending event with one kernel read and one batch.
+
+An event is an empty file whose name is the whole event, `IFACE,SEQ,DIRECTION,PEER`,
+created with O_EXCL, so a reader never sees half of one. SEQ counts the events of one
+link name (the file seq/IFACE): pppd runs a link's ip-down only after its ip-up
+returned, so within a link the numbers are in the order pppd ran the hooks. The name is
+only trusted after the same validation as pppd's arguments (hook.parse_event).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass
+
+from . import constants as C
+from .model import InputError, IPv4Address, parse_device, parse_peer
+
+SPOOL = "spool"
+SEQ = "seq"
+WORKER_LOCK = "worker.lock"
+UP = "up"
+DOWN = "down"
+
+_NAME_RE = re.compile(r"([^,]{1,15}),([0-9]{1,18}),(up|down),([0-9.]{7,15})", re.ASCII)
+
+
+@dataclass(frozen=True)
+class SpooledEvent:
+    """One hook call as the sh front recorded it."""
+
+    iface: str
+    seq: int
+    direction: str
+    peer: IPv4Address
+    name: str  # the file in the spool
+
+    def __str__(self) -> str:
+        return f"ip-{self.direction} {self.iface} peer {self.peer}"
+
+
+def run_dir_from_environment(environ=os.environ) -> str:
+    """L2TP_RUN_DIR moves the spool for tests, never for a caller going through sudo."""
+    if "SUDO_UID" in environ or "SUDO_USER" in environ:
+        return C.DEFAULT_RUN_DIR
+    return environ.get(C.RUN_DIR_ENV) or C.DEFAULT_RUN_DIR
+
+
+def parse_name(name: str) -> SpooledEvent:
+    match = _NAME_RE.fullmatch(name)
+    if match is None:
+        raise InputError(f"spool entry {name[:80]} is not IFACE,SEQ,up or down,PEER")
+    iface, seq, direction, peer = match.groups()
+    return SpooledEvent(parse_device(iface), int(seq), direction, parse_peer(peer), name)
+
+
+@dataclass(frozen=True)
+class Pending:
+    events: list[SpooledEvent]  # per link in the order pppd ran the hooks
+    rejected: list[str]  # names that are not events, with why
+
+
+class Spool:
+    def __init__(self, run_dir: str):
+        self.run_dir = run_dir
+        self.directory = os.path.join(run_dir, SPOOL)
+        self.lock_path = os.path.join(run_dir, WORKER_LOCK)
+
+    def pending(self) -> Pending:
+        events, rejected = [], []
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return Pending([], [])
+        for name in names:
+            if name.startswith("."):
+                continue  # a temporary of somebody else's; events are never hidden
+            try:
+                events.append(parse_name(name))
+            except InputError as exc:
+                rejected.append(f"{exc}; removed")
+                self.discard(name)
+        events.sort(key=lambda e: (e.iface, e.seq))
+        return Pending(events, rejected)
+
+    def is_empty(self) -> bool:
+        try:
+            return not any(not name.startswith(".") for name in os.listdir(self.directory))
+        except FileNotFoundError:
+            return True
+
+    def discard(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.directory, name))
+
+    def done(self, events: list[SpooledEvent]) -> None:
+        for event in events:
+            self.discard(event.name)
+
+
+def last_per_link(events: list[SpooledEvent]) -> tuple[list[SpooledEvent], list[SpooledEvent]]:
+    """(the last event of each link, the earlier ones it supersedes): a link's final state is
+    what its last hook said; an up followed by a down within one pass installs nothing."""
+    last: dict[str, SpooledEvent] = {}
+    for event in events:  # sorted by link, then by sequence
+        last[event.iface] = event
+    final = list(last.values())
+    kept = set(final)
+    return final, [e for e in events if e not in kept]
