@@ -8,6 +8,7 @@ in a private mount namespace (nothing leaks to this machine) where
   so the hook uses the default path, as in the field);
 - /usr/local/sbin holds an l2tp-routectl that runs this checkout (for the old hook);
 - /dev/log is a datagram socket this test reads: what the hook sent to syslog;
+- /run/l2tproute is this test's: the hooks' spool, drained by the worker they start;
 and then `ip netns exec NS` puts the dispatcher into the namespace that has the links
 (with its own /proc/sys/net, so rp_filter is set on the namespace's link).
 """
@@ -24,7 +25,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from fronts import Fronts, wait_for_worker
 
 from l2tproute import constants as C
 
@@ -41,6 +42,8 @@ mkdir "$T/overlay/upper" "$T/overlay/work"
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$T/overlay/upper,workdir=$T/overlay/work" /etc
 mkdir -p /etc/l2tp-manager/routes.d
 mount --bind "$T/store" /etc/l2tp-manager/routes.d
+mkdir -p /run/l2tproute
+mount --bind "$T/run" /run/l2tproute
 mount --bind "$T/ip-up.d" /etc/ppp/ip-up.d
 mount --bind "$T/ip-down.d" /etc/ppp/ip-down.d
 mount --bind "$T/sbin" /usr/local/sbin
@@ -62,15 +65,6 @@ exec "$@"
 _SYSLOG_LINE = re.compile(r"^<(\d+)>\w{3} [ \d]\d \d\d:\d\d:\d\d ([^\[:]+)\[(\d+)\]: (.*)$", re.S)
 
 
-def installable(name: str, directory: Path) -> Path:
-    """A bin/ script with its first line pointed at this Python started isolated, as the installer does."""
-    body = (REPO / "bin" / name).read_text().split("\n", 1)[1]
-    path = directory / name
-    path.write_text(f"#!{sys.executable} -I\n{body}")
-    path.chmod(0o755)
-    return path
-
-
 OLD_HOOK = '#!/bin/sh\n# the old bash system\'s hook\nl2tp-routectl apply --peer $5\n'
 
 
@@ -81,7 +75,7 @@ class Dispatcher:
                  routectl: str | None = None, reading: bool = True):
         self.base = base
         self.ns = ns
-        for sub in ("overlay", "store", "ip-up.d", "ip-down.d", "sbin", "olddev"):
+        for sub in ("overlay", "store", "run", "ip-up.d", "ip-down.d", "sbin", "olddev"):
             (base / sub).mkdir()
         for direction, hooks in (("up", up_hooks), ("down", down_hooks)):
             target = base / f"ip-{direction}.d"
@@ -142,9 +136,11 @@ class Dispatcher:
 
     def up(self, iface: str, peer: str) -> None:
         self._quiet(self.run("up", iface, peer))
+        wait_for_worker(self.base / "run")
 
     def down(self, iface: str, peer: str) -> None:
         self._quiet(self.run("down", iface, peer))
+        wait_for_worker(self.base / "run")
 
     @staticmethod
     def _quiet(result: subprocess.CompletedProcess) -> None:
@@ -202,9 +198,8 @@ def dispatcher_for(tmp_path, sessions):
 
 
 def new_hooks(directory: Path):
-    directory.mkdir(exist_ok=True)
-    return ({"l2tp-routes": str(installable("l2tp-routes-ip-up", directory))},
-            {"l2tp-routes": str(installable("l2tp-routes-ip-down", directory))})
+    fronts = Fronts(directory)
+    return {"l2tp-routes": str(fronts.hooks["up"])}, {"l2tp-routes": str(fronts.hooks["down"])}
 
 
 def test_up_and_down_through_the_real_dispatcher_with_several_sessions(sessions, dispatcher_for, tmp_path):
@@ -234,8 +229,7 @@ def test_up_and_down_through_the_real_dispatcher_with_several_sessions(sessions,
     up_log = d.messages()
     assert {m["ident"] for m in up_log} == {C.SYSLOG_IDENT}
     texts = [m["text"] for m in up_log]
-    assert f"ip-up ppp1 peer {PEER1}: installed: 192.168.50.0/24 via {PEER1} (ip route add 192.168.50.0/24 " \
-           f"via {PEER1} dev ppp1)" in texts
+    assert f"ip-up ppp1 peer {PEER1}: Installed route for peer {PEER1}: 192.168.50.0/24 via {PEER1}" in texts
     assert f"ip-up ppp3 peer {PEER3}: no routes stored (/etc/l2tp-manager/routes.d/{PEER3}.routes does not " \
            "exist); nothing to install" in texts
     for iface, peer in (("ppp1", PEER1), ("ppp11", PEER11), ("ppp2", PEER2), ("ppp3", PEER3)):
@@ -246,12 +240,14 @@ def test_up_and_down_through_the_real_dispatcher_with_several_sessions(sessions,
     assert sessions.tagged_set() == all_up - {("192.168.50.0/24", PEER1, "ppp1", "main"),
                                               ("10.9.0.0/16", PEER1, "ppp1", "main")}
     assert sessions.tagged(6) and set(foreign) <= set(sessions.snapshot())
-    assert [m["text"] for m in d.messages()][-1] == f"ip-down ppp1 peer {PEER1}: 2 routes removed, 0 failed"
+    assert [m["text"] for m in d.messages()][-1] == f"ip-down ppp1 peer {PEER1}: Released ppp1 of peer {PEER1}: " \
+                                                    "2 removed, 0 failed."
 
     d.down("ppp11", PEER11)
     assert sessions.tagged_set() == {("172.20.0.0/16", PEER2, "ppp2", "main")} and sessions.tagged(6) == []
     assert set(foreign) <= set(sessions.snapshot())
-    assert [m["text"] for m in d.messages()][-1] == f"ip-down ppp11 peer {PEER11}: 2 routes removed, 0 failed"
+    assert [m["text"] for m in d.messages()][-1] == f"ip-down ppp11 peer {PEER11}: Released ppp11 of peer " \
+                                                    f"{PEER11}: 2 removed, 0 failed."
 
 
 def test_a_syslog_that_stopped_reading_does_not_hold_the_hook_up(sessions, dispatcher_for, tmp_path):
@@ -283,9 +279,11 @@ def test_garbage_from_the_dispatcher_is_logged_not_printed(sessions, dispatcher_
     d.up("ppp1", "10.255.10.1;reboot")
     d.down("../ppp1", PEER1)
     assert sessions.snapshot() == before
-    texts = [(m["severity"], m["text"]) for m in d.messages()]
-    assert texts[0][0] == 3 and texts[0][1].startswith("ip-up: ignored: invalid peer '10.255.10.1;reboot'")
-    assert texts[1][0] == 3 and texts[1][1].startswith("ip-down: ignored: invalid device '../ppp1'")
+    texts = [(m["severity"], m["ident"], m["text"]) for m in d.messages()]
+    assert texts == [(3, C.SYSLOG_IDENT, "ip-up: ignored: invalid peer from arguments: expected a dotted IPv4 address "
+                                         "like 10.255.10.1"),
+                     (3, C.SYSLOG_IDENT, "ip-down: ignored: invalid device from arguments: expected an interface "
+                                         "name like ppp0")]
 
 
 def test_the_old_hook_left_in_place_still_installs_the_routes(sessions, dispatcher_for):
@@ -308,7 +306,11 @@ def test_old_and_new_hook_side_by_side_agree(sessions, dispatcher_for, tmp_path)
     d.write_routes(PEER1, f"192.168.50.0/24 via {PEER1}")
     result = d.run("up", "ppp1", PEER1)
     assert result.returncode == 0 and result.stderr == "", result
-    assert "1 unchanged" in result.stdout  # the new hook ran first (run-parts' order) and did it already
+    wait_for_worker(d.base / "run")
+    # The new hook's worker and the old hook's apply take turns under the store lock: whichever
+    # comes second finds the route in place, neither finds it blocked.
+    assert "0 blocked, 0 failed." in result.stdout
+    assert "1 installed" in result.stdout or "1 unchanged" in result.stdout
     assert sessions.tagged_set() == {("192.168.50.0/24", PEER1, "ppp1", "main")}
     d.down("ppp1", PEER1)
     assert sessions.tagged_set() == set()
@@ -322,7 +324,7 @@ def test_the_installed_hooks_work_through_the_dispatcher(sessions, dispatcher_fo
         if not path.is_file() or marker not in path.read_text(errors="replace"):
             pytest.fail(f"{path} is not the installed hook; run `sudo ./install-l2tp-per-user-routing.sh` first "
                         "(.ci/run does)", pytrace=False)
-    assert installed["up"].read_text().startswith("#!/opt/l2tproute/bin/python3 -IS\n")
+    assert installed["up"].read_text().startswith(f"#!/bin/sh\n{marker}\n")
     d = dispatcher_for({"l2tp-routes": str(installed["up"])}, {"l2tp-routes": str(installed["down"])})
     d.write_routes(PEER1, f"192.168.50.0/24 via {PEER1}")
     d.write_routes(PEER11, f"192.168.111.0/24 via {PEER11}")
@@ -333,6 +335,6 @@ def test_the_installed_hooks_work_through_the_dispatcher(sessions, dispatcher_fo
     d.down("ppp1", PEER1)
     assert sessions.tagged_set() == {("192.168.111.0/24", PEER11, "ppp11", "main")}
     texts = [m["text"] for m in d.messages()]
-    assert f"ip-up ppp1 peer {PEER1}: 1 stored routes: 1 installed, 0 updated, 0 unchanged, 0 removed, 0 blocked, " \
-           "0 failed" in texts
-    assert texts[-1] == f"ip-down ppp1 peer {PEER1}: 1 routes removed, 0 failed"
+    assert f"ip-up ppp1 peer {PEER1}: Applied routes for peer {PEER1} on ppp1: 1 installed, 0 updated, 0 removed, " \
+           "0 unchanged, 0 blocked, 0 failed." in texts
+    assert texts[-1] == f"ip-down ppp1 peer {PEER1}: Released ppp1 of peer {PEER1}: 1 removed, 0 failed."

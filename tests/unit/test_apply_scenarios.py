@@ -9,19 +9,24 @@ from l2tproute.model import parse_peer
 
 
 def pairs(items) -> list:
-    return [(str(peer), text) for peer, text in items]
+    """(peer, line) of route results, (peer, link) of connections."""
+    return [(str(item.peer), getattr(item, "line", None) or item.link) for item in items]
+
+
+def texts(removals) -> list:
+    return [item.text for item in removals]
 
 
 def test_apply_reconciles_and_a_second_apply_changes_nothing(tmp_path):
     w = World.in_memory(tmp_path)
     s.apply_reconciles_then_changes_nothing(w)
     first = w.steps["first"].value
-    assert first.ok and len(first.installed) == 4 and first.unchanged == 0
+    assert first.ok and len(first.installed) == 4 and first.unchanged == []
     assert w.tagged() == {("10.1.0.0/24", PEER1, "ppp0", "main"), ("10.2.0.0/24", PEER1, "ppp0", "main"),
                           ("10.3.0.0/24", PEER2, "ppp1", "main")}
     assert w.tagged(6) == {("2001:db8:3::/48", None, "ppp1", "main")}
     second = w.steps["second"].value
-    assert second.ok and second.unchanged == 4
+    assert second.ok and len(second.unchanged) == 4
     assert (second.installed, second.updated, second.removed) == ([], [], [])
     assert w.steps["after_second"] == w.steps["after_first"]
 
@@ -30,7 +35,7 @@ def test_a_stale_tagged_route_is_removed_and_a_foreign_one_kept(tmp_path):
     w = World.in_memory(tmp_path)
     s.stale_tagged_route_removed(w)
     report = w.steps["apply"].value
-    assert report.removed == ["10.50.0.0/24 dev ppp0"]
+    assert texts(report.removed) == ["10.50.0.0/24 dev ppp0"]
     assert w.tagged() == {("10.1.0.0/24", PEER1, "ppp0", "main")}
     assert any(r["dst"] == "10.51.0.0/24" and r["protocol"] == "4" for r in w.kernel.routes(4))
 
@@ -43,7 +48,7 @@ def test_apply_peer_leaves_other_links_alone(tmp_path):
     tagged = {(r["dst"], r["dev"]) for r in w.steps["after_peer1"]["routes4"] if r.get("protocol") == "157"}
     assert tagged == {("10.1.0.0/24", "ppp0"), ("10.52.0.0/24", "ppp1")}  # PEER2's link untouched
     everything = w.steps["all"].value
-    assert everything.removed == ["10.52.0.0/24 dev ppp1"]
+    assert texts(everything.removed) == ["10.52.0.0/24 dev ppp1"]
     assert w.tagged() == {("10.1.0.0/24", PEER1, "ppp0", "main"), ("10.2.0.0/24", PEER2, "ppp1", "main")}
 
 
@@ -89,11 +94,11 @@ def test_kernel_refusals_in_one_batch_come_back_to_their_lines(tmp_path):
     report = w.steps["apply"].value
     assert not report.ok
     assert pairs(report.installed) == [(PEER1, "10.60.0.0/24 via 10.255.10.1"), (PEER1, "10.63.0.0/24 via 10.255.10.1")]
-    assert [(str(p), line, why) for p, line, why in report.failed] == [
+    assert [(str(r.peer), r.line, r.detail) for r in report.failed] == [
         (PEER1, "10.61.0.0/24 via 10.9.9.9", "Error: Nexthop has invalid gateway."),
         (PEER1, "10.62.0.0/24 via 10.255.10.1 dev ppp9", 'Cannot find device "ppp9"')]
-    assert [(str(p), line) for p, line, _ in report.blocked] == [(PEER1, "10.64.0.0/24 via 10.255.10.1")]
-    assert "proto static" in report.blocked[0][2]
+    assert pairs(report.blocked) == [(PEER1, "10.64.0.0/24 via 10.255.10.1")]
+    assert "proto static" in report.blocked[0].detail
     forced = w.steps["forced"].value
     assert pairs(forced.installed) == [(PEER1, "10.64.0.0/24 via 10.255.10.1")] and len(forced.failed) == 2
     assert ("10.64.0.0/24", PEER1, "ppp0", "main") in w.tagged()
@@ -104,8 +109,8 @@ def test_routes_in_other_tables_and_metrics_are_reconciled_in_their_own_slot(tmp
     s.apply_in_other_tables_and_metrics(w)
     assert len(w.steps["first"].value.installed) == 4
     second = w.steps["second"].value
-    assert pairs(second.installed) == [(PEER1, "10.1.0.0/24 via 10.255.10.1 metric 6")] and second.unchanged == 1
-    assert sorted(second.removed) == ["10.1.0.0/24 dev ppp0", "10.1.0.0/24 dev ppp0", "2001:db8:1::/48 dev ppp0"]
+    assert pairs(second.installed) == [(PEER1, "10.1.0.0/24 via 10.255.10.1 metric 6")] and len(second.unchanged) == 1
+    assert sorted(texts(second.removed)) == ["10.1.0.0/24 dev ppp0", "10.1.0.0/24 dev ppp0", "2001:db8:1::/48 dev ppp0"]
     ours = [(r["dst"], r.get("table", "main"), r.get("metric", 0)) for r in w.kernel.routes(4, "proto", "157")]
     assert sorted(ours) == [("10.1.0.0/24", "100", 0), ("10.1.0.0/24", "main", 6)]
     assert w.tagged(6) == set()

@@ -1,0 +1,263 @@
+"""The panel's read in sh answers exactly as the Python CLI: same stdout, stderr and exit status.
+
+bin/l2tp-routectl answers `list --peer IP` itself (no Python start: the panel runs it
+twice per user row on every page) and hands every other command line, and every case
+it is not sure of, to the Python CLI. Each case runs through both, as separate
+processes; where the front must answer by itself it is also run with a CLI that
+cannot answer (/bin/false), so the comparison is not the Python CLI against itself.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import routectl_path
+from fronts import Fronts
+
+from l2tproute import constants as C
+
+CLEAN = {
+    "10.255.10.1": b"192.168.20.0/24 via 10.255.10.1\n10.1.0.0/16 via 10.255.10.1 dev ppp7\n",
+    "10.255.10.11": b"# office\n\n10.2.0.0/16 via 10.255.10.11\n   \t\n  # indented comment\n"
+    b"0.0.0.0/0 via 10.255.10.11\n",
+    "10.255.10.12": b"",
+    "10.255.10.13": b"10.3.0.0/16 via 10.255.10.13\n# last line, a comment without newline",
+    "9.255.10.1": b"172.16.0.0/12 via 10.0.0.1 dev eth0.100\n192.0.2.7/32 via 223.255.255.254\n",
+}
+
+#: Lines with something to warn about, each alone among clean lines in a file of its own: the fast
+#: path must notice every one of them (it prints the file and asks the real parser for the warnings).
+ODD_LINES = [
+    b"garbage\n",
+    b"10.1.0.0/16 via 10.255.11.1\r\n",
+    b"\r\r\n",
+    b" \r \n",
+    b"\r\n\r\n# x\r\n",
+    b"10.1.0.0/16  via 10.255.11.1\n",
+    b"10.1.0.0/16 via 10.255.11.1 \n",
+    b"\t10.1.0.0/16 via 10.255.11.1\n",
+    b" 10.1.0.0/16 via 10.255.11.1\n",
+    b"10.1.0.0/16\tvia 10.255.11.1\n",
+    "# caf\u00e9 \u0661\u0662\n".encode(),
+    b"# \xff\n",
+    b"192.168.1.5/24 via 10.255.11.1\n",
+    b"10.1.0.1/31 via 10.255.11.1\n",
+    b"0.0.0.1/0 via 10.255.11.1\n",
+    b"010.1.0.0/16 via 10.255.11.1\n",
+    b"10.1.0.0/016 via 10.255.11.1\n",
+    b"10.1.0.0/33 via 10.255.11.1\n",
+    b"10.1.0.0/ via 10.255.11.1\n",
+    b"10.1.0.0 via 10.255.11.1\n",
+    b"10.1.0.0/16 via 10.255.11.01\n",
+    b"10.1.0.0/16 via 224.0.0.1\n",
+    b"10.1.0.0/16 via 0.1.2.3\n",
+    b"10.1.0.0/16 via 127.0.0.1\n",
+    b"10.1.0.0/16 via 240.0.0.1\n",
+    b"10.1.0.0/16 via 255.255.255.255\n",
+    b"10.1.0.0/16 via 10.255.11.1 metric 10\n",
+    b"10.1.0.0/16 via 10.255.11.1 metric 007\n",
+    b"10.1.0.0/16 via 10.255.11.1 table 100\n",
+    b"2001:db8:100::/48 via 10.255.11.1\n",
+    b"10.1.0.0/16 via 10.255.11.1 dev\n",
+    b"10.1.0.0/16 via 10.255.11.1 dev ppp1 dev ppp2\n",
+    b"10.1.0.0/16 via 10.255.11.1 dev .\n",
+    b"10.1.0.0/16 via 10.255.11.1 dev ..\n",
+    b"10.1.0.0/16 via 10.255.11.1 dev a_name_too_long_x\n",
+    b"10.1.0.0/16 via 10.255.11.1 dev pp#1\n",
+    b"10.1.0.0/16 via 10.255.11.1 gw ppp1\n",
+    b"10.1.0.0/16 via 10.255.11.1 # a comment\n",
+    b"10.1.0.0/16 via 10.255.11.1#x\n",
+    b"\x0010.3.0.0/16\n",
+    b"10.1.0.0/16 via\n",
+    b"10.1.0.0/16 VIA 10.255.11.1\n",
+    b"\xef\xbb\xbf10.1.0.0/16 via 10.255.11.1\n",
+    "10.1.0.0/16 via \u0661.2.3.4\n".encode(),
+    b"10.1.0.0/16 via 10.255.11.1\x0c\n",
+    b"\x0b\n",
+]
+ODD_CONTENT = {
+    f"10.255.11.{number}": b"# before\n10.9.0.0/16 via 10.255.11.9\n" + line + b"10.8.0.0/16 via 10.255.11.9\n"
+    for number, line in enumerate(ODD_LINES, 1)
+}
+ODD_CONTENT["10.255.12.1"] = b"10.1.0.0/16 via 10.255.12.1"  # no newline at the end
+ODD_CONTENT["10.255.12.2"] = b"10.1.0.0/16 via 10.255.12.2\n  "  # blanks without newline at the end
+
+
+PEER_ARGS = [
+    "",
+    "1.2.3",
+    "1.2.3.4.5",
+    "01.2.3.4",
+    "1.2.3.256",
+    "\u0661.2.3.4",
+    "1.2.3.4/32",
+    "::1",
+    "224.0.0.1",
+    "255.255.255.255",
+    "127.0.0.1",
+    "0.1.2.3",
+    "0.0.0.0",
+    " 10.255.10.1",
+    "10.255.10.1 ",
+    "10.255.10.1\n",
+    "--json",
+    "-h",
+    "10.255.10.99",
+    "1.1.1.1",
+    "10.255.10.1.",
+    "1..2.3",
+    "x.y.z.w",
+    "1.2.3.-4",
+    "+1.2.3.4",
+    "10.255.10.30",
+    "10.255.10.31",
+    "10.255.10.32",
+    "10.255.10.33",
+]
+
+
+
+
+def _populate(store: Path, files: dict) -> None:
+    for peer, data in files.items():
+        (store / f"{peer}.routes").write_bytes(data)
+
+
+@pytest.fixture
+def mixed_store(store_dir: Path) -> Path:
+    """Clean files, odd files, and entries that are not route files at all."""
+    _populate(store_dir, CLEAN)
+    _populate(store_dir, ODD_CONTENT)
+    (store_dir / "10.255.10.30.routes").symlink_to(store_dir / "10.255.10.1.routes")
+    (store_dir / "10.255.10.31.routes").mkdir()
+    os.mkfifo(store_dir / "10.255.10.32.routes")
+    (store_dir / "10.255.10.33.routes").write_bytes(b"#" * (C.MAX_ROUTE_FILE_BYTES + 1))
+    return store_dir
+
+
+@pytest.fixture(scope="module")
+def fronts(tmp_path_factory):
+    return Fronts(tmp_path_factory.mktemp("fronts"))
+
+
+@pytest.fixture(scope="module")
+def front_alone(tmp_path_factory):
+    """The front with a CLI that cannot answer: what it prints, it printed itself."""
+    directory = tmp_path_factory.mktemp("alone")
+    front = Fronts(directory).routectl
+    text = front.read_text().replace(f"CLI={routectl_path()}", "CLI=/bin/false")
+    alone = directory / "l2tp-routectl-alone"
+    alone.write_text(text)
+    alone.chmod(0o755)
+    return alone
+
+
+def outcome(program, argv, env=None):
+    result = subprocess.run([str(program), *argv], capture_output=True, timeout=60, env={**os.environ, **(env or {})})
+    return result.returncode, result.stdout, result.stderr
+
+
+def same(fronts, argv, env=None):
+    python = outcome(routectl_path(), argv, env)
+    assert outcome(fronts.routectl, argv, env) == python, argv
+    return python
+
+
+def answered_alone(front_alone, argv, env=None):
+    return outcome(front_alone, argv, env)
+
+
+def every_peer(store: Path) -> list:
+    return sorted(p.name[: -len(".routes")] for p in store.iterdir())
+
+
+def test_list_peer_of_every_file_in_the_store_is_answered_by_the_front_as_the_cli_does(fronts, front_alone,
+                                                                                      mixed_store):
+    odd = {"10.255.10.30", "10.255.10.31", "10.255.10.32"}  # a symlink, a directory, a fifo
+    for peer in every_peer(mixed_store):
+        for argv in (["list", "--peer", peer], ["list", f"--peer={peer}"]):
+            python = same(fronts, argv)
+            if peer in odd:
+                assert python[0] != 0 and python[2].startswith(b"l2tp-routectl: error:"), (argv, python)
+                assert answered_alone(front_alone, argv)[0] != 0, argv
+            else:
+                assert python[0] == 0 and python[2] == b"", (argv, python)
+                assert python[1].startswith(f"Routes for peer {peer}:\n".encode()), argv
+                assert answered_alone(front_alone, argv) == python, argv
+
+
+def test_a_peer_without_a_file_is_answered_by_the_front(fronts, front_alone, mixed_store):
+    argv = ["list", "--peer", "10.255.10.99"]
+    python = same(fronts, argv)
+    assert python == (0, b"No routes found for peer: 10.255.10.99\n", b"")
+    assert answered_alone(front_alone, argv) == python
+
+
+@pytest.mark.parametrize("peer", PEER_ARGS, ids=repr)
+def test_list_peer_with_any_peer_argument_matches_the_cli(fronts, mixed_store, peer):
+    same(fronts, ["list", "--peer", peer])
+
+
+ARGV_SHAPES = [
+    [],
+    ["list"],
+    ["LIST"],
+    ["list", "--json"],
+    ["list", "--help"],
+    ["list", "-h"],
+    ["--help"],
+    ["--version"],
+    ["list", "--peer"],
+    ["list", "--peer="],
+    ["list", "--peer", "10.255.10.1", "--json"],
+    ["list", "--json", "--peer", "10.255.10.1"],
+    ["list", "--peer", "10.255.10.1", "--peer", "10.255.10.1"],
+    ["list", "--peer=10.255.10.1", "--peer=10.255.10.11"],
+    ["list", "--peer", "10.255.10.1", "--dry-run"],
+    ["list", "--netns", "nope"],
+    ["list", "extra"],
+    ["list", "--PEER", "10.255.10.1"],
+    ["list", "--peer", "10.255.10.1", "--"],
+    ["list", "--", "--peer", "10.255.10.1"],
+    ["list", "--pee", "10.255.10.1"],
+    ["list", "-p", "10.255.10.1"],
+    ["list", "--peer", "10.255.10.1", "extra"],
+    ["status", "--peer", "10.255.10.1", "--bad"],
+    ["add", "--peer"],
+    ["del"],
+    ["status", "--help"],
+    ["list", "--json", "--json"],
+    ["list", "--peer", "--json"],
+]
+
+
+
+@pytest.mark.parametrize("argv", ARGV_SHAPES, ids=lambda a: " ".join(a) or "(none)")
+def test_every_other_command_line_gives_what_the_cli_gives(fronts, mixed_store, argv):
+    same(fronts, argv)
+
+
+def test_under_sudo_the_environment_cannot_move_the_store(fronts, mixed_store):
+    """Both read the real store under sudo, whatever L2TP_ROUTES_DIR says (read only: nothing is written)."""
+    argv = ["list", "--peer", "10.255.10.1"]
+    moved = outcome(fronts.routectl, argv)
+    assert moved[1].startswith(b"Routes for peer 10.255.10.1:\n")
+    real = Path(C.DEFAULT_STORE_DIR) / "10.255.10.1.routes"
+    sudo = same(fronts, argv, env={"SUDO_USER": "www-data", "SUDO_UID": "33"})
+    if not real.exists():
+        assert sudo == (0, b"No routes found for peer: 10.255.10.1\n", b"")
+    else:
+        assert sudo[1] != moved[1] or real.read_bytes() == mixed_store.joinpath(real.name).read_bytes()
+
+
+def test_a_missing_store_and_a_completion_request_are_left_to_the_cli(fronts, front_alone, store_dir, tmp_path):
+    missing = {C.STORE_DIR_ENV: str(tmp_path / "nowhere")}
+    assert same(fronts, ["list", "--peer", "10.255.10.1"], env=missing)[:2] == \
+        (0, b"No routes found for peer: 10.255.10.1\n")
+    assert answered_alone(front_alone, ["list", "--peer", "10.255.10.1"], env=missing)[0] != 0
+    completing = {"_L2TP_ROUTECTL_COMPLETE": "bash_complete", "COMP_WORDS": "l2tp-routectl li", "COMP_CWORD": "1"}
+    same(fronts, ["list", "--peer", "10.255.10.1"], env=completing)
+    assert answered_alone(front_alone, ["list", "--peer", "10.255.10.1"], env=completing)[0] != 0
