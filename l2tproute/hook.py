@@ -26,6 +26,7 @@ from typing import Callable
 from . import constants as C
 from . import engine, render
 from .engine import Context, LinkChange
+from .errors import describe
 from .iproute2 import IpRoute2, Runner
 from .model import InputError, IPv4Address, parse_device, parse_ipv4, parse_peer, show
 from .store import Store
@@ -232,15 +233,5 @@ def main(direction: str, argv: Sequence[str], environ: Mapping[str, str], *, log
         log(syslog.LOG_ERR, f"{what}: gave up after {deadline:g} s (ip did not answer in time); "
                             f"run l2tp-routectl apply to finish, the timer does it within a minute")
     except BaseException as exc:  # noqa: B902 - a hook must not fail pppd, whatever happened
-        log(syslog.LOG_ERR, f"{what}: {describe_failure(exc)}")
+        log(syslog.LOG_ERR, f"{what}: {describe(exc)}")
     return 0
-
-
-def describe_failure(exc: BaseException) -> str:
-    """A failure in a log line: the store's and ip's own words, anything else as a bug."""
-    from .iproute2 import IpError
-    from .store import StoreError
-
-    if isinstance(exc, (StoreError, IpError, InputError)):
-        return f"failed: {_one_line(exc)}"
-    return f"internal error ({type(exc).__name__}): {_one_line(exc)}; please report this"

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .engine import Context
-from .hook import HOOK_BATCH_TIMEOUT, HOOK_IP_TIMEOUT, Log, describe_failure, handle, quiet_log
+from .errors import describe
+from .hook import HOOK_BATCH_TIMEOUT, HOOK_IP_TIMEOUT, Log, handle, quiet_log
 from .iproute2 import IpRoute2, Runner
 from .spool import Spool, run_dir_from_environment
 from .store import Store
@@ -49,7 +50,7 @@ def drain(spool: Spool, ctx: Context, log: Log, proc_sys: str = "/proc/sys") -> 
         try:
             handle(pending.events, ctx, log, proc_sys)
         except Exception as exc:
-            log(syslog.LOG_ERR, f"worker: {len(pending.events)} events not handled: {describe_failure(exc)}; "
+            log(syslog.LOG_ERR, f"worker: {len(pending.events)} events not handled: {describe(exc)}; "
                                 "they are tried again by the next hook, and the timer applies everything")
             return Drained(handled, stuck=True)
         spool.done(pending.events)
@@ -102,5 +103,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run(Spool(run_dir_from_environment()), ctx, log, held)
     except BaseException as exc:  # noqa: B902 - logged, never a traceback on a closed stdout
-        log(syslog.LOG_ERR, f"worker: {describe_failure(exc)}")
+        log(syslog.LOG_ERR, f"worker: {describe(exc)}")
     return 0
