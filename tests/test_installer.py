@@ -35,11 +35,17 @@ CONF = "etc/l2tp-manager/l2tproute.conf"
 
 #: Every file the installer puts in place: path under the root, mode, source in the checkout.
 FILES = {
+    "opt/l2tproute/libexec/l2tp-routectl": (0o755, "bin/l2tp-routectl.py"),
+    "opt/l2tproute/libexec/l2tp-routes-worker": (0o755, "bin/l2tp-routes-worker"),
+    "opt/l2tproute/libexec/l2tp-routes-event": (0o755, "bin/l2tp-routes-event"),
+    "opt/l2tproute/libexec/l2tproute.sh": (0o644, "bin/l2tproute.sh"),
     "usr/local/sbin/l2tp-routectl": (0o755, "bin/l2tp-routectl"),
     "etc/ppp/ip-up.d/l2tp-routes": (0o755, "bin/l2tp-routes-ip-up"),
     "etc/ppp/ip-down.d/l2tp-routes": (0o755, "bin/l2tp-routes-ip-down"),
     "etc/systemd/system/route-l2tp-apply-all.service": (0o644, "contrib/systemd/route-l2tp-apply-all.service"),
     "etc/systemd/system/route-l2tp-apply-all.timer": (0o644, "contrib/systemd/route-l2tp-apply-all.timer"),
+    "etc/systemd/system/l2tproute-worker.service": (0o644, "contrib/systemd/l2tproute-worker.service"),
+    "etc/systemd/system/l2tproute-worker.path": (0o644, "contrib/systemd/l2tproute-worker.path"),
     "etc/sysctl.d/99-l2tp-routing.conf": (0o644, "contrib/sysctl/99-l2tp-routing.conf"),
     "etc/iproute2/rt_protos.d/l2tproute.conf": (0o644, "contrib/iproute2/l2tproute.conf"),
     "etc/sudoers.d/l2tp-routectl": (0o440, "contrib/sudoers/l2tp-routectl"),
@@ -82,8 +88,11 @@ def installer(*args: str, script: Path = INSTALLER, user: str | None = None,
 
 def expected_content(source: str, checkout: Path) -> bytes:
     text = (checkout / source).read_text()
-    if source.startswith("bin/"):
-        return f"{SHEBANG}\n{MARKER}\n{PATH_LINES}{text.split(chr(10), 1)[1]}".encode()
+    first, rest = text.split("\n", 1)
+    if source.startswith("bin/") and first.endswith("python3"):  # the Python programs, started -IS
+        return f"{SHEBANG}\n{MARKER}\n{PATH_LINES}{rest}".encode()
+    if source.startswith("bin/"):  # the sh fronts, as they are, marked on their second line
+        return f"{first}\n{MARKER}\n{rest}".encode()
     return text.encode()
 
 
@@ -144,7 +153,7 @@ def staged(tmp_path_factory, checkout) -> Path:
     result = installer("--root", str(root), script=checkout / PROG)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == ""
-    assert result.stdout.splitlines()[-1] == "Done: 12 changes. Route files were not touched."
+    assert result.stdout.splitlines()[-1] == "Done: 18 changes. Route files were not touched."
     assert "--force" not in result.stdout  # nothing of an old tool to take over
     return root
 
