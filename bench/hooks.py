@@ -1,19 +1,24 @@
-"""The pppd ip-up hook, timed from inside the session's namespace (`ip netns exec NS ...`).
+"""The pppd ip-up/ip-down hooks and their worker, timed from inside the sessions' namespace.
 
-The hook itself runs `ip` without `-n`, as under pppd, so it must start inside the
-namespace; run.py starts this script there and reads the JSON it prints.
+The hooks run `ip` without `-n`, as under pppd, so this script starts inside the
+namespace (`ip netns exec NS ...`); run.py reads the JSON it prints. It makes itself
+the subreaper of everything the hooks start (PR_SET_CHILD_SUBREAPER), so the worker a
+hook leaves running comes back to it: all work is done when nothing is left to reap.
 
-  single: the same link comes up `--runs` times (its tagged routes flushed before each);
-          the time of each hook and how many routes it left on the link.
-  storm:  every session in `--sessions` comes up at once: one hook per session, all
-          started before the first is waited for; wall time, each hook's peak RSS
-          (wait4) and the peak of their summed PSS (sampled every 10 ms), that is the
-          memory they took together, shared pages counted once.
+  single: one link comes up `--runs` times (its tagged routes flushed before each): when
+          the hook returned to "pppd", and when its routes were in (the worker gone).
+  storm:  every session in `--sessions` comes up at once: one hook each, all started
+          before the first is waited for; until everything is done, each hook's return
+          time, and the peak of the summed PSS of every process involved (sampled every
+          20 ms; shared pages counted once), with the largest peak RSS (wait4).
+  flap:   `--plan` links go up, down and up again, others down, some link names pass to
+          another peer, each link's steps in order as pppd runs them, all links at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import subprocess
@@ -25,15 +30,24 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from l2tproute import constants as C  # noqa: E402
 
+PR_SET_CHILD_SUBREAPER = 36
+LOCAL = "10.127.255.254"
+
+
+def _subreaper() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise SystemExit("prctl(PR_SET_CHILD_SUBREAPER) failed")
+
 
 def _hook_argv(hook: str, iface: str, peer: str) -> list:
     # pppd: IFACE TTY SPEED LOCAL PEER IPPARAM
-    return [hook, iface, "/dev/pts/9", "0", "10.127.255.254", peer, ""]
+    return [hook, iface, "/dev/pts/9", "0", LOCAL, peer, ""]
 
 
-def _hook_env(store: str) -> dict:
-    # pppd clears the environment; the store is moved to the benchmark's.
-    return {C.STORE_DIR_ENV: store}
+def _hook_env(args) -> dict:
+    # pppd clears the environment; the store and the spool are moved to the benchmark's.
+    return {C.STORE_DIR_ENV: args.store, C.RUN_DIR_ENV: args.run_dir}
 
 
 def _tagged_on(iface: str) -> int:
@@ -42,80 +56,166 @@ def _tagged_on(iface: str) -> int:
     return len(json.loads(out)) if out else 0
 
 
+def _reap_all(hooks: dict, started: float) -> dict:
+    """Wait for every descendant; (return time of each hook, peak RSS of any process)."""
+    returned, failed, max_rss = [], 0, 0
+    while True:
+        try:
+            pid, status, usage = os.wait4(-1, 0)
+        except ChildProcessError:
+            break
+        now = time.perf_counter()
+        max_rss = max(max_rss, usage.ru_maxrss * 1024)
+        if pid in hooks:
+            returned.append(now - hooks.pop(pid))
+            failed += os.waitstatus_to_exitcode(status) != 0
+    return {"returned": returned, "failed": failed, "max_rss": max_rss, "done": time.perf_counter() - started}
+
+
 def single(args) -> dict:
-    times, counts = [], []
+    _subreaper()
+    returned, done, counts = [], [], []
     for _ in range(args.runs + 1):  # the first run warms the caches and is not counted
         subprocess.run(["ip", "route", "flush", "dev", args.iface, "proto", str(C.RT_PROTO)], check=True)
         start = time.perf_counter()
-        done = subprocess.run(_hook_argv(args.hook, args.iface, args.peer), env=_hook_env(args.store),
-                              capture_output=True)
-        times.append(time.perf_counter() - start)
+        proc = subprocess.Popen(_hook_argv(args.hook, args.iface, args.peer), env=_hook_env(args),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = proc.communicate()
+        returned.append(time.perf_counter() - start)
+        if proc.returncode != 0 or out or err:
+            raise SystemExit(f"the hook exited {proc.returncode} or printed: {out!r} {err!r}")
+        done.append(_reap_all({}, start)["done"])
         counts.append(_tagged_on(args.iface))
-        if done.returncode != 0 or done.stdout or done.stderr:
-            raise SystemExit(f"the hook exited {done.returncode} or printed: {done.stdout!r} {done.stderr!r}")
-    return {"times": times[1:], "routes_after": counts[1:]}
+    return {"returned": returned[1:], "done": done[1:], "routes_after": counts[1:]}
 
 
-def _pss_of(pids) -> int:
-    """Bytes of memory the processes use, shared pages (the interpreter, libraries) split among them."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
-                for line in handle:
-                    if line.startswith(b"Pss:"):
-                        total += int(line.split()[1]) * 1024
-                        break
-        except (OSError, IndexError, ValueError):
-            pass  # already gone
-    return total
+class _Memory:
+    """The peak of the summed PSS of this process's descendants, sampled in a thread."""
+
+    def __init__(self):
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _descendants(self) -> list:
+        parent = {}
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    with open(f"/proc/{name}/stat", "rb") as handle:
+                        fields = handle.read().rsplit(b")", 1)[1].split()
+                    parent[int(name)] = int(fields[1])
+                except (OSError, IndexError, ValueError):
+                    pass
+        me, found = os.getpid(), []
+        for pid in parent:
+            seen, up = 0, parent.get(pid)
+            while up and seen < 64:
+                if up == me:
+                    found.append(pid)
+                    break
+                up, seen = parent.get(up), seen + 1
+        return found
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total = 0
+            for pid in self._descendants():
+                try:
+                    with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
+                        for line in handle:
+                            if line.startswith(b"Pss:"):
+                                total += int(line.split()[1]) * 1024
+                                break
+                except (OSError, IndexError, ValueError):
+                    pass  # already gone
+            self.peak = max(self.peak, total)
+            self._stop.wait(0.02)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
 
 
 def storm(args) -> dict:
+    _subreaper()
     with open(args.sessions) as handle:
         sessions = json.load(handle)
-    env = _hook_env(args.store)
-    live: set = set()
-    peak = [0]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], _pss_of(list(live)))
-            time.sleep(0.01)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    env = _hook_env(args)
+    memory = _Memory()
     start = time.perf_counter()
+    hooks = {}
     for iface, peer in sessions:
         proc = subprocess.Popen(_hook_argv(args.hook, iface, peer), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        live.add(proc.pid)
-        proc.returncode = 0  # reaped below with wait4, for its rusage; keeps Popen from waiting again
-    statuses, max_rss = [], 0
-    while live:
-        pid, status, usage = os.wait4(-1, 0)
-        live.discard(pid)
-        statuses.append(os.waitstatus_to_exitcode(status))
-        max_rss = max(max_rss, usage.ru_maxrss * 1024)
-    wall = time.perf_counter() - start
-    stop.set()
-    sampler.join()
-    return {"wall": wall, "hooks": len(statuses), "failed": sum(1 for s in statuses if s != 0),
-            "max_rss": max_rss, "peak_pss_sum": peak[0]}
+        hooks[proc.pid] = time.perf_counter()
+        proc.returncode = 0  # reaped by wait4 below; keeps Popen from waiting again
+    result = _reap_all(hooks, start)
+    result.update(hooks=len(sessions), peak_pss_sum=memory.stop())
+    return result
+
+
+def _run_hook(hook: str, iface: str, peer: str, env: dict) -> int:
+    return subprocess.run(_hook_argv(hook, iface, peer), env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode
+
+
+def flap(args) -> dict:
+    """Each link's steps in order (a hook returns before the link's next step), all links at once."""
+    _subreaper()
+    with open(args.plan) as handle:
+        plan = json.load(handle)
+    env = _hook_env(args)
+    hooks = {"up": args.hook, "down": args.down_hook}
+    failures = []
+
+    def ip(*words: str) -> None:
+        subprocess.run(["ip", *words], check=True, capture_output=True)
+
+    def steps(link_plan: list) -> None:
+        for step in link_plan:
+            kind, iface, peer = step
+            if kind == "addr-del":  # pppd clears the addresses before it runs ip-down
+                ip("addr", "del", LOCAL, "peer", peer, "dev", iface)
+            elif kind == "addr-add":
+                ip("addr", "add", LOCAL, "peer", peer, "dev", iface)
+            elif kind == "link-del":
+                ip("link", "del", iface)
+            elif kind == "link-add":
+                ip("tuntap", "add", "dev", iface, "mode", "tun")
+                ip("addr", "add", LOCAL, "peer", peer, "dev", iface)
+                ip("link", "set", iface, "up")
+            elif _run_hook(hooks[kind], iface, peer, env) != 0:
+                failures.append(step)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=steps, args=(link_plan,)) for link_plan in plan]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result = _reap_all({}, start)
+    result.update(links=len(plan), failed_hooks=len(failures))
+    return result
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["single", "storm"])
+    parser.add_argument("mode", choices=["single", "storm", "flap"])
     parser.add_argument("--hook", required=True)
+    parser.add_argument("--down-hook")
     parser.add_argument("--store", required=True)
+    parser.add_argument("--run-dir", required=True)
     parser.add_argument("--iface")
     parser.add_argument("--peer")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--sessions")
+    parser.add_argument("--plan")
     args = parser.parse_args()
-    print(json.dumps(single(args) if args.mode == "single" else storm(args)))
+    mode = {"single": single, "storm": storm, "flap": flap}[args.mode]
+    print(json.dumps(mode(args)))
     return 0
 
 

@@ -11,8 +11,9 @@ distribution's python3, which the installer uses) when it is there and can impor
 them, with this checkout first on sys.path: that is what an admin runs. A
 self-built interpreter (pyenv's, without PGO) spent a third more time on the same
 steady-state apply here. Without an install, a venv of the running interpreter.
-With --installed, the installed /usr/local/sbin/l2tp-routectl and ip-up hook
-instead, when they are there.
+With --installed, the installed /usr/local/sbin/l2tp-routectl, ip-up hook and
+worker instead, when they are there. The sh fronts are this checkout's bin/ with their
+installed paths pointed at this run's programs.
 """
 
 from __future__ import annotations
@@ -27,15 +28,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 INSTALLED = Path("/usr/local/sbin/l2tp-routectl")
 INSTALLED_HOOK = Path("/etc/ppp/ip-up.d/l2tp-routes")
+INSTALLED_DOWN_HOOK = Path("/etc/ppp/ip-down.d/l2tp-routes")
 INSTALLED_VENV = Path("/opt/l2tproute")
 
 
 @dataclass(frozen=True)
 class Tool:
-    routectl: str
-    ip_up: str
-    python: str  # the interpreter both start, for the bare-start reference
+    routectl: str  # the sh front, as /usr/local/sbin/l2tp-routectl
+    ip_up: str  # the pppd hooks, as /etc/ppp/ip-up.d/l2tp-routes and ip-down.d
+    ip_down: str
+    worker: str  # what the hook starts (its path tells its processes apart)
+    python: str  # the interpreter the Python programs start, for the bare-start reference
     what: str
+
+
+INSTALLED_WORKER = INSTALLED_VENV / "libexec" / "l2tp-routes-worker"
 
 
 def _interpreter(script: Path) -> str:
@@ -44,8 +51,9 @@ def _interpreter(script: Path) -> str:
 
 
 def prepare(workdir: str, prefer_installed: bool = False) -> Tool:
-    if prefer_installed and INSTALLED.is_file() and INSTALLED_HOOK.is_file():
-        return Tool(str(INSTALLED), str(INSTALLED_HOOK), _interpreter(INSTALLED),
+    if prefer_installed and INSTALLED.is_file() and INSTALLED_HOOK.is_file() and INSTALLED_WORKER.is_file():
+        return Tool(str(INSTALLED), str(INSTALLED_HOOK), str(INSTALLED_DOWN_HOOK), str(INSTALLED_WORKER),
+                    _interpreter(INSTALLED_WORKER),
                     f"the installed {INSTALLED} and {INSTALLED_HOOK}")
     python, packages, whose = _installed_interpreter()
     if python is None:
@@ -55,16 +63,39 @@ def prepare(workdir: str, prefer_installed: bool = False) -> Tool:
     # As the installer's scripts: the package directories as plain sys.path entries.
     paths = [str(REPO), *packages]
     compileall.compile_dir(str(REPO / "l2tproute"), quiet=1)
-    scripts = {}
-    for name in ("l2tp-routectl", "l2tp-routes-ip-up"):
+    work = Path(workdir)
+    programs = {}
+    for name in ("l2tp-routectl.py", "l2tp-routes-worker"):
         body = (REPO / "bin" / name).read_text().split("\n", 1)[1]
-        target = Path(workdir) / name
-        target.write_text(f"#!{python} -IS\nimport sys\nsys.path.extend({paths!r})\n{body}")
-        target.chmod(0o755)
-        scripts[name] = str(target)
-    return Tool(scripts["l2tp-routectl"], scripts["l2tp-routes-ip-up"], str(python),
-                f"the checkout {REPO}, started as installed (`#!{python} -IS`, byte-compiled; "
+        programs[name] = _write(work / name, f"#!{python} -IS\nimport sys\nsys.path.extend({paths!r})\n{body}")
+    lib = str(REPO / "bin" / "l2tproute.sh")
+    front = _from_bin("l2tp-routectl", work, {
+        "CLI=/opt/l2tproute/libexec/l2tp-routectl": f"CLI={programs['l2tp-routectl.py']}",
+        "LIB=/opt/l2tproute/libexec/l2tproute.sh": f"LIB={lib}"})
+    event = _from_bin("l2tp-routes-event", work, {
+        "WORKER=/opt/l2tproute/libexec/l2tp-routes-worker": f"WORKER={programs['l2tp-routes-worker']}",
+        "LIB=/opt/l2tproute/libexec/l2tproute.sh": f"LIB={lib}"})
+    up = _from_bin("l2tp-routes-ip-up", work, {"/opt/l2tproute/libexec/l2tp-routes-event": event})
+    down = _from_bin("l2tp-routes-ip-down", work, {"/opt/l2tproute/libexec/l2tp-routes-event": event})
+    return Tool(front, up, down, programs["l2tp-routes-worker"], str(python),
+                f"the checkout {REPO}, started as installed (sh fronts, `#!{python} -IS`, byte-compiled; "
                 f"interpreter and libraries: {whose})")
+
+
+def _write(path: Path, text: str) -> str:
+    path.write_text(text)
+    path.chmod(0o755)
+    return str(path)
+
+
+def _from_bin(name: str, work: Path, replacements: dict) -> str:
+    """An sh front of bin/ with its installed paths pointed at this run's programs."""
+    text = (REPO / "bin" / name).read_text()
+    for old, new in replacements.items():
+        if old not in text:
+            raise RuntimeError(f"bin/{name} no longer has {old}")
+        text = text.replace(old, new)
+    return _write(work / name, text)
 
 
 def _installed_interpreter():

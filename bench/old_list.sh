@@ -1,10 +1,26 @@
 #!/bin/bash
-# Baseline for the panel's call: the work the old bash tool did for `list --peer IP`
-# (check the address with a bash regex, print the header, cat the file).
+# Baseline for the panel's calls: the work the old bash tool did for `list --peer IP`
+# (check the address with a bash regex, print the header, cat the file) and for `list`.
 ROUTES_DIR=/etc/l2tp-manager/routes.d
 
+if [[ $1 == list && $# -eq 1 ]]; then
+    shopt -s nullglob
+    files=("$ROUTES_DIR"/*.routes)
+    if ((${#files[@]} == 0)); then
+        echo "No routes found"
+        exit 0
+    fi
+    echo "All routes:"
+    for file in "${files[@]}"; do
+        peer=$(basename "$file" .routes)
+        echo "Peer: $peer"
+        cat "$file"
+        echo
+    done
+    exit 0
+fi
 if [[ $1 != list || $2 != --peer ]]; then
-    echo "usage: $0 list --peer IP" >&2
+    echo "usage: $0 list [--peer IP]" >&2
     exit 1
 fi
 PEER=$3

@@ -1,10 +1,14 @@
-"""The panel's call, `sudo l2tp-routectl list --peer IP`, against the bash baseline, both through sudo.
+"""The panel's calls through sudo, ours against the old bash tool's: one `list --peer IP`, and a page.
+
+A page of USERS users is what the panel's user list runs on every load: `list --peer IP`
+twice per user row and one `list` (601 calls for 300 users), one after the other.
 
 Under sudo the tool reads only /etc/l2tp-manager/routes.d (L2TP_ROUTES_DIR is ignored
 there, on purpose), so run.py starts this script in a private mount namespace
 (`unshare --mount --propagation private`): /etc gets a throwaway overlay and the
 benchmark's store is bind-mounted on routes.d. Nothing outside this process changes.
 Prints one JSON document: the times of every run, in seconds.
+
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,6 +46,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, required=True)
     parser.add_argument("--routectl", required=True)
     parser.add_argument("--python", required=True)
+    parser.add_argument("--page-peers", required=True, help="the users of one page, comma-separated")
+    parser.add_argument("--page-runs", type=int, required=True)
     args = parser.parse_args()
     _mount_store(args.store, args.scratch)
     sudo = ["sudo", "-n", "-u", "root"]
@@ -52,10 +59,32 @@ def main() -> int:
     outputs = {name: subprocess.run(argv, capture_output=True) for name, argv in commands.items()}
     same = outputs["ours"].stdout == outputs["bash"].stdout and outputs["ours"].returncode == 0
     times = interleaved(commands, args.runs)
-    print(json.dumps({"times": times, "same_output": same,
+    peers = args.page_peers.split(",")
+    pages = {"ours": _page(sudo + [args.routectl], peers), "bash": _page(sudo + [BASH_LIST], peers)}
+    # The old tool listed the files in glob order, ours in address order: the same lines.
+    page_same = pages["ours"][:-1] == pages["bash"][:-1] and \
+        sorted(pages["ours"][-1].splitlines()) == sorted(pages["bash"][-1].splitlines())
+    page_times = {name: [] for name in pages}
+    for _ in range(args.page_runs):
+        for name, program in (("ours", args.routectl), ("bash", BASH_LIST)):
+            start = time.perf_counter()
+            _page(sudo + [program], peers)
+            page_times[name].append(time.perf_counter() - start)
+    print(json.dumps({"times": times, "same_output": same, "page_times": page_times, "page_same": page_same,
+                      "page_calls": 2 * len(peers) + 1,
                       "ours_output": outputs["ours"].stdout.decode(errors="replace"),
                       "ours_stderr": outputs["ours"].stderr.decode(errors="replace")}))
     return 0
+
+
+def _page(program: list[str], peers: list[str]) -> list[bytes]:
+    """What the panel's user list runs, in its order: each row's two reads, then the list."""
+    outputs = []
+    for peer in peers:
+        for _ in range(2):
+            outputs.append(subprocess.run([*program, "list", "--peer", peer], capture_output=True).stdout)
+    outputs.append(subprocess.run([*program, "list"], capture_output=True).stdout)
+    return outputs
 
 
 if __name__ == "__main__":

@@ -434,7 +434,8 @@ def test_the_live_install_needs_root():
 
 # -- the re-apply: systemd's timer or cron, exactly one ----------------------------
 
-UNITS = ("etc/systemd/system/route-l2tp-apply-all.service", "etc/systemd/system/route-l2tp-apply-all.timer")
+UNITS = ("etc/systemd/system/route-l2tp-apply-all.service", "etc/systemd/system/route-l2tp-apply-all.timer",
+         "etc/systemd/system/l2tproute-worker.service", "etc/systemd/system/l2tproute-worker.path")
 CRON_FILE = "etc/cron.d/l2tproute"
 
 
@@ -466,7 +467,7 @@ def test_switching_the_scheduler_removes_the_other_one_and_a_second_run_changes_
         assert f"removed: {root / unit} (cron re-applies instead)" in to_cron.stdout
         assert not (root / unit).exists()
     assert (root / CRON_FILE).is_file()
-    assert to_cron.stdout.splitlines()[-1] == "Done: 3 changes. Route files were not touched."
+    assert to_cron.stdout.splitlines()[-1] == "Done: 5 changes. Route files were not touched."
 
     before = snapshot(root)
     again = installer("--root", str(root), "--scheduler", "cron", script=checkout / PROG)
