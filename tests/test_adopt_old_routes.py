@@ -139,7 +139,7 @@ def test_the_library_apply_for_one_peer_adopts_as_the_command_does(upgraded, sto
     """What a hook or worker that calls the library's apply for one peer's link gets."""
     ctx = engine.Context(Store(str(store_dir)), IpRoute2(upgraded.name))
     report = engine.apply(ctx, parse_peer(P))
-    assert sorted(line for _, line in report.adopted) == ["10.1.0.0/16 via 10.255.10.1",
+    assert sorted(r.line for r in report.adopted) == ["10.1.0.0/16 via 10.255.10.1",
                                                           "10.2.0.0/16 via 10.255.10.1 dev ppp0"]
     assert upgraded.tagged_set() == ADOPTED_P | {("10.6.0.0/16", P, "ppp0", "main")}
 

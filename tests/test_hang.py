@@ -12,16 +12,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import syslog
 import textwrap
 from pathlib import Path
 
 import pytest
 from conftest import routectl_path
+from fronts import Fronts, run_hook_script, wait_for_worker
 
 from l2tproute import constants as C
-from l2tproute import hook
-from l2tproute.store import Store
 
 PEER = "10.255.10.2"
 GUARD = C.LOCK_TIMEOUT + C.IP_BATCH_TIMEOUT  # only against a hang; never reached when the tool is right
@@ -94,24 +92,14 @@ def test_a_stuck_lock_holder_gives_clear_errors_hooks_do_not_wait_and_a_hung_ip_
         listed = subprocess.run([ctl, "list", "--peer", PEER], capture_output=True, text=True, env=env, timeout=GUARD)
         assert (listed.returncode, listed.stderr) == (0, ""), listed
         assert listed.stdout == f"Routes for peer {PEER}:\n10.9.0.0/24 via {PEER}\n"
-        # ...and neither does a hook: the user's routes go in while the lock is held.
-        log = []
-        assert hook.main("up", ["l2tp-routes", "ppp0", "/dev/pts/1", "0", "10.254.0.1", PEER, ""], {},
-                         log=lambda p, m: log.append((p, m)), store=Store(str(store_dir)),
-                         runner=hook.IpRoute2(netns.name, timeout=hook.HOOK_IP_TIMEOUT),
-                         proc_sys="/nonexistent") == 0
-        assert netns.tagged_set() == {("10.9.0.0/24", PEER, "ppp0", "main")}, log
-        assert not [m for p, m in log if p <= syslog.LOG_ERR], log
-
-        # A hook whose ip hangs gives up after its timeout, logs why, returns 0, and leaves no ip behind.
-        monkeypatch.setenv("PATH", hung_env["PATH"])
-        log = []
-        assert hook.main("down", ["l2tp-routes", "ppp0", "/dev/pts/1", "0", "10.254.0.1", PEER, ""], {},
-                         log=lambda p, m: log.append((p, m)), store=Store(str(store_dir))) == 0
-        monkeypatch.setenv("PATH", env.get("PATH", ""))
-        errors = [m for p, m in log if p <= syslog.LOG_ERR]
-        assert len(errors) == 1 and f"did not finish within {hook.HOOK_IP_TIMEOUT:g} s" in errors[0], log
-        assert "nothing removed" in errors[0]
+        # ...and neither does a hook: it spools the event and returns while the lock is held;
+        # its worker waits for the lock (a hung ip in the worker: tests/test_hooks.py).
+        fronts = Fronts(tmp_path / "fronts")
+        run_dir = tmp_path / "run"
+        hooked = run_hook_script(fronts, "up", ["ppp0", "/dev/pts/1", "0", "10.254.0.1", PEER, ""], ns=netns,
+                                 env={C.STORE_DIR_ENV: str(store_dir), C.RUN_DIR_ENV: str(run_dir)}, timeout=GUARD)
+        assert (hooked.returncode, hooked.stdout, hooked.stderr) == (0, b"", b"")
+        assert holder.poll() is None and netns.tagged_set() == set(), "the lock was not held meanwhile"
 
         for name, proc in waiting.items():
             code, out, err = finish(proc)
@@ -131,7 +119,8 @@ def test_a_stuck_lock_holder_gives_clear_errors_hooks_do_not_wait_and_a_hung_ip_
         holder.kill()
         holder.wait()
     pids = [int(line) for line in hung_ip[1].read_text().split()]
-    assert len(pids) == 2  # the hook's read and the CLI's read
+    assert len(pids) == 1  # the CLI's read
     assert not any(alive(pid) for pid in pids), "a timed-out ip was left running"
+    wait_for_worker(run_dir)  # the lock is free: the hook's worker installs the user's routes
     assert netns.tagged_set() == {("10.9.0.0/24", PEER, "ppp0", "main")}
 

@@ -295,7 +295,7 @@ def test_an_internal_error_is_logged_and_returns_0(netns, tmp_path):
 def test_garbage_is_logged_with_what_was_wrong():
     log = Recorder()
     assert hook.main("up", ["x", "ppp1", "t", "0", "l", "not-an-ip"], {}, log=log) == 0
-    assert len(log.errors()) == 1 and "ip-up: ignored: invalid peer 'not-an-ip'" in log.errors()[0]
+    assert len(log.errors()) == 1 and "ip-up: ignored: invalid peer not-an-ip" in log.errors()[0]
 
 
 # -- the installed hooks: the sh front and its worker -----------------------------
