@@ -70,7 +70,7 @@ class OldRoute:
 
 def old_tool_routes(untagged: Iterable[Installed], links: Links) -> dict[Slot, OldRoute]:
     """The candidates among routes read without our tag, by slot."""
-    peer_on = links.peer_on
+    peer_on = {link: peer for peer, link in links.by_peer.items()}
     found: dict[Slot, OldRoute] = {}
     for item in untagged:
         route = item.route

@@ -28,7 +28,7 @@ def kernel(gw=P, dev="ppp0", protocol="3", table="main", metric=0) -> Installed:
 def planned(found: Installed, wanted: Want):
     result = plan([wanted], [], force=False, removable=lambda item: True,
                   old=old_tool_routes([found], LINKS))
-    return [c.verb for c in result.changes], sorted(result.adopted)
+    return [c.verb for c in result.changes], [i for i, item in enumerate(result.installs) if item.adopt]
 
 
 def test_the_old_tools_own_route_for_a_stored_line_is_replaced_and_counted_as_adopted():
@@ -52,6 +52,6 @@ def test_a_look_alike_is_never_adopted(found, wanted):
 
 
 def test_without_candidates_or_with_force_nothing_is_adopted():
-    assert plan([want()], [], force=False, removable=lambda item: True).adopted == set()
+    assert not any(item.adopt for item in plan([want()], [], force=False, removable=lambda item: True).installs)
     forced = plan([want()], [], force=True, removable=lambda item: True, old=old_tool_routes([kernel()], LINKS))
-    assert [c.verb for c in forced.changes] == ["replace"]
+    assert [c.verb for c in forced.changes] == ["replace"] and not forced.installs[0].adopt
