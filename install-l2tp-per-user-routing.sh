@@ -777,13 +777,16 @@ remove_file() {
     fi
 }
 
-# Deepest first: a directory this script created goes when nothing is left in it.
+# Deepest first: a directory this script created goes when nothing is left in it, unless
+# a package installed since then owns it (a live system's dpkg knows; a staging root has none).
 remove_created_dirs() {
-    local dir
+    local dir owner
     while IFS= read -r dir; do
         [[ $dir == /?* && $dir != *..* && -d $ROOT$dir && ! -L $ROOT$dir ]] || continue
         [[ $ROOT$dir != "$STORE" && $ROOT$dir != "$STORE_PARENT" ]] || continue  # said above
-        if rmdir -- "$ROOT$dir" 2>/dev/null; then
+        if ((LIVE)) && owner=$(dpkg-query -S "$dir" 2>/dev/null); then
+            say "kept: $dir (created by this script, now a package's: ${owner%%:*})"
+        elif rmdir -- "$ROOT$dir" 2>/dev/null; then
             changed "removed: $ROOT$dir (created by this script, now empty)"
         else
             say "kept: $ROOT$dir (created by this script, but not empty)"

@@ -559,7 +559,7 @@ set -u
 OUT=$1 INSTALLER=%(installer)s
 run() { "$@" >"$OUT/$n.out" 2>"$OUT/$n.err"; echo $? >"$OUT/$n.rc"; n=$((n + 1)); }
 state() {
-    for f in /etc/cron.d/l2tproute /etc/systemd/system/route-l2tp-apply-all.timer; do
+    for f in /etc/cron.d/l2tproute /etc/systemd/system/route-l2tp-apply-all.timer /etc/iproute2/rt_protos.d; do
         if [ -e "$f" ]; then echo "$f present"; else echo "$f absent"; fi
     done
     cat /proc/sys/net/ipv4/ip_forward
@@ -568,6 +568,7 @@ state() {
 n=0
 echo 0 >/proc/sys/net/ipv4/ip_forward  # a new namespace starts with this machine's
 rm -f /etc/cron.d/l2tproute  # in the overlay: as on a server that never had it
+rm -rf /etc/iproute2/rt_protos.d  # made by the installer, then (as here) a package's directory
 run bash "$INSTALLER"
 state >"$OUT/state0"
 ip tuntap add dev ppp0 mode tun
@@ -607,15 +608,23 @@ def test_live_without_systemd_cron_reapplies_and_sysctl_reports_each_setting(che
             "comes up") in first
     assert first[-1].startswith("Logs: grep l2tp-routectl /var/log/syslog")
     assert (out / "state0").read_text() == ("/etc/cron.d/l2tproute present\n"
-                                            "/etc/systemd/system/route-l2tp-apply-all.timer absent\n1\nno ppp0\n")
+                                            "/etc/systemd/system/route-l2tp-apply-all.timer absent\n"
+                                            "/etc/iproute2/rt_protos.d present\n1\nno ppp0\n")
 
     second = runs[1][1].splitlines()
     assert ("applied: /etc/sysctl.d/99-l2tp-routing.conf: net.ipv4.ip_forward = 1; "
             "net.ipv4.conf.ppp*.rp_filter = 2 on ppp0") in second
     assert "Done: 1 changes. Route files were not touched." in second
-    assert (out / "state1").read_text().splitlines()[2:] == ["1", "2"]
+    assert (out / "state1").read_text().splitlines()[3:] == ["1", "2"]
 
-    assert "removed: /etc/cron.d/l2tproute" in runs[2][1].splitlines()
+    removed = runs[2][1].splitlines()
+    assert "removed: /etc/cron.d/l2tproute" in removed
     assert (out / "state2").read_text().splitlines()[0] == "/etc/cron.d/l2tproute absent"
+    # The directory it made is empty again, but dpkg says iproute2 ships it: it stays.
+    owned = subprocess.run(["dpkg-query", "-S", "/etc/iproute2/rt_protos.d"], capture_output=True, text=True)
+    assert owned.returncode == 0, "this test needs a Debian whose iproute2 ships /etc/iproute2/rt_protos.d"
+    owners = owned.stdout.split(":")[0]
+    assert f"kept: /etc/iproute2/rt_protos.d (created by this script, now a package's: {owners})" in removed
+    assert (out / "state2").read_text().splitlines()[2] == "/etc/iproute2/rt_protos.d present"
     # What the first run wrote stayed in the sandbox: this machine's file is as it was.
     assert (host_cron.read_bytes() if host_cron.exists() else None) == host_before
