@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from . import __version__, engine, listing, secrets, status
+from . import __version__, chap, engine, listing, status
 from . import constants as C
 from .model import InputError, make_route, parse_destination, parse_device, parse_gateway, parse_metric, parse_table
 from .session import Session, apply_command, guarded
@@ -69,7 +69,7 @@ def add_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
     Example: l2tp-routectl add --user alice --dst 10.20.0.0/16 --metric 50 --table 100
     Example: l2tp-routectl add --peer 10.255.10.2 --dst 2001:db8:100::/48   (IPv6: onto the link of the peer)
     """
-    p = secrets.resolve_user_or_peer(peer, user, required=True)
+    p = chap.resolve_user_or_peer(peer, user, required=True)
     route = make_route(p, parse_destination(dst), parse_gateway(gw) if gw is not None else None,
                        parse_device(dev) if dev is not None else None,
                        parse_metric(metric) if metric is not None else None,
@@ -104,7 +104,7 @@ def del_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
     Example: l2tp-routectl del --peer 10.255.10.2 --dst all   (every route; the file is removed)
     Example: l2tp-routectl del --peer 10.255.10.2 --dst 192.168.1.5/24   (an old line, as written)
     """
-    p = secrets.resolve_user_or_peer(peer, user, required=True)
+    p = chap.resolve_user_or_peer(peer, user, required=True)
     session = Session(json_out, dry_run, netns)
     ctx = session.context()
     result = engine.delete(ctx, p, dst)
@@ -134,7 +134,7 @@ def list_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUserOp
     """
     session = Session(json_out, dry_run, netns)
     store = session.store
-    p = secrets.resolve_user_or_peer(peer, user, required=False)
+    p = chap.resolve_user_or_peer(peer, user, required=False)
     if p is not None:
         # Printed as it is, whatever it holds, as the old tool's `cat` did: the warnings
         # about its lines are list's and status's (bin/l2tp-routectl answers this in sh).
@@ -170,7 +170,7 @@ def apply_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUserO
     Example: l2tp-routectl apply --peer 10.255.10.2      (what the panel runs after add)
     Example: l2tp-routectl apply --dry-run               (show the ip commands, change nothing)
     """
-    p = secrets.resolve_user_or_peer(peer, user, required=False)
+    p = chap.resolve_user_or_peer(peer, user, required=False)
     return apply_command(Session(json_out, dry_run, netns, force), p)
 
 
@@ -189,7 +189,7 @@ def status_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUser
     Example: l2tp-routectl status
     Example: l2tp-routectl status --user alice --json
     """
-    p = secrets.resolve_user_or_peer(peer, user, required=False)
+    p = chap.resolve_user_or_peer(peer, user, required=False)
     session = Session(json_out, False, netns)
     ctx = session.context()
     report = status.status(ctx, p)
