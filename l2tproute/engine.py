@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 
 from . import constants as C
 from . import policy
-from .iproute2 import Change, IpError, KernelRoute, Runner, is_gone_error, is_taken_slot_error
+from .iproute2 import IpError, Runner, is_gone_error, is_taken_slot_error
 from .kernel import Installed, Links, parse_links, parse_routes, server_networks, slot_of
-from .model import InputError, IPv4Address, Network, Refused, Route, parse_destination
+from .model import Change, InputError, IPv4Address, KernelRoute, Network, Refused, Route, parse_destination
 from .reconcile import Plan, Want, adopts, old_tool_routes, plan
 from .routefile import Line, format_route, problems, route_line
 from .routefile import routes as routes_of

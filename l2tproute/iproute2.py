@@ -16,33 +16,15 @@ import signal
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from . import constants as C
 from . import errors
 from .errors import IpError
-from .model import IPv4Address, Network
+from .model import Change, Failure, KernelRoute, Network
 from .text import show
 
-__all__ = ["Change", "DryRun", "Failure", "IpError", "IpRoute2", "KernelRoute", "Runner", "change_tokens",
-           "is_taken_slot_error", "route_tokens"]
-
-
-@dataclass(frozen=True)
-class KernelRoute:
-    """A route as the kernel is told it: always carries our protocol tag."""
-
-    dst: Network
-    dev: str
-    gw: IPv4Address | None = None
-    metric: int | None = None
-    table: str | None = None
-
-
-@dataclass(frozen=True)
-class Change:
-    verb: str  # "add" (fails on a taken slot), "replace", "del"
-    route: KernelRoute
+__all__ = ["DryRun", "IpError", "IpRoute2", "Runner", "change_tokens", "is_gone_error", "is_taken_slot_error",
+           "route_tokens"]
 
 
 _VERBS = ("add", "replace", "del")
@@ -72,12 +54,6 @@ def change_tokens(change: Change) -> list[str]:
             # Values are validated at the edge; reaching this is a bug, never input.
             raise ValueError(f"refusing unsafe ip token {show(token)}")
     return tokens
-
-
-@dataclass(frozen=True)
-class Failure:
-    change: Change
-    message: str
 
 
 class Runner(ABC):

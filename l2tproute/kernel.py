@@ -6,8 +6,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from .iproute2 import KernelRoute
-from .model import IPv4Address, Network, ipv4_address, ipv4_int, ipv4_network
+from .model import IPv4Address, KernelRoute, Network, ipv4_address, ipv4_int, ipv4_network
 
 #: (destination, table id, metric): the slot the kernel holds one route in.
 Slot = tuple[Network, str, int]

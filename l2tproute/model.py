@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Union
 
 # Re-exported: callers have long imported them from here; they live with the other exceptions.
@@ -220,11 +220,32 @@ class Route:
     def table_key(self) -> str | None:
         return None if self.table in (None, "main", "254") else self.table
 
-    def with_gateway(self, gw: IPv4Address) -> Route:
-        return replace(self, gw=gw)
 
 
 def make_route(peer: IPv4Address, dst: Network, gw: IPv4Address | None = None, dev: str | None = None,
                metric: int | None = None, table: str | None = None) -> Route:
     """A route as `add` stores it: without `--gw` the peer itself is the gateway."""
     return Route(dst=dst, gw=gw if gw is not None else peer, dev=dev, metric=metric, table=table)
+
+
+@dataclass(frozen=True)
+class KernelRoute:
+    """A route as the kernel is told it: always carries our protocol tag."""
+
+    dst: Network
+    dev: str
+    gw: IPv4Address | None = None
+    metric: int | None = None
+    table: str | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    verb: str  # "add" (fails on a taken slot), "replace", "del"
+    route: KernelRoute
+
+
+@dataclass(frozen=True)
+class Failure:
+    change: Change
+    message: str

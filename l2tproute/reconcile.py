@@ -12,9 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .iproute2 import Change, KernelRoute
 from .kernel import Installed, Links, Slot, slot_of
-from .model import IPv4Address, Route
+from .model import Change, IPv4Address, KernelRoute, Route
 
 #: What `ip route add` without `proto` sets: the protocol of every route the old tool installed.
 OLD_TOOL_PROTOCOL = "3"  # boot

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 
 from . import constants as C
 from .engine import Context, all_peers, kernel_route, proto_name, read_tagged
-from .iproute2 import KernelRoute
 from .kernel import DEFAULT_METRIC, Installed, Links, Slot, parse_links, parse_network, parse_routes, slot_of
-from .model import InputError, IPv4Address
+from .model import InputError, IPv4Address, KernelRoute
 from .reconcile import OldRoute, Want, adopts, old_tool_routes
 from .routefile import InvalidLine, Line, format_route, invalid_lines, problems
 from .routefile import routes as routes_of

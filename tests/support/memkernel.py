@@ -28,7 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from l2tproute import constants as C
-from l2tproute.iproute2 import Change, Failure, IpError, Runner, change_tokens
+from l2tproute.iproute2 import IpError, Runner, change_tokens
+from l2tproute.model import Change, Failure
 
 from .kernels import KernelSetup
 

@@ -19,8 +19,17 @@ from pathlib import Path
 
 from l2tproute import constants as C
 from l2tproute import engine, status
-from l2tproute.iproute2 import Change, IpError, KernelRoute
-from l2tproute.model import InputError, make_route, parse_destination, parse_device, parse_gateway, parse_peer
+from l2tproute.iproute2 import IpError
+from l2tproute.model import (
+    Change,
+    InputError,
+    KernelRoute,
+    make_route,
+    parse_destination,
+    parse_device,
+    parse_gateway,
+    parse_peer,
+)
 from l2tproute.store import Store, StoreError
 
 from .kernels import KernelSetup

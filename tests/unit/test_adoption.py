@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from l2tproute.iproute2 import KernelRoute
 from l2tproute.kernel import Installed, Links
-from l2tproute.model import make_route, parse_destination, parse_gateway, parse_peer
+from l2tproute.model import KernelRoute, make_route, parse_destination, parse_gateway, parse_peer
 from l2tproute.reconcile import Want, adopts, old_tool_routes, plan
 
 P, Q = parse_peer("10.255.10.1"), parse_peer("10.255.10.2")
