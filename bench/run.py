@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmarks of issue 4: ours against a baseline measured in the same run, medians over runs.
 
-    python3 bench/run.py --size quick    # CI: small, about a minute (tests/test_bench.py)
+    python3 bench/run.py --size quick    # CI: small, about a minute (tests/system/test_bench.py)
     python3 bench/run.py --size full     # 2,000 sessions x 5 routes; 10,000 x 5; a 500-hook storm
     python3 bench/run.py --installed     # the installed command instead of this checkout
 

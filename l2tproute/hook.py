@@ -4,7 +4,7 @@ pppd runs `/etc/ppp/ip-up IFACE TTY SPEED LOCAL PEER IPPARAM` with the environme
 cleared; Debian's dispatcher exports the same values as PPP_IFACE ... PPP_IPPARAM and
 runs every hook in ip-up.d with those arguments. The installed hooks are POSIX sh
 (bin/l2tp-routes-event) that spool the event for the worker (worker.py); `parse_event`
-is the same reading in Python, held to the sh one by tests/test_event_front.py.
+is the same reading in Python, held to the sh one by tests/netns/test_event_front.py.
 
 Up: loosen rp_filter on that link, then make the link hold exactly that peer's stored
 routes: engine.apply_links, the same reconcile and the same report as `apply --peer`.

@@ -13,8 +13,8 @@ Commands run in a private mount namespace in which /etc/l2tp-manager (route stor
 settings) and /etc/resolv.conf are this world's scratch copies, inside the server's
 network namespace (`ip netns exec`, as the panel's own process would be), so neither the
 real store, the real settings nor this machine's routes are read or changed.
-tests/test_panel_limits.py runs the checkout's console script here with sudo's
-variables; tests/test_privilege.py runs the installed command through sudo as www-data.
+tests/netns/test_panel_limits.py runs the checkout's console script here with sudo's
+variables; tests/robustness/test_privilege.py runs the installed command through sudo as www-data.
 """
 
 from __future__ import annotations

@@ -19,9 +19,11 @@ from hypothesis import strategies as st
 
 from l2tproute import cli
 from l2tproute import constants as C
-from l2tproute.iproute2 import Change, IpRoute2, KernelRoute, change_tokens
+from l2tproute.iproute2 import IpRoute2, change_tokens
 from l2tproute.model import (
+    Change,
     InputError,
+    KernelRoute,
     Route,
     parse_destination,
     parse_device,

@@ -6,7 +6,7 @@ produces a message: help and usage errors (click's own included), each validator
 hostile values, add, del, list, apply and status in each of their outcomes, warnings about
 broken files and odd store entries, the kernel's own refusals (`ip` quotes device names),
 names the kernel reports (a link whose name holds a quote), and the dry run.
-(tests/test_hostile_input.py checks the same over its corpus of 271 cases.)
+(tests/robustness/test_hostile_input.py checks the same over its corpus of 271 cases.)
 
     namespace: ppp0 = P (10.255.10.1), ppp1 = Q (10.255.10.2), lan0 = 192.168.50.1/24,
                and a link named a'b<c> holding a static route a user also wants

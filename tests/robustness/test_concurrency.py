@@ -34,8 +34,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-
 # -- the serial model -----------------------------------------------------------
 
 

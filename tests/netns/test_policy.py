@@ -1,6 +1,6 @@
 """policy.py on its own: the settings file, who the caller is, and the decision over a
 server state built by hand. The same rules against a real kernel and store are in
-tests/test_panel_limits.py (the console script) and tests/test_privilege.py (the
+tests/netns/test_panel_limits.py (the console script) and tests/robustness/test_privilege.py (the
 installed command through sudo)."""
 
 from __future__ import annotations

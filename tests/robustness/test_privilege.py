@@ -38,6 +38,7 @@ from panelworld import REFUSED, A, check_refused, refused_argv, tagged, walk_the
 from l2tproute import constants as C
 
 CTL = "/usr/local/sbin/l2tp-routectl"
+PYTHON_CLI = "/opt/l2tproute/libexec/l2tp-routectl"
 IP = shutil.which("ip", path="/usr/sbin:/usr/bin:/sbin:/bin") or "/sbin/ip"
 SUDOERS = "/etc/sudoers.d/l2tp-routectl"
 VENV_PYTHON = "/opt/l2tproute/bin/python3"
@@ -60,7 +61,11 @@ def installed():
         pytest.fail(f"the privilege tests need the real install and tools: missing {missing + tools}; run "
                     "sudo ./install-l2tp-per-user-routing.sh and apt-get install sudo strace (.ci/run does both)")
     assert subprocess.run(["visudo", "-c", "-f", SUDOERS], capture_output=True).returncode == 0
-    assert Path(CTL).read_text().splitlines()[0].split()[-1] in ("-I", "-IS"), "the command must start Python isolated"
+    # The command is the sh front; what it hands over to is Python started isolated.
+    front = Path(CTL).read_text().splitlines()
+    assert front[0] == "#!/bin/sh" and f"CLI={PYTHON_CLI}" in front, front[:12]
+    assert Path(PYTHON_CLI).read_text().splitlines()[0].split()[-1] in ("-I", "-IS"), \
+        "the Python CLI must start isolated"
 
 
 class Panel:

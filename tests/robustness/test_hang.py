@@ -93,7 +93,7 @@ def test_a_stuck_lock_holder_gives_clear_errors_hooks_do_not_wait_and_a_hung_ip_
         assert (listed.returncode, listed.stderr) == (0, ""), listed
         assert listed.stdout == f"Routes for peer {PEER}:\n10.9.0.0/24 via {PEER}\n"
         # ...and neither does a hook: it spools the event and returns while the lock is held;
-        # its worker waits for the lock (a hung ip in the worker: tests/test_hooks.py).
+        # its worker waits for the lock (a hung ip in the worker: tests/netns/test_hooks.py).
         fronts = Fronts(tmp_path / "fronts")
         run_dir = tmp_path / "run"
         hooked = run_hook_script(fronts, "up", ["ppp0", "/dev/pts/1", "0", "10.254.0.1", PEER, ""], ns=netns,

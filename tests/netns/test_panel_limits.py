@@ -1,7 +1,7 @@
 """The panel's limits, run on this checkout's console script with the variables sudo sets
 for the panel (SUDO_USER=www-data, SUDO_UID=33) on the scratch server of panelworld.py.
 
-tests/test_privilege.py proves the same through the real sudo and the installed command;
+tests/robustness/test_privilege.py proves the same through the real sudo and the installed command;
 this file proves the code of this checkout, whatever is installed. Root, and an
 administrator through their own sudo, keep every option.
 """
