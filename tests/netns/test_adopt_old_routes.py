@@ -25,7 +25,7 @@ import forkcli
 import pytest
 
 from l2tproute import constants as C
-from l2tproute import engine
+from l2tproute import engine, hook
 from l2tproute.iproute2 import IpRoute2
 from l2tproute.model import parse_peer
 from l2tproute.store import Store
@@ -174,3 +174,16 @@ def test_deleting_a_line_before_any_apply_takes_the_old_tools_route_with_it_and_
         assert cli(upgraded, "del", "--peer", P, "--dst", dst).returncode == 0
     assert [r for r in upgraded.routes(4) if r["dst"] != "10.2.0.0/16"] == before
     assert upgraded.tagged() == []
+
+
+def test_the_up_hook_takes_over_the_old_tools_routes_on_that_link_only(upgraded, store_dir):
+    """The up path (the hook's library call, as the worker runs it) adopts by the same rule."""
+    look_alikes, q_route = rows_for(upgraded, *LOOK_ALIKES), rows_for(upgraded, "10.8.0.0/16")
+    said: list[str] = []
+    assert hook.main("up", ["l2tp-routes", "ppp0", "/dev/pts/3", "0", "10.254.0.1", P, ""], {},
+                     log=lambda priority, message: said.append(message), store=Store(str(store_dir)),
+                     runner=IpRoute2(upgraded.name), proc_sys="/nonexistent") == 0
+    assert upgraded.tagged_set() == ADOPTED_P | {("10.6.0.0/16", P, "ppp0", "main")}, said
+    assert [r for r in rows_for(upgraded, *LOOK_ALIKES) if '"protocol": "157"' not in r] == look_alikes
+    assert rows_for(upgraded, "10.8.0.0/16") == q_route  # the link of another peer: not this event's
+    assert [m for m in said if "dopted" in m and "10.1.0.0/16" in m], said
