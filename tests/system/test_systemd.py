@@ -10,6 +10,8 @@
     ppp0 peer 10.255.10.2         a route file written meanwhile: the next timer run installs it
     /etc/ppp/ip-up ppp1 ...       Debian's dispatcher (timer stopped): the peer's routes are installed
     systemd-analyze security      exposure of the service <= 2.0
+    --scheduler cron, systemd     units disabled and removed, Debian's cron (its .debs copied in) runs the
+                                  shipped /etc/cron.d/l2tproute into the journal; back: cron file gone, timer on
     --uninstall                   no unit left, the timer never fires again
 
 One machine for the module, the tests in file order; each asserts the state it starts from.
@@ -23,6 +25,7 @@ import difflib
 import json
 import re
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 
@@ -96,6 +99,8 @@ def test_offline_install_enables_and_starts_the_timer(machine):
         assert line in lines, result.stdout
     assert box.run("systemctl", "is-enabled", SERVICE, TIMER).stdout.split() == ["enabled", "enabled"]
     assert box.unit_property(TIMER, "ActiveState") == "active"
+    # systemd runs here: the timer re-applies, so no cron file (never both at once).
+    assert box.run("test", "-e", "/etc/cron.d/l2tproute").returncode == 1
     assert box.check("/usr/local/sbin/l2tp-routectl", "--version").strip() == "l2tp-routectl 1.0.0"
 
 
@@ -245,6 +250,55 @@ def test_the_service_exposure_is_at_most_2_0(machine):
     level = re.search(rf"Overall exposure level for {re.escape(SERVICE)}: (\d+\.\d+)", report)
     assert level, report
     assert float(level[1]) <= 2.0, report
+
+
+CRON_FILE = "/etc/cron.d/l2tproute"
+
+
+def cron_debs(directory) -> list:
+    """Debian's cron and what it needs beyond a minimal bookworm, fetched by this machine's apt."""
+    result = subprocess.run(["apt-get", "download", "cron", "cron-daemon-common", "sensible-utils"], cwd=directory,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    debs = sorted(directory.glob("*.deb"))
+    assert len(debs) == 3, debs
+    return debs
+
+
+def test_switching_to_cron_disables_the_units_and_cron_reapplies_then_back_to_the_timer(machine, tmp_path):
+    box = machine.box
+    assert box.unit_property(TIMER, "ActiveState") == "active"
+    for deb in cron_debs(tmp_path):  # the box has no network: the packages go in as files
+        copy = subprocess.run(["nsenter", "-t", str(box.pid1), "-a", "sh", "-c", 'cat >"/root/$0"', deb.name],
+                              input=deb.read_bytes(), capture_output=True, timeout=60)
+        assert copy.returncode == 0, copy.stderr
+    box.check("sh", "-c", "dpkg -i /root/cron-daemon-common_*.deb /root/sensible-utils_*.deb && "
+              "dpkg -i /root/cron_*.deb && systemctl enable --now cron.service", timeout=300)  # pre-depends first
+    applied_before = [line for line in box.journal(identifier=C.SYSLOG_IDENT) if line.startswith(APPLIED)]
+
+    to_cron = machine.install("--wheels", "/wheels", "--scheduler", "cron")
+    assert (to_cron.returncode, to_cron.stderr) == (0, ""), to_cron.stdout + to_cron.stderr
+    lines = to_cron.stdout.splitlines()
+    for unit in (TIMER, SERVICE):
+        assert f"disabled: {unit} (cron re-applies instead)" in lines, to_cron.stdout
+        assert f"removed: {UNIT_DIR}/{unit} (cron re-applies instead)" in lines, to_cron.stdout
+        assert box.unit_property(unit, "LoadState") == "not-found"
+    assert f"installed: {CRON_FILE}" in lines
+    assert not [line for line in lines if line.startswith("note: no cron daemon")]
+    # Debian's cron under systemd runs the shipped line; its output reaches the journal as syslog.
+    applied = box.wait_for(lambda: [line for line in box.journal(identifier=C.SYSLOG_IDENT)
+                                    if line.startswith(APPLIED)][len(applied_before):], WAIT_S, "an apply run by cron")
+    assert applied[0].startswith(f"{APPLIED} "), applied
+    assert [line for line in box.journal("cron.service") if "CMD ({ flock -n -E 75 /run/l2tproute-cron.lock" in line]
+
+    back = machine.install("--wheels", "/wheels", "--scheduler", "systemd")
+    assert (back.returncode, back.stderr) == (0, ""), back.stdout + back.stderr
+    lines = back.stdout.splitlines()
+    assert f"removed: {CRON_FILE} (systemd re-applies instead)" in lines
+    for line in (f"enabled: {SERVICE}", f"enabled: {TIMER}", f"started: {TIMER}"):
+        assert line in lines, back.stdout
+    assert box.run("test", "-e", CRON_FILE).returncode == 1
+    assert box.unit_property(TIMER, "ActiveState") == "active"
 
 
 def test_uninstall_removes_every_unit_and_the_timer_never_fires_again(machine):
