@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from . import __version__, chap, engine, listing, status
+from . import __version__, adding, chap, deleting, listing, status
 from . import constants as C
 from .model import InputError, make_route, parse_destination, parse_device, parse_gateway, parse_metric, parse_table
 from .session import Session, apply_command, guarded
@@ -78,7 +78,7 @@ def add_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
         raise InputError("--gw is for IPv4 destinations; an IPv6 destination goes straight onto the link of the peer")
     session = Session(json_out, dry_run, netns, force, route.table)
     ctx = session.context()
-    result = engine.add(ctx, p, route)
+    result = adding.add(ctx, p, route)
     heading = {"added": "Added route", "updated": "Updated route", "exists": "Route already exists"}[result.status]
     lines = [f"{heading}: {result.line}"]
     if result.link is None:
@@ -107,12 +107,12 @@ def del_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
     p = chap.resolve_user_or_peer(peer, user, required=True)
     session = Session(json_out, dry_run, netns)
     ctx = session.context()
-    result = engine.delete(ctx, p, dst)
+    result = deleting.delete(ctx, p, dst)
     if not result.had_file:
         lines = [f"No routes found for peer: {p}"]
     elif not result.removed:
         lines = [f"Route not found for peer {p}: {dst}"]
-    elif dst == engine.ALL:
+    elif dst == deleting.ALL:
         lines = [f"Deleted all routes for peer {p} ({len(result.removed)} lines); its route file is removed."]
     else:
         lines = [f"Deleted route: {text}" for text in result.removed]

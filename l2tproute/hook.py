@@ -7,7 +7,7 @@ runs every hook in ip-up.d with those arguments. The installed hooks are POSIX s
 is the same reading in Python, held to the sh one by tests/netns/test_event_front.py.
 
 Up: loosen rp_filter on that link, then make the link hold exactly that peer's stored
-routes: engine.apply_links, the same reconcile and the same report as `apply --peer`.
+routes: applying.apply_links, the same reconcile and the same report as `apply --peer`.
 Down: none of our routes on that link, nor via that peer elsewhere (unless the peer is
 already back on another link). Everything done or refused goes to syslog (ident
 `l2tp-routectl`, so `journalctl -t l2tp-routectl` shows it); nothing is printed.
@@ -23,9 +23,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Callable
 
+from . import applying, render
 from . import constants as C
-from . import engine, render
-from .engine import Context, LinkChange
+from .applying import ApplyReport, LinkChange
+from .context import Context
 from .errors import describe
 from .iproute2 import IpRoute2, Runner
 from .model import InputError, IPv4Address, parse_device, parse_ipv4, parse_peer, show
@@ -130,7 +131,7 @@ def handle(events: Sequence, ctx: Context, log: Log, proc_sys: str = "/proc/sys"
         if event.direction == UP:
             loosen_rp_filter(event.iface, _sayer(event, log), proc_sys)
     changes = [LinkChange(event.direction == UP, event.iface, event.peer) for event in final]
-    report = engine.apply_links(ctx, changes)
+    report = applying.apply_links(ctx, changes)
     for text in ctx.warnings:
         log(syslog.LOG_WARNING, _one_line(text))
     ctx.warnings.clear()
@@ -156,7 +157,7 @@ def handle(events: Sequence, ctx: Context, log: Log, proc_sys: str = "/proc/sys"
         _log_lines(say, render.link_down_lines(event.iface, event.peer, mine), mine)
 
 
-def _log_lines(say, lines: list[str], report: engine.ApplyReport) -> None:
+def _log_lines(say, lines: list[str], report: ApplyReport) -> None:
     trouble = set(render.apply_warnings(report))
     for line in lines:
         say(syslog.LOG_WARNING if line in trouble else syslog.LOG_INFO, line)

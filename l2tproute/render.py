@@ -6,7 +6,7 @@ One wording for every front: `apply --peer` and a link that came up read alike.
 from __future__ import annotations
 
 from . import constants as C
-from .engine import ApplyReport, Connection
+from .applying import ApplyReport, Connection
 
 
 def _counts(report: ApplyReport) -> str:

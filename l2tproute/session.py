@@ -13,8 +13,9 @@ import os
 import re
 import sys
 
+from . import applying, policy, render
 from . import constants as C
-from . import engine, policy, render
+from .context import Context
 from .errors import InputError, describe, exit_status
 from .errors import one_line as one_line
 from .iproute2 import DryRun, IpRoute2, Runner
@@ -75,10 +76,10 @@ class Session:
             self._runner = DryRun(real) if self._dry_run else real
         return self._runner
 
-    def context(self) -> engine.Context:
-        return engine.Context(self.store, self.runner, force=self.force, caller=self.caller)
+    def context(self) -> Context:
+        return Context(self.store, self.runner, force=self.force, caller=self.caller)
 
-    def finish(self, doc: dict, lines: list[str], ctx: engine.Context | None = None, code: int = 0) -> int:
+    def finish(self, doc: dict, lines: list[str], ctx: Context | None = None, code: int = 0) -> int:
         warnings = ctx.warnings if ctx else []
         planned = self._planned()
         if self.json:
@@ -128,7 +129,7 @@ def fail_with(exc: BaseException, wants_json: bool) -> int:
 def apply_command(session: Session, peer) -> int:
     """`apply [--peer IP]` once its arguments are parsed: the full CLI and the timer's lean path."""
     ctx = session.context()
-    report = engine.apply(ctx, peer)
+    report = applying.apply(ctx, peer)
     for text in render.apply_warnings(report):
         ctx.warn(text)
     return session.finish(render.apply_doc(report), render.apply_lines(report), ctx, 0 if report.ok else 1)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import constants as C
-from .engine import Context, all_peers, kernel_route, proto_name, read_tagged
+from .context import Context, all_peers, kernel_route, proto_name, read_tagged
 from .kernel import DEFAULT_METRIC, Installed, Links, Slot, parse_links, parse_network, parse_routes, slot_of
 from .model import InputError, IPv4Address, KernelRoute
 from .reconcile import OldRoute, Want, adopts, old_tool_routes

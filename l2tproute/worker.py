@@ -17,7 +17,7 @@ import syslog
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .engine import Context
+from .context import Context
 from .errors import describe
 from .hook import HOOK_BATCH_TIMEOUT, HOOK_IP_TIMEOUT, Log, handle, quiet_log
 from .iproute2 import IpRoute2, Runner

@@ -34,7 +34,7 @@ def _warm_up() -> None:
     import filelock  # noqa: F401
     import sh  # noqa: F401
 
-    from l2tproute import cli, engine, hook, listing, status  # noqa: F401
+    from l2tproute import adding, applying, cli, deleting, hook, listing, status  # noqa: F401
 
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):

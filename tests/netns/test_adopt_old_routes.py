@@ -24,8 +24,9 @@ import json
 import forkcli
 import pytest
 
+from l2tproute import applying, hook
 from l2tproute import constants as C
-from l2tproute import engine, hook
+from l2tproute.context import Context
 from l2tproute.iproute2 import IpRoute2
 from l2tproute.model import parse_peer
 from l2tproute.store import Store
@@ -137,8 +138,8 @@ def test_status_says_apply_takes_the_old_tools_routes_over_and_blocks_the_look_a
 
 def test_the_library_apply_for_one_peer_adopts_as_the_command_does(upgraded, store_dir):
     """What a hook or worker that calls the library's apply for one peer's link gets."""
-    ctx = engine.Context(Store(str(store_dir)), IpRoute2(upgraded.name))
-    report = engine.apply(ctx, parse_peer(P))
+    ctx = Context(Store(str(store_dir)), IpRoute2(upgraded.name))
+    report = applying.apply(ctx, parse_peer(P))
     assert sorted(r.line for r in report.adopted) == ["10.1.0.0/16 via 10.255.10.1",
                                                           "10.2.0.0/16 via 10.255.10.1 dev ppp0"]
     assert upgraded.tagged_set() == ADOPTED_P | {("10.6.0.0/16", P, "ppp0", "main")}

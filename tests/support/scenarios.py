@@ -17,8 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from l2tproute import adding, applying, deleting, status
 from l2tproute import constants as C
-from l2tproute import engine, status
+from l2tproute.context import Context
 from l2tproute.iproute2 import IpError
 from l2tproute.model import (
     Change,
@@ -71,7 +72,7 @@ class World:
     # -- the operations ------------------------------------------------------
 
     def _run(self, name: str, call, force: bool = False) -> Outcome:
-        ctx = engine.Context(self.store, self.kernel.runner, force=force, lock_timeout=5)
+        ctx = Context(self.store, self.kernel.runner, force=force, lock_timeout=5)
         try:
             outcome = Outcome(value=call(ctx))
         except (InputError, IpError, StoreError) as exc:
@@ -89,15 +90,15 @@ class World:
         p = parse_peer(peer)
         route = make_route(p, parse_destination(dst), parse_gateway(gw) if gw else None,
                            parse_device(dev) if dev else None)
-        return self._run(name, lambda ctx: engine.add(ctx, p, route), force)
+        return self._run(name, lambda ctx: adding.add(ctx, p, route), force)
 
     def delete(self, name: str, peer: str, dst: str) -> Outcome:
-        target = engine.ALL if dst == "all" else parse_destination(dst)
-        return self._run(name, lambda ctx: engine.delete(ctx, parse_peer(peer), target))
+        target = deleting.ALL if dst == "all" else parse_destination(dst)
+        return self._run(name, lambda ctx: deleting.delete(ctx, parse_peer(peer), target))
 
     def apply(self, name: str, peer: str | None = None, *, force: bool = False) -> Outcome:
         scope = parse_peer(peer) if peer else None
-        return self._run(name, lambda ctx: engine.apply(ctx, scope), force)
+        return self._run(name, lambda ctx: applying.apply(ctx, scope), force)
 
     def status(self, name: str, peer: str | None = None) -> Outcome:
         scope = parse_peer(peer) if peer else None
