@@ -1,8 +1,11 @@
 """The command line: the old tool's texts and exit codes, through typer's runner and the console script."""
 
 import json
+import os
+import subprocess
 
 import pytest
+from conftest import routectl_argv, routectl_env
 from typer.testing import CliRunner
 
 from l2tproute.cli import app
@@ -169,3 +172,21 @@ def test_version_and_help_for_every_command(routectl):
     for command in ("add", "del", "list", "apply"):
         result = routectl(command, "--help")
         assert result.returncode == 0 and "Example: l2tp-routectl" in result.stdout
+
+
+@pytest.mark.parametrize("argv", [["apply"], ["apply", "--peer", "10.255.10.1"], ["list"]])
+def test_a_reader_that_went_away_gets_exit_1_and_silence_and_the_work_is_done(store_dir, netns, argv):
+    """`l2tp-routectl apply | true`: the closed pipe ends the command with status 1, no traceback,
+    and what it changed is changed (Debian 11's typer once turned this into a crash)."""
+    netns.add_ppp("ppp1", "10.255.10.1")
+    (store_dir / "10.255.10.1.routes").write_text("192.168.50.0/24 via 10.255.10.1\n")
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(routectl_argv(*argv, ns=netns), stdout=write, stderr=subprocess.PIPE,
+                              env=routectl_env(), timeout=60)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (1, b""), done
+    if argv[0] == "apply":
+        assert netns.tagged_set() == {("192.168.50.0/24", "10.255.10.1", "ppp1", "main")}

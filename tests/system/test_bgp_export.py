@@ -280,7 +280,7 @@ def test_add_is_announced_del_and_ip_down_withdraw_and_untagged_routes_never_lea
     wait_for("the withdrawal after del", lambda: pair.announced() == expected, pair.explain)
 
     log = down_hook(pair, store_dir)
-    assert any("3 routes removed, 0 failed" in message for _, message in log), log
+    assert any("Released ppp0 of peer 10.255.10.2: 3 removed, 0 failed." in message for _, message in log), log
     wait_for("the withdrawal after ip-down", lambda: pair.announced() == set(), pair.explain)
     # The untagged routes are still in the server's kernel: the filter, not their absence, kept them home.
     assert {r["dst"] for r in server.routes(4)} >= {"192.168.77.0/24", "192.168.78.0/24", "192.168.79.0/24",

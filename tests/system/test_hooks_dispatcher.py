@@ -267,6 +267,7 @@ def test_a_syslog_that_stopped_reading_does_not_hold_the_hook_up(sessions, dispa
     d.up("ppp1", PEER1)
     assert sessions.tagged_set() == {("192.168.50.0/24", PEER1, "ppp1", "main")}
     assert d.rp_filter("ppp1") == "2"
+    d.up("ppp2", "10.255.10.2;reboot")  # refused: the hook itself logs, and gives up on the stalled log
     d.down("ppp1", PEER1)
     assert sessions.tagged_set() == set()
     assert [m["ident"] for m in d.messages()] == ["filler"] * queued  # the hook's messages were dropped

@@ -7,7 +7,6 @@ import socket
 import syslog
 
 import pytest
-from conftest import REPO
 
 from l2tproute import constants as C
 from l2tproute.syslogger import Syslog, format_message
@@ -125,10 +124,3 @@ def test_a_stream_syslog_socket_gets_nul_terminated_messages(tmp_path):
 
 def test_messages_are_cut_at_8_kib():
     assert len(format_message(syslog.LOG_INFO, C.SYSLOG_IDENT, 1, "x" * 20000)) == 8192
-
-
-@pytest.mark.parametrize("direction", ["up", "down"])
-def test_the_scripts_hard_limit_leaves_the_hook_time_to_log_its_deadline(direction):
-    text = (REPO / "bin" / f"l2tp-routes-ip-{direction}").read_text()
-    limit = float(re.search(r"^HARD_LIMIT = ([\d.]+)$", text, re.M).group(1))
-    assert limit >= C.HOOK_DEADLINE + 5
