@@ -13,7 +13,7 @@ from .model import IPv4Address, KernelRoute, Route
 from .routefile import problems
 from .routefile import routes as routes_of
 from .store import Store, SystemFault
-from .tables import table_id
+from .tables import is_main, table_id
 
 
 @dataclass
@@ -37,7 +37,7 @@ def kernel_route(route: Route, link: str, names: dict[str, str] | None = None) -
         dev=route.dev or link,
         gw=route.gw if route.family == 4 else None,
         metric=route.metric,
-        table=None if table == "main" else table,
+        table=None if is_main(table) else table,
     )
 
 

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from .model import IPv4Address, KernelRoute, Network, ipv4_address, ipv4_int, ipv4_network
+from .tables import MAIN, is_main, normal_table
 
 #: (destination, table id, metric): the slot the kernel holds one route in.
 Slot = tuple[Network, str, int]
@@ -17,7 +18,7 @@ _BITS_RE = re.compile(r"(?:3[0-2]|[12][0-9]|[0-9])", re.ASCII)
 
 def slot_of(route: KernelRoute) -> Slot:
     metric = route.metric if route.metric is not None else DEFAULT_METRIC[route.dst.version]
-    return (route.dst, route.table or "main", metric)
+    return (route.dst, route.table or MAIN, metric)
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,13 @@ def parse_routes(rows: list, family: int, tagged: bool = False) -> list[Installe
             continue
         gw = row.get("gateway")
         gateway = _gateway(gw) if gw and family == 4 and ":" not in gw else None
-        table = str(row.get("table", "main"))
+        table = str(row.get("table", MAIN))
         route = KernelRoute(
             dst=dst,
             dev=row.get("dev", ""),
             gw=gateway,
             metric=row.get("metric", DEFAULT_METRIC[family]),
-            table="main" if table in ("main", "254") else table,
+            table=normal_table(table),
         )
         found.append(Installed(route, str(row.get("protocol", default_protocol))))
     return found
@@ -122,6 +123,6 @@ def server_networks(rows: list, links: Links, family: int = 4) -> list[Network]:
     sessions = set(links.by_peer.values())
     nets = []
     for item in parse_routes(rows, family):
-        if item.protocol == "2" and item.route.table == "main" and item.route.dev not in sessions:
+        if item.protocol == "2" and is_main(item.route.table) and item.route.dev not in sessions:
             nets.append(item.route.dst)
     return nets

@@ -14,6 +14,7 @@ from typing import Union
 # Re-exported: callers have long imported them from here; they live with the other exceptions.
 from .errors import InputError as InputError
 from .errors import Refused as Refused
+from .tables import is_main
 from .text import show
 
 IPv4Address = ipaddress.IPv4Address
@@ -218,7 +219,7 @@ class Route:
 
     @property
     def table_key(self) -> str | None:
-        return None if self.table in (None, "main", "254") else self.table
+        return None if is_main(self.table) else self.table
 
 
 

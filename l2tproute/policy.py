@@ -20,7 +20,7 @@ from . import constants as C
 from .errors import InputError, Refused
 from .kernel import Links, parse_routes
 from .model import IPv4Address, Network, Route
-from .tables import table_id
+from .tables import MAIN, is_main, table_id
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
@@ -201,7 +201,7 @@ def server_state(link_rows: list, route_rows: dict[int, list], links: Links, pee
     taken = list(held)
     sessions = set(links.by_peer.values())
     for family, rows in route_rows.items():
-        main_foreign = [row for row in rows if str(row.get("table", "main")) in ("main", "254")
+        main_foreign = [row for row in rows if is_main(str(row.get("table", MAIN)))
                         and str(row.get("protocol", "")) not in (str(C.RT_PROTO), C.RT_PROTO_NAME)]
         deps += _addresses(_gateways(main_foreign), "a gateway of this server")
         for item in parse_routes(main_foreign, family):
@@ -237,7 +237,7 @@ def authorize(caller: Caller, request: Request, server: ServerState | None = Non
         raise Refused(f"--force is not allowed {who}: it takes over what is refused otherwise; {admin}")
     if request.netns is not None:
         raise Refused(f"--netns is not allowed {who}: the panel works on this server only; {admin}")
-    if request.table is not None and table_id(request.table) != "main":
+    if request.table is not None and not is_main(table_id(request.table)):
         raise Refused(f"--table {request.table} is not allowed {who}: the panel adds to the main table only; {admin}")
     if request.route is None:
         return

@@ -14,6 +14,7 @@ from typing import Callable
 
 from .kernel import Installed, Links, Slot, slot_of
 from .model import Change, IPv4Address, KernelRoute, Route
+from .tables import is_main
 
 #: What `ip route add` without `proto` sets: the protocol of every route the old tool installed.
 OLD_TOOL_PROTOCOL = "3"  # boot
@@ -73,7 +74,7 @@ def old_tool_routes(untagged: Iterable[Installed], links: Links) -> dict[Slot, O
     found: dict[Slot, OldRoute] = {}
     for item in untagged:
         route = item.route
-        if item.protocol != OLD_TOOL_PROTOCOL or route.table != "main" or route.gw is None:
+        if item.protocol != OLD_TOOL_PROTOCOL or not is_main(route.table) or route.gw is None:
             continue
         peer = peer_on.get(route.dev)
         if peer is not None:

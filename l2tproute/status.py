@@ -25,7 +25,7 @@ from .model import InputError, IPv4Address, KernelRoute
 from .reconcile import OldRoute, Want, adopts, old_tool_routes
 from .routefile import InvalidLine, Line, format_route, invalid_lines, problems
 from .routefile import routes as routes_of
-from .tables import table_names
+from .tables import MAIN, is_main, normal_table, table_names
 
 WANTED = "wanted"
 INSTALLED = "installed"
@@ -199,8 +199,8 @@ def _foreign_slots(rows: list, family: int) -> dict[Slot, str]:
         dst = parse_network(str(row.get("dst", "")), family)
         if dst is None or protocol == str(C.RT_PROTO):
             continue
-        table = str(row.get("table", "main"))
-        slot = (dst, "main" if table in ("main", "254") else table, row.get("metric", DEFAULT_METRIC[family]))
+        table = str(row.get("table", MAIN))
+        slot = (dst, normal_table(table), row.get("metric", DEFAULT_METRIC[family]))
         raw_type = str(row.get("type", "1"))
         kind = _ROUTE_TYPES.get(raw_type, raw_type)
         via = f" via {row['gateway']}" if row.get("gateway") else ""
@@ -219,7 +219,7 @@ def describe(route: KernelRoute) -> str:
     words += ["dev", route.dev]
     if route.metric is not None and route.metric != DEFAULT_METRIC[route.dst.version]:
         words += ["metric", str(route.metric)]
-    if route.table not in (None, "main"):
+    if not is_main(route.table):
         words += ["table", str(route.table)]
     return " ".join(words)
 

@@ -5,11 +5,22 @@ from __future__ import annotations
 import glob
 import os
 
-from .model import InputError
+from .errors import InputError
 from .text import show
 
 _SEARCH = ("/usr/share/iproute2", "/usr/lib/iproute2", "/etc/iproute2")
 _BUILTIN = {"main": "main", "local": "255", "default": "253", "unspec": "0"}
+MAIN = "main"
+
+
+def is_main(table: str | None) -> bool:
+    """The main table, however it is written: no table at all, its name, or its id 254."""
+    return table is None or table in (MAIN, "254")
+
+
+def normal_table(table: str) -> str:
+    """A table as the kernel names it, with main always spelled `main` (ip -N prints 254)."""
+    return MAIN if is_main(table) else table
 
 
 def _read_table_file(path: str, names: dict[str, str]) -> None:
@@ -37,11 +48,11 @@ def table_names(root: str = "/") -> dict[str, str]:
 
 def table_id(table: str | None, names: dict[str, str] | None = None) -> str:
     """The kernel's id for a table as written in a route file: "main" or a number."""
-    if table is None or table in ("main", "254"):
-        return "main"
+    if is_main(table):
+        return MAIN
     if table.isdigit():
         return table
     resolved = (names if names is not None else table_names()).get(table)
     if resolved is None:
         raise InputError(f"unknown routing table {show(table)}: add it to /etc/iproute2/rt_tables.d/ or use its number")
-    return "main" if resolved in ("main", "254") else resolved
+    return normal_table(resolved)
