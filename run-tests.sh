@@ -36,7 +36,7 @@ trap restore_policy EXIT
 printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy"
 apt-get install -y -qq --no-install-recommends \
     iproute2 ppp sudo php-cli bird2 frr systemd cron python3 python3-venv procps psmisc strace util-linux \
-    debootstrap debian-archive-keyring systemd-container >/dev/null
+    debootstrap debian-archive-keyring systemd-container openvpn openssl iputils-ping >/dev/null
 restore_policy
 trap - EXIT
 

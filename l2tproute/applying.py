@@ -18,6 +18,7 @@ from .context import (
 from .iproute2 import Runner, is_gone_error, is_taken_slot_error
 from .kernel import Installed, Links, parse_links, parse_routes
 from .model import InputError, IPv4Address, KernelRoute, Route
+from .openvpn import is_live_vpn_route, live_next_hops
 from .reconcile import Plan, Want, old_tool_routes, plan
 from .routefile import format_route
 from .tables import table_names
@@ -204,8 +205,13 @@ def _kernel_state(ctx: Context, dumps) -> _KernelState:
     links = parse_links(link_rows)
     for text in links.duplicates:
         ctx.warn(text)
-    return _KernelState([item for family, rows in tagged_rows for item in parse_routes(rows, family, tagged=True)],
-                        links)
+    tagged = [item for family, rows in tagged_rows for item in parse_routes(rows, family, tagged=True)]
+    # A live OpenVPN session's routes are that session's (openvpn.py): never removed or
+    # replaced here; a stored line wanting the same slot is refused by the kernel, first come wins.
+    live = live_next_hops(ctx.run_dir, {str(row.get("ifname")) for row in link_rows})
+    if live:
+        tagged = [item for item in tagged if not is_live_vpn_route(item.route, live)]
+    return _KernelState(tagged, links)
 
 
 def _reconcile(ctx: Context, report: ApplyReport, state: _KernelState, targets: list[Connection],

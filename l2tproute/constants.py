@@ -34,6 +34,9 @@ DEFAULT_RUN_DIR = "/run/l2tproute"
 #: Moves the spool for tests; like L2TP_ROUTES_DIR, ignored under sudo.
 RUN_DIR_ENV = "L2TP_RUN_DIR"
 
+#: Moves chap-secrets for the OpenVPN hook's tests; ignored under sudo.
+CHAP_SECRETS_ENV = "L2TP_CHAP_SECRETS"
+
 PROG = "l2tp-routectl"
 SYSLOG_IDENT = "l2tp-routectl"
 

@@ -12,6 +12,7 @@ from .kernel import Installed, parse_routes, slot_of
 from .model import IPv4Address, KernelRoute, Route
 from .routefile import problems
 from .routefile import routes as routes_of
+from .spool import run_dir_from_environment
 from .store import Store, SystemFault
 from .tables import is_main, table_id
 
@@ -24,6 +25,8 @@ class Context:
     caller: policy.Caller = field(default_factory=policy.Caller)
     lock_timeout: float = C.LOCK_TIMEOUT
     warnings: list[str] = field(default_factory=list)
+    #: Where the worker's spool and OpenVPN's session records are (openvpn.py).
+    run_dir: str = field(default_factory=lambda: run_dir_from_environment())
 
     def warn(self, text: str) -> None:
         self.warnings.append(text)

@@ -10,6 +10,12 @@ created with O_EXCL, so a reader never sees half of one. SEQ counts the events o
 link name (the file seq/IFACE): pppd runs a link's ip-down only after its ip-up
 returned, so within a link the numbers are in the order pppd ran the hooks. The name is
 only trusted after the same validation as pppd's arguments (hook.parse_event).
+
+OpenVPN's hook (bin/l2tp-routes-openvpn, running as nobody:www-data) spools a second kind:
+`TUN,SEQ,vpn-up,VPN_ADDRESS,PEER` and `TUN,SEQ,vpn-down,VPN_ADDRESS`, SEQ being the time in
+nanoseconds (the hook cannot write root's seq files). The spool is writable by the hook's
+group, so the worker trusts these names no further than openvpn.py checks them against
+the kernel and its own session records.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import constants as C
 from .model import InputError, IPv4Address, parse_device, parse_peer
@@ -28,7 +34,12 @@ WORKER_LOCK = "worker.lock"
 UP = "up"
 DOWN = "down"
 
+VPN_UP = "vpn-up"
+VPN_DOWN = "vpn-down"
+
 _NAME_RE = re.compile(r"([^,]{1,15}),([0-9]{1,18}),(up|down),([0-9.]{7,15})", re.ASCII)
+_VPN_NAME_RE = re.compile(r"([^,]{1,15}),([0-9]{1,20}),(vpn-up,([0-9.]{7,15}),([0-9.]{7,15})|vpn-down,([0-9.]{7,15}))",
+                          re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,32 @@ def run_dir_from_environment(environ=os.environ) -> str:
     return environ.get(C.RUN_DIR_ENV) or C.DEFAULT_RUN_DIR
 
 
+@dataclass(frozen=True)
+class VpnEvent:
+    """One OpenVPN client-connect (with the user's peer address) or client-disconnect."""
+
+    tun: str
+    seq: int
+    direction: str  # VPN_UP or VPN_DOWN
+    address: IPv4Address  # the client's VPN address (ifconfig_pool_remote_ip)
+    peer: IPv4Address | None  # the user's chap-secrets address; None on vpn-down
+    name: str
+
+    def __str__(self) -> str:
+        user = f" peer {self.peer}" if self.peer is not None else ""
+        return f"{self.direction} {self.tun} client {self.address}{user}"
+
+
+def parse_vpn_name(name: str) -> VpnEvent:
+    match = _VPN_NAME_RE.fullmatch(name)
+    if match is None:
+        raise InputError(f"spool entry {name[:80]} is not TUN,SEQ,vpn-up,ADDRESS,PEER or TUN,SEQ,vpn-down,ADDRESS")
+    tun, seq, _, up_address, up_peer, down_address = match.groups()
+    if up_address is not None:
+        return VpnEvent(parse_device(tun), int(seq), VPN_UP, parse_peer(up_address), parse_peer(up_peer), name)
+    return VpnEvent(parse_device(tun), int(seq), VPN_DOWN, parse_peer(down_address), None, name)
+
+
 def parse_name(name: str) -> SpooledEvent:
     match = _NAME_RE.fullmatch(name)
     if match is None:
@@ -64,6 +101,7 @@ def parse_name(name: str) -> SpooledEvent:
 class Pending:
     events: list[SpooledEvent]  # per link in the order pppd ran the hooks
     rejected: list[str]  # names that are not events, with why
+    vpn: list[VpnEvent] = field(default_factory=list)  # in the order OpenVPN's hooks ran
 
 
 class Spool:
@@ -73,7 +111,7 @@ class Spool:
         self.lock_path = os.path.join(run_dir, WORKER_LOCK)
 
     def pending(self) -> Pending:
-        events, rejected = [], []
+        events, rejected, vpn = [], [], []
         try:
             names = os.listdir(self.directory)
         except FileNotFoundError:
@@ -82,12 +120,16 @@ class Spool:
             if name.startswith("."):
                 continue  # a temporary of somebody else's; events are never hidden
             try:
-                events.append(parse_name(name))
+                if ",vpn-" in name:
+                    vpn.append(parse_vpn_name(name))
+                else:
+                    events.append(parse_name(name))
             except InputError as exc:
                 rejected.append(f"{exc}; removed")
                 self.discard(name)
         events.sort(key=lambda e: (e.iface, e.seq))
-        return Pending(events, rejected)
+        vpn.sort(key=lambda e: e.seq)
+        return Pending(events, rejected, vpn)
 
     def is_empty(self) -> bool:
         try:
@@ -99,7 +141,7 @@ class Spool:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self.directory, name))
 
-    def done(self, events: list[SpooledEvent]) -> None:
+    def done(self, events: list) -> None:
         for event in events:
             self.discard(event.name)
 

@@ -17,6 +17,7 @@ import syslog
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from . import openvpn
 from .context import Context
 from .errors import describe
 from .hook import HOOK_BATCH_TIMEOUT, HOOK_IP_TIMEOUT, Log, handle, quiet_log
@@ -45,16 +46,20 @@ def drain(spool: Spool, ctx: Context, log: Log, proc_sys: str = "/proc/sys") -> 
         pending = spool.pending()
         for text in pending.rejected:
             log(syslog.LOG_ERR, f"worker: {text}")
-        if not pending.events:
+        if not pending.events and not pending.vpn:
             break
         try:
-            handle(pending.events, ctx, log, proc_sys)
+            if pending.vpn:
+                openvpn.handle(pending.vpn, ctx, log, spool.run_dir)
+            if pending.events:
+                handle(pending.events, ctx, log, proc_sys)
         except Exception as exc:
-            log(syslog.LOG_ERR, f"worker: {len(pending.events)} events not handled: {describe(exc)}; "
+            count = len(pending.events) + len(pending.vpn)
+            log(syslog.LOG_ERR, f"worker: {count} events not handled: {describe(exc)}; "
                                 "they are tried again by the next hook, and the timer applies everything")
             return Drained(handled, stuck=True)
-        spool.done(pending.events)
-        handled += len(pending.events)
+        spool.done(pending.events + pending.vpn)
+        handled += len(pending.events) + len(pending.vpn)
     return Drained(handled, stuck=False)
 
 

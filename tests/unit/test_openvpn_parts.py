@@ -1,0 +1,86 @@
+"""OpenVPN's parts that need no server: the spool names, the iroute text, `status 3`, the
+tun check and the session records (tests/system/test_openvpn.py runs the real server)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from l2tproute import openvpn
+from l2tproute.model import InputError, Route
+from l2tproute.spool import VPN_DOWN, VPN_UP, Spool, parse_vpn_name
+
+A = ipaddress.IPv4Address
+
+
+def test_vpn_names_parse_and_anything_else_is_refused():
+    up = parse_vpn_name("tun0,1796025175673307835,vpn-up,10.10.30.2,10.255.10.1")
+    assert (up.tun, up.direction, up.address, up.peer) == ("tun0", VPN_UP, A("10.10.30.2"), A("10.255.10.1"))
+    down = parse_vpn_name("tun0,17,vpn-down,10.10.30.2")
+    assert (down.direction, down.address, down.peer) == (VPN_DOWN, A("10.10.30.2"), None)
+    for name in ["tun0,1,vpn-up,10.10.30.2", "tun0,1,vpn-down,10.10.30.2,10.255.10.1",
+                 "tun0,1,vpn-up,10.10.30.2,10.255.10.1;x", "../x,1,vpn-down,10.10.30.2",
+                 "tun0,1,vpn-up,1.2.3,10.255.10.1",
+                 "tun0,1,vpn-up,10.10.30.2,0.0.0.0", "tun0,x,vpn-down,10.10.30.2", "a" * 16 + ",1,vpn-down,10.10.30.2"]:
+        with pytest.raises(InputError):
+            parse_vpn_name(name)
+
+
+def test_the_spool_sorts_vpn_events_by_time_and_removes_broken_ones(tmp_path):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    for name in ["tun0,20,vpn-down,10.10.30.2", "tun0,10,vpn-up,10.10.30.2,10.255.10.1", "tun0,5,vpn-up,bad",
+                 "ppp0,1,up,10.255.10.3"]:
+        (spool / name).touch()
+    pending = Spool(str(tmp_path)).pending()
+    assert [e.name for e in pending.vpn] == ["tun0,10,vpn-up,10.10.30.2,10.255.10.1", "tun0,20,vpn-down,10.10.30.2"]
+    assert [e.name for e in pending.events] == ["ppp0,1,up,10.255.10.3"]
+    assert len(pending.rejected) == 1 and not (spool / "tun0,5,vpn-up,bad").exists()
+
+
+def test_iroutes_are_network_and_dotted_mask_and_only_plain_ipv4_lines():
+    gw = A("10.255.10.1")
+    net = ipaddress.ip_network
+    routes = [Route(net("192.168.20.0/24"), gw), Route(net("10.1.0.0/16"), gw, dev="eth1"),
+              Route(net("2001:db8::/64"), gw), Route(net("172.16.4.0/22"), gw, metric=5)]
+    assert openvpn.iroute_lines(routes) == ["iroute 192.168.20.0 255.255.255.0", "iroute 172.16.4.0 255.255.252.0"]
+
+
+STATUS = ("TITLE\tOpenVPN 2.6.14\r\nTIME\tx\t1\r\nHEADER\tCLIENT_LIST\tCommon Name\tReal Address\tVirtual Address\t"
+          "Virtual IPv6 Address\tBytes Received\tBytes Sent\tConnected Since\tConnected Since (time_t)\tUsername\t"
+          "Client ID\tPeer ID\tData Channel Cipher\r\n"
+          "CLIENT_LIST\tuser1\t172.31.1.2:4\t10.10.30.2\t\t1\t2\tx\t1\tuser1\t0\t0\tAES-256-GCM\r\n"
+          "CLIENT_LIST\tcn\t172.31.2.2:5\t\t\t1\t2\tx\t1\tUNDEF\t1\t1\tAES-256-GCM\r\nEND\r\n")
+
+
+def test_status_3_gives_each_client_its_user_and_address():
+    assert openvpn.parse_status(STATUS) == [openvpn.VpnClient("user1", A("10.10.30.2")), openvpn.VpnClient("cn", None)]
+
+
+TUN = {"ifname": "tun0", "link_type": "none",
+       "addr_info": [{"family": "inet", "local": "10.10.30.1", "prefixlen": 24}]}
+PPP = {"ifname": "ppp0", "link_type": "none",
+       "addr_info": [{"family": "inet", "local": "10.254.0.1", "address": "10.255.10.1", "prefixlen": 32}]}
+VETH = {"ifname": "eth0", "link_type": "ether",
+        "addr_info": [{"family": "inet", "local": "10.10.30.1", "prefixlen": 24}]}
+
+
+@pytest.mark.parametrize("tun,address,ok", [
+    ("tun0", "10.10.30.2", True), ("tun0", "10.10.30.1", False), ("tun0", "10.10.30.0", False),
+    ("tun0", "10.10.30.255", False), ("tun0", "10.10.31.2", False), ("ppp0", "10.255.10.1", False),
+    ("eth0", "10.10.30.2", False), ("tun9", "10.10.30.2", False)])
+def test_only_a_client_address_in_the_tun_subnet_passes(tun, address, ok):
+    assert (openvpn.tun_problem([TUN, PPP, VETH], tun, A(address)) is None) is ok
+
+
+def test_session_records_round_trip_and_broken_ones_are_no_session(tmp_path):
+    records = openvpn.SessionRecords(str(tmp_path))
+    assert records.all() == []
+    records.write(openvpn.Session("tun0", A("10.10.30.2"), A("10.255.10.1")))
+    (tmp_path / "openvpn" / "tun0,10.10.30.3").write_text("not an address\n")
+    assert records.all() == [openvpn.Session("tun0", A("10.10.30.2"), A("10.255.10.1"))]
+    assert openvpn.live_next_hops(str(tmp_path), {"tun0"}) == {("tun0", A("10.10.30.2"))}
+    assert openvpn.live_next_hops(str(tmp_path), {"tun1"}) == set()
+    records.remove("tun0", A("10.10.30.2"))
+    assert records.get("tun0", A("10.10.30.2")) is None
