@@ -145,16 +145,40 @@ def storm(args) -> dict:
         sessions = json.load(handle)
     env = _hook_env(args)
     memory = _Memory()
+    # Reaped as they end, while the rest are still being started: a hook's return time is its own.
+    ended: dict = {}
+    spawned = threading.Event()
+    max_rss = [0]
+
+    def reap() -> None:
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, 0)
+            except ChildProcessError:
+                if spawned.is_set():
+                    return
+                time.sleep(0.001)
+                continue
+            ended[pid] = (time.perf_counter(), os.waitstatus_to_exitcode(status))
+            max_rss[0] = max(max_rss[0], usage.ru_maxrss * 1024)
+
+    reaper = threading.Thread(target=reap, daemon=True)
+    reaper.start()
     start = time.perf_counter()
     hooks = {}
     for iface, peer in sessions:
+        began = time.perf_counter()
         proc = subprocess.Popen(_hook_argv(args.hook, iface, peer), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        hooks[proc.pid] = time.perf_counter()
-        proc.returncode = 0  # reaped by wait4 below; keeps Popen from waiting again
-    result = _reap_all(hooks, start)
-    result.update(hooks=len(sessions), peak_pss_sum=memory.stop())
-    return result
+        hooks[proc.pid] = began
+        proc.returncode = 0  # reaped by the thread above; keeps Popen from waiting again
+    spawned.set()
+    reaper.join()
+    done = time.perf_counter() - start
+    returned = [ended[pid][0] - began for pid, began in hooks.items()]
+    failed = sum(1 for pid in hooks if ended[pid][1] != 0)
+    return {"returned": returned, "failed": failed, "max_rss": max_rss[0], "done": done,
+            "spawning": max(hooks.values()) - start, "hooks": len(sessions), "peak_pss_sum": memory.stop()}
 
 
 def _run_hook(hook: str, iface: str, peer: str, env: dict) -> int:
