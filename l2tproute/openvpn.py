@@ -253,7 +253,11 @@ def _disconnect(ctx: Context, records: SessionRecords, clients: Clients, event: 
     if session is None:
         say(syslog.LOG_INFO, "no session recorded for that client; nothing to remove")
         return
-    if clients.holding(event.address, present=False):
+    try:
+        still = clients.holding(event.address, present=False)
+    except ManagementError:
+        still = []  # no server answers there: none of its clients is connected (it stopped)
+    if still:
         say(syslog.LOG_ERR, "refused: OpenVPN still lists a client with that address")
         return
     mine = _routes_via(ctx, event.tun, event.address)
@@ -296,8 +300,15 @@ def _connect(ctx: Context, records: SessionRecords, clients: Clients, event: Vpn
         current = ours.get(slot_of(kernel))
         if current is None:
             changes.append(Change("add", kernel))
-        elif (current.route.dev, current.route.gw) != (kernel.dev, kernel.gw):
-            # First come wins: another session (L2TP or OpenVPN) of ours holds the slot.
+        elif (current.route.dev, current.route.gw) == (kernel.dev, kernel.gw):
+            continue
+        elif _older_session_of(records, current.route, event):
+            # OpenVPN gives the iroute to the newest session of a user (measured with 2.6.14 and
+            # duplicate-cn): the kernel route follows it, or the two would disagree.
+            changes.append(Change("replace", kernel))
+            say(syslog.LOG_INFO, f"{route.dst} taken over from the same user's older session at {current.route.gw}")
+        else:
+            # First come wins: another user's or an L2TP session of ours holds the slot.
             say(syslog.LOG_WARNING, f"{route.dst} is held by our route via {current.route.gw} dev "
                                     f"{current.route.dev}; left to that session")
     failures = {f.change: f.message for f in ctx.runner.batch(changes)}
@@ -315,6 +326,13 @@ def _connect(ctx: Context, records: SessionRecords, clients: Clients, event: Vpn
         return
     installed = len(changes) - len(blocked)
     say(syslog.LOG_INFO, f"peer {event.peer}: {installed} routes installed via {event.address} dev {event.tun}")
+
+
+def _older_session_of(records: SessionRecords, route: KernelRoute, event: VpnEvent) -> bool:
+    if route.dev != event.tun or route.gw is None:
+        return False
+    held = records.get(route.dev, route.gw)
+    return held is not None and held.peer == event.peer
 
 
 def _client_problem(clients: Clients, event: VpnEvent) -> str | None:

@@ -1,8 +1,10 @@
 """The per-user routes over the real OpenVPN server (Debian's openvpn), as the panel configures it.
 
     H (192.168.20.2) --lan-- C1 ==tcp==+            +== C2 (user2, LAN 192.168.21.0/24)
-      user1's LAN behind C1            |            |
+      user1's LAN behind C1            |            |     (or user1's second session)
                               S: openvpn server, 172.31.1.1:18443, tun0 10.10.30.1/24
+                                       |
+                                       +== C3 (user2, when C2 is user1)
 
 S runs `user nobody`, `group www-data`, `verify-client-cert none`, `username-as-common-name`,
 auth against a scratch chap-secrets (user1 -> 10.255.10.1, user2 -> 10.255.10.2), TCP,
@@ -49,7 +51,7 @@ class World:
     def __init__(self, root: Path):
         self.root = root
         tag = f"{os.getpid() % 100000}"
-        self.ns = {role: Netns(f"l2t-{tag}-ovpn-{role}") for role in ("s", "c1", "c2", "h")}
+        self.ns = {role: Netns(f"l2t-{tag}-ovpn-{role}") for role in ("s", "c1", "c2", "c3", "h")}
         self.procs: dict[str, subprocess.Popen] = {}
         self.store = root / "routes.d"
         self.run = root / "run"
@@ -60,10 +62,12 @@ class World:
         for ns in self.ns.values():
             _ip("netns", "add", ns.name)
             ns.ip("link", "set", "lo", "up")
-        s, c1, c2, h = (self.ns[r] for r in ("s", "c1", "c2", "h"))
+        s, c1, c2, c3, h = (self.ns[r] for r in ("s", "c1", "c2", "c3", "h"))
         self._veth(s, "s-c1", SERVER_ADDR + "/24", c1, "c1-s", "172.31.1.2/24")
         self._veth(s, "s-c2", "172.31.2.1/24", c2, "c2-s", "172.31.2.2/24")
         c2.ip("route", "add", "172.31.1.0/24", "via", "172.31.2.1")
+        self._veth(s, "s-c3", "172.31.3.1/24", c3, "c3-s", "172.31.3.2/24")
+        c3.ip("route", "add", "172.31.1.0/24", "via", "172.31.3.1")
         self._veth(c1, "c1-h", "192.168.20.1/24", h, "h-c1", "192.168.20.2/24")
         h.ip("route", "add", "default", "via", "192.168.20.1")
         _sh(["ip", "netns", "exec", c1.name, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
@@ -318,3 +322,54 @@ def test_forged_spool_events_route_nothing(world):
     assert [r for r in after if r not in before] == []
     assert [r["dst"] for r in world.routes_via(a2)] == ["192.168.21.0/24"]
     assert os.listdir(world.run / "openvpn") == [f"tun0,{a2}"]
+
+
+def test_sessions_of_one_user_and_of_both_vpns_and_server_stop(world):
+    s = world.ns["s"]
+    env = {C.STORE_DIR_ENV: str(world.store), C.RUN_DIR_ENV: str(world.run)}
+    # user2 is on L2TP first: its route goes via its pppd link.
+    s.add_ppp("ppp0", "10.255.10.2")
+    assert run_routectl("apply", ns=s, env=env).returncode == 0
+    l2tp = world.routes_via("10.255.10.2")
+    assert [(r["dst"], r["dev"]) for r in l2tp] == [("192.168.21.0/24", "ppp0")]
+
+    world.start_server(hooks=True)
+    a1 = world.start_client("user1", "c1")
+    a3 = world.start_client("user2", "c3")  # the L2TP user over OpenVPN too: first come wins
+    world.wait_spool(lambda n: len(n) == 2)
+    world.work()
+    assert [r["dst"] for r in world.routes_via(a1)] == ["192.168.20.0/24"]
+    assert world.routes_via(a3) == []
+    assert world.routes_via("10.255.10.2") == l2tp
+    assert world.ping("192.168.20.2")
+
+    # user1 comes over L2TP as well: the timer's apply keeps the OpenVPN route, the first, and says so.
+    tagged_before = s.tagged()
+    s.add_ppp("ppp1", "10.255.10.1")
+    result = run_routectl("apply", ns=s, env=env)
+    assert "192.168.20.0/24" in result.stdout + result.stderr
+    assert world.routes_via("10.255.10.1") == []
+    assert s.tagged() == tagged_before
+    assert world.ping("192.168.20.2")
+
+    # A second session of user1 (duplicate-cn; a router reconnecting before its old session timed
+    # out): OpenVPN gives the iroute to the newest, and the kernel route follows it.
+    a1b = world.start_client("user1", "c2")
+    world.wait_spool(lambda n: len(n) == 1)
+    world.work()
+    assert world.routes_via(a1) == []
+    assert [(r["dst"], r["dev"]) for r in world.routes_via(a1b)] == [("192.168.20.0/24", "tun0")]
+    # The old session ends: its record goes, the newer session's route stays.
+    world.stop("client-user1-c1")
+    world.wait_spool(lambda n: any(x.endswith(f",vpn-down,{a1}") for x in n))
+    world.work()
+    assert [r["dst"] for r in world.routes_via(a1b)] == ["192.168.20.0/24"]
+    assert sorted(os.listdir(world.run / "openvpn")) == sorted([f"tun0,{a1b}", f"tun0,{a3}"])
+
+    # The server stops: every client's disconnect runs, the worker removes all their routes.
+    world.stop("server")
+    world.wait_spool(lambda n: sum(",vpn-down," in x for x in n) == 2)
+    world.work()
+    assert [r for r in s.tagged() if r.get("dev") == "tun0"] == []
+    assert os.listdir(world.run / "openvpn") == []
+    assert world.routes_via("10.255.10.2") == l2tp
