@@ -9,6 +9,10 @@ same way (reconcile.plan), without changing anything. A route is:
 - blocked:   a route we did not install (or an earlier line for the same slot) holds its slot;
 - extra:     a route with our tag that no stored line wants any more (`apply` removes it).
 
+A peer connected over OpenVPN (openvpn.py: a recorded session on a tun that exists) is
+compared with the routes its session installs (via its VPN address on the tun); the routes of
+live sessions are never extra.
+
 Missing, blocked and extra are drift. Lines of a file that today's rules refuse (the old
 tool stored them) are never installed; each peer that has some gets one line saying which
 and what to do (not drift: nothing apply could fix).
@@ -16,12 +20,13 @@ and what to do (not drift: nothing apply could fix).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import constants as C
 from .context import Context, all_peers, kernel_route, proto_name, read_tagged
 from .kernel import DEFAULT_METRIC, Installed, Links, Slot, parse_links, parse_network, parse_routes, slot_of
 from .model import InputError, IPv4Address, KernelRoute
+from .openvpn import Session, SessionRecords, is_live_vpn_route
 from .reconcile import OldRoute, Want, adopts, old_tool_routes
 from .routefile import InvalidLine, Line, format_route, invalid_lines, problems
 from .routefile import routes as routes_of
@@ -50,10 +55,12 @@ class PeerStatus:
     routes: list[RouteStatus] = field(default_factory=list)
     #: Lines of the peer's file that today's rules refuse.
     invalid: list[InvalidLine] = field(default_factory=list)
+    #: The user's live OpenVPN sessions (the peer's chap-secrets address is how they are found).
+    openvpn: list[Session] = field(default_factory=list)
 
     @property
     def connected(self) -> bool:
-        return self.link is not None
+        return self.link is not None or bool(self.openvpn)
 
 
 @dataclass
@@ -84,9 +91,14 @@ def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
     files = {p: _read_file(ctx, p) for p in peers}
     stored = {p: routes_of(lines) for p, lines in files.items()}
     tagged = read_tagged(ctx.runner)
-    links = parse_links(ctx.runner.read_links())
+    link_rows = ctx.runner.read_links()
+    links = parse_links(link_rows)
     for text in links.duplicates:
         ctx.warn(text)
+    link_names = {str(row.get("ifname")) for row in link_rows}
+    sessions = sorted((s for s in SessionRecords(ctx.run_dir).all() if s.tun in link_names),
+                      key=lambda s: (s.tun, s.address))
+    live = {(s.tun, s.address) for s in sessions}
     names = table_names() if any(r.table for rs in stored.values() for r in rs) else None
 
     ours: dict[Slot, list[Installed]] = {}
@@ -96,15 +108,22 @@ def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
     claimed: dict[Slot, IPv4Address] = {}  # the first connected peer's line wins a slot, as in apply
     for p in peers:
         link = links.link_of(p)
-        entry = PeerStatus(p, link, invalid=invalid_lines(files[p]))
+        entry = PeerStatus(p, link, invalid=invalid_lines(files[p]), openvpn=[s for s in sessions if s.peer == p])
         report.peers.append(entry)
+        vpn = entry.openvpn[-1] if link is None and entry.openvpn else None
         for route in stored[p]:
             line = format_route(route)
-            if link is None:
+            if link is None and vpn is None:
                 entry.routes.append(RouteStatus(WANTED, line, "installed when the peer connects"))
                 continue
+            if vpn is not None and (route.dev is not None or route.family != 4):
+                entry.routes.append(RouteStatus(WANTED, line, "not routed over OpenVPN (own dev or IPv6)"))
+                continue
             try:
-                want = kernel_route(route, link, names)
+                if vpn is not None:
+                    want = kernel_route(replace(route, gw=vpn.address), vpn.tun, names)
+                else:
+                    want = kernel_route(route, link, names)
             except InputError as exc:
                 entry.routes.append(RouteStatus(MISSING, line, str(exc)))
                 continue
@@ -118,7 +137,7 @@ def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
 
     link_owner = {p.link: p for p in report.peers if p.link is not None}
     for item in tagged:
-        if item.slot in claimed:
+        if item.slot in claimed or is_live_vpn_route(item.route, live):
             continue
         owner = link_owner.get(item.route.dev)
         if peer is not None and owner is None:
@@ -238,7 +257,11 @@ def summary(report: StatusReport) -> str:
 def text_lines(report: StatusReport) -> list[str]:
     lines = [summary(report)]
     for entry in report.peers:
-        where = f"connected on {entry.link}" if entry.connected else "not connected"
+        where = f"connected on {entry.link}" if entry.link is not None else "not connected"
+        if entry.openvpn:
+            over = ", ".join(f"{s.tun} as {s.address}" for s in entry.openvpn)
+            where = f"{where}, also over OpenVPN on {over}" if entry.link is not None else \
+                f"connected over OpenVPN on {over}"
         stored = "" if entry.routes else "; no routes stored"
         lines.append(f"Peer {entry.peer}: {where}{stored}")
         if entry.invalid:
@@ -276,6 +299,7 @@ def as_doc(report: StatusReport) -> dict:
         "drift": report.drift,
         "summary": report.counts(),
         "peers": [{"peer": str(p.peer), "connected": p.connected, "link": p.link,
+                   "openvpn": [{"tun": s.tun, "address": str(s.address)} for s in p.openvpn],
                    "routes": [route_doc(r) for r in p.routes],
                    "invalid_lines": [{"line": i.number, "text": i.text, "problem": i.problem} for i in p.invalid]}
                   for p in report.peers],

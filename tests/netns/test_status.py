@@ -103,7 +103,7 @@ def test_peer_scope_reports_only_that_peer_and_its_link(routectl, store_dir, net
 def test_peer_without_routes_is_reported_and_not_drift(routectl, store_dir, netns):
     code, doc = status(routectl, netns, "--peer", PEER)
     assert code == 0 and doc["peers"] == [{"peer": PEER, "connected": False, "link": None, "routes": [],
-                                          "invalid_lines": []}]
+                                          "invalid_lines": [], "openvpn": []}]
     text = routectl("status", "--peer", PEER, ns=netns)
     assert text.stdout.splitlines()[1] == "Peer 10.255.10.2: not connected; no routes stored"
 

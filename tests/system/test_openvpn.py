@@ -343,6 +343,14 @@ def test_sessions_of_one_user_and_of_both_vpns_and_server_stop(world):
     assert world.routes_via("10.255.10.2") == l2tp
     assert world.ping("192.168.20.2")
 
+    # status says over which VPN each user is connected, and the live OpenVPN routes are no drift.
+    text = run_routectl("status", ns=s, env=env).stdout.splitlines()
+    assert f"Peer 10.255.10.1: connected over OpenVPN on tun0 as {a1}" in text
+    assert f"Peer 10.255.10.2: connected on ppp0, also over OpenVPN on tun0 as {a3}" in text
+    assert text[0].startswith("OK: 2 peers (2 connected); 2 installed"), text
+    doc = json.loads(run_routectl("status", "--json", ns=s, env=env).stdout)
+    assert [p["openvpn"] for p in doc["peers"]] == [[{"tun": "tun0", "address": a1}], [{"tun": "tun0", "address": a3}]]
+
     # user1 comes over L2TP as well: the timer's apply keeps the OpenVPN route, the first, and says so.
     tagged_before = s.tagged()
     s.add_ppp("ppp1", "10.255.10.1")
