@@ -71,10 +71,19 @@ def connect(config_path: str, environ: Mapping[str, str], log: Log) -> None:
             why = f"has its own dev {route.dev}" if route.dev is not None else "is IPv6"
             say(syslog.LOG_INFO, f"{route.dst} {why}; skipped over OpenVPN")
     iroutes = iroute_lines(routes)
+    if not iroutes:
+        say(syslog.LOG_INFO, f"peer {peer}: no plain IPv4 routes; nothing to route over OpenVPN")
+        return
     with open(config_path, "a", encoding="ascii") as handle:
+        start = handle.tell()
         handle.write("".join(line + "\n" for line in iroutes))
-    if iroutes:
+    try:
         spool_connect(run_dir_from_environment(environ), client, peer)
+    except BaseException:
+        # Without the kernel routes the iroutes would only black-hole the user's LAN: undone.
+        with open(config_path, "r+", encoding="ascii") as handle:
+            handle.truncate(start)
+        raise
     say(syslog.LOG_INFO, f"peer {peer}: {len(iroutes)} iroutes written, kernel routes handed to the worker")
 
 
@@ -108,6 +117,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
         if len(argv) != 1 or not argv[0]:
             raise InputError("expected one argument: the dynamic config file OpenVPN passes to client-connect")
         connect(argv[0], environ, log)
+        ok = True
+    except InputError as exc:
+        # What OpenVPN gave is unusable for routes (no pool address, say): the client still connects.
+        log(syslog.LOG_ERR, f"openvpn client-connect: no routes: {describe(exc)}")
         ok = True
     except BaseException as exc:  # noqa: B902 - logged; the client is refused, never a traceback
         log(syslog.LOG_ERR, f"openvpn client-connect: refused: {describe(exc)}")
