@@ -35,9 +35,14 @@ class RouteResult:
     """What became of one stored line in an apply."""
 
     peer: IPv4Address
-    line: str  # as the route file says it
+    route: Route
     link: str
     detail: str = ""  # blocked: what holds the destination; failed: why
+
+    @property
+    def line(self) -> str:
+        """The route as its file says it; written only when shown (a steady apply keeps 10,000)."""
+        return format_route(self.route)
 
 
 @dataclass(frozen=True)
@@ -225,13 +230,13 @@ def _reconcile(ctx: Context, report: ApplyReport, state: _KernelState, targets: 
             try:
                 wants.append(Want(target.peer, route, kernel_route(route, target.link, names)))
             except InputError as exc:  # one bad line must not stop every other peer's routes
-                report.failed.append(RouteResult(target.peer, format_route(route), target.link, str(exc)))
+                report.failed.append(RouteResult(target.peer, route, target.link, str(exc)))
     result = _plan_adopting(ctx, wants, state, removable)
     for want in result.shadowed:
         ctx.warn(f"peer {want.peer}: {format_route(want.route)} is also wanted by another line or peer; "
                  "the kernel holds one route per destination, the first one wins")
     for want in result.unchanged:
-        report.unchanged.append(RouteResult(want.peer, format_route(want.route), want.kernel.dev))
+        report.unchanged.append(RouteResult(want.peer, want.route, want.kernel.dev))
     _execute(ctx, result, report)
 
 
@@ -284,7 +289,7 @@ def _execute(ctx: Context, result: Plan, report: ApplyReport) -> None:
     failures = {failure.change: failure.message for failure in ctx.runner.batch(result.changes)}
     for install in result.installs:
         want = install.want
-        outcome = RouteResult(want.peer, format_route(want.route), want.kernel.dev)
+        outcome = RouteResult(want.peer, want.route, want.kernel.dev)
         message = failures.get(install.change)
         if message is None:
             done = report.adopted if install.adopt else report.updated if install.update else report.installed

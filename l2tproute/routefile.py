@@ -175,10 +175,9 @@ def problems(lines: Iterable[Line], path: str, *, invalid: bool = True) -> list[
     """A warning for every line that is not a clean route line (comments and blanks are fine);
     without `invalid`, only for the lines that are used (the caller reports the others its way)."""
     out = []
-    path = clean(path)
     for number, line in enumerate(lines, 1):
         if line.kind == INVALID and invalid:
-            out.append(f"{path} line {number}: not understood, kept as is and skipped: {line.problem}")
+            out.append(f"{clean(path)} line {number}: not understood, kept as is and skipped: {line.problem}")
         elif line.kind == LOOSE:
-            out.append(f"{path} line {number}: {line.problem}; used, and kept as is")
+            out.append(f"{clean(path)} line {number}: {line.problem}; used, and kept as is")
     return out
