@@ -158,11 +158,13 @@ LIBEXEC=$VENV/libexec
 
 # Every installed file: destination, mode, where its content comes from (in $WORK).
 # $LIBEXEC holds what the sh fronts (the command, the pppd hooks) exec: the Python
-# programs and the hooks' spooler.
+# programs and the hooks' spooler; and OpenVPN's hook, for a server config to name.
 FILES=(
     "$LIBEXEC/l2tp-routectl|0755|bin/l2tp-routectl.py"
     "$LIBEXEC/l2tp-routes-worker|0755|bin/l2tp-routes-worker"
     "$LIBEXEC/l2tp-routes-event|0755|bin/l2tp-routes-event"
+    "$LIBEXEC/l2tp-routes-openvpn|0755|bin/l2tp-routes-openvpn"
+    "$LIBEXEC/l2tp-routes-openvpn-connect|0755|bin/l2tp-routes-openvpn-connect"
     "$LIBEXEC/l2tproute.sh|0644|bin/l2tproute.sh"
     "$CMD|0755|bin/l2tp-routectl"
     "$HOOK_UP|0755|bin/l2tp-routes-ip-up"
@@ -468,7 +470,7 @@ prepare() {
     mkdir "$WORK/src/l2tproute"
     cp -- "$SRC"/l2tproute/*.py "$WORK/src/l2tproute/"
     # The Python programs: the venv's interpreter, isolated, with exactly its site-packages.
-    for name in l2tp-routectl.py l2tp-routes-worker; do
+    for name in l2tp-routectl.py l2tp-routes-worker l2tp-routes-openvpn-connect; do
         {
             printf '%s\n%s\n' "$shebang" "$MARKER"
             printf 'import sys\nsys.path.append("%s")  # -S skipped site, which would add it\n' "$SITE_PACKAGES"
@@ -476,7 +478,7 @@ prepare() {
         } >"$WORK/bin/$name"
     done
     # The POSIX sh fronts, as they are (they name the final paths), marked on their second line.
-    for name in l2tp-routectl l2tp-routes-ip-up l2tp-routes-ip-down l2tp-routes-event l2tproute.sh; do
+    for name in l2tp-routectl l2tp-routes-ip-up l2tp-routes-ip-down l2tp-routes-event l2tp-routes-openvpn l2tproute.sh; do
         { head -n 1 -- "$SRC/bin/$name"; printf '%s\n' "$MARKER"; tail -n +2 -- "$SRC/bin/$name"; } >"$WORK/bin/$name"
     done
     cp -r -- "$SRC/contrib/systemd" "$SRC/contrib/cron" "$SRC/contrib/sysctl" "$SRC/contrib/iproute2" "$SRC/contrib/sudoers" "$WORK/contrib/"

@@ -38,6 +38,8 @@ FILES = {
     "opt/l2tproute/libexec/l2tp-routectl": (0o755, "bin/l2tp-routectl.py"),
     "opt/l2tproute/libexec/l2tp-routes-worker": (0o755, "bin/l2tp-routes-worker"),
     "opt/l2tproute/libexec/l2tp-routes-event": (0o755, "bin/l2tp-routes-event"),
+    "opt/l2tproute/libexec/l2tp-routes-openvpn": (0o755, "bin/l2tp-routes-openvpn"),
+    "opt/l2tproute/libexec/l2tp-routes-openvpn-connect": (0o755, "bin/l2tp-routes-openvpn-connect"),
     "opt/l2tproute/libexec/l2tproute.sh": (0o644, "bin/l2tproute.sh"),
     "usr/local/sbin/l2tp-routectl": (0o755, "bin/l2tp-routectl"),
     "etc/ppp/ip-up.d/l2tp-routes": (0o755, "bin/l2tp-routes-ip-up"),
@@ -153,7 +155,7 @@ def staged(tmp_path_factory, checkout) -> Path:
     result = installer("--root", str(root), script=checkout / PROG)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == ""
-    assert result.stdout.splitlines()[-1] == "Done: 18 changes. Route files were not touched."
+    assert result.stdout.splitlines()[-1] == "Done: 20 changes. Route files were not touched."
     assert "--force" not in result.stdout  # nothing of an old tool to take over
     return root
 
