@@ -875,6 +875,35 @@ demo_routectl() {
         die "demo: 'l2tp-routectl $*' failed (the installation itself is complete)"
 }
 
+# pppd's view: the link goes down and comes up again; the installed hooks spool each event
+# and return, their worker applies it (scratch spool and store, inside the namespace).
+demo_hooks() {
+    local peer=$1 dir
+    dir=$(mktemp -d "$DEMO_DIR/run.XXXXXX")
+    printf '\n$ l2tp-routectl add --peer %s --dst 192.168.30.0/24 --netns %s\n' "$peer" "$DEMO_NS"
+    env -u SUDO_UID -u SUDO_USER L2TP_ROUTES_DIR="$DEMO_DIR" "$CMD" add --peer "$peer" --dst 192.168.30.0/24 \
+        --netns "$DEMO_NS" >/dev/null || die "demo: add failed (the installation itself is complete)"
+    for direction in down up; do
+        printf '\n$ /etc/ppp/ip-%s.d/l2tp-routes ppp0 /dev/pts/0 0 10.254.0.1 %s   (as pppd runs it: it returns at once, its worker applies)\n' \
+            "$direction" "$peer"
+        ip netns exec "$DEMO_NS" env -i L2TP_ROUTES_DIR="$DEMO_DIR" L2TP_RUN_DIR="$dir" \
+            "$ROOT/etc/ppp/ip-$direction.d/l2tp-routes" ppp0 /dev/pts/0 0 10.254.0.1 "$peer" "" ||
+            die "demo: the ip-$direction hook failed (the installation itself is complete)"
+        demo_wait_spool "$dir"
+        demo_show ip -n "$DEMO_NS" route show proto 157
+    done
+    env -u SUDO_UID -u SUDO_USER L2TP_ROUTES_DIR="$DEMO_DIR" "$CMD" del --peer "$peer" --dst all \
+        --netns "$DEMO_NS" >/dev/null || die "demo: del failed (the installation itself is complete)"
+}
+
+demo_wait_spool() {
+    local tries=0
+    while [[ -n $(find "$1/spool" -mindepth 1 -print -quit 2>/dev/null) ]] || ! flock -n "$1/worker.lock" true; do
+        ((++tries < 200)) || die "demo: the hooks' worker did not finish within 20 s (see journalctl -t l2tp-routectl)"
+        sleep 0.1
+    done
+}
+
 run_demo() {
     DEMO_NS=l2tproute-demo-$$
     DEMO_DIR=$(mktemp -d /tmp/l2tproute-demo.XXXXXX)
@@ -898,6 +927,7 @@ run_demo() {
     demo_routectl del --peer "$peer" --dst all --netns "$DEMO_NS"
     demo_show ip -n "$DEMO_NS" route
     demo_routectl list --peer "$peer"
+    demo_hooks "$peer"
     demo_cleanup
     DEMO_NS=""
     DEMO_DIR=""
