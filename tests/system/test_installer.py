@@ -630,3 +630,23 @@ def test_live_without_systemd_cron_reapplies_and_sysctl_reports_each_setting(che
     assert (out / "state2").read_text().splitlines()[2] == "/etc/iproute2/rt_protos.d present"
     # What the first run wrote stayed in the sandbox: this machine's file is as it was.
     assert (host_cron.read_bytes() if host_cron.exists() else None) == host_before
+
+
+def test_the_readmes_first_command_installs_nothing_new_and_its_demo_shows_every_path_working():
+    """`sudo ./install-l2tp-per-user-routing.sh --demo` on this machine, where run-tests.sh has just
+    installed this checkout: nothing to change, then the demo in a scratch namespace and store
+    (the command, the panel's sh front, apply, del, and the pppd hooks with their worker)."""
+    before = subprocess.run(["ip", "-j", "route", "show", "table", "all"], capture_output=True, text=True).stdout
+    result = installer("--demo")
+    assert (result.returncode, result.stderr) == (0, ""), result.stdout[-3000:] + result.stderr
+    out = result.stdout
+    assert "Nothing to do: l2tproute is already installed and up to date" in out, \
+        "the live install is not this checkout's: run ./run-tests.sh (it installs first)"
+    assert "Routes for peer 10.255.10.2:\n192.168.20.0/24 via 10.255.10.2\n10.20.0.0/16 via 10.255.10.2\n" in out
+    assert "2 unchanged, 0 blocked, 0 failed." in out
+    down, up = out.split("/etc/ppp/ip-down.d/l2tp-routes", 1)[1].split("/etc/ppp/ip-up.d/l2tp-routes", 1)
+    assert "192.168.30.0/24" not in down.split("route show proto 157", 1)[1]  # ip-down took it out
+    assert "192.168.30.0/24 via 10.255.10.2 dev ppp0" in up  # ip-up put it back through the worker
+    assert out.rstrip().endswith("== Demo done: namespace and scratch store removed.")
+    after = subprocess.run(["ip", "-j", "route", "show", "table", "all"], capture_output=True, text=True).stdout
+    assert after == before
