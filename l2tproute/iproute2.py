@@ -24,7 +24,7 @@ from .model import Change, Failure, KernelRoute, Network
 from .text import show
 
 __all__ = ["DryRun", "IpError", "IpRoute2", "Runner", "change_tokens", "is_gone_error", "is_taken_slot_error",
-           "route_tokens"]
+           "route_show_args", "route_tokens"]
 
 
 _VERBS = ("add", "replace", "del")
@@ -43,6 +43,21 @@ def route_tokens(route: KernelRoute) -> list[str]:
     if route.table is not None:
         tokens += ["table", route.table]
     return tokens
+
+
+def route_show_args(family: int, *, tagged: bool, dev: str | None = None, exact: Network | None = None,
+                    main_boot: bool = False) -> list[str]:
+    """The one place a read of routes becomes `ip` arguments (Runner.read_routes says what each means)."""
+    args = [f"-{family}", "-json", "-N", "route", "show", "table", "all"]
+    if main_boot:
+        args[-1:] = ["main", "proto", "boot"]
+    if tagged:
+        args += ["proto", str(C.RT_PROTO)]
+    if dev is not None:
+        args += ["dev", dev]
+    if exact is not None:
+        args += ["exact", str(exact)]
+    return args
 
 
 def change_tokens(change: Change) -> list[str]:
@@ -179,16 +194,7 @@ class IpRoute2(Runner):
 
     def read_routes(self, family: int, *, tagged: bool, dev: str | None = None,
                     exact: Network | None = None, main_boot: bool = False) -> list:
-        args = [f"-{family}", "-json", "-N", "route", "show", "table", "all"]
-        if main_boot:
-            args[-1:] = ["main", "proto", "boot"]
-        if tagged:
-            args += ["proto", str(C.RT_PROTO)]
-        if dev is not None:
-            args += ["dev", dev]
-        if exact is not None:
-            args += ["exact", str(exact)]
-        return self._read_json(args)
+        return self._read_json(route_show_args(family, tagged=tagged, dev=dev, exact=exact, main_boot=main_boot))
 
     def change(self, change: Change) -> None:
         tokens = change_tokens(change)

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from l2tproute import constants as C
-from l2tproute.iproute2 import IpError, Runner, change_tokens
+from l2tproute.iproute2 import IpError, Runner, change_tokens, route_show_args
 from l2tproute.model import Change, Failure
 
 from .kernels import KernelSetup
@@ -487,16 +487,8 @@ class MemKernel(KernelSetup, Runner):
 
     def read_routes(self, family: int, *, tagged: bool, dev: str | None = None, exact=None,
                     main_boot: bool = False) -> list:
-        args = [f"-{family}", "-json", "-N", "route", "show", "table", "all"]
-        if main_boot:
-            args[-1:] = ["main", "proto", "boot"]
-        if tagged:
-            args += ["proto", str(C.RT_PROTO)]
-        if dev is not None:
-            args += ["dev", dev]
-        if exact is not None:
-            args += ["exact", str(exact)]
-        return self._read_json(args)
+        # The library's own arguments, answered by this kernel as iproute2 answers them.
+        return self._read_json(route_show_args(family, tagged=tagged, dev=dev, exact=exact, main_boot=main_boot))
 
     def change(self, change: Change) -> None:
         done = self.ip(*change_tokens(change), check=False)
