@@ -155,6 +155,12 @@ STORE=$STORE_PARENT/routes.d
 LOCK_NAME=.l2tproute.lock
 CONF_FILE=$STORE_PARENT/l2tproute.conf
 LIBEXEC=$VENV/libexec
+# The panel's OpenVPN server: its hooks are wired in when this config exists (README:
+# Servers running both VPNs), between OVPN_END and the marker line, removed by --uninstall.
+OVPN_CONF=$ROOT/etc/openvpn/server.conf
+OVPN_END='# l2tproute end'
+OVPN_HOOK=$VENV_FINAL/libexec/l2tp-routes-openvpn
+TMPFILES_FILE=$ROOT/etc/tmpfiles.d/l2tproute.conf
 
 # Every installed file: destination, mode, where its content comes from (in $WORK).
 # $LIBEXEC holds what the sh fronts (the command, the pppd hooks) exec: the Python
@@ -319,6 +325,74 @@ put_file() {
     mv -f -- "$tmp" "$dest"
     PUT_CHANGED=1
     changed "$verb: $dest"
+}
+
+# -- OpenVPN ------------------------------------------------------------------
+
+ovpn_without_block() { sed "\\|^${MARKER}\$|,\\|^${OVPN_END}\$|d" -- "$1"; }
+ovpn_option() { sed -n "s/^[[:space:]]*$1[[:space:]]\\{1,\\}\\([^[:space:]#;]*\\).*/\\1/p" | tail -n 1; }
+
+ovpn_block() {
+    printf '%s\n' "$MARKER" \
+        "# l2tproute: the per-user routes for users connected over OpenVPN (--uninstall removes this block)"
+    (($1)) && printf 'script-security 2\n'
+    printf '%s\n' "client-connect $OVPN_HOOK" "client-disconnect $OVPN_HOOK" \
+        "management /run/l2tproute/openvpn.sock unix" "management-client-user root" "$OVPN_END"
+}
+
+# The hooks go into server.conf as one marked block, unless the config has hooks or a
+# management interface of its own (then: what to add, printed). The spool becomes writable
+# by the server's group (tmpfiles.d), as its hooks run with that group.
+wire_openvpn() {
+    if [[ ! -e $OVPN_CONF && ! -L $OVPN_CONF ]]; then
+        say "note: no $OVPN_CONF: for users on an OpenVPN server, add to its config:"
+        ovpn_block 1 | sed -n '3,7s/^/    /p'
+        say "and make /run/l2tproute/spool writable by the server's group (root:GROUP, mode 1770)"
+        return 0
+    fi
+    [[ -f $OVPN_CONF && ! -L $OVPN_CONF ]] || die "$OVPN_CONF is not a regular file; move it away"
+    local rest=$WORK/openvpn-rest want=$WORK/server.conf level group add=1 mode
+    ovpn_without_block "$OVPN_CONF" >"$rest"
+    if grep -Eq '^[[:space:]]*(client-connect|client-disconnect|management)[[:space:]]' -- "$rest"; then
+        warn "$OVPN_CONF has its own client-connect, client-disconnect or management lines: not wired;" \
+            "see README: Servers running both VPNs"
+        return 0
+    fi
+    level=$(ovpn_option script-security <"$rest")
+    if [[ -n $level ]]; then
+        [[ $level =~ ^[0-9]$ ]] && ((level >= 2)) || {
+            warn "$OVPN_CONF sets script-security $level; the hooks need 2: not wired"
+            return 0
+        }
+        add=0
+    fi
+    { cat -- "$rest"; ovpn_block "$add"; } >"$want"
+    mode=$(stat -c '%a' -- "$OVPN_CONF")
+    put_file "$want" "$OVPN_CONF" "$mode"
+    if ((PUT_CHANGED)) && ((LIVE)); then
+        say "note: restart OpenVPN to load its hooks: systemctl restart openvpn@server (its clients reconnect)"
+    fi
+    group=$(ovpn_option group <"$rest")
+    [[ $group =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]*$ ]] || group=root
+    printf '%s\n' "$MARKER" "d /run/l2tproute 0755 root root -" "d /run/l2tproute/spool 1770 root $group -" \
+        >"$WORK/tmpfiles.conf"
+    put_file "$WORK/tmpfiles.conf" "$TMPFILES_FILE" 0644
+    if ((PUT_CHANGED)) && ((LIVE)); then
+        run_quiet "systemd-tmpfiles --create $TMPFILES_FILE" systemd-tmpfiles --create "$TMPFILES_FILE"
+    fi
+}
+
+unwire_openvpn() {
+    remove_file "$TMPFILES_FILE"
+    [[ -f $OVPN_CONF && ! -L $OVPN_CONF ]] && has_marker "$OVPN_CONF" || return 0
+    local want=$WORK/server.conf
+    ovpn_without_block "$OVPN_CONF" >"$want"
+    cat -- "$want" >"$OVPN_CONF"
+    changed "unwired: $OVPN_CONF (its l2tproute block removed; restart OpenVPN to drop the hooks)"
+    if cmp -s -- "$OVPN_CONF" "$OVPN_CONF$BACKUP_SUFFIX"; then
+        rm -f -- "$OVPN_CONF$BACKUP_SUFFIX"
+        changed "removed: $OVPN_CONF$BACKUP_SUFFIX (the same as the config now)"
+    fi
 }
 
 # -- install ------------------------------------------------------------------
@@ -740,6 +814,7 @@ do_install() {
     SYSCTL_CHANGED=0
     install_config
     install_files
+    wire_openvpn
     retire_other_scheduler
     install_store
     record_dirs
@@ -811,6 +886,7 @@ do_uninstall() {
         IFS='|' read -r dest mode src <<<"$entry"
         remove_file "$dest"
     done
+    unwire_openvpn
     if systemd_running; then
         systemctl daemon-reload
         for unit in "${RESTORED[@]}"; do

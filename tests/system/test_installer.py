@@ -650,3 +650,53 @@ def test_the_readmes_first_command_installs_nothing_new_and_its_demo_shows_every
     assert out.rstrip().endswith("== Demo done: namespace and scratch store removed.")
     after = subprocess.run(["ip", "-j", "route", "show", "table", "all"], capture_output=True, text=True).stdout
     assert after == before
+
+
+PANEL_OVPN = ("port 8443\nproto tcp-server\ndev tun\ntopology subnet\nserver 10.10.30.0 255.255.255.0\n"
+              "verify-client-cert none\nusername-as-common-name\nauth-user-pass-verify /etc/openvpn/auth.sh via-file\n"
+              "user nobody\ngroup www-data\nduplicate-cn\npersist-tun\nkeepalive 10 120\n")
+OVPN_BLOCK = (f"{MARKER}\n# l2tproute: the per-user routes for users connected over OpenVPN (--uninstall removes this "
+              "block)\nscript-security 2\nclient-connect /opt/l2tproute/libexec/l2tp-routes-openvpn\n"
+              "client-disconnect /opt/l2tproute/libexec/l2tp-routes-openvpn\n"
+              "management /run/l2tproute/openvpn.sock unix\nmanagement-client-user root\n# l2tproute end\n")
+
+
+def test_the_openvpn_server_config_is_wired_once_backed_up_and_unwired(tmp_path, checkout):
+    root = tmp_path / "root"
+    conf = root / "etc/openvpn/server.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text(PANEL_OVPN)
+    conf.chmod(0o600)
+    first = installer("--root", str(root), script=checkout / PROG)
+    assert first.returncode == 0 and first.stderr == "", first.stdout + first.stderr
+    assert conf.read_text() == PANEL_OVPN + OVPN_BLOCK
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+    assert (root / "etc/openvpn/server.conf.bak-l2tproute").read_text() == PANEL_OVPN
+    assert (root / "etc/tmpfiles.d/l2tproute.conf").read_text() == (
+        f"{MARKER}\nd /run/l2tproute 0755 root root -\nd /run/l2tproute/spool 1770 root www-data -\n")
+    again = installer("--root", str(root), script=checkout / PROG)
+    assert again.stdout.splitlines()[-1].startswith("Nothing to do"), again.stdout
+    assert conf.read_text() == PANEL_OVPN + OVPN_BLOCK
+
+    gone = installer("--root", str(root), "--uninstall", script=checkout / PROG)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert conf.read_text() == PANEL_OVPN
+    assert not (root / "etc/openvpn/server.conf.bak-l2tproute").exists()
+    assert not (root / "etc/tmpfiles.d").exists()
+
+
+def test_an_openvpn_config_with_its_own_hooks_is_left_alone_and_without_one_the_lines_are_printed(tmp_path, checkout):
+    root = tmp_path / "root"
+    bare = installer("--root", str(root), script=checkout / PROG)
+    assert "    client-connect /opt/l2tproute/libexec/l2tp-routes-openvpn" in bare.stdout.splitlines()
+    assert "    management-client-user root" in bare.stdout.splitlines()
+    assert not (root / "etc/openvpn").exists() and not (root / "etc/tmpfiles.d").exists()
+
+    conf = root / "etc/openvpn/server.conf"
+    conf.parent.mkdir(parents=True)
+    own = PANEL_OVPN + "script-security 2\nclient-connect /etc/openvpn/mine.sh\n"
+    conf.write_text(own)
+    second = installer("--root", str(root), script=checkout / PROG)
+    assert second.returncode == 0
+    assert "has its own client-connect, client-disconnect or management lines: not wired" in second.stderr
+    assert conf.read_text() == own and not (root / "etc/openvpn/server.conf.bak-l2tproute").exists()
