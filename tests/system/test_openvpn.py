@@ -381,3 +381,21 @@ def test_sessions_of_one_user_and_of_both_vpns_and_server_stop(world):
     assert [r for r in s.tagged() if r.get("dev") == "tun0"] == []
     assert os.listdir(world.run / "openvpn") == []
     assert world.routes_via("10.255.10.2") == l2tp
+
+
+def test_a_pool_address_given_again_routes_only_the_new_users_networks(world):
+    """user1 connects and leaves, user2 connects (OpenVPN may give it the same address), and the
+    worker sees the three events only then, in one pass: only user2's routes, via user2's address."""
+    world.start_server(hooks=True)
+    a1 = world.start_client("user1", "c1")
+    world.wait_spool(lambda n: len(n) == 1)
+    world.stop("client-user1-c1")
+    world.wait_spool(lambda n: len(n) == 2)
+    a2 = world.start_client("user2", "c2")
+    world.wait_spool(lambda n: len(n) == 3)
+    world.work()
+    assert world.routes_via(a1) == [] or a1 == a2
+    assert [(r["dst"], r["dev"]) for r in world.routes_via(a2)] == [("192.168.21.0/24", "tun0")]
+    assert [r for r in world.ns["s"].tagged() if r.get("dst") == "192.168.20.0/24"] == []
+    assert os.listdir(world.run / "openvpn") == [f"tun0,{a2}"]
+    assert (world.run / "openvpn" / f"tun0,{a2}").read_text() == "10.255.10.2\n"
