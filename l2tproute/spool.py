@@ -123,6 +123,7 @@ class Spool:
                 if ",vpn-" in name:
                     vpn.append(parse_vpn_name(name))
                 else:
+                    self._check_writer(name)
                     events.append(parse_name(name))
             except InputError as exc:
                 rejected.append(f"{exc}; removed")
@@ -130,6 +131,16 @@ class Spool:
         events.sort(key=lambda e: (e.iface, e.seq))
         vpn.sort(key=lambda e: e.seq)
         return Pending(events, rejected, vpn)
+
+    def _check_writer(self, name: str) -> None:
+        """pppd runs its hooks as root: a link event written by anybody else (the spool is
+        writable by OpenVPN's group) is forged, however valid its name."""
+        try:
+            owner = os.lstat(os.path.join(self.directory, name)).st_uid
+        except FileNotFoundError:
+            raise InputError(f"spool entry {name[:80]} vanished") from None
+        if owner != os.geteuid():
+            raise InputError(f"spool entry {name[:80]} was written by uid {owner}, not by the pppd hook")
 
     def is_empty(self) -> bool:
         try:
@@ -144,14 +155,3 @@ class Spool:
     def done(self, events: list) -> None:
         for event in events:
             self.discard(event.name)
-
-
-def last_per_link(events: list[SpooledEvent]) -> tuple[list[SpooledEvent], list[SpooledEvent]]:
-    """(the last event of each link, the earlier ones it supersedes): a link's final state is
-    what its last hook said; an up followed by a down within one pass installs nothing."""
-    last: dict[str, SpooledEvent] = {}
-    for event in events:  # sorted by link, then by sequence
-        last[event.iface] = event
-    final = list(last.values())
-    kept = set(final)
-    return final, [e for e in events if e not in kept]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import subprocess
 import syslog
 import threading
@@ -16,10 +17,12 @@ import pytest
 from fronts import Fronts, run_hook_script, spooled, wait_for_worker
 
 from l2tproute import constants as C
-from l2tproute import hook
+from l2tproute import hook, worker
+from l2tproute.context import Context
 from l2tproute.hook import LinkEvent, parse_event
 from l2tproute.iproute2 import IpRoute2
 from l2tproute.model import InputError
+from l2tproute.spool import Spool
 from l2tproute.store import Store
 
 PEER1, PEER11, PEER2 = "10.255.10.1", "10.255.10.11", "10.255.10.2"
@@ -369,3 +372,26 @@ def test_a_worker_whose_ip_hangs_kills_it_and_finishes(sessions, tmp_path):
     leftovers = subprocess.run(["pgrep", "-f", "sleep 587"], capture_output=True, text=True)
     assert leftovers.stdout == "", "the hung ip was not killed"
     assert spooled(run_dir) == [f"ppp1,1,down,{PEER1}"], "an event that failed must stay for the next worker"
+
+
+def test_a_link_event_not_written_by_root_is_refused_and_removed(sessions, tmp_path):
+    """The spool is writable by OpenVPN's group: a pppd event another user wrote is forged."""
+    run_dir = tmp_path / "run"
+    (run_dir / "spool").mkdir(parents=True)
+    tag = ("proto", str(C.RT_PROTO))
+    sessions.ip("route", "add", "192.168.50.0/24", "via", PEER1, "dev", "ppp1", *tag)
+    forged = run_dir / "spool" / f"ppp1,1,down,{PEER1}"
+    forged.touch()
+    os.chown(forged, 33, 33)
+    genuine = run_dir / "spool" / f"ppp2,1,up,{PEER2}"
+    genuine.touch()
+    log = Recorder()
+    store = tmp_path / "routes.d"
+    store.mkdir()
+    write_routes(store, PEER2, f"172.20.0.0/16 via {PEER2}")
+    ctx = Context(Store(str(store)), IpRoute2(sessions.name))
+    assert worker.drain(Spool(str(run_dir)), ctx, log, "/nonexistent").handled == 1
+    assert sessions.tagged_set() == {("192.168.50.0/24", PEER1, "ppp1", "main"),
+                                     ("172.20.0.0/16", PEER2, "ppp2", "main")}
+    assert any("written by uid 33, not by the pppd hook" in m for m in log.errors()), log.text
+    assert spooled(run_dir) == []
