@@ -6,6 +6,8 @@ DEFAULT_STORE_DIR = "/etc/l2tp-manager/routes.d"
 #: The only environment variable that configures the store (ignored under sudo).
 STORE_DIR_ENV = "L2TP_ROUTES_DIR"
 ROUTE_FILE_SUFFIX = ".routes"
+#: For bench/: a file the store appends each lock hold time to, in seconds (ignored under sudo).
+LOCK_TIMES_ENV = "L2TP_ROUTES_LOCK_TIMES"
 #: One lock for the whole store: a fixed name, so lock files never pile up.
 LOCK_FILE_NAME = ".l2tproute.lock"
 #: Temporary files start with a dot and never end in `.routes`, so no reader takes

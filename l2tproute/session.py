@@ -61,9 +61,9 @@ class Session:
         # Before anything is read or changed: what the panel may not ask for at all.
         self.caller = policy.current_caller()
         policy.authorize(self.caller, policy.Request(force=force, netns=netns, table=table))
-        directory = Store.from_environment().directory
+        found = Store.from_environment()
         self.json = json_out
-        self.store = DryRunStore(directory) if dry_run else Store(directory)
+        self.store = DryRunStore(found.directory) if dry_run else found
         self._netns = netns
         self._dry_run = dry_run
         self._runner: Runner | None = None

@@ -10,6 +10,7 @@ import contextlib
 import errno
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator
 
 from . import constants as C
@@ -23,18 +24,25 @@ __all__ = ["Store", "StoreError", "SystemFault", "store_dir_from_environment"]
 
 def store_dir_from_environment(environ=os.environ) -> str:
     """L2TP_ROUTES_DIR moves the store for tests, never for a caller going through sudo."""
-    if "SUDO_UID" in environ or "SUDO_USER" in environ:
+    if _under_sudo(environ):
         return C.DEFAULT_STORE_DIR
     return environ.get(C.STORE_DIR_ENV) or C.DEFAULT_STORE_DIR
 
 
+def _under_sudo(environ) -> bool:
+    return "SUDO_UID" in environ or "SUDO_USER" in environ
+
+
 class Store:
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, lock_times: str | None = None):
         self.directory = directory
+        #: Where each lock hold time is appended (bench/peruser.py reads it); None: nowhere.
+        self.lock_times = lock_times
 
     @classmethod
-    def from_environment(cls) -> Store:
-        return cls(store_dir_from_environment())
+    def from_environment(cls, environ=os.environ) -> Store:
+        lock_times = None if _under_sudo(environ) else environ.get(C.LOCK_TIMES_ENV) or None
+        return cls(store_dir_from_environment(environ), lock_times)
 
     def path(self, peer: IPv4Address) -> str:
         # The name is built only from a parsed address, never from a caller's string.
@@ -125,11 +133,19 @@ class Store:
             ) from None
         except OSError as exc:  # a symlink (never followed), a directory, a read-only or unwritable store...
             raise store_fault(exc, f"cannot take the store lock {shown(lock_path)}", lock_path) from None
+        acquired = time.perf_counter()
         try:
             self._remove_stale_temporaries()
             yield
         finally:
             lock.release()
+            if self.lock_times:
+                self._note_hold(time.perf_counter() - acquired)
+
+    def _note_hold(self, seconds: float) -> None:
+        with contextlib.suppress(OSError):  # a measurement aid: never a reason to fail
+            with open(self.lock_times, "a") as handle:
+                handle.write(f"{seconds:.6f}\n")
 
     def write(self, peer: IPv4Address, lines: list[Line]) -> None:
         """Replace the peer's file atomically; remove it once no route (nor a line meant as
