@@ -8,6 +8,7 @@ before it is joined, so no value can become a second argument or a second comman
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -23,8 +24,8 @@ from .errors import IpError
 from .model import Change, Failure, KernelRoute, Network
 from .text import show
 
-__all__ = ["DryRun", "IpError", "IpRoute2", "Runner", "change_tokens", "is_gone_error", "is_taken_slot_error",
-           "route_show_args", "route_tokens"]
+__all__ = ["DryRun", "IpError", "IpRoute2", "Runner", "change_tokens", "is_gone_error", "is_no_device_error",
+           "is_no_route_error", "is_taken_slot_error", "route_show_args", "route_tokens"]
 
 
 _VERBS = ("add", "replace", "del")
@@ -46,18 +47,27 @@ def route_tokens(route: KernelRoute) -> list[str]:
 
 
 def route_show_args(family: int, *, tagged: bool, dev: str | None = None, exact: Network | None = None,
-                    main_boot: bool = False) -> list[str]:
-    """The one place a read of routes becomes `ip` arguments (Runner.read_routes says what each means)."""
+                    main_boot: bool = False, root: Network | None = None, main_kernel: bool = False) -> list[str]:
+    """The arguments of one `ip route show` read (Runner.read_routes says what each filter means)."""
     args = [f"-{family}", "-json", "-N", "route", "show", "table", "all"]
-    if main_boot:
-        args[-1:] = ["main", "proto", "boot"]
+    if main_boot or main_kernel:
+        args[-1:] = ["main", "proto", "boot" if main_boot else "kernel"]
     if tagged:
         args += ["proto", str(C.RT_PROTO)]
     if dev is not None:
-        args += ["dev", dev]
+        args += ["dev", _checked_token(dev)]
     if exact is not None:
         args += ["exact", str(exact)]
+    if root is not None:
+        args += ["root", str(root)]
     return args
+
+
+def _checked_token(token: str) -> str:
+    if not _SAFE_TOKEN.fullmatch(token) or token.startswith("-"):
+        # Link names come from the kernel or a validated line; reaching this is a bug, never input.
+        raise ValueError(f"refusing unsafe ip token {show(token)}")
+    return token
 
 
 def change_tokens(change: Change) -> list[str]:
@@ -82,10 +92,20 @@ class Runner(ABC):
 
     @abstractmethod
     def read_routes(self, family: int, *, tagged: bool, dev: str | None = None,
-                    exact: Network | None = None, main_boot: bool = False) -> list:
-        """`ip -json -N route show table all` for one family, optionally only our tag / a link / a prefix;
-        `main_boot`: only the `proto boot` routes of table main (what a plain `ip route add` makes,
-        as the old tool did), filtered by the kernel."""
+                    exact: Network | None = None, main_boot: bool = False, root: Network | None = None,
+                    main_kernel: bool = False) -> list:
+        """`ip -json -N route show table all` for one family, optionally only our tag / a link / a prefix
+        (`exact`) / the prefix and every network inside it (`root`); `main_boot`: only the `proto boot`
+        routes of table main (what a plain `ip route add` makes, as the old tool did), filtered by the
+        kernel; `main_kernel`: likewise the `proto kernel` routes of table main (a link's own networks)."""
+
+    @abstractmethod
+    def read_addrs(self, dev: str) -> list:
+        """`ip -json addr show dev DEV`: one link and its addresses, whatever the number of links."""
+
+    @abstractmethod
+    def route_get(self, address: ipaddress.IPv4Address) -> list:
+        """`ip -json route get ADDRESS`: the kernel's own lookup of where it sends that address."""
 
     @abstractmethod
     def change(self, change: Change) -> None:
@@ -193,8 +213,16 @@ class IpRoute2(Runner):
         return self._read_json(["-json", "addr", "show"])
 
     def read_routes(self, family: int, *, tagged: bool, dev: str | None = None,
-                    exact: Network | None = None, main_boot: bool = False) -> list:
-        return self._read_json(route_show_args(family, tagged=tagged, dev=dev, exact=exact, main_boot=main_boot))
+                    exact: Network | None = None, main_boot: bool = False, root: Network | None = None,
+                    main_kernel: bool = False) -> list:
+        return self._read_json(route_show_args(family, tagged=tagged, dev=dev, exact=exact, main_boot=main_boot,
+                                               root=root, main_kernel=main_kernel))
+
+    def read_addrs(self, dev: str) -> list:
+        return self._read_json(["-json", "addr", "show", "dev", _checked_token(dev)])
+
+    def route_get(self, address: ipaddress.IPv4Address) -> list:
+        return self._read_json(["-json", "route", "get", str(address)])
 
     def change(self, change: Change) -> None:
         tokens = change_tokens(change)
@@ -285,6 +313,12 @@ class DryRun(Runner):
     def read_routes(self, family: int, **kwargs) -> list:
         return self.inner.read_routes(family, **kwargs)
 
+    def read_addrs(self, dev: str) -> list:
+        return self.inner.read_addrs(dev)
+
+    def route_get(self, address) -> list:
+        return self.inner.route_get(address)
+
     def change(self, change: Change) -> None:
         self.planned.append(self.describe(change))
 
@@ -301,3 +335,13 @@ def is_taken_slot_error(message: str) -> bool:
 def is_gone_error(message: str) -> bool:
     """`ip route del` found no such route: somebody (the kernel, with its link) removed it first."""
     return "No such process" in message
+
+
+def is_no_route_error(message: str) -> bool:
+    """`ip route get` found no way to the address (no route, or an unreachable/prohibit/blackhole one)."""
+    return "RTNETLINK answers" in message
+
+
+def is_no_device_error(message: str) -> bool:
+    """A read named a link that is gone (a session that ended meanwhile)."""
+    return "Cannot find device" in message or "does not exist" in message

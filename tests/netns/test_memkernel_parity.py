@@ -129,6 +129,26 @@ IP_SESSIONS = {
         SHOW6, SHOW4,
     ],
     "batches": [("-force", "-batch", "-", BATCH), ("-batch", "-", BATCH), SHOW4, SHOW6],
+    # What one user's commands read instead of dumps (issue 16): the kernel's lookup of a peer,
+    # one link's addresses, a destination's routes and the server's networks inside it.
+    "one_user_reads": [
+        ("-json", "route", "get", PEER), ("-json", "route", "get", "10.255.10.9"),
+        ("-json", "route", "get", "10.254.0.1"), ("-json", "route", "get", "127.0.0.1"),
+        ("-json", "route", "get", "192.168.50.7"),
+        ("-json", "addr", "show", "dev", "ppp0"), ("-json", "addr", "show", "dev", "ppp9"),
+        ("route", "add", "10.1.0.0/24", "via", PEER, "dev", "ppp0", "proto", "157"),
+        ("route", "add", "10.1.0.128/25", "via", "192.168.50.7", "dev", "eth1", "proto", "static", "table", "100"),
+        ("route", "add", "10.255.10.0/24", "via", "192.168.50.7", "dev", "eth1", "proto", "static"),
+        ("-json", "route", "get", "10.1.0.5"), ("-json", "route", "get", PEER),
+        ("-json", "route", "get", "10.255.10.9"),
+        SHOW4 + ("root", "10.1.0.0/16"), SHOW4 + ("root", "10.1.0.0/24"),
+        SHOW4 + ("proto", "157", "root", "10.0.0.0/8"),
+        ("-4", "-j", "-N", "route", "show", "table", "main", "proto", "kernel", "root", "10.0.0.0/8"),
+        ("-4", "-j", "-N", "route", "show", "table", "main", "proto", "kernel", "root", "192.168.0.0/16"),
+        ("-4", "-j", "-N", "route", "show", "table", "main", "proto", "kernel", "root", "192.168.50.0/25"),
+        ("-6", "-j", "-N", "route", "show", "table", "main", "proto", "kernel", "root", "fe80::/10"),
+        ("-4", "-j", "-N", "route", "show", "table", "main", "proto", "boot", "exact", "10.255.10.0/24"),
+    ],
 }
 
 

@@ -128,6 +128,7 @@ class _Request:
     table: int | None = None  # None: `table all` for show, main otherwise
     all_tables: bool = False
     exact: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
+    root: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
     host_bits: bool = False  # an IPv4 prefix written with host bits set: the kernel refuses it
 
 
@@ -305,12 +306,16 @@ class MemKernel(KernelSetup, Runner):
         if args:
             if len(args) != 2 or args[0] != "dev":
                 raise Unsupported(f"addr show {' '.join(args)}")
-            links = [self._device(args[1])]
+            if args[1] not in self.links:
+                raise _Fail(f'Device "{args[1]}" does not exist.', 1)
+            links = [self.links[args[1]]]
         return _json([_link_row(link) for link in links])
 
     # -- routes ----------------------------------------------------------------
 
     def _route(self, args: list[str], opts: dict) -> str:
+        if args[:1] == ["get"]:
+            return self._route_get(args[1:], opts)
         if not args or args[0] in ("show", "list", "ls"):
             request = _parse_route("show", args[1:], opts["family"])
             if not (opts["json"] and opts["numeric"]):
@@ -328,6 +333,44 @@ class MemKernel(KernelSetup, Runner):
             self._add(request)
         return ""
 
+    def _route_get(self, args: list[str], opts: dict) -> str:
+        """fib_lookup for one IPv4 address as the default rules do it (local, then main), printed
+        as `ip -json route get`; the source address is the route's prefsrc or the link's first."""
+        if len(args) != 1 or not opts["json"] or opts["numeric"] or opts["family"] not in (None, 4):
+            raise Unsupported(f"route get {' '.join(args)}")
+        address = ipaddress.IPv4Address(args[0])
+        for table in (TABLE_LOCAL, TABLE_MAIN):
+            best = None
+            for route in self.fib:
+                if (route.family, route.table) != (4, table) or address not in route.dst:
+                    continue
+                if route.dev is not None and not self.links[route.dev].up:
+                    continue
+                if best is None or (route.dst.prefixlen, -route.metric) > (best.dst.prefixlen, -best.metric):
+                    best = route
+            if best is not None:
+                return _json([self._got(best, address)])
+        raise _Fail("RTNETLINK answers: Network is unreachable")
+
+    def _got(self, route: _Route, address) -> dict:
+        if route.type not in (UNICAST, LOCAL):
+            raise Unsupported(f"route get through a route of type {route.type}")
+        row: dict = {}
+        if route.type == LOCAL:
+            row["type"] = "local"
+        row["dst"] = str(address)
+        if route.gw is not None:
+            row["gateway"] = str(route.gw)
+        row["dev"] = "lo" if route.type == LOCAL else route.dev
+        source = route.prefsrc or next((a.local for a in self.links[route.dev].addrs if a.family == 4), None)
+        if source is None:
+            raise Unsupported("route get choosing a source address on another link")
+        row["prefsrc"] = str(source)
+        row["flags"] = []
+        row["uid"] = 0
+        row["cache"] = ["local"] if route.type == LOCAL else []
+        return row
+
     def _show(self, request: _Request) -> list[dict]:
         if request.dev is not None:
             self._device(request.dev)
@@ -340,6 +383,9 @@ class MemKernel(KernelSetup, Runner):
             if request.dev is not None and route.dev != request.dev:
                 continue
             if request.exact is not None and route.dst != request.exact:
+                continue
+            if request.root is not None and not (route.dst.version == request.root.version
+                                                 and route.dst.subnet_of(request.root)):
                 continue
             rows.append(self._row(route, request))
         return rows
@@ -486,9 +532,15 @@ class MemKernel(KernelSetup, Runner):
         return self._read_json(["-json", "addr", "show"])
 
     def read_routes(self, family: int, *, tagged: bool, dev: str | None = None, exact=None,
-                    main_boot: bool = False) -> list:
-        # The library's own arguments, answered by this kernel as iproute2 answers them.
-        return self._read_json(route_show_args(family, tagged=tagged, dev=dev, exact=exact, main_boot=main_boot))
+                    main_boot: bool = False, root=None, main_kernel: bool = False) -> list:
+        return self._read_json(route_show_args(family, tagged=tagged, dev=dev, exact=exact, main_boot=main_boot,
+                                               root=root, main_kernel=main_kernel))
+
+    def read_addrs(self, dev: str) -> list:
+        return self._read_json(["-json", "addr", "show", "dev", dev])
+
+    def route_get(self, address) -> list:
+        return self._read_json(["-json", "route", "get", str(address)])
 
     def change(self, change: Change) -> None:
         done = self.ip(*change_tokens(change), check=False)
@@ -519,7 +571,7 @@ def _parse_route(verb: str, args: list[str], family: int | None) -> _Request:
     while words:
         word = words.pop(0)
         if word in ("via", "dev", "oif", "proto", "protocol", "metric", "priority", "preference", "table",
-                    "exact") and not words:
+                    "exact", "root") and not words:
             raise Unsupported(f"{word} without its value")
         if word == "via":
             request.gw = ipaddress.ip_address(words.pop(0))
@@ -537,6 +589,8 @@ def _parse_route(verb: str, args: list[str], family: int | None) -> _Request:
                 request.table = _number(value, _TABLES, "table")
         elif word == "exact" and verb == "show":
             request.exact = _prefix(words.pop(0), request)
+        elif word == "root" and verb == "show":
+            request.root = _prefix(words.pop(0), request)
         elif word in _TYPES and verb == "show":
             raise Unsupported("route show type filters")
         elif request.dst is None and verb != "show":
