@@ -6,6 +6,10 @@ DEFAULT_STORE_DIR = "/etc/l2tp-manager/routes.d"
 #: The only environment variable that configures the store (ignored under sudo).
 STORE_DIR_ENV = "L2TP_ROUTES_DIR"
 ROUTE_FILE_SUFFIX = ".routes"
+#: Which peer holds which destination (l2tproute/dstindex.py): a cache, checked against the files at each use.
+INDEX_FILE_NAME = ".l2tproute.dst-index"
+#: A cache beside the route files (the destination index) is at most this big; a larger one is rebuilt.
+MAX_CACHE_BYTES = 64 << 20
 #: For bench/: a file the store appends each lock hold time to, in seconds (ignored under sudo).
 LOCK_TIMES_ENV = "L2TP_ROUTES_LOCK_TIMES"
 #: One lock for the whole store: a fixed name, so lock files never pile up.

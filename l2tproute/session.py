@@ -36,6 +36,9 @@ class DryRunStore(Store):
     def locked(self, timeout: float = C.LOCK_TIMEOUT):
         return contextlib.nullcontext()
 
+    def replace_cache(self, name: str, data: bytes) -> None:
+        pass  # a dry run writes nothing, not even a cache
+
     @contextlib.contextmanager
     def staged(self, peer, lines):
         yield lambda: self.write(peer, lines)

@@ -114,7 +114,34 @@ class Store:
         peers.sort()
         return peers, warnings
 
+    def read_cache(self, name: str) -> bytes | None:
+        """A cache file beside the route files (see dstindex); None when missing or unreadable."""
+        try:
+            with open(os.path.join(self.directory, name), "rb", opener=_no_follow) as handle:
+                return handle.read(C.MAX_CACHE_BYTES)
+        except OSError:
+            return None
+
     # -- writing -------------------------------------------------------------
+
+    def replace_cache(self, name: str, data: bytes) -> None:
+        """Put a cache file in place atomically. Call inside `locked()`. A cache that cannot be
+        written is only slower next time, never wrong: it is checked against the files it covers."""
+        import tempfile
+
+        tmp = None
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f"{C.TEMP_FILE_PREFIX}{name.lstrip('.')}.", dir=self.directory)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(tmp, C.ROUTE_FILE_MODE)
+            os.rename(tmp, os.path.join(self.directory, name))
+            tmp = None
+        except OSError:
+            pass
+        finally:
+            if tmp is not None:
+                _unlink_quietly(tmp)
 
     @contextlib.contextmanager
     def locked(self, timeout: float = C.LOCK_TIMEOUT) -> Iterator[None]:
@@ -143,9 +170,8 @@ class Store:
                 self._note_hold(time.perf_counter() - acquired)
 
     def _note_hold(self, seconds: float) -> None:
-        with contextlib.suppress(OSError):  # a measurement aid: never a reason to fail
-            with open(self.lock_times, "a") as handle:
-                handle.write(f"{seconds:.6f}\n")
+        with contextlib.suppress(OSError), open(self.lock_times, "a") as handle:  # a measurement aid only
+            handle.write(f"{seconds:.6f}\n")
 
     def write(self, peer: IPv4Address, lines: list[Line]) -> None:
         """Replace the peer's file atomically; remove it once no route (nor a line meant as
@@ -273,6 +299,10 @@ class _Staged:
         if self.dir_fd >= 0:
             os.close(self.dir_fd)
             self.dir_fd = -1
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
 
 
 def _open_directory(directory: str) -> int:
