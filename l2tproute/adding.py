@@ -5,23 +5,21 @@ never stored, and a file the disk refuses never leaves the kernel changed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-from . import policy
+from . import dstindex, policy
 from .context import (
     Context,
     foreign_holder,
     holder_text,
     kernel_route,
+    peer_link,
     refusal,
 )
-from .iproute2 import IpError, is_taken_slot_error
-from .kernel import Links, parse_links, parse_routes, server_networks, slot_of
-from .model import Change, IPv4Address, KernelRoute, Refused, Route
+from .iproute2 import IpError, is_no_device_error, is_taken_slot_error
+from .kernel import parse_links, parse_routes, slot_of
+from .model import Change, IPv4Address, KernelRoute, Network, Refused, Route
 from .routefile import Line, format_route, route_line
-from .routefile import routes as routes_of
-from .store import StoreError, SystemFault
 from .tables import table_names
 
 
@@ -34,62 +32,72 @@ class AddResult:
     kernel_error: str | None = None
 
 
-def _check_destination_allowed(ctx: Context, route: Route, links: Links) -> None:
+def _check_destination_allowed(ctx: Context, route: Route) -> None:
     if ctx.force:
         return
     if route.dst.prefixlen == 0:
         raise Refused(f"refusing to route {route.dst} (every address) to one user: it would cut the server off; "
                       "use a narrower network, or --force if you really mean it")
-    rows = ctx.runner.read_routes(route.family, tagged=False)
-    for net in server_networks(rows, links, route.family):
-        if route.dst == net or route.dst.supernet_of(net):
-            raise Refused(f"refusing {route.dst}: it covers {net}, a network on a link of this server; "
-                          "sending it to a user would cut the server off (use --force to add it anyway)")
+    for net in _server_networks_inside(ctx, route.dst):
+        raise Refused(f"refusing {route.dst}: it covers {net}, a network on a link of this server; "
+                      "sending it to a user would cut the server off (use --force to add it anyway)")
 
 
-def _other_peers_routes(ctx: Context, peer: IPv4Address, dst) -> Iterator[tuple[IPv4Address, list[Route]]]:
-    """Every other peer and its stored routes; a broken file is skipped with a warning."""
-    peers, _ = ctx.store.peers()
-    for other in peers:
-        if other == peer:
-            continue
-        try:
-            lines = ctx.store.read(other) or []
-        except SystemFault:  # the disk, not the file: nothing can be checked
-            raise
-        except StoreError as exc:  # another peer's broken file must not block every add
-            ctx.warn(f"{exc}; not checked for {dst}")
-            continue
-        yield other, routes_of(lines)
+def _server_networks_inside(ctx: Context, dst: Network) -> list[Network]:
+    """kernel.server_networks, read for one destination: the `proto kernel` routes of table main
+    that are `dst` or inside it (`root`), on links that carry no peer. An IPv4 host route of that
+    kind only comes from a peer address (`addr add LOCAL peer PEER`), so it is a session's; the
+    links of the others are read one by one, or all at once when there are many."""
+    family = dst.version
+    rows = ctx.runner.read_routes(family, tagged=False, root=dst, main_kernel=True)
+    candidates = [row for row in rows if not (family == 4 and "/" not in str(row.get("dst", "")))]
+    devs = sorted({str(row.get("dev", "")) for row in candidates})
+    if not devs:
+        return []
+    if len(devs) > _FEW_LINKS:
+        link_rows = ctx.runner.read_links()
+    else:
+        link_rows = [row for dev in devs if dev for row in _addrs_of(ctx, dev)]
+    sessions = set(parse_links(link_rows).by_peer.values())
+    # The filter by protocol leaves the protocol out of the rows: every one is `proto kernel`.
+    return [item.route.dst for item in parse_routes(candidates, family) if item.route.dev not in sessions]
 
 
-def _owner_elsewhere(ctx: Context, peer: IPv4Address, route: Route) -> IPv4Address | None:
-    for other, routes in _other_peers_routes(ctx, peer, route.dst):
-        if any(r.same_target(route) for r in routes):
-            return other
-    return None
+_FEW_LINKS = 8
 
 
-def _authorize(ctx: Context, peer: IPv4Address, route: Route, link_rows: list, links: Links) -> None:
+def _addrs_of(ctx: Context, dev: str) -> list:
+    try:
+        return ctx.runner.read_addrs(dev)
+    except IpError as exc:
+        if is_no_device_error(str(exc)):
+            return []  # gone meanwhile: its routes went with it
+        raise
+
+
+def _authorize(ctx: Context, peer: IPv4Address, route: Route, holdings: dstindex.Holdings) -> None:
     """The panel's limits (policy.py), checked against the kernel and the store as they are now."""
     if not ctx.caller.panel:
         return
+    link_rows = ctx.runner.read_links()
+    links = parse_links(link_rows)
     route_rows = {family: ctx.runner.read_routes(family, tagged=False) for family in (4, 6)}
-    held = [policy.Taken(r.dst, f"routed to peer {other}")
-            for other, routes in _other_peers_routes(ctx, peer, route.dst) for r in routes]
+    held = [policy.Taken(net, f"routed to peer {other}")
+            for other, net in holdings.networks_elsewhere(peer, ctx.warn, route.dst)]
     server = policy.server_state(link_rows, route_rows, links, peer, held, policy.read_resolvers())
     policy.authorize(ctx.caller, policy.Request(force=ctx.force, table=route.table, route=route), server)
 
 
 def add(ctx: Context, peer: IPv4Address, route: Route) -> AddResult:
-    link_rows = ctx.runner.read_links()
-    links = parse_links(link_rows)
+    link = peer_link(ctx.runner, peer)
     if not ctx.caller.panel:  # the panel's limits include these, without a way past them
-        _check_destination_allowed(ctx, route, links)
+        _check_destination_allowed(ctx, route)
     names = table_names() if route.table else None
     with ctx.store.locked(ctx.lock_timeout):
         # Under the lock: another peer's destination cannot appear between the check and the write.
-        _authorize(ctx, peer, route, link_rows, links)
+        holdings = dstindex.read(ctx.store) if (ctx.caller.panel or not ctx.force) else None
+        if holdings is not None:
+            _authorize(ctx, peer, route, holdings)
         lines = ctx.store.read(peer) or []
         new_line = route_line(route)
         text = format_route(route)
@@ -99,15 +107,15 @@ def add(ctx: Context, peer: IPv4Address, route: Route) -> AddResult:
             status = "exists"
         else:
             status = "updated" if existing is not None else "added"
-            owner = None if ctx.force else _owner_elsewhere(ctx, peer, route)
+            owner = None if ctx.force else holdings.owner_elsewhere(peer, route, ctx.warn)
             if owner is not None:
                 raise Refused(f"{route.dst} is already routed to peer {owner}; the kernel can send it to one user "
                               f"only (delete it there first, or use --force)")
-        link = links.link_of(peer)
         result = AddResult(status, peer, text, link)
         if status == "exists":
             if link is not None:
                 result.kernel_error = _install_one(ctx, kernel_route(route, link, names), refuse=False)
+            dstindex.save(ctx.store, holdings)
             return result
         if link is None and not ctx.force:
             # Offline: the kernel cannot refuse yet, so look for a foreign holder ourselves.
@@ -119,6 +127,7 @@ def add(ctx: Context, peer: IPv4Address, route: Route) -> AddResult:
             if link is not None:
                 result.kernel_error = _install_one(ctx, kernel_route(route, link, names), refuse=True)
             commit()
+        dstindex.save(ctx.store, holdings)
         return result
 
 
@@ -134,28 +143,40 @@ def _with_line(lines: list[Line], existing: int | None, new_line: Line) -> list[
 
 
 def _install_one(ctx: Context, wanted: KernelRoute, *, refuse: bool) -> str | None:
-    """Install one route of ours; a slot held by a foreign route is refused (or an error)."""
+    """Install one route of ours; a slot held by a foreign route is refused (or an error).
+    The kernel is asked first (`add`, or `replace` with --force): only a taken slot needs a read,
+    to tell our own route (kept, or moved to this link) from somebody else's."""
     family = wanted.dst.version
-    mine = [i for i in parse_routes(ctx.runner.read_routes(family, tagged=True, exact=wanted.dst), family, tagged=True)
-            if i.slot == slot_of(wanted)]
-    if mine and (mine[0].route.dev, mine[0].route.gw) == (wanted.dev, wanted.gw):
-        return None
-    verb = "replace" if (mine or ctx.force) else "add"
+    verb = "replace" if ctx.force else "add"
     try:
         ctx.runner.change(Change(verb, wanted))
+        return None
     except IpError as exc:
         message = str(exc)
-        if is_taken_slot_error(message):
-            text = refusal(wanted, holder_text(ctx.runner, wanted))
-            if refuse:
-                raise Refused(text) from None
-            return text
+        if not is_taken_slot_error(message):
+            return _kernel_refused(wanted, message, refuse)
+    mine = [i for i in parse_routes(ctx.runner.read_routes(family, tagged=True, exact=wanted.dst), family, tagged=True)
+            if i.slot == slot_of(wanted)]
+    if not mine:
+        text = refusal(wanted, holder_text(ctx.runner, wanted))
         if refuse:
-            via = f" via {wanted.gw}" if wanted.gw is not None else ""
-            raise IpError(f"the kernel refused {wanted.dst}{via} dev {wanted.dev}: {message}{_hint(message, wanted)}; "
-                          "nothing was changed") from None
-        return message
+            raise Refused(text) from None
+        return text
+    if (mine[0].route.dev, mine[0].route.gw) == (wanted.dev, wanted.gw):
+        return None
+    try:
+        ctx.runner.change(Change("replace", wanted))
+    except IpError as exc:
+        return _kernel_refused(wanted, str(exc), refuse)
     return None
+
+
+def _kernel_refused(wanted: KernelRoute, message: str, refuse: bool) -> str:
+    if refuse:
+        via = f" via {wanted.gw}" if wanted.gw is not None else ""
+        raise IpError(f"the kernel refused {wanted.dst}{via} dev {wanted.dev}: {message}{_hint(message, wanted)}; "
+                      "nothing was changed") from None
+    return message
 
 
 def _hint(message: str, route: KernelRoute) -> str:

@@ -13,10 +13,14 @@ from .context import (
     all_peers,
     holder_text,
     kernel_route,
+    peer_link,
+    peer_links,
+    read_slot_holders,
+    read_tagged_on,
     stored_routes,
 )
 from .iproute2 import Runner, is_gone_error, is_taken_slot_error
-from .kernel import Installed, Links, parse_links, parse_routes
+from .kernel import Installed, Links, parse_links, parse_routes, slot_of
 from .model import InputError, IPv4Address, KernelRoute, Route
 from .openvpn import is_live_vpn_route, live_next_hops
 from .reconcile import Plan, Want, old_tool_routes, plan
@@ -132,12 +136,14 @@ class _KernelState:
 
 def apply(ctx: Context, peer: IPv4Address | None = None) -> ApplyReport:
     """Make the kernel hold exactly the stored routes of connected peers (one peer, or all)."""
-    report = ApplyReport(scope=peer)
+    if peer is not None:
+        return _apply_peer(ctx, peer)
+    report = ApplyReport(scope=None)
     with _no_cycle_collection(), ctx.store.locked(ctx.lock_timeout):
         # The kernel's state is read while the files are parsed: the `ip` dumps run
         # on the other core (a third of a steady-state apply at 10,000 routes).
         kernel = _Background(lambda: _dump_kernel_state(ctx.runner))
-        peers = [peer] if peer is not None else all_peers(ctx)
+        peers = all_peers(ctx)
         stored = {p: stored_routes(ctx, p) for p in peers}
         state = _kernel_state(ctx, kernel.result())
         targets = []
@@ -147,15 +153,47 @@ def apply(ctx: Context, peer: IPv4Address | None = None) -> ApplyReport:
                 report.offline.append(p)
             else:
                 targets.append(Connection(p, link))
-        if peer is None:
-            def removable(item: Installed) -> bool:
-                return True  # every tagged route nobody wants
-        else:
-            link = state.links.link_of(peer)
 
-            def removable(item: Installed) -> bool:
-                return link is not None and item.route.dev == link
+        def removable(item: Installed) -> bool:
+            return True  # every tagged route nobody wants
+
         _reconcile(ctx, report, state, targets, stored, removable)
+    return report
+
+
+def _apply_peer(ctx: Context, peer: IPv4Address) -> ApplyReport:
+    """`apply --peer`: only what concerns this peer is read, so its cost does not grow with the
+    number of users: its file, its link (the kernel's lookup), our routes on that link, and the
+    destinations of its lines that are not held there as wanted (`exact`: another link's route
+    of ours in that slot is taken over, as a full apply would)."""
+    report = ApplyReport(scope=peer)
+    with ctx.store.locked(ctx.lock_timeout):
+        stored = {peer: stored_routes(ctx, peer)}
+        link = peer_link(ctx.runner, peer)
+        tagged = read_tagged_on(ctx.runner, link) if link is not None else None
+        if tagged is None:  # not connected (or gone meanwhile): nothing of ours on another link is touched
+            report.offline.append(peer)
+            return report
+        names = table_names() if any(r.table for r in stored[peer]) else None
+        held = {(item.slot, item.route.dev, item.route.gw) for item in tagged}
+        elsewhere = []
+        for route in stored[peer]:
+            try:
+                wanted = kernel_route(route, link, names)
+            except InputError:
+                continue  # reported by the reconcile
+            if (slot_of(wanted), wanted.dev, wanted.gw) not in held:
+                elsewhere.append(wanted)
+        on_link = {id(item) for item in tagged}
+        tagged += [item for item in read_slot_holders(ctx.runner, elsewhere, tagged=True)
+                   if item.route.dev != link]
+        state = _KernelState(tagged, peer_links(peer, link))
+
+        def removable(item: Installed) -> bool:
+            return id(item) in on_link
+
+        _reconcile(ctx, report, state, [Connection(peer, link)], stored, removable,
+                   old_reader=_old_routes_of_slots)
     return report
 
 
@@ -220,7 +258,7 @@ def _kernel_state(ctx: Context, dumps) -> _KernelState:
 
 
 def _reconcile(ctx: Context, report: ApplyReport, state: _KernelState, targets: list[Connection],
-               stored: dict[IPv4Address, list[Route]], removable) -> None:
+               stored: dict[IPv4Address, list[Route]], removable, old_reader=None) -> None:
     """The one reconcile behind every apply: wanted routes of `targets` against our tagged routes."""
     names = table_names() if any(r.table for t in targets for r in stored[t.peer]) else None
     wants = []
@@ -231,7 +269,7 @@ def _reconcile(ctx: Context, report: ApplyReport, state: _KernelState, targets: 
                 wants.append(Want(target.peer, route, kernel_route(route, target.link, names)))
             except InputError as exc:  # one bad line must not stop every other peer's routes
                 report.failed.append(RouteResult(target.peer, route, target.link, str(exc)))
-    result = _plan_adopting(ctx, wants, state, removable)
+    result = _plan_adopting(ctx, wants, state, removable, old_reader or _old_routes_of_table)
     for want in result.shadowed:
         ctx.warn(f"peer {want.peer}: {format_route(want.route)} is also wanted by another line or peer; "
                  "the kernel holds one route per destination, the first one wins")
@@ -240,16 +278,26 @@ def _reconcile(ctx: Context, report: ApplyReport, state: _KernelState, targets: 
     _execute(ctx, result, report)
 
 
-def _plan_adopting(ctx: Context, wants: list[Want], state: _KernelState, removable) -> Plan:
+def _plan_adopting(ctx: Context, wants: list[Want], state: _KernelState, removable, old_reader) -> Plan:
     """reconcile.plan, with the old tool's routes for these wants taken over (see reconcile).
     Those routes are read only when something is to be installed, so a steady state costs no
-    extra dump, and the kernel sends only `proto boot` routes of table main, so a busy table
-    costs little; only IPv4, as the old tool routed nothing else."""
+    extra read; only IPv4, as the old tool routed nothing else."""
     result = plan(wants, state.tagged, force=ctx.force, removable=removable)
-    if ctx.force or not any(i.change.verb == "add" and i.change.route.dst.version == 4 for i in result.installs):
+    adds = [i.change.route for i in result.installs if i.change.verb == "add" and i.change.route.dst.version == 4]
+    if ctx.force or not adds:
         return result
-    old = old_tool_routes(parse_routes(ctx.runner.read_routes(4, tagged=False, main_boot=True), 4), state.links)
+    old = old_tool_routes(old_reader(ctx, adds), state.links)
     return plan(wants, state.tagged, force=ctx.force, removable=removable, old=old) if old else result
+
+
+def _old_routes_of_table(ctx: Context, adds: list[KernelRoute]) -> list[Installed]:
+    """The kernel sends only `proto boot` routes of table main, so a busy table costs little."""
+    return parse_routes(ctx.runner.read_routes(4, tagged=False, main_boot=True), 4)
+
+
+def _old_routes_of_slots(ctx: Context, adds: list[KernelRoute]) -> list[Installed]:
+    """One peer's few destinations, each read alone."""
+    return read_slot_holders(ctx.runner, adds, tagged=False)
 
 
 def _dump_kernel_state(runner: Runner) -> tuple[list[tuple[int, list]], list]:

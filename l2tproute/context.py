@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from . import constants as C
 from . import policy
-from .iproute2 import Runner
-from .kernel import Installed, parse_routes, slot_of
+from .iproute2 import IpError, Runner, is_no_device_error, is_no_route_error
+from .kernel import Installed, Links, parse_links, parse_routes, slot_of
 from .model import IPv4Address, KernelRoute, Route
 from .routefile import problems
 from .routefile import routes as routes_of
@@ -47,7 +47,62 @@ def kernel_route(route: Route, link: str, names: dict[str, str] | None = None) -
 def read_tagged(runner: Runner, families=(4, 6), **filters) -> list[Installed]:
     found: list[Installed] = []
     for family in families:
-        found += parse_routes(runner.read_routes(family, tagged=True, **filters), family, tagged=True)
+        rows = runner.read_routes(family, tagged=True, **filters)
+        if filters.get("dev") is not None:
+            for row in rows:  # `ip` leaves out what it was asked to filter by
+                row.setdefault("dev", filters["dev"])
+        found += parse_routes(rows, family, tagged=True)
+    return found
+
+
+def peer_link(runner: Runner, peer: IPv4Address) -> str | None:
+    """The link the peer is connected on, found by the kernel's own lookup (so its cost does not
+    grow with the number of sessions): the link `ip route get PEER` names, when that link has an
+    address whose `peer` is exactly PEER (parse_links' rule); otherwise the peer is not connected."""
+    try:
+        rows = runner.route_get(peer)
+    except IpError as exc:
+        if is_no_route_error(str(exc)):
+            return None
+        raise
+    dev = rows[0].get("dev") if rows and rows[0].get("type") in (None, "unicast") else None
+    if not dev:
+        return None
+    try:
+        link = parse_links(runner.read_addrs(dev)).link_of(peer)
+    except IpError as exc:
+        if is_no_device_error(str(exc)):
+            return None  # gone between the two reads: the session ended
+        raise
+    return link if link == dev else None
+
+
+def peer_links(peer: IPv4Address, link: str | None) -> Links:
+    """The Links of a one-peer read: only this peer, on its link."""
+    return Links(by_peer={peer: link}, peer_on={link: peer}) if link is not None else Links()
+
+
+def read_tagged_on(runner: Runner, link: str, families=(4, 6)) -> list[Installed] | None:
+    """Our tagged routes on one link; None when the link is gone meanwhile."""
+    try:
+        return read_tagged(runner, families, dev=link)
+    except IpError as exc:
+        if is_no_device_error(str(exc)):
+            return None
+        raise
+
+
+def read_slot_holders(runner: Runner, routes: list[KernelRoute], *, tagged: bool) -> list[Installed]:
+    """The routes (ours, or every route when not `tagged`) in these routes' destinations, one
+    `exact` read per destination, each once; what one peer's few lines need instead of a dump."""
+    found: list[Installed] = []
+    seen = set()
+    for route in routes:
+        if route.dst in seen:
+            continue
+        seen.add(route.dst)
+        family = route.dst.version
+        found += parse_routes(runner.read_routes(family, tagged=tagged, exact=route.dst), family, tagged=tagged)
     return found
 
 

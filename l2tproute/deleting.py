@@ -7,10 +7,13 @@ from dataclasses import dataclass, field
 from .context import (
     Context,
     kernel_route,
+    peer_link,
+    peer_links,
+    read_slot_holders,
     read_tagged,
 )
 from .iproute2 import IpError, is_gone_error
-from .kernel import parse_links, parse_routes, slot_of
+from .kernel import slot_of
 from .model import Change, InputError, IPv4Address, KernelRoute, Network, Route, parse_destination
 from .reconcile import Want, adopts, old_tool_routes
 from .routefile import Line, format_route
@@ -18,6 +21,8 @@ from .store import StoreError
 from .tables import table_names
 
 ALL = "all"
+#: Up to this many destinations, each is read alone (`exact`); more are read in one dump.
+_FEW_DESTINATIONS = 8
 
 
 
@@ -40,6 +45,8 @@ def delete(ctx: Context, peer: IPv4Address, dst: str | Network) -> DelResult:
     """
     dst = str(dst)
     network = None if dst == ALL else _destination_of_stored_line(ctx, peer, dst)
+    # Read before the lock: pppd, not the lock, decides when a link comes or goes.
+    link = peer_link(ctx.runner, peer)
     with ctx.store.locked(ctx.lock_timeout):
         lines = ctx.store.read(peer)
         result = DelResult(peer, had_file=lines is not None)
@@ -64,7 +71,7 @@ def delete(ctx: Context, peer: IPv4Address, dst: str | Network) -> DelResult:
                 if line.route is None and line.destination == dst:
                     ctx.warn(f"{path} line {number} was not a valid route ({line.problem}); removed")
         with ctx.store.staged(peer, [] if dst == ALL else kept) as commit:
-            result.kernel_removed, result.kernel_errors = _remove_from_kernel(ctx, peer, gone_routes, unparsed)
+            result.kernel_removed, result.kernel_errors = _remove_from_kernel(ctx, peer, link, gone_routes, unparsed)
             commit()
         return result
 
@@ -85,18 +92,23 @@ def _destination_of_stored_line(ctx: Context, peer: IPv4Address, text: str) -> N
     return None
 
 
-def _remove_from_kernel(ctx: Context, peer: IPv4Address, gone: list[Route],
+def _remove_from_kernel(ctx: Context, peer: IPv4Address, link: str | None, gone: list[Route],
                         unparsed: Network | None = None) -> tuple[list[str], list[str]]:
     """Delete the kernel routes of exactly these lines: our tag, their slot, this peer's link or gateway.
     `unparsed`: the destination of removed lines that were not valid routes; a tagged route to it on
     this peer's link or via this peer goes too, whatever its table or metric. A line's route that the
-    old tool installed and apply has not taken over yet (reconcile.adopts) is taken over and deleted."""
+    old tool installed and apply has not taken over yet (reconcile.adopts) is taken over and deleted.
+    Only the destinations concerned are read (`exact`), unless the lines are many (`del --dst all`)."""
     if not gone and unparsed is None:
         return [], []
-    links = parse_links(ctx.runner.read_links())
-    link = links.link_of(peer) or ""
+    link = link or ""
     families = {r.family for r in gone} | ({unparsed.version} if unparsed is not None else set())
-    tagged = read_tagged(ctx.runner, sorted(families))
+    destinations = {r.dst for r in gone} | ({unparsed} if unparsed is not None else set())
+    if len(destinations) > _FEW_DESTINATIONS:
+        tagged = read_tagged(ctx.runner, sorted(families))
+    else:
+        tagged = [item for dst in sorted(destinations, key=str) for item in read_tagged(ctx.runner, [dst.version],
+                                                                                        exact=dst)]
     names = table_names() if any(r.table for r in gone) else None
     doomed: list[KernelRoute] = []
     unadopted: list[Want] = []
@@ -122,7 +134,10 @@ def _remove_from_kernel(ctx: Context, peer: IPv4Address, gone: list[Route],
         if not found and link and expected.dst.version == 4:
             unadopted.append(Want(peer, route, expected))
     if unadopted:
-        old = old_tool_routes(parse_routes(ctx.runner.read_routes(4, tagged=False, main_boot=True), 4), links)
+        # Only this peer's link can carry its old routes (reconcile.old_tool_routes), so only
+        # its destinations are read.
+        untagged = read_slot_holders(ctx.runner, [want.kernel for want in unadopted], tagged=False)
+        old = old_tool_routes([item for item in untagged if item.protocol == "3"], peer_links(peer, link))
         adopted = [want.kernel for want in unadopted if adopts(want, old.get(slot_of(want.kernel)))]
     # Only a route with our tag can be deleted: the old tool's is taken over first.
     steps = [[Change("del", r)] for r in doomed] + [[Change("replace", r), Change("del", r)] for r in adopted]

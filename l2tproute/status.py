@@ -23,9 +23,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from . import constants as C
-from .context import Context, all_peers, kernel_route, proto_name, read_tagged
+from .context import (
+    Context,
+    all_peers,
+    kernel_route,
+    peer_link,
+    peer_links,
+    proto_name,
+    read_slot_holders,
+    read_tagged,
+    read_tagged_on,
+)
+from .iproute2 import IpError, is_no_device_error
 from .kernel import DEFAULT_METRIC, Installed, Links, Slot, parse_links, parse_network, parse_routes, slot_of
-from .model import InputError, IPv4Address, KernelRoute
+from .model import InputError, IPv4Address, KernelRoute, Route
 from .openvpn import Session, SessionRecords, is_live_vpn_route
 from .reconcile import OldRoute, Want, adopts, old_tool_routes
 from .routefile import InvalidLine, Line, format_route, invalid_lines, problems
@@ -90,21 +101,25 @@ def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
     peers = [peer] if peer is not None else all_peers(ctx)
     files = {p: _read_file(ctx, p) for p in peers}
     stored = {p: routes_of(lines) for p, lines in files.items()}
-    tagged = read_tagged(ctx.runner)
-    link_rows = ctx.runner.read_links()
-    links = parse_links(link_rows)
-    for text in links.duplicates:
-        ctx.warn(text)
-    link_names = {str(row.get("ifname")) for row in link_rows}
-    sessions = sorted((s for s in SessionRecords(ctx.run_dir).all() if s.tun in link_names),
-                      key=lambda s: (s.tun, s.address))
-    live = {(s.tun, s.address) for s in sessions}
     names = table_names() if any(r.table for rs in stored.values() for r in rs) else None
+    if peer is None:
+        tagged = read_tagged(ctx.runner)
+        link_rows = ctx.runner.read_links()
+        links = parse_links(link_rows)
+        for text in links.duplicates:
+            ctx.warn(text)
+        link_names = {str(row.get("ifname")) for row in link_rows}
+        sessions = sorted((s for s in SessionRecords(ctx.run_dir).all() if s.tun in link_names),
+                          key=lambda s: (s.tun, s.address))
+        live = {(s.tun, s.address) for s in sessions}
+        foreign = _Foreign(ctx, links)
+    else:
+        tagged, links, sessions, live = _peer_state(ctx, peer, stored[peer], names)
+        foreign = _Foreign(ctx, links, by_slot=True)
 
     ours: dict[Slot, list[Installed]] = {}
     for item in tagged:
         ours.setdefault(item.slot, []).append(item)
-    foreign = _Foreign(ctx, links)
     claimed: dict[Slot, IPv4Address] = {}  # the first connected peer's line wins a slot, as in apply
     for p in peers:
         link = links.link_of(p)
@@ -147,6 +162,40 @@ def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
     return report
 
 
+def _peer_state(ctx: Context, peer: IPv4Address, routes: list[Route], names):
+    """What `status --peer` compares with, read for this peer only (as `apply --peer` reads it): its
+    link by the kernel's lookup, its live OpenVPN sessions, our routes on its link, and our routes
+    in the slots of its lines that are not held there as wanted (`exact`)."""
+    link = peer_link(ctx.runner, peer)
+    records = SessionRecords(ctx.run_dir).all()
+    live_records = {(s.tun, s.address) for s in records}
+    sessions = sorted((s for s in records if s.peer == peer and _link_exists(ctx, s.tun)),
+                      key=lambda s: (s.tun, s.address))
+    tagged = (read_tagged_on(ctx.runner, link) if link is not None else None) or []
+    held = {(item.slot, item.route.dev, item.route.gw) for item in tagged}
+    elsewhere = []
+    for route in routes:
+        try:
+            wanted = kernel_route(route, link or "-", names)
+        except InputError:
+            continue  # reported with the route
+        if link is None or (slot_of(wanted), wanted.dev, wanted.gw) not in held:
+            elsewhere.append(wanted)
+    tagged += [item for item in read_slot_holders(ctx.runner, elsewhere, tagged=True) if item.route.dev != link]
+    # A route is a live session's when its tun and address are recorded; only routes in this
+    # peer's slots and on its link are looked at, so no other tun needs to be asked about.
+    return tagged, peer_links(peer, link), sessions, live_records
+
+
+def _link_exists(ctx: Context, name: str) -> bool:
+    try:
+        return bool(ctx.runner.read_addrs(name))
+    except IpError as exc:
+        if is_no_device_error(str(exc)):
+            return False
+        raise
+
+
 def _read_file(ctx: Context, peer: IPv4Address) -> list[Line]:
     """The peer's lines; a warning for each line that is used but not written as the tool
     writes it (the lines that are not used are reported once per peer, in the report)."""
@@ -176,33 +225,40 @@ def _compare(line: str, wanted: Want, mine: list[Installed], foreign: _Foreign) 
 
 
 class _Foreign:
-    """Routes without our tag, read once per family and only when a wanted route is not installed."""
+    """Routes without our tag, read only when a wanted route is not installed: once per family,
+    or (`by_slot`, for one peer's few lines) only the wanted route's destination."""
 
-    def __init__(self, ctx: Context, links: Links):
+    def __init__(self, ctx: Context, links: Links, by_slot: bool = False):
         self._ctx = ctx
         self._links = links
-        self._rows: dict[int, list] = {}
-        self._slots: dict[int, dict[Slot, str]] = {}
-        self._old: dict[Slot, OldRoute] | None = None
+        self._by_slot = by_slot
+        self._rows: dict[tuple, list] = {}
+        self._slots: dict[tuple, dict[Slot, str]] = {}
+        self._old: dict[tuple, dict[Slot, OldRoute]] = {}
 
-    def _read(self, family: int) -> list:
-        if family not in self._rows:
-            self._rows[family] = self._ctx.runner.read_routes(family, tagged=False)
-        return self._rows[family]
+    def _key(self, want: KernelRoute) -> tuple:
+        return (want.dst.version, want.dst if self._by_slot else None)
+
+    def _read(self, key: tuple) -> list:
+        if key not in self._rows:
+            family, exact = key
+            self._rows[key] = self._ctx.runner.read_routes(family, tagged=False, exact=exact)
+        return self._rows[key]
 
     def holder(self, want: KernelRoute) -> str | None:
-        family = want.dst.version
-        if family not in self._slots:
-            self._slots[family] = _foreign_slots(self._read(family), family)
-        return self._slots[family].get(slot_of(want))
+        key = self._key(want)
+        if key not in self._slots:
+            self._slots[key] = _foreign_slots(self._read(key), key[0])
+        return self._slots[key].get(slot_of(want))
 
     def is_old_tool_route(self, want: Want) -> bool:
         """Whether apply takes the route in this slot over (reconcile.adopts decides)."""
         if want.kernel.dst.version != 4:
             return False
-        if self._old is None:
-            self._old = old_tool_routes(parse_routes(self._read(4), 4), self._links)
-        return adopts(want, self._old.get(slot_of(want.kernel)))
+        key = self._key(want.kernel)
+        if key not in self._old:
+            self._old[key] = old_tool_routes(parse_routes(self._read(key), 4), self._links)
+        return adopts(want, self._old[key].get(slot_of(want.kernel)))
 
 
 #: Route types as `ip -N` prints them (rtnetlink.h RTN_*); unicast is left out or "1".

@@ -30,6 +30,12 @@ MEASURES = [
     "storm memory:",
     "flap storm:",
     "apply-all 1000 routes vs 200",
+    "per user: add, 200 vs 10 sessions",
+    "per user: del, 200 vs 10 sessions",
+    "per user: apply --peer, 200 vs 10 sessions",
+    "per user: status --peer, 200 vs 10 sessions",
+    "per user: lock held by add,",
+    "per user: lock held by del,",
 ]
 _FIGURE = re.compile(r"(\d+(?:\.\d+)?) (ms|s|MiB)\b")
 
