@@ -102,7 +102,7 @@ def _has_route(ns: scale.Namespace, link: str) -> bool:
     return done.stdout.strip() not in ("", "[]")
 
 
-if __name__ == "__main__":  # python3 bench/peruser.py [small big runs]: this measure alone
+if __name__ == "__main__":  # python3 bench/peruser.py [SMALL BIG RUNS]: this measure alone (run.py has it too)
     import tempfile
 
     import launcher
@@ -113,6 +113,7 @@ if __name__ == "__main__":  # python3 bench/peruser.py [small big runs]: this me
     try:
         tool = launcher.prepare(work)
         found = measure(tool, work, args[0], args[1], 5, args[2], lambda t: print(f"bench: {t}", file=sys.stderr))
-        print(render(found, "per-user", tool, "-"))
+        print(render(found, "quick", tool, "-").replace("bench/run.py --size quick",
+                                                       f"bench/peruser.py {' '.join(map(str, args))}"))
     finally:
         subprocess.run(["rm", "-rf", work], check=False)

@@ -28,6 +28,7 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 import launcher  # noqa: E402
 import measures as M  # noqa: E402
+import peruser  # noqa: E402
 import scale  # noqa: E402
 from timing import median  # noqa: E402
 
@@ -47,13 +48,18 @@ class Size:
     reps: int  # runs of each apply measure
     hook_runs: int
     loop_sessions: int  # sessions whose routes the naive per-route loop adds
+    user_small: int  # sessions of the small server of the per-user measure (issue 16)
+    user_big: int  # and of the large one
+    user_runs: int
 
 
 SIZES = {
     "quick": Size(sessions=40, big_sessions=200, per_peer=5, storm=40, panel_runs=15, page_users=10, page_runs=2,
-                  flappers=10, leavers=10, reused=4, reps=3, hook_runs=5, loop_sessions=40),
+                  flappers=10, leavers=10, reused=4, reps=3, hook_runs=5, loop_sessions=40,
+                  user_small=10, user_big=200, user_runs=5),
     "full": Size(sessions=2000, big_sessions=10000, per_peer=5, storm=2000, panel_runs=200, page_users=300,
-                 page_runs=3, flappers=500, leavers=500, reused=20, reps=5, hook_runs=15, loop_sessions=2000),
+                 page_runs=3, flappers=500, leavers=500, reused=20, reps=5, hook_runs=15, loop_sessions=2000,
+                 user_small=10, user_big=2000, user_runs=7),
 }
 
 
@@ -64,6 +70,8 @@ def _rows(size: Size, tool: launcher.Tool, workdir: str, log) -> list[M.Row]:
 
     log("panel: list --peer and a page of the user list through sudo")
     rows += M.panel(tool, workdir, size.panel_runs, size.page_users, size.page_runs)
+
+    rows += peruser.measure(tool, workdir, size.user_small, size.user_big, size.per_peer, size.user_runs, log)
 
     ns = scale.Namespace("a")
     big = None
