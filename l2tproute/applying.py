@@ -187,6 +187,11 @@ def _apply_peer(ctx: Context, peer: IPv4Address) -> ApplyReport:
         on_link = {id(item) for item in tagged}
         tagged += [item for item in read_slot_holders(ctx.runner, elsewhere, tagged=True)
                    if item.route.dev != link]
+        # As _kernel_state: a live OpenVPN session's routes are never removed or replaced. A route's
+        # link exists (the kernel holds a route on it), so the links asked about are those of the routes.
+        live = live_next_hops(ctx.run_dir, {item.route.dev for item in tagged})
+        if live:
+            tagged = [item for item in tagged if not is_live_vpn_route(item.route, live)]
         state = _KernelState(tagged, peer_links(peer, link))
 
         def removable(item: Installed) -> bool:

@@ -127,3 +127,20 @@ def test_server_networks_are_refused_through_the_narrow_read(tmp_path):
     assert refused.error.startswith("Refused: refusing 192.168.0.0/16: it covers 192.168.50.0/24, a network on a link")
     # A wide destination covers peers' host routes: those are sessions, not server networks.
     assert w.add("wide", PEER1, "10.255.0.0/16").ok
+
+
+def test_apply_peer_leaves_a_live_openvpn_sessions_route_alone(tmp_path, monkeypatch):
+    """As the full apply: a route of a recorded OpenVPN session holds its slot, first come wins."""
+    from l2tproute import constants as C
+    from l2tproute.model import parse_peer
+    from l2tproute.openvpn import Session, SessionRecords
+
+    monkeypatch.setenv(C.RUN_DIR_ENV, str(tmp_path / "run"))
+    w = _world(tmp_path, 1)
+    w.kernel.add_lan("tun0", "10.8.0.1/24")
+    w.kernel.ip("route", "del", "10.1.0.0/24", "proto", "157")
+    w.kernel.ip("route", "add", "10.1.0.0/24", "via", "10.8.0.6", "dev", "tun0", "proto", "157")
+    SessionRecords(str(tmp_path / "run")).write(Session("tun0", parse_peer("10.8.0.6"), parse_peer("10.255.11.1")))
+    report = w.apply("p", PEER1).value
+    assert [r.line for r in report.blocked] == ["10.1.0.0/24 via 10.255.10.1"] and report.updated == []
+    assert ("10.1.0.0/24", "10.8.0.6", "tun0", "main") in w.tagged()
