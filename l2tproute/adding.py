@@ -93,9 +93,10 @@ def add(ctx: Context, peer: IPv4Address, route: Route) -> AddResult:
     if not ctx.caller.panel:  # the panel's limits include these, without a way past them
         _check_destination_allowed(ctx, route)
     names = table_names() if route.table else None
+    ahead = dstindex.read_ahead(ctx.store) if (ctx.caller.panel or not ctx.force) else None
     with ctx.store.locked(ctx.lock_timeout):
-        # Under the lock: another peer's destination cannot appear between the check and the write.
-        holdings = dstindex.read(ctx.store) if (ctx.caller.panel or not ctx.force) else None
+        # Confirmed under the lock: another peer's destination cannot appear between the check and the write.
+        holdings = dstindex.confirm(ctx.store, ahead) if ahead is not None else None
         if holdings is not None:
             _authorize(ctx, peer, route, holdings)
         lines = ctx.store.read(peer) or []

@@ -11,6 +11,13 @@ A missing, unreadable, torn or older-format index is simply rebuilt. Listing and
 costs a few microseconds a file; parsing them all is what grew with the number of users.
 The caller saves the index only once its own change is in place (save), so a refused or
 failed command leaves the store as it found it.
+
+To keep the lock short, `add` reads ahead, before it takes the lock, and `confirm`s under the
+lock: every l2tp-routectl write replaces or removes a file by rename or unlink, which moves the
+directory's mtime, so an unchanged directory (stat()ed before the read ahead, and older than
+DIR_SETTLE_NS then, so no write can share its clock tick) means no other writer changed a file
+meanwhile; otherwise the store is read again under the lock. A hand edit is never synchronised
+with the lock, so a read ahead sees what a read under the lock would have seen an instant later.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from .store import Store
 INDEX_NAME = C.INDEX_FILE_NAME
 VERSION = 1
 SETTLE_NS = 2_000_000_000
+#: Far longer than a tick of the clock that stamps file times (at most 10 ms).
+DIR_SETTLE_NS = 100_000_000
 
 
 def key_of(route: Route) -> str:
@@ -39,33 +48,38 @@ def key_of(route: Route) -> str:
 
 @dataclass
 class Holdings:
-    """Every peer's stored slots, and the files that could not be read (with why)."""
+    """Every peer's stored slots, and the files that could not be read (with why), by the peer
+    as its file names it (an address is made only for the few peers an answer names)."""
 
-    keys: dict[IPv4Address, frozenset[str]] = field(default_factory=dict)
-    broken: dict[IPv4Address, str] = field(default_factory=dict)
+    keys: dict[str, list[str]] = field(default_factory=dict)
+    broken: dict[str, str] = field(default_factory=dict)
     #: The index as it should now be on disk; None when it already is.
     pending: bytes | None = None
+    #: The directory's identity when read ahead of the lock; None: read it again under the lock.
+    directory: tuple | None = None
 
     def owner_elsewhere(self, peer: IPv4Address, route: Route, warn) -> IPv4Address | None:
         """The first other peer (in address order) with a line for the route's slot. A broken
         file before it is warned about, as when every file was read in order."""
-        key = key_of(route)
-        owner = min((other for other, keys in self.keys.items() if other != peer and key in keys), default=None)
+        key, mine = key_of(route), str(peer)
+        owner = min((parse_peer(other) for other, keys in self.keys.items() if other != mine and key in keys),
+                    default=None)
         self.warn_broken(peer, route.dst, warn, before=owner)
         return owner
 
     def networks_elsewhere(self, peer: IPv4Address, warn, dst: Network) -> list[tuple[IPv4Address, Network]]:
         """Every destination of every other peer, in address order."""
-        self.warn_broken(peer, dst, warn)
         import ipaddress
 
-        return [(other, ipaddress.ip_network(key.split(" ", 1)[0]))
-                for other in sorted(self.keys) if other != peer for key in sorted(self.keys[other])]
+        self.warn_broken(peer, dst, warn)
+        others = sorted(parse_peer(other) for other in self.keys if other != str(peer))
+        return [(other, ipaddress.ip_network(key.split(" ", 1)[0])) for other in others
+                for key in sorted(self.keys[str(other)])]
 
     def warn_broken(self, peer: IPv4Address, dst: Network, warn, before: IPv4Address | None = None) -> None:
-        for other in sorted(self.broken):
-            if other != peer and (before is None or other < before):
-                warn(f"{self.broken[other]}; not checked for {dst}")
+        for other in sorted(parse_peer(text) for text in self.broken if text != str(peer)):
+            if before is None or other < before:
+                warn(f"{self.broken[str(other)]}; not checked for {dst}")
 
 
 def read(store: Store) -> Holdings:
@@ -73,6 +87,7 @@ def read(store: Store) -> Holdings:
     now = time.time_ns()
     recorded = _load(store)
     kept: dict[str, list] = {}
+    changed = False
     found = Holdings()
     try:
         entries = list(os.scandir(store.directory))
@@ -80,15 +95,14 @@ def read(store: Store) -> Holdings:
         return found
     except OSError as exc:
         raise store_fault(exc, f"cannot list the route store {shown(store.directory)}", store.directory) from None
+    suffix = len(C.ROUTE_FILE_SUFFIX)
+    settled = now - SETTLE_NS
     for entry in entries:
         name = entry.name
         if not name.endswith(C.ROUTE_FILE_SUFFIX) or name.startswith("."):
             continue
         try:
-            peer = parse_peer(name[: -len(C.ROUTE_FILE_SUFFIX)])
             info = entry.stat(follow_symlinks=False)
-        except InputError:
-            continue  # not a route file: Store.peers warns about it where it lists peers
         except FileNotFoundError:
             continue  # removed meanwhile
         except OSError as exc:
@@ -97,19 +111,56 @@ def read(store: Store) -> Holdings:
             continue  # a link or a directory is no route file (Store.peers)
         identity = [info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
         old = recorded.get(name)
-        if old is not None and old[0] == identity:
-            keys, error = old[1], old[2]
+        same = old is not None and old[0] == identity
+        if same:
+            keys, error = old[1], old[2]  # its name was a peer's when it was recorded
         else:
+            try:
+                peer = parse_peer(name[:-suffix])
+            except InputError:
+                continue  # not a route file: Store.peers warns about it where it lists peers
             keys, error = _parse(store, peer)  # stat() first: a change after it shows next time
-        if max(info.st_mtime_ns, info.st_ctime_ns) < now - SETTLE_NS:
+        if info.st_mtime_ns < settled and info.st_ctime_ns < settled:
             kept[name] = [identity, keys, error]
+            changed = changed or not same
+        elif old is not None:
+            changed = True  # recorded, but changed since: dropped until it settles
+        text = name[:-suffix]
         if error is not None:
-            found.broken[peer] = error
+            found.broken[text] = error
         else:
-            found.keys[peer] = frozenset(keys)
-    if kept != recorded:
+            found.keys[text] = keys
+    if changed or len(kept) != len(recorded):
         found.pending = json.dumps({"version": VERSION, "files": kept}, separators=(",", ":")).encode()
     return found
+
+
+def read_ahead(store: Store) -> Holdings:
+    """`read` before the lock is taken; `confirm` it under the lock."""
+    now = time.time_ns()
+    before = _directory_identity(store)
+    found = read(store)
+    if before is not None and max(before[2], before[3]) < now - DIR_SETTLE_NS:
+        found.directory = before
+    return found
+
+
+def confirm(store: Store, holdings: Holdings) -> Holdings:
+    """The holdings as they are now, under the lock: those read ahead when no writer has changed
+    the store since, else a new read."""
+    if holdings.directory is not None and _directory_identity(store) == holdings.directory:
+        return holdings
+    return read(store)
+
+
+def _directory_identity(store: Store) -> tuple | None:
+    try:
+        info = os.stat(store.directory)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise store_fault(exc, f"cannot read {shown(store.directory)}", store.directory) from None
+    return (info.st_ino, info.st_dev, info.st_mtime_ns, info.st_ctime_ns)
 
 
 def save(store: Store, holdings: Holdings | None) -> None:

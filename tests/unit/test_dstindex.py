@@ -30,16 +30,16 @@ def brute(store: Store) -> tuple[dict, set]:
         try:
             lines = store.read(peer) or []
         except StoreError:
-            broken.add(peer)
+            broken.add(str(peer))
             continue
-        keys[peer] = frozenset(dstindex.key_of(r) for r in routes_of(lines))
+        keys[str(peer)] = frozenset(dstindex.key_of(r) for r in routes_of(lines))
     return keys, broken
 
 
 def indexed(store: Store) -> tuple[dict, set]:
     found = dstindex.read(store)
     dstindex.save(store, found)
-    return found.keys, set(found.broken)
+    return {peer: frozenset(keys) for peer, keys in found.keys.items()}, set(found.broken)
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ def test_the_index_parses_only_changed_files(tmp_path, settled, monkeypatch):
     time.sleep(TICK)
     with open(_path(store, 3), "ab") as handle:
         handle.write(b"10.9.9.0/24 via 10.255.12.3\n")
-    assert "10.9.9.0/24 None None" in dstindex.read(store).keys[parse_peer("10.255.12.3")]
+    assert "10.9.9.0/24 None None" in dstindex.read(store).keys["10.255.12.3"]
     assert parsed == ["10.255.12.3"]
 
 
@@ -138,7 +138,7 @@ def test_a_file_changed_within_the_settle_time_is_not_recorded(tmp_path):
     assert found.pending is None  # nothing to record: the only file is too young
     with open(_path(store, 1), "r+b") as handle:  # same size, same inode, maybe the same tick
         handle.write(b"10.0.2.0/24 via 10.255.12.1\n")
-    assert dstindex.read(store).keys[parse_peer("10.255.12.1")] == frozenset({"10.0.2.0/24 None None"})
+    assert dstindex.read(store).keys["10.255.12.1"] == ["10.0.2.0/24 None None"]
 
 
 def test_add_refuses_a_destination_a_hand_edit_gave_another_peer(tmp_path, settled):
@@ -193,3 +193,20 @@ def test_a_dry_run_writes_no_index(tmp_path, settled):
     assert found.pending is not None
     dstindex.save(store, found)
     assert sorted(os.listdir(str(tmp_path))) == ["10.255.12.1.routes"]
+
+
+def test_a_read_ahead_of_the_lock_is_confirmed_or_read_again(tmp_path, settled, monkeypatch):
+    from l2tproute.routefile import parse
+
+    store = Store(str(tmp_path))
+    with open(_path(store, 1), "wb") as handle:
+        handle.write(b"10.0.1.0/24 via 10.255.12.1\n")
+    time.sleep(TICK)
+    assert dstindex.read_ahead(store).directory is None  # the directory changed too recently to be trusted
+    monkeypatch.setattr(dstindex, "DIR_SETTLE_NS", -10**12)
+    ahead = dstindex.read_ahead(store)
+    assert ahead.directory is not None and dstindex.confirm(store, ahead) is ahead  # nothing written since
+    with store.locked():  # another l2tp-routectl writes between the read ahead and our lock
+        store.write(parse_peer("10.255.12.2"), parse(b"10.0.2.0/24 via 10.255.12.2\n"))
+    confirmed = dstindex.confirm(store, ahead)
+    assert confirmed is not ahead and confirmed.keys["10.255.12.2"] == ["10.0.2.0/24 None None"]
