@@ -50,4 +50,4 @@ fi
 echo "run-tests.sh: installing this checkout and its test dependencies into $venv ..."
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]' atheris
 
-exec "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"
+exec "$venv/bin/python" -m pytest -q -p no:cacheprovider --durations=15 "$@"

@@ -50,7 +50,9 @@ WRITE_CALLS = {"rename", "renameat", "renameat2", "unlink", "unlinkat", "mkdir",
                "link", "linkat", "chmod", "fchmodat", "chown", "lchown", "fchownat", "truncate", "creat", "rmdir"}
 TRACED = sorted(WRITE_CALLS | {"open", "openat", "execve", "clone", "clone3", "fork", "vfork"})
 # Paths the tool may read that are not the store: its interpreter and libraries, system files.
-READ_OK = ("/opt/l2tproute/", "/usr/", "/lib", "/etc/", "/proc/", "/sys/", "/dev/", "/run/netns", "/var/run/netns")
+# /run/l2tproute: the OpenVPN session records that status and apply read.
+READ_OK = ("/opt/l2tproute/", "/usr/", "/lib", "/etc/", "/proc/", "/sys/", "/dev/", "/run/netns", "/var/run/netns",
+           "/run/l2tproute/")
 
 
 @pytest.fixture(scope="module")
