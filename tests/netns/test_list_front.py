@@ -177,8 +177,10 @@ def every_peer(store: Path) -> list:
 def test_list_peer_of_every_file_in_the_store_is_answered_by_the_front_as_the_cli_does(fronts, front_alone,
                                                                                       mixed_store):
     odd = {"10.255.10.30", "10.255.10.31", "10.255.10.32"}  # a symlink, a directory, a fifo
-    for peer in every_peer(mixed_store):
-        for argv in (["list", "--peer", peer], ["list", f"--peer={peer}"]):
+    for index, peer in enumerate(every_peer(mixed_store)):
+        # The `--peer=` spelling on every fourth file and the odd ones: each comparison starts Python once.
+        forms = [["list", "--peer", peer]] + ([["list", f"--peer={peer}"]] if index % 4 == 0 or peer in odd else [])
+        for argv in forms:
             python = same(fronts, argv)
             if peer in odd:
                 assert python[0] != 0 and python[2].startswith(b"l2tp-routectl: error:"), (argv, python)

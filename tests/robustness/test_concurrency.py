@@ -9,7 +9,7 @@ serial model must give every file byte for byte, every exit status, and the kern
 
 Run as a script with `worker SPEC_JSON`, this file is one writer process.
 
-Size: L2TP_TEST_CONCURRENCY="WORKERSxOPS" (default 16x200, the size the hardening
+Size: L2TP_TEST_CONCURRENCY="WORKERSxOPS" (default 16x100, half the size the hardening
 issue asks for). Replay: the seed is printed first; L2TP_TEST_SEED=N runs the same operations.
 Lock wait: L2TP_TEST_LOCK_TIMEOUT seconds (default 300) for every command here, writers and
 the timer's apply alike, instead of the production 20 s: with 16 writers queued on one lock
@@ -174,7 +174,7 @@ def lock_timeout() -> float:
 
 
 def size() -> tuple[int, int]:
-    text = os.environ.get("L2TP_TEST_CONCURRENCY", "16x200")
+    text = os.environ.get("L2TP_TEST_CONCURRENCY", "16x100")
     workers, ops = text.lower().split("x")
     return int(workers), int(ops)
 
