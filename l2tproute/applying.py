@@ -184,18 +184,15 @@ def _apply_peer(ctx: Context, peer: IPv4Address) -> ApplyReport:
                 continue  # reported by the reconcile
             if (slot_of(wanted), wanted.dev, wanted.gw) not in held:
                 elsewhere.append(wanted)
-        on_link = {id(item) for item in tagged}
+        on_link = set(tagged)
         tagged += [item for item in read_slot_holders(ctx.runner, elsewhere, tagged=True)
                    if item.route.dev != link]
-        # As _kernel_state: a live OpenVPN session's routes are never removed or replaced. A route's
-        # link exists (the kernel holds a route on it), so the links asked about are those of the routes.
-        live = live_next_hops(ctx.run_dir, {item.route.dev for item in tagged})
-        if live:
-            tagged = [item for item in tagged if not is_live_vpn_route(item.route, live)]
+        # A route's link exists (the kernel holds a route on it): the links asked about are the routes'.
+        tagged = _without_live_vpn_routes(ctx, tagged, {item.route.dev for item in tagged})
         state = _KernelState(tagged, peer_links(peer, link))
 
         def removable(item: Installed) -> bool:
-            return id(item) in on_link
+            return item in on_link
 
         _reconcile(ctx, report, state, [Connection(peer, link)], stored, removable,
                    old_reader=_old_routes_of_slots)
@@ -254,12 +251,15 @@ def _kernel_state(ctx: Context, dumps) -> _KernelState:
     for text in links.duplicates:
         ctx.warn(text)
     tagged = [item for family, rows in tagged_rows for item in parse_routes(rows, family, tagged=True)]
-    # A live OpenVPN session's routes are that session's (openvpn.py): never removed or
-    # replaced here; a stored line wanting the same slot is refused by the kernel, first come wins.
-    live = live_next_hops(ctx.run_dir, {str(row.get("ifname")) for row in link_rows})
-    if live:
-        tagged = [item for item in tagged if not is_live_vpn_route(item.route, live)]
+    tagged = _without_live_vpn_routes(ctx, tagged, {str(row.get("ifname")) for row in link_rows})
     return _KernelState(tagged, links)
+
+
+def _without_live_vpn_routes(ctx: Context, tagged: list[Installed], links: set[str]) -> list[Installed]:
+    """A live OpenVPN session's routes are that session's (openvpn.py): never removed or replaced
+    by an apply; a stored line wanting the same slot is refused by the kernel, first come wins."""
+    live = live_next_hops(ctx.run_dir, links)
+    return [item for item in tagged if not is_live_vpn_route(item.route, live)] if live else tagged
 
 
 def _reconcile(ctx: Context, report: ApplyReport, state: _KernelState, targets: list[Connection],
