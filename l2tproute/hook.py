@@ -25,7 +25,7 @@ from typing import Callable
 
 from . import applying, render
 from . import constants as C
-from .applying import ApplyReport, LinkChange
+from .applying import LinkChange
 from .context import Context
 from .errors import describe
 from .iproute2 import IpRoute2, Runner
@@ -150,17 +150,16 @@ def handle(events: Sequence, ctx: Context, log: Log, proc_sys: str = "/proc/sys"
                     and not os.path.exists(ctx.store.path(event.peer)):
                 say(syslog.LOG_INFO, f"no routes stored ({ctx.store.path(event.peer)} does not exist); "
                                      "nothing to install")
-            _log_lines(say, render.link_up_lines(mine), mine)
+            _log_lines(say, render.link_up_lines(mine))
             continue
         elsewhere = [r for r in report.removed if r.route.dev != event.iface and r.route.gw == event.peer]
         mine.removed += elsewhere
-        _log_lines(say, render.link_down_lines(event.iface, event.peer, mine), mine)
+        _log_lines(say, render.link_down_lines(event.iface, event.peer, mine))
 
 
-def _log_lines(say, lines: list[str], report: ApplyReport) -> None:
-    trouble = set(render.apply_warnings(report))
+def _log_lines(say, lines: list[render.LogLine]) -> None:
     for line in lines:
-        say(syslog.LOG_WARNING if line in trouble else syslog.LOG_INFO, line)
+        say(syslog.LOG_WARNING if line.trouble else syslog.LOG_INFO, line.text)
 
 
 def _one_line(text) -> str:

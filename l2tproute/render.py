@@ -5,6 +5,8 @@ One wording for every front: `apply --peer` and a link that came up read alike.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from . import constants as C
 from .applying import ApplyReport, Connection
 
@@ -68,14 +70,23 @@ def apply_doc(report: ApplyReport) -> dict:
             + [{"peer": None, "route": r.text, "error": r.detail} for r in report.removal_failed]}
 
 
-def link_up_lines(report: ApplyReport) -> list[str]:
+@dataclass(frozen=True)
+class LogLine:
+    text: str
+    trouble: bool  # logged as a warning
+
+
+def _log(info: list[str], report: ApplyReport, summary: str) -> list[LogLine]:
+    return ([LogLine(text, False) for text in info] + [LogLine(text, True) for text in apply_warnings(report)]
+            + [LogLine(summary, False)])
+
+
+def link_up_lines(report: ApplyReport) -> list[LogLine]:
     """A link that came up, as the worker logs it: apply --peer's words for that link."""
-    return _route_lines(report) + apply_warnings(report) + [connection_summary(report.connected[0], report)]
+    return _log(_route_lines(report), report, connection_summary(report.connected[0], report))
 
 
-def link_down_lines(link: str, peer, report: ApplyReport) -> list[str]:
-    lines = [f"Removed route: {r.text}" for r in report.removed]
-    lines += apply_warnings(report)
-    lines.append(f"Released {link} of peer {peer}: {len(report.removed)} removed, "
-                 f"{len(report.removal_failed)} failed.")
-    return lines
+def link_down_lines(link: str, peer, report: ApplyReport) -> list[LogLine]:
+    return _log([f"Removed route: {r.text}" for r in report.removed], report,
+                f"Released {link} of peer {peer}: {len(report.removed)} removed, "
+                f"{len(report.removal_failed)} failed.")
