@@ -319,7 +319,9 @@ def test_forged_spool_events_route_nothing(world):
         os.close(fd)
     world.work()
     after = json.loads(world.ns["s"].ip("-j", "route", "show", "table", "all").stdout)
-    assert [r for r in after if r not in before] == []
+    # The kernel's own routes come and go by themselves (a veth's IPv6 link-local address
+    # arrives once duplicate address detection ends); a forged event could only add ours or a static.
+    assert [r for r in after if r not in before and r.get("protocol") != "kernel"] == []
     assert [r["dst"] for r in world.routes_via(a2)] == ["192.168.21.0/24"]
     assert os.listdir(world.run / "openvpn") == [f"tun0,{a2}"]
 
