@@ -18,6 +18,7 @@ from .tables import is_main
 from .text import show
 
 IPv4Address = ipaddress.IPv4Address
+IPv6Address = ipaddress.IPv6Address
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
@@ -123,6 +124,19 @@ def parse_peer(text: str) -> IPv4Address:
     """A peer names its route file, so nothing but a plain unicast dotted quad passes."""
     addr = parse_ipv4(text, "peer")
     _check_unicast(addr, "peer", text)
+    return addr
+
+
+def parse_vpn_address6(text: str) -> IPv6Address:
+    """An OpenVPN client's IPv6 pool address (ifconfig_pool_remote_ip6): a routable unicast address."""
+    try:
+        addr = ipaddress.IPv6Address(text)
+    except ValueError:
+        addr = None
+    if addr is None or str(addr) != text or addr.is_multicast or addr.is_unspecified or addr.is_loopback \
+            or addr.is_link_local or addr.ipv4_mapped is not None:
+        raise InputError(f"invalid client IPv6 address {show(text)}: expected a unicast address in canonical "
+                         "form, like fd00:10:30::1000")
     return addr
 
 

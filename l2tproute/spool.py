@@ -12,7 +12,8 @@ returned, so within a link the numbers are in the order pppd ran the hooks. The 
 only trusted after the same validation as pppd's arguments (hook.parse_event).
 
 OpenVPN's hook (bin/l2tp-routes-openvpn, running as nobody:www-data) spools a second kind:
-`TUN,SEQ,vpn-up,VPN_ADDRESS,PEER` and `TUN,SEQ,vpn-down,VPN_ADDRESS`, SEQ being the time in
+`TUN,SEQ,vpn-up,VPN_ADDRESS,PEER[,VPN_ADDRESS6]` (the client's IPv6 pool address when the
+server has `server-ipv6`) and `TUN,SEQ,vpn-down,VPN_ADDRESS`, SEQ being the time in
 nanoseconds (the hook cannot write root's seq files). The spool is writable by the hook's
 group, so the worker trusts these names no further than openvpn.py checks them against
 the kernel and its own session records.
@@ -26,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import constants as C
-from .model import InputError, IPv4Address, parse_device, parse_peer
+from .model import InputError, IPv4Address, IPv6Address, parse_device, parse_peer, parse_vpn_address6
 
 SPOOL = "spool"
 SEQ = "seq"
@@ -38,7 +39,8 @@ VPN_UP = "vpn-up"
 VPN_DOWN = "vpn-down"
 
 _NAME_RE = re.compile(r"([^,]{1,15}),([0-9]{1,18}),(up|down),([0-9.]{7,15})", re.ASCII)
-_VPN_NAME_RE = re.compile(r"([^,]{1,15}),([0-9]{1,20}),(vpn-up,([0-9.]{7,15}),([0-9.]{7,15})|vpn-down,([0-9.]{7,15}))",
+_VPN_NAME_RE = re.compile(r"([^,]{1,15}),([0-9]{1,20}),"
+                          r"(vpn-up,([0-9.]{7,15}),([0-9.]{7,15})(?:,([0-9a-f:]{2,39}))?|vpn-down,([0-9.]{7,15}))",
                           re.ASCII)
 
 
@@ -73,6 +75,7 @@ class VpnEvent:
     address: IPv4Address  # the client's VPN address (ifconfig_pool_remote_ip)
     peer: IPv4Address | None  # the user's chap-secrets address; None on vpn-down
     name: str
+    address6: IPv6Address | None = None  # the client's IPv6 pool address, with server-ipv6
 
     def __str__(self) -> str:
         user = f" peer {self.peer}" if self.peer is not None else ""
@@ -82,10 +85,13 @@ class VpnEvent:
 def parse_vpn_name(name: str) -> VpnEvent:
     match = _VPN_NAME_RE.fullmatch(name)
     if match is None:
-        raise InputError(f"spool entry {name[:80]} is not TUN,SEQ,vpn-up,ADDRESS,PEER or TUN,SEQ,vpn-down,ADDRESS")
-    tun, seq, _, up_address, up_peer, down_address = match.groups()
+        raise InputError(f"spool entry {name[:80]} is not TUN,SEQ,vpn-up,ADDRESS,PEER[,ADDRESS6] or "
+                         "TUN,SEQ,vpn-down,ADDRESS")
+    tun, seq, _, up_address, up_peer, up_address6, down_address = match.groups()
     if up_address is not None:
-        return VpnEvent(parse_device(tun), int(seq), VPN_UP, parse_peer(up_address), parse_peer(up_peer), name)
+        address6 = parse_vpn_address6(up_address6) if up_address6 is not None else None
+        return VpnEvent(parse_device(tun), int(seq), VPN_UP, parse_peer(up_address), parse_peer(up_peer), name,
+                        address6)
     return VpnEvent(parse_device(tun), int(seq), VPN_DOWN, parse_peer(down_address), None, name)
 
 

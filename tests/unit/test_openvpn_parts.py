@@ -19,10 +19,18 @@ def test_vpn_names_parse_and_anything_else_is_refused():
     assert (up.tun, up.direction, up.address, up.peer) == ("tun0", VPN_UP, A("10.10.30.2"), A("10.255.10.1"))
     down = parse_vpn_name("tun0,17,vpn-down,10.10.30.2")
     assert (down.direction, down.address, down.peer) == (VPN_DOWN, A("10.10.30.2"), None)
+    assert up.address6 is None
+    six = parse_vpn_name("tun0,17,vpn-up,10.10.30.2,10.255.10.1,fd00:10:30::1000")
+    assert (six.address, six.address6) == (A("10.10.30.2"), ipaddress.IPv6Address("fd00:10:30::1000"))
     for name in ["tun0,1,vpn-up,10.10.30.2", "tun0,1,vpn-down,10.10.30.2,10.255.10.1",
                  "tun0,1,vpn-up,10.10.30.2,10.255.10.1;x", "../x,1,vpn-down,10.10.30.2",
                  "tun0,1,vpn-up,1.2.3,10.255.10.1",
-                 "tun0,1,vpn-up,10.10.30.2,0.0.0.0", "tun0,x,vpn-down,10.10.30.2", "a" * 16 + ",1,vpn-down,10.10.30.2"]:
+                 "tun0,1,vpn-up,10.10.30.2,0.0.0.0", "tun0,x,vpn-down,10.10.30.2", "a" * 16 + ",1,vpn-down,10.10.30.2",
+                 # the IPv6 pool address: unicast, routable, canonical, and only on vpn-up
+                 "tun0,1,vpn-up,10.10.30.2,10.255.10.1,fe80::1", "tun0,1,vpn-up,10.10.30.2,10.255.10.1,ff02::1",
+                 "tun0,1,vpn-up,10.10.30.2,10.255.10.1,fd00::0:1", "tun0,1,vpn-up,10.10.30.2,10.255.10.1,::1",
+                 "tun0,1,vpn-up,10.10.30.2,10.255.10.1,FD00::1", "tun0,1,vpn-up,10.10.30.2,10.255.10.1,",
+                 "tun0,1,vpn-down,10.10.30.2,fd00::1"]:
         with pytest.raises(InputError):
             parse_vpn_name(name)
 
