@@ -193,9 +193,11 @@ class Clients:
             clients = self._read()
 
 
-def iroute_lines(routes: Sequence[Route]) -> list[str]:
-    """OpenVPN's iroutes, as network and dotted mask: `iroute 192.168.20.0/24` is taken as a /32."""
-    return [f"iroute {r.dst.network_address} {r.dst.netmask}" for r in routes if r.family == 4 and r.dev is None]
+def iroute_lines(routes: Sequence[Route], ipv6: bool = False) -> list[str]:
+    """OpenVPN's iroutes, as network and dotted mask: `iroute 192.168.20.0/24` is taken as a /32;
+    with `ipv6` (the client has an IPv6 pool address) also `iroute-ipv6 NET/LEN`, which takes a prefix."""
+    return [f"iroute {r.dst.network_address} {r.dst.netmask}" if r.family == 4 else f"iroute-ipv6 {r.dst}"
+            for r in routes if r.dev is None and (r.family == 4 or ipv6)]
 
 
 def tun_problem(link_rows: list, tun: str, address: IPv4Address) -> str | None:
