@@ -35,6 +35,10 @@ from l2tproute import constants as C
 PORT = 18443
 SERVER_ADDR = "172.31.1.1"
 USERS = {"user1": ("pass1", "10.255.10.1", "192.168.20.0/24"), "user2": ("pass2", "10.255.10.2", "192.168.21.0/24")}
+#: `start_server(ipv6=True)`: the server's IPv6 pool (`server-ipv6`).
+POOL6 = "fd00:10:30::/64"
+#: The connect queue the installer's tmpfiles.d line makes (root:www-data 1770), under the run dir.
+QUEUE = "openvpn-connect"
 
 AUTH = """#!/bin/sh
 # auth-user-pass-verify via-file: $1 holds the user name and the password, one a line.
@@ -56,6 +60,9 @@ class World:
         self.store = root / "routes.d"
         self.run = root / "run"
         self.chap = root / "chap-secrets"
+        #: One line per start of the connect Python (its first argument: --lock-fd or the config file).
+        self.connect_starts = root / "connect-starts"
+        self.cgroup: Path | None = None
 
     # -- topology ---------------------------------------------------------------------
     def build(self) -> None:
@@ -94,6 +101,12 @@ class World:
         self.run.chmod(0o755)
         shutil.chown(spool, "root", "www-data")
         spool.chmod(0o1770)
+        queue = self.run / QUEUE
+        queue.mkdir()
+        shutil.chown(queue, "root", "www-data")
+        queue.chmod(0o1770)
+        self.connect_starts.write_text("")
+        self.connect_starts.chmod(0o666)
         auth = self.root / "auth.sh"
         auth.write_text(AUTH % self.chap)
         auth.chmod(0o755)
@@ -103,11 +116,15 @@ class World:
         # nobody cannot run this venv's interpreter when it lives under /root (pyenv): the
         # system Python runs this checkout with the venv's packages, as the installer's line does.
         paths = [str(REPO), sysconfig.get_paths()["purelib"]]
-        connect.write_text(f"#!/usr/bin/python3 -IS\nimport sys\nsys.path[:0] = {paths!r}\n{body}")
+        count = f"open({str(self.connect_starts)!r}, 'a').write((sys.argv[1:] or [''])[0] + chr(10))\n"
+        connect.write_text(f"#!/usr/bin/python3 -IS\nimport sys\nsys.path[:0] = {paths!r}\n{count}{body}")
         connect.chmod(0o755)
         hook_text = (REPO / "bin" / "l2tp-routes-openvpn").read_text()
         for old, new in {"CONNECT=/opt/l2tproute/libexec/l2tp-routes-openvpn-connect": f"CONNECT={connect}",
-                         "LIB=/opt/l2tproute/libexec/l2tproute.sh": f"LIB={REPO / 'bin' / 'l2tproute.sh'}"}.items():
+                         "LIB=/opt/l2tproute/libexec/l2tproute.sh": f"LIB={REPO / 'bin' / 'l2tproute.sh'}",
+                         # No kick: the tests run the worker themselves (world.work); one may put a kick here.
+                         "KICK=/opt/l2tproute/libexec/l2tp-routes-kick": f"KICK={self.root / 'l2tp-routes-kick'}",
+                         }.items():
             assert old in hook_text
             hook_text = hook_text.replace(old, new)
         self.hook = self.root / "l2tp-routes-openvpn"
@@ -133,7 +150,16 @@ class World:
         ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
             "-out", "server.crt", "-days", "2", "-extfile", "ext")
 
-    def server_config(self, hooks: bool) -> Path:
+    def add_users(self, users: dict[str, tuple[str, str, str]]) -> None:
+        """More users (name: password, peer, route file text), beside USERS, which every test has."""
+        with self.chap.open("a") as handle:
+            handle.write("".join(f"{u} * {p} {a}\n" for u, (p, a, _) in users.items()))
+        for user, (password, peer, routes) in users.items():
+            (self.store / f"{peer}.routes").write_text(routes)
+            (self.root / f"{user}.pass").write_text(f"{user}\n{password}\n")
+            (self.root / f"{user}.pass").chmod(0o600)
+
+    def server_config(self, hooks: bool, ipv6: bool = False) -> Path:
         r = self.root
         lines = [
             f"local {SERVER_ADDR}", f"port {PORT}", "proto tcp-server", "dev tun", "topology subnet",
@@ -147,29 +173,58 @@ class World:
         ]
         if hooks:
             lines += [f"client-connect {self.hook}", f"client-disconnect {self.hook}"]
-        path = r / f"server-{int(hooks)}.conf"
+        if ipv6:
+            lines += [f"server-ipv6 {POOL6}"]
+        path = r / f"server-{int(hooks)}{'-6' if ipv6 else ''}.conf"
         path.write_text("\n".join(lines) + "\n")
         return path
 
     # -- processes --------------------------------------------------------------------
-    def start(self, name: str, ns: str, config: list[str]) -> None:
+    def start(self, name: str, ns: str, config: list[str], cgroup: Path | None = None) -> None:
         log = self.root / f"{name}.log"
         log.write_text("")
+        enter = None
+        if cgroup is not None:
+            def enter():
+                (cgroup / "cgroup.procs").write_text(str(os.getpid()))
         self.procs[name] = subprocess.Popen(["ip", "netns", "exec", self.ns[ns].name, "openvpn", *config,
                                              "--log", str(log)], stdin=subprocess.DEVNULL,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=enter)
 
-    def start_server(self, hooks: bool) -> None:
-        self.start("server", "s", ["--config", str(self.server_config(hooks))])
+    def start_server(self, hooks: bool, ipv6: bool = False, pids_max: int | None = None) -> None:
+        """`pids_max`: the server (with its hooks and what they start) in a pids cgroup of that
+        size, as Debian's openvpn@.service has TasksMax=10."""
+        if pids_max is not None:
+            self.cgroup = make_pids_cgroup(f"l2t-{os.getpid()}-ovpn")
+            (self.cgroup / "pids.max").write_text(str(pids_max))
+        self.start("server", "s", ["--config", str(self.server_config(hooks, ipv6))], self.cgroup)
         self.wait_log("server", "Initialization Sequence Completed")
+
+    def client_args(self, user: str) -> list[str]:
+        return ["--client", "--dev", "tun", "--proto", "tcp-client", "--remote", SERVER_ADDR, str(PORT),
+                "--ca", str(self.root / "ca.crt"), "--auth-user-pass", str(self.root / f"{user}.pass"),
+                "--nobind", "--verb", "3"]
 
     def start_client(self, user: str, ns: str) -> str:
         name = f"client-{user}-{ns}"
-        self.start(name, ns, ["--client", "--dev", "tun", "--proto", "tcp-client", "--remote", SERVER_ADDR,
-                              str(PORT), "--ca", str(self.root / "ca.crt"), "--auth-user-pass",
-                              str(self.root / f"{user}.pass"), "--nobind", "--verb", "3"])
+        self.start(name, ns, self.client_args(user))
         self.wait_log(name, "Initialization Sequence Completed")
         return self.client_address(ns)
+
+    def start_clients(self, users: list[str], ns: str) -> list[str]:
+        """Several clients in one namespace, all started at once (each on its own tun); their names."""
+        names = [f"client-{user}-{ns}-{i}" for i, user in enumerate(users)]
+        for name, user in zip(names, users):
+            self.start(name, ns, self.client_args(user))
+        for name in names:
+            self.wait_log(name, "Initialization Sequence Completed")
+        return names
+
+    def logged_address(self, name: str, family: int = 4) -> str:
+        """The VPN address a client set on its tun, from its log (net_addr_v4_add: ADDRESS/LEN dev TUN)."""
+        marker = "net_addr_v4_add: " if family == 4 else "net_addr_v6_add: "
+        text = (self.root / f"{name}.log").read_text(errors="replace")
+        return text.split(marker, 1)[1].split("/", 1)[0]
 
     def stop(self, name: str) -> None:
         proc = self.procs.pop(name)
@@ -235,6 +290,42 @@ class World:
                 proc.kill()
         for ns in self.ns.values():
             _ip("netns", "del", ns.name, check=False)
+        if self.cgroup is not None:
+            remove_cgroup(self.cgroup)
+
+
+def pids_cgroup_root() -> Path | None:
+    """Where a pids cgroup can be made here: cgroup v2 with the pids controller, else v1's pids hierarchy."""
+    v2 = Path("/sys/fs/cgroup")
+    with contextlib.suppress(OSError):
+        if "pids" in (v2 / "cgroup.controllers").read_text().split() and \
+                "pids" in (v2 / "cgroup.subtree_control").read_text().split():
+            return v2
+    v1 = Path("/sys/fs/cgroup/pids")
+    return v1 if (v1 / "cgroup.procs").exists() else None
+
+
+def make_pids_cgroup(name: str) -> Path:
+    root = pids_cgroup_root()
+    require(root is not None, "a pids cgroup (cgroup v2 with pids, or v1 pids)")
+    path = root / name
+    path.mkdir()
+    return path
+
+
+def remove_cgroup(path: Path) -> None:
+    """Ends what is left in it (the hooks' background processes, started by the test's server), then removes it."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pids = [int(p) for p in (path / "cgroup.procs").read_text().split()]
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 15)
+        time.sleep(0.1)
+    with contextlib.suppress(OSError):
+        path.rmdir()
 
 
 @contextlib.contextmanager
