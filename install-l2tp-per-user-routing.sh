@@ -375,7 +375,7 @@ wire_openvpn() {
     group=$(ovpn_option group <"$rest")
     [[ $group =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]*$ ]] || group=root
     printf '%s\n' "$MARKER" "d /run/l2tproute 0755 root root -" "d /run/l2tproute/spool 1770 root $group -" \
-        >"$WORK/tmpfiles.conf"
+        "d /run/l2tproute/openvpn-connect 1770 root $group -" >"$WORK/tmpfiles.conf"
     put_file "$WORK/tmpfiles.conf" "$TMPFILES_FILE" 0644
     if ((PUT_CHANGED)) && ((LIVE)); then
         run_quiet "systemd-tmpfiles --create $TMPFILES_FILE" systemd-tmpfiles --create "$TMPFILES_FILE"

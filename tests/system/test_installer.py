@@ -673,7 +673,8 @@ def test_the_openvpn_server_config_is_wired_once_backed_up_and_unwired(tmp_path,
     assert stat.S_IMODE(conf.stat().st_mode) == 0o600
     assert (root / "etc/openvpn/server.conf.bak-l2tproute").read_text() == PANEL_OVPN
     assert (root / "etc/tmpfiles.d/l2tproute.conf").read_text() == (
-        f"{MARKER}\nd /run/l2tproute 0755 root root -\nd /run/l2tproute/spool 1770 root www-data -\n")
+        f"{MARKER}\nd /run/l2tproute 0755 root root -\nd /run/l2tproute/spool 1770 root www-data -\n"
+        "d /run/l2tproute/openvpn-connect 1770 root www-data -\n")
     again = installer("--root", str(root), script=checkout / PROG)
     assert again.stdout.splitlines()[-1].startswith("Nothing to do"), again.stdout
     assert conf.read_text() == PANEL_OVPN + OVPN_BLOCK
