@@ -31,14 +31,13 @@ from pathlib import Path
 from conftest import REPO, Netns, _ip, require
 
 from l2tproute import constants as C
+from l2tproute.openvpnconnect import QUEUE
 
 PORT = 18443
 SERVER_ADDR = "172.31.1.1"
 USERS = {"user1": ("pass1", "10.255.10.1", "192.168.20.0/24"), "user2": ("pass2", "10.255.10.2", "192.168.21.0/24")}
 #: `start_server(ipv6=True)`: the server's IPv6 pool (`server-ipv6`).
 POOL6 = "fd00:10:30::/64"
-#: The connect queue the installer's tmpfiles.d line makes (root:www-data 1770), under the run dir.
-QUEUE = "openvpn-connect"
 
 AUTH = """#!/bin/sh
 # auth-user-pass-verify via-file: $1 holds the user name and the password, one a line.
@@ -101,7 +100,7 @@ class World:
         self.run.chmod(0o755)
         shutil.chown(spool, "root", "www-data")
         spool.chmod(0o1770)
-        queue = self.run / QUEUE
+        queue = self.run / QUEUE  # as the installer's tmpfiles.d line makes it
         queue.mkdir()
         shutil.chown(queue, "root", "www-data")
         queue.chmod(0o1770)

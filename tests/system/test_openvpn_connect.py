@@ -12,6 +12,8 @@ import pytest
 from conftest import REPO
 from openvpnworld import openvpn_world, pids_cgroup_root
 
+from l2tproute.openvpnconnect import QUEUE
+
 #: Debian 12's /lib/systemd/system/openvpn@.service: TasksMax=10.
 TASKS_MAX = 10
 BURST = {f"user{i}": (f"pass{i}", f"10.255.10.{i}",
@@ -76,7 +78,7 @@ def test_the_worker_is_kicked_after_every_disconnect_one_kick_at_a_time(tmp_path
     sees in the spool: after the last hook returned, a kick still starts and sees every event."""
     run = tmp_path / "run"
     (run / "spool").mkdir(parents=True)
-    (run / "openvpn-connect").mkdir()
+    (run / QUEUE).mkdir()
     seen = tmp_path / "kicks"
     kick = tmp_path / "kick"
     kick.write_text(f"#!/bin/sh\nsleep 0.2\nls {run / 'spool'} | wc -l >>{seen}\n")
@@ -99,9 +101,9 @@ def test_the_worker_is_kicked_after_every_disconnect_one_kick_at_a_time(tmp_path
     for n in range(3, 9):
         disconnect(n)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and (run / "openvpn-connect" / ".kick-wanted").exists():
+    while time.monotonic() < deadline and (run / QUEUE / ".kick-wanted").exists():
         time.sleep(0.05)
     # The last kick runs after the flag went: wait for the kick lock to be free.
-    subprocess.run(["flock", str(run / "openvpn-connect" / "kick.lock"), "true"], check=True, timeout=20)
+    subprocess.run(["flock", str(run / QUEUE / "kick.lock"), "true"], check=True, timeout=20)
     counts = [int(x) for x in seen.read_text().split()]
     assert counts[-1] == 7 and 1 <= len(counts) <= 6

@@ -15,7 +15,7 @@ from conftest import REPO
 
 from l2tproute import openvpnconnect
 from l2tproute.model import InputError
-from l2tproute.openvpnconnect import LOCK, Queue, parse_record, serve_pending
+from l2tproute.openvpnconnect import LOCK, QUEUE, Queue, parse_record, serve_pending
 from l2tproute.openvpnhook import Lookup
 from l2tproute.spool import parse_vpn_name
 
@@ -75,9 +75,9 @@ def _world(tmp_path):
     chap.write_text("user1 * p1 10.255.10.1\nuser2 * p2 10.255.10.2\nroaming * p3 *\n")
     run = tmp_path / "run"
     (run / "spool").mkdir(parents=True)
-    (run / "openvpn-connect").mkdir()
+    (run / QUEUE).mkdir()
     env = {"L2TP_ROUTES_DIR": str(store), "L2TP_RUN_DIR": str(run), "L2TP_CHAP_SECRETS": str(chap)}
-    return env, Queue(str(run / "openvpn-connect")), run
+    return env, Queue(str(run / QUEUE)), run
 
 
 def _queue(tmp_path, queue: Queue, n: int, **change) -> tuple:
@@ -88,7 +88,7 @@ def _queue(tmp_path, queue: Queue, n: int, **change) -> tuple:
     values = _fields(client_connect_deferred_file=str(deferred), config=str(config),
                      ifconfig_pool_remote_ip=f"10.10.30.{n + 2}")
     values.update(change)
-    (tmp_path / "run" / "openvpn-connect" / f"{1000 + n}-{n}").write_bytes(_record(values))
+    (tmp_path / "run" / QUEUE / f"{1000 + n}-{n}").write_bytes(_record(values))
     return config, deferred
 
 
@@ -150,7 +150,7 @@ def test_files_named_by_a_record_are_written_only_when_they_are_this_uids_own(tm
 def test_a_record_written_by_another_uid_is_dropped_unserved(tmp_path):
     env, queue, run = _world(tmp_path)
     config, deferred = _queue(tmp_path, queue, 0)
-    record = tmp_path / "run" / "openvpn-connect" / "1000-0"
+    record = tmp_path / "run" / QUEUE / "1000-0"
     os.chown(record, pwd.getpwnam("nobody").pw_uid, -1)
     logged = []
     serve_pending(queue, Lookup.from_environment(env), str(run), lambda p, m: logged.append(m))
