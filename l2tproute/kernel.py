@@ -6,7 +6,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from .model import IPv4Address, KernelRoute, Network, ipv4_address, ipv4_int, ipv4_network
+from .model import IPv4Address, IPv6Address, KernelRoute, Network, ipv4_address, ipv4_int, ipv4_network
 from .tables import MAIN, is_main, normal_table
 
 #: (destination, table id, metric): the slot the kernel holds one route in.
@@ -53,6 +53,13 @@ def _gateway(text: str) -> IPv4Address:
     return ipv4_address(text) or ipaddress.IPv4Address(text)
 
 
+def _gateway6(text: str) -> IPv6Address | None:
+    try:
+        return ipaddress.IPv6Address(text)
+    except ValueError:
+        return None  # an IPv4 next hop of an IPv6 route (RFC 5549): never ours
+
+
 def parse_routes(rows: list, family: int, tagged: bool = False) -> list[Installed]:
     """Routes from `ip -json -N route show`; iproute2 omits the protocol when it is `boot`
     (the default) and when the listing was filtered by protocol."""
@@ -63,7 +70,8 @@ def parse_routes(rows: list, family: int, tagged: bool = False) -> list[Installe
         if dst is None or row.get("type") not in (None, "unicast"):
             continue
         gw = row.get("gateway")
-        gateway = _gateway(gw) if gw and family == 4 and ":" not in gw else None
+        # An IPv6 route of ours has a gateway only over OpenVPN (the client's IPv6 address).
+        gateway = (_gateway(gw) if family == 4 and ":" not in gw else _gateway6(gw)) if gw else None
         table = str(row.get("table", MAIN))
         route = KernelRoute(
             dst=dst,

@@ -249,7 +249,7 @@ class KernelRoute:
 
     dst: Network
     dev: str
-    gw: IPv4Address | None = None
+    gw: IPv4Address | IPv6Address | None = None  # IPv6 only over OpenVPN
     metric: int | None = None
     table: str | None = None
 

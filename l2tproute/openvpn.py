@@ -25,16 +25,26 @@ import socket
 import syslog
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from . import constants as C
 from .chap import DEFAULT_CHAP_SECRETS, resolve_user
-from .context import Context, kernel_route, read_tagged, stored_routes
+from .context import Context, holder_text, kernel_route, read_tagged, stored_routes
 from .errors import describe
-from .iproute2 import is_gone_error, is_taken_slot_error
+from .iproute2 import IpError, is_gone_error, is_no_device_error, is_taken_slot_error
 from .kernel import Installed, slot_of
-from .model import Change, InputError, IPv4Address, KernelRoute, Route, parse_device, parse_peer
+from .model import (
+    Change,
+    InputError,
+    IPv4Address,
+    IPv6Address,
+    KernelRoute,
+    Route,
+    parse_device,
+    parse_peer,
+    parse_vpn_address6,
+)
 from .spool import VPN_DOWN, VpnEvent
 from .tables import table_names
 
@@ -55,15 +65,26 @@ Log = Callable[[int, str], None]
 
 @dataclass(frozen=True)
 class Session:
-    """One connected OpenVPN client: its VPN address on a tun, and whose routes it carries."""
+    """One connected OpenVPN client: its VPN address(es) on a tun, and whose routes it carries."""
 
     tun: str
     address: IPv4Address
     peer: IPv4Address
+    address6: IPv6Address | None = None  # with `server-ipv6`
+    #: When the record was written: of two sessions of one user (duplicate-cn), the newer holds the routes.
+    since: float = field(default=0.0, compare=False)
+
+    @property
+    def next_hops(self) -> set[tuple[str, IPv4Address | IPv6Address]]:
+        hops: set[tuple[str, IPv4Address | IPv6Address]] = {(self.tun, self.address)}
+        if self.address6 is not None:
+            hops.add((self.tun, self.address6))
+        return hops
 
 
 class SessionRecords:
-    """RUN_DIR/openvpn/TUN,ADDRESS holding `PEER\\n`; written by the root worker only."""
+    """RUN_DIR/openvpn/TUN,ADDRESS holding `PEER\\n` and, with IPv6, `ADDRESS6\\n`; written by the
+    root worker only."""
 
     def __init__(self, run_dir: str):
         self.directory = os.path.join(run_dir, SESSIONS)
@@ -90,8 +111,12 @@ class SessionRecords:
         tun, _, address = name.partition(",")
         try:
             with open(os.path.join(self.directory, name), encoding="ascii") as handle:
-                peer = handle.read(64).strip()
-            return Session(parse_device(tun), parse_peer(address), parse_peer(peer))
+                since = os.fstat(handle.fileno()).st_mtime
+                fields = handle.read(128).split("\n")
+            if len(fields) not in (2, 3) or fields[-1] != "":
+                return None
+            address6 = parse_vpn_address6(fields[1]) if len(fields) == 3 else None
+            return Session(parse_device(tun), parse_peer(address), parse_peer(fields[0]), address6, since)
         except (OSError, ValueError, InputError):
             return None  # a temporary or a broken record: no session
 
@@ -100,7 +125,7 @@ class SessionRecords:
         final = self._path(session.tun, session.address)
         temporary = os.path.join(self.directory, f".tmp-{os.getpid()}")
         with open(temporary, "w", encoding="ascii") as handle:
-            handle.write(f"{session.peer}\n")
+            handle.write(f"{session.peer}\n" + (f"{session.address6}\n" if session.address6 is not None else ""))
         os.replace(temporary, final)
 
     def remove(self, tun: str, address: IPv4Address) -> None:
@@ -108,10 +133,37 @@ class SessionRecords:
             os.unlink(self._path(tun, address))
 
 
-def live_next_hops(run_dir: str, link_names: set[str]) -> set[tuple[str, IPv4Address]]:
+def live_next_hops(run_dir: str, link_names: set[str]) -> set[tuple[str, IPv4Address | IPv6Address]]:
     """(tun, client address) of every recorded session whose tun still exists: apply's
     reconcile leaves the routes via them alone."""
-    return {(s.tun, s.address) for s in SessionRecords(run_dir).all() if s.tun in link_names}
+    return {hop for s in SessionRecords(run_dir).all() if s.tun in link_names for hop in s.next_hops}
+
+
+def live_sessions(run_dir: str, link_names: set[str]) -> list[Session]:
+    """The session that carries each user's routes: the newest recorded one on a tun that exists."""
+    newest: dict[IPv4Address, Session] = {}
+    for session in SessionRecords(run_dir).all():
+        if session.tun in link_names:
+            known = newest.get(session.peer)
+            if known is None or (session.since, str(session.address)) > (known.since, str(known.address)):
+                newest[session.peer] = session
+    return sorted(newest.values(), key=lambda s: (s.peer, s.tun))
+
+
+def vpn_kernel_route(route: Route, session: Session, names: dict[str, str] | None) -> KernelRoute | None:
+    """A stored line as the kernel gets it for an OpenVPN session: via the client's VPN address,
+    keeping metric and table; None for a line with its own `dev`, or IPv6 without a client IPv6 address."""
+    if route.dev is not None:
+        return None
+    via = session.address if route.family == 4 else session.address6
+    if via is None:
+        return None
+    return replace(kernel_route(route, session.tun, names), gw=via)
+
+
+def not_routed_why(route: Route) -> str:
+    """Why vpn_kernel_route gave nothing for this line."""
+    return f"has its own dev {route.dev}" if route.dev is not None else "is IPv6 and the tunnel has no IPv6"
 
 
 def is_live_vpn_route(route: KernelRoute, live: set[tuple[str, IPv4Address]]) -> bool:
@@ -124,6 +176,7 @@ class VpnClient:
 
     user: str
     address: IPv4Address | None
+    address6: IPv6Address | None = None
 
 
 class ManagementError(RuntimeError):
@@ -166,7 +219,11 @@ def parse_status(text: str) -> list[VpnClient]:
             address: IPv4Address | None = ipaddress.IPv4Address(fields[3])
         except ValueError:
             address = None  # not yet given one
-        found.append(VpnClient(user, address))
+        try:
+            address6: IPv6Address | None = ipaddress.IPv6Address(fields[4])
+        except ValueError:
+            address6 = None  # no server-ipv6
+        found.append(VpnClient(user, address, address6))
     return found
 
 
@@ -200,27 +257,136 @@ def iroute_lines(routes: Sequence[Route], ipv6: bool = False) -> list[str]:
             for r in routes if r.dev is None and (r.family == 4 or ipv6)]
 
 
-def tun_problem(link_rows: list, tun: str, address: IPv4Address) -> str | None:
-    """Why `address` on `tun` is not an OpenVPN client's address by the kernel's state; None if it can be."""
+def tun_problem(link_rows: list, tun: str, address: IPv4Address, address6: IPv6Address | None = None) -> str | None:
+    """Why `address` (and `address6`) on `tun` is not an OpenVPN client's by the kernel's state; None if it can be."""
     for row in link_rows:
         if row.get("ifname") != tun:
             continue
         if row.get("link_type") != TUN_LINK_TYPE:
             return f"{tun} is a {row.get('link_type', 'unknown')} link, not a tun"
-        for info in row.get("addr_info", []):
-            if info.get("family") != "inet":
-                continue
-            if info.get("address") and info.get("address") != info.get("local"):
+        infos = row.get("addr_info", [])
+        for info in infos:
+            if info.get("family") == "inet" and info.get("address") and info.get("address") != info.get("local"):
                 return f"{tun} is a point-to-point session link, not the OpenVPN server tun"
-            try:
-                net = ipaddress.ip_network(f"{info.get('local')}/{info.get('prefixlen')}", strict=False)
-                local = ipaddress.IPv4Address(info.get("local"))
-            except ValueError:
-                continue
-            if address in net and address not in (local, net.network_address, net.broadcast_address):
-                return None
-        return f"{address} is not a client address in the subnet of {tun}"
+        if not _in_subnet(infos, "inet", address):
+            return f"{address} is not a client address in the subnet of {tun}"
+        if address6 is not None and not _in_subnet(infos, "inet6", address6):
+            return f"{address6} is not a client address in the IPv6 subnet of {tun}"
+        return None
     return f"{tun} does not exist"
+
+
+def _in_subnet(infos: list, family: str, address: IPv4Address | IPv6Address) -> bool:
+    for info in infos:
+        if info.get("family") != family:
+            continue
+        try:
+            net = ipaddress.ip_network(f"{info.get('local')}/{info.get('prefixlen')}", strict=False)
+            local = ipaddress.ip_address(str(info.get("local")))
+        except ValueError:
+            continue
+        if net.prefixlen < net.max_prefixlen - 1 and address in net \
+                and address not in (local, net.network_address, net.broadcast_address):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class VpnRoute:
+    """One stored line of an OpenVPN session's user, as the kernel got it (or did not)."""
+
+    route: Route
+    kernel: KernelRoute
+    detail: str = ""  # held: what holds the destination; failed: why
+
+
+@dataclass
+class SessionSync:
+    """What one session's routes became: the stored lines against our routes via its client."""
+
+    session: Session
+    installed: list[VpnRoute] = field(default_factory=list)
+    #: Taken over from an older session of the same user (OpenVPN gives the iroute to the newest).
+    moved: list[VpnRoute] = field(default_factory=list)
+    unchanged: list[VpnRoute] = field(default_factory=list)
+    removed: list[KernelRoute] = field(default_factory=list)
+    #: The slot is held by another route (L2TP first, another user, a foreign route): first come wins.
+    held: list[VpnRoute] = field(default_factory=list)
+    failed: list[VpnRoute] = field(default_factory=list)
+    removal_failed: list[tuple[KernelRoute, str]] = field(default_factory=list)
+    not_routed: list[tuple[Route, str]] = field(default_factory=list)  # own dev, or IPv6 without IPv6
+
+
+def sync_session(ctx: Context, session: Session, routes: Sequence[Route], records: SessionRecords) -> SessionSync:
+    """Make our routes via this session's client exactly its user's stored lines: install what is
+    missing (`add`: a slot held by anybody else stays theirs), take over the same user's older
+    session's, remove ours via this client that no line wants. One read of our routes on the tun,
+    one batch; the caller holds the store lock."""
+    result = SessionSync(session)
+    names = table_names() if any(r.table for r in routes) else None
+    wanted: dict = {}
+    for route in routes:
+        try:
+            kernel = vpn_kernel_route(route, session, names)
+        except InputError as exc:  # a table name no longer defined: this line only
+            result.failed.append(VpnRoute(route, kernel_route(replace(route, table=None), session.tun), str(exc)))
+            continue
+        if kernel is None:
+            result.not_routed.append((route, not_routed_why(route)))
+        else:
+            wanted.setdefault(slot_of(kernel), VpnRoute(route, kernel))
+    families = sorted({slot[0].version for slot in wanted} | ({4, 6} if session.address6 else {4}))
+    on_tun = _tagged_on(ctx, session.tun, families)
+    by_slot: dict = {}
+    for item in on_tun:
+        by_slot.setdefault(item.slot, []).append(item)
+    hops = session.next_hops
+    changes: list[Change] = []
+    planned: dict[Change, tuple[list[VpnRoute], VpnRoute]] = {}
+    for slot, want in wanted.items():
+        holders = by_slot.get(slot, [])
+        if any((h.route.dev, h.route.gw) == (want.kernel.dev, want.kernel.gw) for h in holders):
+            result.unchanged.append(want)
+            continue
+        older = any(_of_user(records, h.route, session.peer) for h in holders)
+        change = Change("replace" if older else "add", want.kernel)
+        changes.append(change)
+        planned[change] = (result.moved if older else result.installed, want)
+    removals = [Change("del", item.route) for item in on_tun
+                if (item.route.dev, item.route.gw) in hops and item.slot not in wanted]
+    failures = {f.change: f.message for f in ctx.runner.batch(changes + removals)}
+    for change in changes:
+        done, want = planned[change]
+        message = failures.get(change)
+        if message is None:
+            done.append(want)
+        elif change.verb == "add" and is_taken_slot_error(message):
+            result.held.append(replace(want, detail=_holder(ctx, want.kernel)))
+        else:
+            result.failed.append(replace(want, detail=message))
+    for change in removals:
+        message = failures.get(change)
+        if message is None:
+            result.removed.append(change.route)
+        elif not is_gone_error(message):
+            result.removal_failed.append((change.route, message))
+    return result
+
+
+def _holder(ctx: Context, route: KernelRoute) -> str:
+    slot = slot_of(route)
+    ours = [i for i in read_tagged(ctx.runner, families=(route.dst.version,), exact=route.dst) if i.slot == slot]
+    if ours:
+        via = f" via {ours[0].route.gw}" if ours[0].route.gw is not None else ""
+        return f"our route{via} dev {ours[0].route.dev}"
+    return holder_text(ctx.runner, route)
+
+
+def _of_user(records: SessionRecords, route: KernelRoute, peer: IPv4Address) -> bool:
+    """True when `route` goes via another recorded session of the same user."""
+    if route.gw is None:
+        return False
+    return any(s.peer == peer and (route.dev, route.gw) in s.next_hops for s in records.all())
 
 
 def handle(events: Sequence[VpnEvent], ctx: Context, log: Log, run_dir: str) -> None:
@@ -244,10 +410,19 @@ def handle(events: Sequence[VpnEvent], ctx: Context, log: Log, run_dir: str) -> 
             ctx.warnings.clear()
 
 
-def _routes_via(ctx: Context, tun: str, address: IPv4Address) -> list[Installed]:
-    # Not `ip route show dev TUN`: ip leaves the device out of what it prints then.
-    return [item for item in read_tagged(ctx.runner, families=(4,))
-            if (item.route.dev, item.route.gw) == (tun, address)]
+def _tagged_on(ctx: Context, tun: str, families) -> list[Installed]:
+    try:
+        return read_tagged(ctx.runner, families=families, dev=tun)
+    except IpError as exc:
+        if is_no_device_error(str(exc)):
+            return []  # the tun is gone (the server stopped): the kernel took its routes with it
+        raise
+
+
+def _routes_via(ctx: Context, session: Session) -> list[Installed]:
+    families = (4, 6) if session.address6 is not None else (4,)
+    return [item for item in _tagged_on(ctx, session.tun, families)
+            if (item.route.dev, item.route.gw) in session.next_hops]
 
 
 def _disconnect(ctx: Context, records: SessionRecords, clients: Clients, event: VpnEvent, say: Log) -> None:
@@ -262,7 +437,7 @@ def _disconnect(ctx: Context, records: SessionRecords, clients: Clients, event: 
     if still:
         say(syslog.LOG_ERR, "refused: OpenVPN still lists a client with that address")
         return
-    mine = _routes_via(ctx, event.tun, event.address)
+    mine = _routes_via(ctx, session)
     failures = ctx.runner.batch([Change("del", item.route) for item in mine])
     left = [f for f in failures if not is_gone_error(f.message)]
     for failure in left:
@@ -273,7 +448,8 @@ def _disconnect(ctx: Context, records: SessionRecords, clients: Clients, event: 
 
 def _connect(ctx: Context, records: SessionRecords, clients: Clients, event: VpnEvent, say: Log) -> None:
     assert event.peer is not None
-    problem = tun_problem(ctx.runner.read_links(), event.tun, event.address) or _client_problem(clients, event)
+    problem = (tun_problem(ctx.runner.read_links(), event.tun, event.address, event.address6)
+               or _client_problem(clients, event))
     if problem is not None:
         say(syslog.LOG_ERR, f"refused: {problem}")
         return
@@ -282,73 +458,42 @@ def _connect(ctx: Context, records: SessionRecords, clients: Clients, event: Vpn
         say(syslog.LOG_ERR, f"refused: {event.address} on {event.tun} is held by the session of peer {held.peer}, "
                             "whose client-disconnect has not come")
         return
-    routes = stored_routes(ctx, event.peer)
-    wanted: list[Route] = []
-    for route in routes:
-        if route.dev is not None or route.family != 4:
-            why = f"has its own dev {route.dev}" if route.dev is not None else "is IPv6"
-            say(syslog.LOG_INFO, f"{route.dst} {why}; skipped over OpenVPN")
-        else:
-            wanted.append(route)
-    records.write(Session(event.tun, event.address, event.peer))
-    if not wanted:
-        say(syslog.LOG_INFO, f"no IPv4 routes stored for peer {event.peer}; nothing to install")
-        return
-    names = table_names() if any(r.table for r in wanted) else None
-    ours = {item.slot: item for item in read_tagged(ctx.runner, families=(4,))}
-    changes: list[Change] = []
-    for route in wanted:
-        kernel = kernel_route(replace(route, gw=event.address), event.tun, names)
-        current = ours.get(slot_of(kernel))
-        if current is None:
-            changes.append(Change("add", kernel))
-        elif (current.route.dev, current.route.gw) == (kernel.dev, kernel.gw):
-            continue
-        elif _older_session_of(records, current.route, event):
-            # OpenVPN gives the iroute to the newest session of a user (measured with 2.6.14 and
-            # duplicate-cn): the kernel route follows it, or the two would disagree.
-            changes.append(Change("replace", kernel))
-            say(syslog.LOG_INFO, f"{route.dst} taken over from the same user's older session at {current.route.gw}")
-        else:
-            # First come wins: another user's or an L2TP session of ours holds the slot.
-            say(syslog.LOG_WARNING, f"{route.dst} is held by our route via {current.route.gw} dev "
-                                    f"{current.route.dev}; left to that session")
-    failures = {f.change: f.message for f in ctx.runner.batch(changes)}
-    blocked = [c for c, m in failures.items() if is_taken_slot_error(m)]
-    failed = [c for c, m in failures.items() if not is_taken_slot_error(m)]
-    for change in blocked:
-        say(syslog.LOG_WARNING, f"{change.route.dst} is already routed by a route l2tp-routectl did not install; "
-                                "left alone")
-    if failed:
-        done = [c for c in changes if c not in failures]
-        ctx.runner.batch([Change("del", c.route) for c in done])
+    session = Session(event.tun, event.address, event.peer, event.address6)
+    records.write(session)
+    result = sync_session(ctx, session, stored_routes(ctx, event.peer), records)
+    for route, why in result.not_routed:
+        say(syslog.LOG_INFO, f"{route.dst} {why}; skipped over OpenVPN")
+    for want in result.moved:
+        say(syslog.LOG_INFO, f"{want.route.dst} taken over from the same user's older session")
+    for want in result.held:
+        say(syslog.LOG_WARNING, f"{want.route.dst} is held by {want.detail}; left to it, first come wins")
+    if result.failed:
+        done = [w.kernel for w in result.installed + result.moved]
+        ctx.runner.batch([Change("del", route) for route in done])
         records.remove(event.tun, event.address)
-        reasons = "; ".join(f"{c.route.dst}: {failures[c]}" for c in failed)
+        reasons = "; ".join(f"{w.route.dst}: {w.detail}" for w in result.failed)
         say(syslog.LOG_ERR, f"not connected, what was installed is undone: {reasons}")
         return
-    installed = len(changes) - len(blocked)
-    say(syslog.LOG_INFO, f"peer {event.peer}: {installed} routes installed via {event.address} dev {event.tun}")
-
-
-def _older_session_of(records: SessionRecords, route: KernelRoute, event: VpnEvent) -> bool:
-    if route.dev != event.tun or route.gw is None:
-        return False
-    held = records.get(route.dev, route.gw)
-    return held is not None and held.peer == event.peer
+    via = f"{event.address}" + (f" and {event.address6}" if event.address6 is not None else "")
+    count = len(result.installed) + len(result.moved) + len(result.unchanged)
+    say(syslog.LOG_INFO, f"peer {event.peer}: {count} routes installed via {via} dev {event.tun}")
 
 
 def _client_problem(clients: Clients, event: VpnEvent) -> str | None:
-    """None when OpenVPN lists a client with that address whose user has that peer address."""
+    """None when OpenVPN lists a client with that address (and IPv6 address) whose user has that peer address."""
     mine = clients.holding(event.address, present=True)
     if not mine:
         return f"OpenVPN lists no client with the address {event.address}"
     for client in mine:
+        if event.address6 is not None and client.address6 != event.address6:
+            continue
         try:
             if resolve_user(client.user, chap_path()) == event.peer:
                 return None
         except InputError:
             continue
-    return f"the OpenVPN client with the address {event.address} is not a user with the peer address {event.peer}"
+    return (f"the OpenVPN client with the address {event.address} is not a user with the peer address {event.peer}"
+            + (f" and the IPv6 address {event.address6}" if event.address6 is not None else ""))
 
 
 def chap_path(environ=os.environ) -> str:
