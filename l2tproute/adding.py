@@ -19,6 +19,7 @@ from .context import (
 from .iproute2 import IpError, is_no_device_error, is_taken_slot_error
 from .kernel import parse_links, parse_routes, slot_of
 from .model import Change, IPv4Address, KernelRoute, Network, Refused, Route
+from .openvpn import Session, not_routed_why, peer_session, vpn_kernel_route
 from .routefile import Line, format_route, route_line
 from .tables import table_names
 
@@ -30,6 +31,15 @@ class AddResult:
     line: str
     link: str | None = None
     kernel_error: str | None = None
+    #: The user's OpenVPN session, when it is not on L2TP but there: the route goes via its client.
+    openvpn: Session | None = None
+    #: Why the line is not routed over that session (its own dev, or IPv6 on a tunnel without IPv6).
+    not_over_openvpn: str | None = None
+
+    @property
+    def installed(self) -> bool:
+        return (self.link is not None or (self.openvpn is not None and self.not_over_openvpn is None)) \
+            and not self.kernel_error
 
 
 def _check_destination_allowed(ctx: Context, route: Route) -> None:
@@ -90,6 +100,7 @@ def _authorize(ctx: Context, peer: IPv4Address, route: Route, holdings: dstindex
 
 def add(ctx: Context, peer: IPv4Address, route: Route) -> AddResult:
     link = peer_link(ctx.runner, peer)
+    session = peer_session(ctx, peer) if link is None else None
     if not ctx.caller.panel:  # the panel's limits include these, without a way past them
         _check_destination_allowed(ctx, route)
     names = table_names() if route.table else None
@@ -112,24 +123,37 @@ def add(ctx: Context, peer: IPv4Address, route: Route) -> AddResult:
             if owner is not None:
                 raise Refused(f"{route.dst} is already routed to peer {owner}; the kernel can send it to one user "
                               f"only (delete it there first, or use --force)")
-        result = AddResult(status, peer, text, link)
+        result = AddResult(status, peer, text, link, openvpn=session)
+        target = _target(route, link, session, names, result)
         if status == "exists":
-            if link is not None:
-                result.kernel_error = _install_one(ctx, kernel_route(route, link, names), refuse=False)
+            if target is not None:
+                result.kernel_error = _install_one(ctx, target, refuse=False)
             dstindex.save(ctx.store, holdings)
             return result
-        if link is None and not ctx.force:
+        if target is None and not ctx.force:
             # Offline: the kernel cannot refuse yet, so look for a foreign holder ourselves.
             planned = kernel_route(route, route.dev or "-", names)
             holder = foreign_holder(ctx.runner, planned)
             if holder is not None:
                 raise Refused(refusal(planned, holder))
         with ctx.store.staged(peer, _with_line(lines, existing, new_line)) as commit:
-            if link is not None:
-                result.kernel_error = _install_one(ctx, kernel_route(route, link, names), refuse=True)
+            if target is not None:
+                result.kernel_error = _install_one(ctx, target, refuse=True)
             commit()
         dstindex.save(ctx.store, holdings)
         return result
+
+
+def _target(route: Route, link: str | None, session: Session | None, names, result: AddResult) -> KernelRoute | None:
+    """The kernel route to put in now: on the peer's L2TP link, or via its OpenVPN client."""
+    if link is not None:
+        return kernel_route(route, link, names)
+    if session is None:
+        return None
+    target = vpn_kernel_route(route, session, names)
+    if target is None:
+        result.not_over_openvpn = not_routed_why(route)
+    return target
 
 
 def _with_line(lines: list[Line], existing: int | None, new_line: Line) -> list[Line]:

@@ -22,7 +22,16 @@ from .context import (
 from .iproute2 import Runner, is_gone_error, is_taken_slot_error
 from .kernel import Installed, Links, parse_links, parse_routes, slot_of
 from .model import InputError, IPv4Address, KernelRoute, Route
-from .openvpn import is_live_vpn_route, live_next_hops
+from .openvpn import (
+    Session,
+    SessionRecords,
+    VpnRoute,
+    is_live_vpn_route,
+    live_next_hops,
+    live_sessions,
+    peer_session,
+    sync_session,
+)
 from .reconcile import Plan, Want, old_tool_routes, plan
 from .routefile import format_route
 from .tables import table_names
@@ -32,6 +41,7 @@ from .tables import table_names
 class Connection:
     peer: IPv4Address
     link: str
+    openvpn: bool = False  # the link is the OpenVPN server tun, the routes go via the client's address
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,7 @@ class RouteResult:
     route: Route
     link: str
     detail: str = ""  # blocked: what holds the destination; failed: why
+    openvpn: bool = False  # for the user's OpenVPN session (via its client address on `link`)
 
     @property
     def line(self) -> str:
@@ -158,7 +169,35 @@ def apply(ctx: Context, peer: IPv4Address | None = None) -> ApplyReport:
             return True  # every tagged route nobody wants
 
         _reconcile(ctx, report, state, targets, stored, removable)
+        _sync_sessions(ctx, report, live_sessions(ctx.run_dir, state.links.names), stored)
     return report
+
+
+def _sync_sessions(ctx: Context, report: ApplyReport, sessions: list[Session],
+                   stored: dict[IPv4Address, list[Route]]) -> None:
+    """The routes of users connected over OpenVPN (openvpn.sync_session), into the report. A user
+    on both VPNs keeps what the first one installed: the second's lines are blocked by the kernel."""
+    records = SessionRecords(ctx.run_dir)
+    l2tp = {c.peer for c in report.connected}
+    for session in sessions:
+        if session.peer not in stored:
+            continue
+        if session.peer not in l2tp:
+            report.connected.append(Connection(session.peer, session.tun, openvpn=True))
+            if session.peer in report.offline:
+                report.offline.remove(session.peer)
+        synced = sync_session(ctx, session, stored[session.peer], records)
+
+        def result(item: VpnRoute, detail: str = "", session: Session = session) -> RouteResult:
+            return RouteResult(session.peer, item.route, session.tun, detail, openvpn=True)
+
+        report.installed += [result(i) for i in synced.installed]
+        report.updated += [result(i) for i in synced.moved]
+        report.unchanged += [result(i) for i in synced.unchanged]
+        report.blocked += [result(i, i.detail) for i in synced.held]
+        report.failed += [result(i, i.detail) for i in synced.failed]
+        report.removed += [RemovalResult(route) for route in synced.removed]
+        report.removal_failed += [RemovalResult(route, message) for route, message in synced.removal_failed]
 
 
 def _apply_peer(ctx: Context, peer: IPv4Address) -> ApplyReport:
@@ -171,8 +210,12 @@ def _apply_peer(ctx: Context, peer: IPv4Address) -> ApplyReport:
         stored = {peer: stored_routes(ctx, peer)}
         link = peer_link(ctx.runner, peer)
         tagged = read_tagged_on(ctx.runner, link) if link is not None else None
-        if tagged is None:  # not connected (or gone meanwhile): nothing of ours on another link is touched
-            report.offline.append(peer)
+        if tagged is None:  # not on L2TP (or gone meanwhile): nothing of ours on another link is touched
+            session = peer_session(ctx, peer)
+            if session is None:
+                report.offline.append(peer)
+            else:
+                _sync_sessions(ctx, report, [session], stored)
             return report
         names = table_names() if any(r.table for r in stored[peer]) else None
         held = {(item.slot, item.route.dev, item.route.gw) for item in tagged}
@@ -196,6 +239,9 @@ def _apply_peer(ctx: Context, peer: IPv4Address) -> ApplyReport:
 
         _reconcile(ctx, report, state, [Connection(peer, link)], stored, removable,
                    old_reader=_old_routes_of_slots)
+        session = peer_session(ctx, peer)
+        if session is not None:
+            _sync_sessions(ctx, report, [session], stored)
     return report
 
 
@@ -251,7 +297,7 @@ def _kernel_state(ctx: Context, dumps) -> _KernelState:
     for text in links.duplicates:
         ctx.warn(text)
     tagged = [item for family, rows in tagged_rows for item in parse_routes(rows, family, tagged=True)]
-    tagged = _without_live_vpn_routes(ctx, tagged, {str(row.get("ifname")) for row in link_rows})
+    tagged = _without_live_vpn_routes(ctx, tagged, links.names)
     return _KernelState(tagged, links)
 
 

@@ -81,14 +81,24 @@ def add_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
     result = adding.add(ctx, p, route)
     heading = {"added": "Added route", "updated": "Updated route", "exists": "Route already exists"}[result.status]
     lines = [f"{heading}: {result.line}"]
-    if result.link is None:
+    vpn = result.openvpn
+    if vpn is not None and result.not_over_openvpn is not None:
+        lines.append(f"Peer {p} is connected over OpenVPN on {vpn.tun}, where this line is not routed: it "
+                     f"{result.not_over_openvpn}.")
+    elif vpn is not None and result.kernel_error:
+        ctx.warn(f"route saved but not installed over OpenVPN on {vpn.tun}: {result.kernel_error}")
+    elif vpn is not None:
+        lines.append(f"Installed over OpenVPN on {vpn.tun} via {vpn.address}; OpenVPN itself routes it to the user "
+                     "(iroute) from the next reconnect of the user on.")
+    elif result.link is None:
         lines.append(f"Peer {p} is not connected; the route will be installed when its link comes up.")
     elif result.kernel_error:
         ctx.warn(f"route saved but not installed on {result.link}: {result.kernel_error}")
     else:
         lines.append(f"Installed on {result.link}.")
     doc = {"command": "add", "peer": str(p), "status": result.status, "route": result.line,
-           "link": result.link, "installed": result.link is not None and not result.kernel_error}
+           "link": result.link, "installed": result.installed,
+           "openvpn": {"tun": vpn.tun, "address": str(vpn.address)} if vpn is not None else None}
     return session.finish(doc, lines, ctx, 1 if result.kernel_error else 0)
 
 

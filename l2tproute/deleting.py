@@ -15,6 +15,7 @@ from .context import (
 from .iproute2 import IpError, is_gone_error
 from .kernel import slot_of
 from .model import Change, InputError, IPv4Address, KernelRoute, Network, Route, parse_destination
+from .openvpn import Session, peer_session, vpn_kernel_route
 from .reconcile import Want, adopts, old_tool_routes
 from .routefile import Line, format_route
 from .store import StoreError
@@ -47,6 +48,7 @@ def delete(ctx: Context, peer: IPv4Address, dst: str | Network) -> DelResult:
     network = None if dst == ALL else _destination_of_stored_line(ctx, peer, dst)
     # Read before the lock: pppd, not the lock, decides when a link comes or goes.
     link = peer_link(ctx.runner, peer)
+    session = peer_session(ctx, peer)
     with ctx.store.locked(ctx.lock_timeout):
         lines = ctx.store.read(peer)
         result = DelResult(peer, had_file=lines is not None)
@@ -71,7 +73,8 @@ def delete(ctx: Context, peer: IPv4Address, dst: str | Network) -> DelResult:
                 if line.route is None and line.destination == dst:
                     ctx.warn(f"{path} line {number} was not a valid route ({line.problem}); removed")
         with ctx.store.staged(peer, [] if dst == ALL else kept) as commit:
-            result.kernel_removed, result.kernel_errors = _remove_from_kernel(ctx, peer, link, gone_routes, unparsed)
+            result.kernel_removed, result.kernel_errors = _remove_from_kernel(ctx, peer, link, gone_routes, unparsed,
+                                                                              session)
             commit()
         return result
 
@@ -93,8 +96,9 @@ def _destination_of_stored_line(ctx: Context, peer: IPv4Address, text: str) -> N
 
 
 def _remove_from_kernel(ctx: Context, peer: IPv4Address, link: str | None, gone: list[Route],
-                        unparsed: Network | None = None) -> tuple[list[str], list[str]]:
-    """Delete the kernel routes of exactly these lines: our tag, their slot, this peer's link or gateway.
+                        unparsed: Network | None = None, session: Session | None = None) -> tuple[list[str], list[str]]:
+    """Delete the kernel routes of exactly these lines: our tag, their slot, this peer's link or gateway,
+    or via the client of the peer's OpenVPN session.
     `unparsed`: the destination of removed lines that were not valid routes; a tagged route to it on
     this peer's link or via this peer goes too, whatever its table or metric. A line's route that the
     old tool installed and apply has not taken over yet (reconcile.adopts) is taken over and deleted.
@@ -113,15 +117,20 @@ def _remove_from_kernel(ctx: Context, peer: IPv4Address, link: str | None, gone:
     doomed: list[KernelRoute] = []
     unadopted: list[Want] = []
     adopted: list[KernelRoute] = []
+    hops = session.next_hops if session is not None else set()
     if unparsed is not None:
-        doomed += [item.route for item in tagged
-                   if item.route.dst == unparsed and (item.route.dev == link or item.route.gw == peer)]
+        doomed += [item.route for item in tagged if item.route.dst == unparsed and (
+            item.route.dev == link or item.route.gw == peer or (item.route.dev, item.route.gw) in hops)]
     for route in gone:
         try:
             expected = kernel_route(route, link, names)
+            over_vpn = vpn_kernel_route(route, session, names) if session is not None else None
         except InputError as exc:  # a table name that is no longer defined: the line still goes
             ctx.warn(f"{format_route(route)}: {exc}; no kernel route looked for")
             continue
+        if over_vpn is not None:
+            doomed += [item.route for item in tagged if item.slot == slot_of(over_vpn)
+                       and (item.route.dev, item.route.gw) in hops and item.route not in doomed]
         found = False
         for item in tagged:
             if item.slot != slot_of(expected):

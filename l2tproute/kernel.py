@@ -92,6 +92,7 @@ class Links:
     duplicates: list[str] = field(default_factory=list)
     #: Every link and its peer, also the second link of a peer (a reconnect racing the old session's end).
     peer_on: dict[str, IPv4Address] = field(default_factory=dict)
+    names: set[str] = field(default_factory=set)  # every link, with a peer or not
 
     def link_of(self, peer: IPv4Address) -> str | None:
         return self.by_peer.get(peer)
@@ -104,6 +105,7 @@ def parse_links(rows: list) -> Links:
         name = row.get("ifname")
         if not name:
             continue
+        links.names.add(name)
         for info in row.get("addr_info", []):
             if info.get("family") != "inet":
                 continue

@@ -150,6 +150,26 @@ def live_sessions(run_dir: str, link_names: set[str]) -> list[Session]:
     return sorted(newest.values(), key=lambda s: (s.peer, s.tun))
 
 
+def peer_session(ctx: Context, peer: IPv4Address) -> Session | None:
+    """The session carrying this user's routes, read for this user only: its records, and only
+    their tuns asked about (`ip addr show dev TUN`), never a dump of every link."""
+    mine = sorted((s for s in SessionRecords(ctx.run_dir).all() if s.peer == peer),
+                  key=lambda s: (s.since, str(s.address)), reverse=True)
+    for session in mine:
+        if _tun_exists(ctx, session.tun):
+            return session
+    return None
+
+
+def _tun_exists(ctx: Context, tun: str) -> bool:
+    try:
+        return bool(ctx.runner.read_addrs(tun))
+    except IpError as exc:
+        if is_no_device_error(str(exc)):
+            return False
+        raise
+
+
 def vpn_kernel_route(route: Route, session: Session, names: dict[str, str] | None) -> KernelRoute | None:
     """A stored line as the kernel gets it for an OpenVPN session: via the client's VPN address,
     keeping metric and table; None for a line with its own `dev`, or IPv6 without a client IPv6 address."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import constants as C
-from .applying import ApplyReport, Connection
+from .applying import ApplyReport, Connection, RouteResult
 
 
 def _counts(report: ApplyReport) -> str:
@@ -20,9 +20,13 @@ def _counts(report: ApplyReport) -> str:
             f"{len(report.failed) + len(report.removal_failed)} failed.")
 
 
+def _over(result: RouteResult) -> str:
+    return f" (over OpenVPN on {result.link})" if result.openvpn else ""
+
+
 def _route_lines(report: ApplyReport) -> list[str]:
-    lines = [f"Installed route for peer {r.peer}: {r.line}" for r in report.installed]
-    lines += [f"Updated route for peer {r.peer}: {r.line}" for r in report.updated]
+    lines = [f"Installed route for peer {r.peer}: {r.line}{_over(r)}" for r in report.installed]
+    lines += [f"Updated route for peer {r.peer}: {r.line}{_over(r)}" for r in report.updated]
     lines += [f"Adopted route for peer {r.peer}: {r.line} (installed by the old tool, now tagged proto {C.RT_PROTO})"
               for r in report.adopted]
     lines += [f"Removed stale route: {r.text}" for r in report.removed]
@@ -43,13 +47,18 @@ def apply_lines(report: ApplyReport) -> list[str]:
 
 
 def connection_summary(connection: Connection, report: ApplyReport) -> str:
-    return f"Applied routes for peer {connection.peer} on {connection.link}: " + _counts(report)
+    over = " (OpenVPN)" if connection.openvpn else ""
+    return f"Applied routes for peer {connection.peer} on {connection.link}{over}: " + _counts(report)
 
 
 def apply_warnings(report: ApplyReport) -> list[str]:
     """What `apply` says on stderr about the routes it could not put in or take out."""
     warnings = [f"peer {r.peer}: not installed: {r.line}: the destination is held by {r.detail}, "
-                "which l2tp-routectl did not install (use --force to replace it)" for r in report.blocked]
+                "which l2tp-routectl did not install (use --force to replace it)"
+                for r in report.blocked if not r.openvpn]
+    # Over OpenVPN a held slot is left to whoever came first, ours or not: --force is no way past it.
+    warnings += [f"peer {r.peer}: not installed over OpenVPN on {r.link}: {r.line}: the destination is held by "
+                 f"{r.detail}; the first one stays" for r in report.blocked if r.openvpn]
     warnings += [f"peer {r.peer}: failed: {r.line}: {r.detail}" for r in report.failed]
     warnings += [f"failed: {r.text}: {r.detail}" for r in report.removal_failed]
     return warnings
@@ -61,6 +70,7 @@ def apply_doc(report: ApplyReport) -> dict:
 
     return {"command": "apply", "peer": str(report.scope) if report.scope is not None else None,
             "connected": {str(c.peer): c.link for c in report.connected},
+            "openvpn": [str(c.peer) for c in report.connected if c.openvpn],
             "offline": [str(p) for p in report.offline],
             "installed": routes(report.installed), "updated": routes(report.updated),
             "adopted": routes(report.adopted),

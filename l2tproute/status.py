@@ -20,7 +20,7 @@ and what to do (not drift: nothing apply could fix).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from . import constants as C
 from .context import (
@@ -37,7 +37,7 @@ from .context import (
 from .iproute2 import IpError, is_no_device_error
 from .kernel import DEFAULT_METRIC, Installed, Links, Slot, parse_links, parse_network, parse_routes, slot_of
 from .model import InputError, IPv4Address, KernelRoute, Route
-from .openvpn import Session, SessionRecords, is_live_vpn_route
+from .openvpn import Session, SessionRecords, is_live_vpn_route, not_routed_why, vpn_kernel_route
 from .reconcile import OldRoute, Want, adopts, old_tool_routes
 from .routefile import InvalidLine, Line, format_route, invalid_lines, problems
 from .routefile import routes as routes_of
@@ -109,9 +109,10 @@ def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
         for text in links.duplicates:
             ctx.warn(text)
         link_names = {str(row.get("ifname")) for row in link_rows}
+        # Oldest first: the last of a peer is the newest, the one carrying its routes.
         sessions = sorted((s for s in SessionRecords(ctx.run_dir).all() if s.tun in link_names),
-                          key=lambda s: (s.tun, s.address))
-        live = {(s.tun, s.address) for s in sessions}
+                          key=lambda s: (s.since, s.tun, s.address))
+        live = {hop for s in sessions for hop in s.next_hops}
         foreign = _Foreign(ctx, links)
     else:
         tagged, links, sessions, live = _peer_state(ctx, peer, stored[peer], names)
@@ -131,12 +132,14 @@ def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
             if link is None and vpn is None:
                 entry.routes.append(RouteStatus(WANTED, line, "installed when the peer connects"))
                 continue
-            if vpn is not None and (route.dev is not None or route.family != 4):
-                entry.routes.append(RouteStatus(WANTED, line, "not routed over OpenVPN (own dev or IPv6)"))
-                continue
             try:
                 if vpn is not None:
-                    want = kernel_route(replace(route, gw=vpn.address), vpn.tun, names)
+                    over = vpn_kernel_route(route, vpn, names)
+                    if over is None:
+                        why = f"not routed over OpenVPN: it {not_routed_why(route)}"
+                        entry.routes.append(RouteStatus(WANTED, line, why))
+                        continue
+                    want = over
                 else:
                     want = kernel_route(route, link, names)
             except InputError as exc:
@@ -168,9 +171,9 @@ def _peer_state(ctx: Context, peer: IPv4Address, routes: list[Route], names):
     in the slots of its lines that are not held there as wanted (`exact`)."""
     link = peer_link(ctx.runner, peer)
     records = SessionRecords(ctx.run_dir).all()
-    live_records = {(s.tun, s.address) for s in records}
+    live_records = {hop for s in records for hop in s.next_hops}
     sessions = sorted((s for s in records if s.peer == peer and _link_exists(ctx, s.tun)),
-                      key=lambda s: (s.tun, s.address))
+                      key=lambda s: (s.since, s.tun, s.address))
     tagged = (read_tagged_on(ctx.runner, link) if link is not None else None) or []
     held = {(item.slot, item.route.dev, item.route.gw) for item in tagged}
     elsewhere = []
