@@ -26,6 +26,7 @@ from .openvpn import (
     Session,
     SessionRecords,
     VpnRoute,
+    forget_ended,
     is_live_vpn_route,
     live_next_hops,
     live_sessions,
@@ -156,7 +157,9 @@ def apply(ctx: Context, peer: IPv4Address | None = None) -> ApplyReport:
         kernel = _Background(lambda: _dump_kernel_state(ctx.runner))
         peers = all_peers(ctx)
         stored = {p: stored_routes(ctx, p) for p in peers}
-        state = _kernel_state(ctx, kernel.result())
+        dumps = kernel.result()
+        _forget_ended_sessions(ctx, dumps[1])
+        state = _kernel_state(ctx, dumps)
         targets = []
         for p in peers:
             link = state.links.link_of(p)
@@ -289,6 +292,14 @@ def apply_links(ctx: Context, changes: list[LinkChange]) -> ApplyReport:
 
         _reconcile(ctx, report, state, targets, stored, removable)
     return report
+
+
+def _forget_ended_sessions(ctx: Context, link_rows: list) -> None:
+    """Before the whole-server apply: sessions OpenVPN no longer has lose their record, so the
+    reconcile removes their routes like any route nobody wants."""
+    for session in forget_ended(ctx.run_dir, {str(row.get("ifname")) for row in link_rows}):
+        ctx.warn(f"the OpenVPN session of peer {session.peer} at {session.address} on {session.tun} ended "
+                 "without a client-disconnect; its routes are removed")
 
 
 def _kernel_state(ctx: Context, dumps) -> _KernelState:

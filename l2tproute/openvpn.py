@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from . import constants as C
-from .chap import DEFAULT_CHAP_SECRETS, resolve_user
+from .chap import DEFAULT_CHAP_SECRETS, SecretsError, read_secrets, resolve_user
 from .context import Context, holder_text, kernel_route, read_tagged, stored_routes
 from .errors import describe
 from .iproute2 import IpError, is_gone_error, is_no_device_error, is_taken_slot_error
@@ -475,9 +475,11 @@ def _connect(ctx: Context, records: SessionRecords, clients: Clients, event: Vpn
         return
     held = records.get(event.tun, event.address)
     if held is not None and held.peer != event.peer:
-        say(syslog.LOG_ERR, f"refused: {event.address} on {event.tun} is held by the session of peer {held.peer}, "
-                            "whose client-disconnect has not come")
-        return
+        # OpenVPN gives an address to one client at a time and lists this user there now: that
+        # session ended without its client-disconnect (the server was killed and restarted). The
+        # sync below removes its routes via this address, as no line of this user wants them.
+        say(syslog.LOG_WARNING, f"the session of peer {held.peer} at this address ended without a "
+                                "client-disconnect; its routes here are removed")
     session = Session(event.tun, event.address, event.peer, event.address6)
     records.write(session)
     result = sync_session(ctx, session, stored_routes(ctx, event.peer), records)
@@ -514,6 +516,49 @@ def _client_problem(clients: Clients, event: VpnEvent) -> str | None:
             continue
     return (f"the OpenVPN client with the address {event.address} is not a user with the peer address {event.peer}"
             + (f" and the IPv6 address {event.address6}" if event.address6 is not None else ""))
+
+
+def forget_ended(run_dir: str, link_names: set[str]) -> list[Session]:
+    """Drop the records of sessions that ended without a client-disconnect (OpenVPN killed, its tun
+    gone or made anew): the tun is gone, or OpenVPN answers and lists no client of that user at that
+    address. When OpenVPN does not answer, a record on an existing tun is kept: nobody can tell.
+    Their routes then are no live session's, so apply removes them. One server per run dir."""
+    records = SessionRecords(run_dir)
+    recorded = records.all()
+    if not recorded:
+        return []
+    try:
+        clients: list[VpnClient] | None = read_clients(os.path.join(run_dir, MANAGEMENT_SOCKET))
+    except ManagementError:
+        clients = None
+    secrets = None
+    peers: dict[str, IPv4Address | None] = {}
+    ended = []
+    for session in recorded:
+        if session.tun in link_names:
+            if clients is None:
+                continue
+            if secrets is None:
+                try:
+                    secrets = read_secrets(chap_path())
+                except SecretsError:
+                    clients = None  # whose client is whose cannot be told: every record is kept
+                    continue
+            listed = False
+            for client in clients:
+                if client.address != session.address:
+                    continue
+                if client.user not in peers:
+                    try:
+                        peers[client.user] = resolve_user(client.user, chap_path(), secrets)
+                    except InputError:
+                        peers[client.user] = None
+                listed = listed or peers[client.user] == session.peer
+            if listed:
+                continue
+        records.remove(session.tun, session.address)
+        ended.append(session)
+    return ended
 
 
 def chap_path(environ=os.environ) -> str:

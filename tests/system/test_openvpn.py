@@ -49,11 +49,40 @@ def test_openvpn_user_gets_its_routes_and_loses_exactly_them(world):
 
     # The timer's apply leaves live OpenVPN routes alone and removes one of an ended session.
     world.ns["s"].ip("route", "add", "192.168.99.0/24", "via", "10.10.30.99", "dev", "tun0", "proto", str(C.RT_PROTO))
-    env = {C.STORE_DIR_ENV: str(world.store), C.RUN_DIR_ENV: str(world.run)}
+    env = {C.STORE_DIR_ENV: str(world.store), C.RUN_DIR_ENV: str(world.run), C.CHAP_SECRETS_ENV: str(world.chap)}
     result = run_routectl("apply", ns=world.ns["s"], env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert world.routes_via("10.10.30.99") == []
     assert world.routes_via(a1) == r1 and world.routes_via(a2) == r2
+    assert world.ping("192.168.20.2")
+
+    # One user's commands while it is on OpenVPN only: add installs via its client at once and
+    # says OpenVPN itself routes it from the next reconnect on; apply --peer and the timer put a
+    # lost route back; del takes exactly that route out; a line with its own dev is not routed there.
+    def routectl(*args):
+        result = run_routectl(*args, ns=s, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    s = world.ns["s"]
+    out = routectl("add", "--peer", "10.255.10.1", "--dst", "192.168.40.0/24", "--metric", "7")
+    assert f"Installed over OpenVPN on tun0 via {a1}" in out and "next reconnect" in out
+    assert sorted((r["dst"], r.get("metric")) for r in world.routes_via(a1)) == [
+        ("192.168.20.0/24", None), ("192.168.40.0/24", 7)]
+    out = routectl("add", "--peer", "10.255.10.1", "--dst", "192.168.41.0/24", "--dev", "s-c1")
+    assert "connected over OpenVPN on tun0, where this line is not routed: it has its own dev s-c1" in out
+    s.ip("route", "del", "192.168.40.0/24", "via", a1, "dev", "tun0", "metric", "7")
+    out = routectl("apply", "--peer", "10.255.10.1")
+    assert f"Installed route for peer 10.255.10.1: 192.168.40.0/24 via 10.255.10.1 metric 7 (over OpenVPN on tun0)" \
+        in out, out
+    assert "Applied routes for peer 10.255.10.1 on tun0 (OpenVPN): 1 installed" in out
+    s.ip("route", "del", "192.168.40.0/24", "via", a1, "dev", "tun0", "metric", "7")
+    out = routectl("apply")
+    assert "Applied routes: 2 peers connected, 0 offline; 1 installed" in out, out
+    assert sorted(r["dst"] for r in world.routes_via(a1)) == ["192.168.20.0/24", "192.168.40.0/24"]
+    routectl("del", "--peer", "10.255.10.1", "--dst", "192.168.40.0/24")
+    assert world.routes_via(a1) == r1 and world.routes_via(a2) == r2
+    routectl("del", "--peer", "10.255.10.1", "--dst", "192.168.41.0/24")
     assert world.ping("192.168.20.2")
 
     # Disconnect: exactly that client's routes and record go.
@@ -97,7 +126,7 @@ def test_forged_spool_events_route_nothing(world):
 
 def test_sessions_of_one_user_and_of_both_vpns_and_server_stop(world):
     s = world.ns["s"]
-    env = {C.STORE_DIR_ENV: str(world.store), C.RUN_DIR_ENV: str(world.run)}
+    env = {C.STORE_DIR_ENV: str(world.store), C.RUN_DIR_ENV: str(world.run), C.CHAP_SECRETS_ENV: str(world.chap)}
     # user2 is on L2TP first: its route goes via its pppd link.
     s.add_ppp("ppp0", "10.255.10.2")
     assert run_routectl("apply", ns=s, env=env).returncode == 0
@@ -170,3 +199,31 @@ def test_a_pool_address_given_again_routes_only_the_new_users_networks(world):
     assert [r for r in world.ns["s"].tagged() if r.get("dst") == "192.168.20.0/24"] == []
     assert os.listdir(world.run / "openvpn") == [f"tun0,{a2}"]
     assert (world.run / "openvpn" / f"tun0,{a2}").read_text() == "10.255.10.2\n"
+
+    # The server is killed (no client-disconnect runs) and started again with a fresh pool: the
+    # records of its sessions are stale. A client of another user at a recorded address gets its
+    # own routes only; the timer's apply forgets the sessions OpenVPN no longer has.
+    a3 = world.start_client("user1", "c3")
+    world.wait_spool(lambda n: len(n) == 1)
+    world.work()
+    assert sorted(os.listdir(world.run / "openvpn")) == sorted([f"tun0,{a2}", f"tun0,{a3}"])
+    server = world.procs.pop("server")
+    server.kill()
+    server.wait(timeout=30)
+    for name in ("client-user2-c2", "client-user1-c3"):
+        world.stop(name)
+    world.start_server(hooks=True)
+    b1 = world.start_client("user1", "c1")
+    world.wait_spool(lambda n: len(n) == 1)
+    world.work()
+    assert [(r["dst"], r["dev"]) for r in world.routes_via(b1)] == [("192.168.20.0/24", "tun0")]
+    assert [r for r in world.ns["s"].tagged() if r.get("dst") == "192.168.21.0/24"] == []
+    env = {C.STORE_DIR_ENV: str(world.store), C.RUN_DIR_ENV: str(world.run), C.CHAP_SECRETS_ENV: str(world.chap)}
+    result = run_routectl("apply", ns=world.ns["s"], env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    stale = {a2, a3} - {b1}
+    for address in stale:
+        assert f"at {address} on tun0 ended without a client-disconnect" in result.stderr, result.stderr
+    assert os.listdir(world.run / "openvpn") == [f"tun0,{b1}"]
+    assert [r["dst"] for r in world.routes_via(b1)] == ["192.168.20.0/24"]
+    assert world.ping("192.168.20.2")

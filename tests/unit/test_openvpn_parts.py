@@ -4,6 +4,7 @@ tun check and the session records (tests/system/test_openvpn.py runs the real se
 from __future__ import annotations
 
 import ipaddress
+import os
 
 import pytest
 
@@ -92,6 +93,45 @@ def test_session_records_round_trip_and_broken_ones_are_no_session(tmp_path):
     assert openvpn.live_next_hops(str(tmp_path), {"tun1"}) == set()
     records.remove("tun0", A("10.10.30.2"))
     assert records.get("tun0", A("10.10.30.2")) is None
+
+
+def test_a_record_keeps_the_ipv6_address_and_the_newest_session_of_a_user_carries_its_routes(tmp_path):
+    records = openvpn.SessionRecords(str(tmp_path))
+    six = ipaddress.IPv6Address("fd00:10:30::1000")
+    records.write(openvpn.Session("tun0", A("10.10.30.2"), A("10.255.10.1"), six))
+    assert (tmp_path / "openvpn" / "tun0,10.10.30.2").read_text() == "10.255.10.1\nfd00:10:30::1000\n"
+    assert openvpn.live_next_hops(str(tmp_path), {"tun0"}) == {("tun0", A("10.10.30.2")), ("tun0", six)}
+    records.write(openvpn.Session("tun0", A("10.10.30.3"), A("10.255.10.1")))
+    records.write(openvpn.Session("tun0", A("10.10.30.4"), A("10.255.10.2")))
+    older, newer = tmp_path / "openvpn" / "tun0,10.10.30.3", tmp_path / "openvpn" / "tun0,10.10.30.2"
+    os.utime(older, (1000, 1000))
+    os.utime(newer, (2000, 2000))
+    live = openvpn.live_sessions(str(tmp_path), {"tun0"})
+    assert [(s.peer, s.address) for s in live] == [(A("10.255.10.1"), A("10.10.30.2")),
+                                                   (A("10.255.10.2"), A("10.10.30.4"))]
+    os.utime(older, (3000, 3000))
+    assert openvpn.live_sessions(str(tmp_path), {"tun0"})[0].address == A("10.10.30.3")
+    assert openvpn.live_sessions(str(tmp_path), {"tun1"}) == []
+    # A record with a broken IPv6 line, or more lines than a record has, is no session.
+    for text in ["10.255.10.1\nfe80::1\n", "10.255.10.1\nfd00::1\nx\n", "10.255.10.1\nfd00::1"]:
+        newer.write_text(text)
+        assert records.get("tun0", A("10.10.30.2")) is None
+
+
+def test_a_line_goes_via_the_client_address_of_its_family_keeping_metric_and_table():
+    six = openvpn.Session("tun0", A("10.10.30.2"), A("10.255.10.1"), ipaddress.IPv6Address("fd00:10:30::1000"))
+    four = openvpn.Session("tun0", A("10.10.30.2"), A("10.255.10.1"))
+    route = Route(ipaddress.ip_network("192.168.20.0/24"), A("10.255.10.1"), None, 50, "100")
+    kernel = openvpn.vpn_kernel_route(route, four, None)
+    assert (kernel.dst, kernel.dev, kernel.gw, kernel.metric, kernel.table) == (
+        route.dst, "tun0", A("10.10.30.2"), 50, "100")
+    v6 = Route(ipaddress.ip_network("2001:db8:20::/48"), None, None, None, None)
+    assert openvpn.vpn_kernel_route(v6, four, None) is None
+    assert openvpn.not_routed_why(v6) == "is IPv6 and the tunnel has no IPv6"
+    assert openvpn.vpn_kernel_route(v6, six, None).gw == ipaddress.IPv6Address("fd00:10:30::1000")
+    own = Route(ipaddress.ip_network("10.1.0.0/16"), A("10.255.10.1"), "eth1", None, None)
+    assert openvpn.vpn_kernel_route(own, six, None) is None
+    assert openvpn.not_routed_why(own) == "has its own dev eth1"
 
 
 def _hook_world(tmp_path):
