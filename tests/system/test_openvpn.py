@@ -73,7 +73,7 @@ def test_openvpn_user_gets_its_routes_and_loses_exactly_them(world):
     assert "connected over OpenVPN on tun0, where this line is not routed: it has its own dev s-c1" in out
     s.ip("route", "del", "192.168.40.0/24", "via", a1, "dev", "tun0", "metric", "7")
     out = routectl("apply", "--peer", "10.255.10.1")
-    assert f"Installed route for peer 10.255.10.1: 192.168.40.0/24 via 10.255.10.1 metric 7 (over OpenVPN on tun0)" \
+    assert "Installed route for peer 10.255.10.1: 192.168.40.0/24 via 10.255.10.1 metric 7 (over OpenVPN on tun0)" \
         in out, out
     assert "Applied routes for peer 10.255.10.1 on tun0 (OpenVPN): 1 installed" in out
     s.ip("route", "del", "192.168.40.0/24", "via", a1, "dev", "tun0", "metric", "7")
