@@ -11,12 +11,12 @@ from dataclasses import dataclass, field, replace
 from .context import (
     Context,
     all_peers,
-    holder_text,
     kernel_route,
     peer_link,
     peer_links,
     read_slot_holders,
     read_tagged_on,
+    slot_holder,
     stored_routes,
 )
 from .iproute2 import Runner, is_gone_error, is_taken_slot_error
@@ -54,6 +54,7 @@ class RouteResult:
     link: str
     detail: str = ""  # blocked: what holds the destination; failed: why
     openvpn: bool = False  # for the user's OpenVPN session (via its client address on `link`)
+    held_by_ours: bool = False  # blocked by a route of ours no apply replaces (a live OpenVPN session's)
 
     @property
     def line(self) -> str:
@@ -405,7 +406,8 @@ def _execute(ctx: Context, result: Plan, report: ApplyReport) -> None:
             done = report.adopted if install.adopt else report.updated if install.update else report.installed
             done.append(outcome)
         elif install.change.verb == "add" and is_taken_slot_error(message):
-            report.blocked.append(replace(outcome, detail=holder_text(ctx.runner, install.change.route)))
+            holder = slot_holder(ctx.runner, install.change.route)
+            report.blocked.append(replace(outcome, detail=holder.text, held_by_ours=holder.ours))
         else:
             report.failed.append(replace(outcome, detail=message))
     for removal in result.removals:

@@ -116,6 +116,24 @@ def foreign_holder(runner: Runner, route: KernelRoute) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Holder:
+    text: str
+    ours: bool  # one of our routes (a live OpenVPN session's, which no apply replaces): the first one stays
+
+
+def slot_holder(runner: Runner, route: KernelRoute) -> Holder:
+    """What holds this route's slot, ours or somebody else's, described."""
+    family = route.dst.version
+    for item in parse_routes(runner.read_routes(family, tagged=False, exact=route.dst), family):
+        if slot_of(item.route) == slot_of(route):
+            via = f" via {item.route.gw}" if item.route.gw else ""
+            if item.protocol == str(C.RT_PROTO):
+                return Holder(f"our route{via} dev {item.route.dev}", True)
+            return Holder(f"a proto {proto_name(item.protocol)} route{via} dev {item.route.dev}", False)
+    return Holder("a route not installed by l2tp-routectl", False)
+
+
 def holder_text(runner: Runner, route: KernelRoute) -> str:
     return foreign_holder(runner, route) or "a route not installed by l2tp-routectl"
 

@@ -30,7 +30,7 @@ from typing import Callable
 
 from . import constants as C
 from .chap import DEFAULT_CHAP_SECRETS, SecretsError, read_secrets, resolve_user
-from .context import Context, holder_text, kernel_route, read_tagged, stored_routes
+from .context import Context, kernel_route, read_tagged, slot_holder, stored_routes
 from .errors import describe
 from .iproute2 import IpError, is_gone_error, is_no_device_error, is_taken_slot_error
 from .kernel import Installed, slot_of
@@ -381,7 +381,7 @@ def sync_session(ctx: Context, session: Session, routes: Sequence[Route], record
         if message is None:
             done.append(want)
         elif change.verb == "add" and is_taken_slot_error(message):
-            result.held.append(replace(want, detail=_holder(ctx, want.kernel)))
+            result.held.append(replace(want, detail=slot_holder(ctx.runner, want.kernel).text))
         else:
             result.failed.append(replace(want, detail=message))
     for change in removals:
@@ -391,15 +391,6 @@ def sync_session(ctx: Context, session: Session, routes: Sequence[Route], record
         elif not is_gone_error(message):
             result.removal_failed.append((change.route, message))
     return result
-
-
-def _holder(ctx: Context, route: KernelRoute) -> str:
-    slot = slot_of(route)
-    ours = [i for i in read_tagged(ctx.runner, families=(route.dst.version,), exact=route.dst) if i.slot == slot]
-    if ours:
-        via = f" via {ours[0].route.gw}" if ours[0].route.gw is not None else ""
-        return f"our route{via} dev {ours[0].route.dev}"
-    return holder_text(ctx.runner, route)
 
 
 def _of_user(records: SessionRecords, route: KernelRoute, peer: IPv4Address) -> bool:

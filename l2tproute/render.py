@@ -55,10 +55,10 @@ def apply_warnings(report: ApplyReport) -> list[str]:
     """What `apply` says on stderr about the routes it could not put in or take out."""
     warnings = [f"peer {r.peer}: not installed: {r.line}: the destination is held by {r.detail}, "
                 "which l2tp-routectl did not install (use --force to replace it)"
-                for r in report.blocked if not r.openvpn]
-    # Over OpenVPN a held slot is left to whoever came first, ours or not: --force is no way past it.
-    warnings += [f"peer {r.peer}: not installed over OpenVPN on {r.link}: {r.line}: the destination is held by "
-                 f"{r.detail}; the first one stays" for r in report.blocked if r.openvpn]
+                for r in report.blocked if not (r.openvpn or r.held_by_ours)]
+    # A slot held by a live OpenVPN session, or over OpenVPN by anybody, is left to whoever came first.
+    warnings += [f"peer {r.peer}: not installed{_over(r)}: {r.line}: the destination is held by "
+                 f"{r.detail}; the first one stays" for r in report.blocked if r.openvpn or r.held_by_ours]
     warnings += [f"peer {r.peer}: failed: {r.line}: {r.detail}" for r in report.failed]
     warnings += [f"failed: {r.text}: {r.detail}" for r in report.removal_failed]
     return warnings

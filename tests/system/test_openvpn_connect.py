@@ -4,6 +4,7 @@ The real server and clients: tests/openvpnworld.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -12,6 +13,7 @@ import pytest
 from conftest import REPO
 from openvpnworld import openvpn_world, pids_cgroup_root
 
+from l2tproute import constants as C
 from l2tproute.openvpnconnect import QUEUE
 
 #: Debian 12's /lib/systemd/system/openvpn@.service: TasksMax=10.
@@ -59,8 +61,14 @@ def test_a_burst_of_clients_is_served_by_one_connector_within_tasksmax_with_ipv6
         # No fork was refused in the server's cgroup (v1 and v2 alike count them as max).
         assert (world.cgroup / "pids.events").read_text().split() == ["max", "0"]
     world.work()
-    for address, _, _, user in clients:
+    six = json.loads(world.ns["s"].ip("-6", "-j", "-N", "route", "show", "proto", str(C.RT_PROTO)).stdout)
+    for address, _, address6, user in clients:
         assert [r["dst"] for r in world.routes_via(address)] == [f"192.168.{20 + int(user[4:])}.0/24"]
+        # IPv6 lines via the client's IPv6 pool address, on the tun.
+        assert [(r["dst"], r["dev"]) for r in six if r.get("gateway") == address6] == [
+            (f"fd00:{20 + int(user[4:])}::/64", "tun0")]
+    records = {name: (world.run / "openvpn" / name).read_text() for name in os.listdir(world.run / "openvpn")}
+    assert records == {f"tun0,{a}": f"{p}\n{a6}\n" for a, p, a6, _ in clients}
 
 
 def test_without_server_ipv6_the_ipv6_lines_are_skipped(world):
