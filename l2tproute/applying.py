@@ -32,6 +32,7 @@ from .openvpn import (
     live_sessions,
     peer_session,
     sync_session,
+    tagged_on_tun,
 )
 from .reconcile import Plan, Want, old_tool_routes, plan
 from .routefile import format_route
@@ -183,6 +184,8 @@ def _sync_sessions(ctx: Context, report: ApplyReport, sessions: list[Session],
     on both VPNs keeps what the first one installed: the second's lines are blocked by the kernel."""
     records = SessionRecords(ctx.run_dir)
     l2tp = {c.peer for c in report.connected}
+    # Read once per tun, not once per session: the timer syncs every session each minute.
+    on_tun = {tun: tagged_on_tun(ctx, tun) for tun in {s.tun for s in sessions}} if len(sessions) > 1 else {}
     for session in sessions:
         if session.peer not in stored:
             continue
@@ -190,7 +193,7 @@ def _sync_sessions(ctx: Context, report: ApplyReport, sessions: list[Session],
             report.connected.append(Connection(session.peer, session.tun, openvpn=True))
             if session.peer in report.offline:
                 report.offline.remove(session.peer)
-        synced = sync_session(ctx, session, stored[session.peer], records)
+        synced = sync_session(ctx, session, stored[session.peer], records, on_tun.get(session.tun))
 
         def result(item: VpnRoute, detail: str = "", session: Session = session) -> RouteResult:
             return RouteResult(session.peer, item.route, session.tun, detail, openvpn=True)

@@ -337,11 +337,12 @@ class SessionSync:
     not_routed: list[tuple[Route, str]] = field(default_factory=list)  # own dev, or IPv6 without IPv6
 
 
-def sync_session(ctx: Context, session: Session, routes: Sequence[Route], records: SessionRecords) -> SessionSync:
+def sync_session(ctx: Context, session: Session, routes: Sequence[Route], records: SessionRecords,
+                 on_tun: list[Installed] | None = None) -> SessionSync:
     """Make our routes via this session's client exactly its user's stored lines: install what is
     missing (`add`: a slot held by anybody else stays theirs), take over the same user's older
-    session's, remove ours via this client that no line wants. One read of our routes on the tun,
-    one batch; the caller holds the store lock."""
+    session's, remove ours via this client that no line wants. One read of our routes on the tun
+    (or `on_tun`, read once for many sessions), one batch; the caller holds the store lock."""
     result = SessionSync(session)
     names = table_names() if any(r.table for r in routes) else None
     wanted: dict = {}
@@ -355,8 +356,9 @@ def sync_session(ctx: Context, session: Session, routes: Sequence[Route], record
             result.not_routed.append((route, not_routed_why(route)))
         else:
             wanted.setdefault(slot_of(kernel), VpnRoute(route, kernel))
-    families = sorted({slot[0].version for slot in wanted} | ({4, 6} if session.address6 else {4}))
-    on_tun = _tagged_on(ctx, session.tun, families)
+    if on_tun is None:
+        families = sorted({slot[0].version for slot in wanted} | ({4, 6} if session.address6 else {4}))
+        on_tun = _tagged_on(ctx, session.tun, families)
     by_slot: dict = {}
     for item in on_tun:
         by_slot.setdefault(item.slot, []).append(item)
@@ -419,6 +421,11 @@ def handle(events: Sequence[VpnEvent], ctx: Context, log: Log, run_dir: str) -> 
             for text in ctx.warnings:
                 say(syslog.LOG_WARNING, " ".join(str(text).split()))
             ctx.warnings.clear()
+
+
+def tagged_on_tun(ctx: Context, tun: str, families=(4, 6)) -> list[Installed]:
+    """Our routes on a tun; none when it is gone."""
+    return _tagged_on(ctx, tun, families)
 
 
 def _tagged_on(ctx: Context, tun: str, families) -> list[Installed]:
