@@ -1,4 +1,5 @@
-# l2tproute's POSIX sh helpers, sourced by the sh fronts (l2tp-routectl, l2tp-routes-event).
+# l2tproute's POSIX sh helpers, sourced by the sh fronts (l2tp-routectl, l2tp-routes-event,
+# l2tp-routes-kick, l2tp-routes-openvpn).
 # Installed as /opt/l2tproute/libexec/l2tproute.sh. The rules are the library's
 # (model.parse_peer, store.store_dir_from_environment); tests hold the two together.
 
@@ -33,4 +34,18 @@ l2t_is_device() {
 l2t_pick_dir() {
     eval "l2t_dir=\${$1:-}"
     if [ -z "$l2t_dir" ] || [ -n "${SUDO_UID:-}${SUDO_USER:-}" ]; then l2t_dir=$2; fi
+}
+
+# Starts the hooks' worker $2 for the spool under $1 in the background, unless one runs:
+# it holds the lock and looks at the spool again before it exits. Where systemd runs,
+# l2tproute-worker.path starts it instead (it watches only the real spool). The worker
+# gets no descriptor of the caller, so nobody waiting for the caller's output (a pipe to
+# logger, sudo, OpenVPN) waits for the worker.
+l2t_start_worker() {
+    if [ "$1" = /run/l2tproute ] && [ -d /run/systemd/system ] && [ -e /etc/systemd/system/l2tproute-worker.path ]; then
+        return 0
+    fi
+    (
+        exec 9>>"$1/worker.lock" && flock -n 9 && exec "$2" --lock-fd 9
+    ) </dev/null >/dev/null 2>&1 &
 }

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, routectl_path
+from fronts import Fronts, wait_for_worker
 
 from l2tproute import constants as C
 from l2tproute.store import Store
@@ -35,6 +36,7 @@ PEER, ROUTE = "10.255.10.2", "192.168.20.0/24"
 LOG_PRIORITY = {"notice": 5, "warning": 4, "err": 3}
 DAEMON = 3 << 3
 SKIPPED = "cron: skipped, the previous apply still runs"
+KICK = "/opt/l2tproute/libexec/l2tp-routes-kick"
 
 
 
@@ -69,11 +71,14 @@ def environment(text: str) -> dict[str, str]:
     return env
 
 
-def scratch_copy(store: Path, lock: str = LOCK, bound: int | None = None) -> str:
-    """The shipped file with this checkout's command and a scratch store (and lock)."""
+def scratch_copy(store: Path, lock: str = LOCK, bound: int | None = None, kick: Path | None = None) -> str:
+    """The shipped file with this checkout's command and a scratch store (and lock, and kick)."""
     text = SHIPPED.read_text()
     assert text.count(COMMAND) == 2 and text.count(LOCK) == 2 and text.count("\nPATH=") == 1
+    assert text.count(f"root {KICK}\n") == 1
     text = text.replace(COMMAND, routectl_path()).replace(LOCK, lock)
+    if kick is not None:
+        text = text.replace(KICK, str(kick))
     text = re.sub(r"(?m)^PATH=.*$", lambda m: f"{m.group(0)}\n{C.STORE_DIR_ENV}={store}", text)
     if bound is not None:  # the boot job's wait for the network, shortened for a test
         assert text.count(" -ge 60 ]") == 1 and text.count(" -lt 60 ]") == 1
@@ -217,8 +222,9 @@ def test_the_file_is_marked_and_runs_apply_at_boot_and_every_minute_under_one_lo
     assert text.splitlines()[0] == MARKER
     assert "%" not in text  # cron turns % into a newline
     assert "\nSHELL=/bin/sh\n" in text
-    boot, minute = jobs(text)
+    boot, minute, kick = jobs(text)
     assert (boot.schedule, boot.user, minute.schedule, minute.user) == ("@reboot", "root", "* * * * *", "root")
+    assert kick == Job("* * * * *", "root", KICK)
     assert minute.command.startswith(f"{{ flock -n -E 75 {LOCK} {COMMAND} apply; ")
     assert minute.command.endswith(f"2>&1 | logger -t {C.SYSLOG_IDENT} -p daemon.notice")
     # The boot job is the minute job behind a bounded wait for the network: one command, once.
@@ -229,11 +235,12 @@ def test_the_file_is_marked_and_runs_apply_at_boot_and_every_minute_under_one_lo
 # -- a real cron daemon -----------------------------------------------------------
 
 def test_a_real_cron_reads_the_file_without_error_and_runs_the_boot_and_the_minute_apply(sandbox, netns,
-                                                                                        connected_peer):
+                                                                                        connected_peer, tmp_path):
     # A missing cron is a failure, not a skip: run-tests.sh installs it.
     assert Path("/usr/sbin/cron").is_file(), "needs Debian's cron package: apt-get install cron"
     cron_d = sandbox.root / "cron.d"
-    (cron_d / "l2tproute").write_text(scratch_copy(connected_peer))
+    kick = checkout_kick(tmp_path / "fronts")
+    (cron_d / "l2tproute").write_text(scratch_copy(connected_peer, kick=kick))
     (cron_d / "l2tproute").chmod(0o644)
     # A broken file beside it: proves that cron's syslog names a file it cannot read.
     (cron_d / "broken").write_text("SHELL=/bin/sh\n61 * * * * root true\n")
@@ -263,6 +270,7 @@ def test_a_real_cron_reads_the_file_without_error_and_runs_the_boot_and_the_minu
     assert log.wait_for(lambda m: m.tag == "CRON" and "CMD ([" in m.text and m.text.split("] ", 1)[1].startswith(
         "{ flock -n"), 70), log.raw
     assert log.wait_for(applied, 30, count=2), log.raw
+    assert log.wait_for(lambda m: m.tag == "CRON" and "CMD ([" in m.text and m.text.endswith(f"] {kick})"), 5), log.raw
     assert netns.tagged_set() == {(ROUTE, PEER, "ppp0", "main")}
     assert cron.poll() is None
 
@@ -319,3 +327,36 @@ def test_a_failed_apply_is_logged_at_priority_err_with_its_exit_status(sandbox, 
     assert sandbox.syslog.wait_for(lambda m: m == failed, 5), sandbox.syslog.raw
     errors = [m.text for m in sandbox.syslog.ours() if m.text.startswith(f"{C.PROG}: error: ")]
     assert errors and str(not_a_store) in errors[0], sandbox.syslog.raw
+
+
+def checkout_kick(directory: Path) -> Path:
+    """bin/l2tp-routes-kick as installed, but with this checkout's helpers and worker."""
+    fronts = Fronts(directory)
+    text = (REPO / "bin/l2tp-routes-kick").read_text()
+    for old, new in {"WORKER=/opt/l2tproute/libexec/l2tp-routes-worker": f"WORKER={fronts.worker}",
+                     "LIB=/opt/l2tproute/libexec/l2tproute.sh": f"LIB={REPO / 'bin/l2tproute.sh'}"}.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    kick = directory / "l2tp-routes-kick"
+    kick.write_text(text)
+    kick.chmod(0o755)
+    return kick
+
+
+def test_the_minute_kick_starts_the_worker_that_drains_the_spool_and_returns_at_once(sandbox, netns, connected_peer,
+                                                                                   tmp_path):
+    """OpenVPN's events wait a minute at most even if their hook could not start the worker:
+    cron's kick starts it, as pppd's hook front does (the sandbox's /run is the real path)."""
+    kick = checkout_kick(tmp_path / "fronts")
+    run = sandbox.root / "run" / "l2tproute"
+    (run / "spool").mkdir(parents=True)
+    (run / "spool" / f"ppp0,1,up,{PEER}").write_text("")
+    result = sandbox.run_job(scratch_copy(connected_peer, kick=kick), 2)
+    assert (result.returncode, result.stdout) == (0, "")
+    wait_for_worker(run)
+    assert netns.tagged_set() == {(ROUTE, PEER, "ppp0", "main")}
+    assert sandbox.syslog.wait_for(lambda m: m.tag == C.SYSLOG_IDENT and PEER in m.text, 5), sandbox.syslog.raw
+    # Called wrongly: one line saying so, nothing started.
+    wrong = subprocess.run([str(kick), "now"], capture_output=True, text=True, timeout=10)
+    assert (wrong.returncode, wrong.stdout) == (2, "")
+    assert wrong.stderr == "l2tp-routes-kick: error: it takes no arguments; run it as l2tp-routes-kick\n"
