@@ -155,11 +155,25 @@ STORE=$STORE_PARENT/routes.d
 LOCK_NAME=.l2tproute.lock
 CONF_FILE=$STORE_PARENT/l2tproute.conf
 LIBEXEC=$VENV/libexec
-# The panel's OpenVPN server: its hooks are wired in when this config exists (README:
-# Servers running both VPNs), between OVPN_END and the marker line, removed by --uninstall.
+# The panel's OpenVPN server (README: Servers running both VPNs): when its config exists,
+# its hooks go on openvpn's command line, which the panel's rewrite of the config cannot
+# drop: a drop-in of openvpn@server.service, and where systemd does not run, OPTARGS in
+# Debian's /etc/default/openvpn (a block between the marker line and OVPN_END). Earlier
+# versions put that block into server.conf itself; a run removes it from there.
 OVPN_CONF=$ROOT/etc/openvpn/server.conf
 OVPN_END='# l2tproute end'
 OVPN_HOOK=$VENV_FINAL/libexec/l2tp-routes-openvpn
+OVPN_UNIT=openvpn@server.service
+OVPN_DROP_IN=$UNIT_DIR/$OVPN_UNIT.d/l2tproute.conf
+OVPN_DEFAULTS=$ROOT/etc/default/openvpn
+OVPN_INIT=$ROOT/etc/init.d/openvpn
+OVPN_SUDOERS=$ROOT/etc/sudoers.d/l2tproute-openvpn
+# Where the units of openvpn@server come from, first found wins (as systemd looks them up).
+OVPN_UNIT_FILES=("$UNIT_DIR/$OVPN_UNIT" "$UNIT_DIR/openvpn@.service" "$ROOT/lib/systemd/system/openvpn@.service"
+    "$ROOT/usr/lib/systemd/system/openvpn@.service")
+# The options, as config lines; on the command line each is --LINE.
+OVPN_LINES=("script-security 2" "client-connect $OVPN_HOOK" "client-disconnect $OVPN_HOOK"
+    "management /run/l2tproute/openvpn.sock unix" "management-client-user root")
 TMPFILES_FILE=$ROOT/etc/tmpfiles.d/l2tproute.conf
 
 # Every installed file: destination, mode, where its content comes from (in $WORK).
@@ -169,6 +183,7 @@ FILES=(
     "$LIBEXEC/l2tp-routectl|0755|bin/l2tp-routectl.py"
     "$LIBEXEC/l2tp-routes-worker|0755|bin/l2tp-routes-worker"
     "$LIBEXEC/l2tp-routes-event|0755|bin/l2tp-routes-event"
+    "$LIBEXEC/l2tp-routes-kick|0755|bin/l2tp-routes-kick"
     "$LIBEXEC/l2tp-routes-openvpn|0755|bin/l2tp-routes-openvpn"
     "$LIBEXEC/l2tp-routes-openvpn-connect|0755|bin/l2tp-routes-openvpn-connect"
     "$LIBEXEC/l2tproute.sh|0644|bin/l2tproute.sh"
@@ -329,70 +344,195 @@ put_file() {
 
 # -- OpenVPN ------------------------------------------------------------------
 
-ovpn_without_block() { sed "\\|^${MARKER}\$|,\\|^${OVPN_END}\$|d" -- "$1"; }
+strip_block() { sed "\\|^${MARKER}\$|,\\|^${OVPN_END}\$|d" -- "$1"; }
 ovpn_option() { sed -n "s/^[[:space:]]*$1[[:space:]]\\{1,\\}\\([^[:space:]#;]*\\).*/\\1/p" | tail -n 1; }
+ovpn_args() { printf -- '--%s ' "${OVPN_LINES[@]}" | sed 's/ $//'; }
 
-ovpn_block() {
-    printf '%s\n' "$MARKER" \
-        "# l2tproute: the per-user routes for users connected over OpenVPN (--uninstall removes this block)"
-    (($1)) && printf 'script-security 2\n'
-    printf '%s\n' "client-connect $OVPN_HOOK" "client-disconnect $OVPN_HOOK" \
-        "management /run/l2tproute/openvpn.sock unix" "management-client-user root" "$OVPN_END"
+# Takes our marked block out of FILE in place (owner and mode stay); a backup that is the
+# same as what is left goes too. NOTE says what follows for the file. BLOCK_REMOVED: it did.
+remove_block() {
+    local file=$1 note=$2 want=$WORK/unblocked saved
+    BLOCK_REMOVED=0
+    [[ -f $file && ! -L $file ]] && has_marker "$file" || return 0
+    strip_block "$file" >"$want"
+    if [[ $ACTION == install ]]; then
+        saved=$WORK/saved.$RANDOM$RANDOM
+        cp -a -- "$file" "$saved"
+        undo restore "$saved" "$file"
+    fi
+    cat -- "$want" >"$file"
+    BLOCK_REMOVED=1
+    changed "unwired: $file (its l2tproute block removed; $note)"
+    if cmp -s -- "$file" "$file$BACKUP_SUFFIX"; then
+        if [[ $ACTION == install ]]; then
+            saved=$WORK/saved.$RANDOM$RANDOM
+            cp -a -- "$file$BACKUP_SUFFIX" "$saved"
+            undo restore "$saved" "$file$BACKUP_SUFFIX"
+        fi
+        rm -f -- "$file$BACKUP_SUFFIX"
+        changed "removed: $file$BACKUP_SUFFIX (the same as the file now)"
+    fi
 }
 
-# The hooks go into server.conf as one marked block, unless the config has hooks or a
-# management interface of its own (then: what to add, printed). The spool becomes writable
-# by the server's group (tmpfiles.d), as its hooks run with that group.
+# OVPN_EXEC_START: ExecStart of the packaged openvpn@.service (or of what overrides it),
+# with our options after the program and so before its --config: a line of the panel's
+# config wins over them (openvpn takes the last value given), so its script-security 3 stays 3.
+ovpn_exec_start() {
+    local unit line
+    for unit in "${OVPN_UNIT_FILES[@]}"; do
+        [[ -f $unit && -s $unit ]] || continue
+        OVPN_UNIT_FOUND=${unit#"$ROOT"}
+        line=$(sed -n 's/^ExecStart=//p' -- "$unit" | tail -n 1)
+        if [[ $line =~ ^(/[A-Za-z0-9/._-]*/openvpn)([[:space:]].*[[:space:]]--config[[:space:]].*)$ ]]; then
+            OVPN_EXEC_START="ExecStart=${BASH_REMATCH[1]} $(ovpn_args)${BASH_REMATCH[2]}"
+            return 0
+        fi
+        warn "$OVPN_UNIT_FOUND: its ExecStart is not /PATH/openvpn ... --config FILE: the hooks are not on its" \
+            "command line; add to $OVPN_CONF: $(printf '%s; ' "${OVPN_LINES[@]}" | sed 's/; $//')"
+        return 1
+    done
+    warn "no openvpn@.service here (is the openvpn package installed?): the hooks are not on its command line;" \
+        "install openvpn, then run this script again"
+    return 1
+}
+
+ovpn_drop_in() {
+    printf '%s\n' "$MARKER" "#" \
+        "# l2tproute: the hooks of the panel's OpenVPN server on its command line, not in" \
+        "# /etc/openvpn/server.conf, which the panel writes afresh (README: Servers running" \
+        "# both VPNs). They come before --config: a line of the config wins over them." \
+        "# The rest is the ExecStart of $OVPN_UNIT_FOUND as the installer" \
+        "# found it: run the installer again after an upgrade of openvpn. --uninstall" \
+        "# removes this file." \
+        "[Service]" "ExecStart=" "$1"
+}
+
+# The directories OpenVPN needs when it starts (its management socket's) and those its
+# hooks write, as the server's group $1: PATH MODE GROUP, one a line.
+ovpn_run_dirs() {
+    printf '%s\n' "/run/l2tproute 0755 root" "/run/l2tproute/spool 1770 $1" "/run/l2tproute/openvpn-connect 1770 $1"
+}
+
+# For /etc/init.d/openvpn, which passes OPTARGS before --config to every VPN it starts.
+# The init script runs no tmpfiles.d: the run directories are made here, just before
+# OpenVPN starts, as tmpfiles.d makes them where systemd runs.
+ovpn_defaults_block() {
+    local path mode group made=()
+    while read -r path mode group; do made+=("install -d -m $mode -g $group $path"); done < <(ovpn_run_dirs "$1")
+    printf '%s\n' "$MARKER" \
+        "# l2tproute: the hooks of the panel's OpenVPN server (README: Servers running both VPNs);" \
+        "# --uninstall removes this block." \
+        "OPTARGS=\"\${OPTARGS:-} $(ovpn_args)\"" \
+        "$(printf '%s && ' "${made[@]}")true || :" \
+        "$OVPN_END"
+}
+
+# Where systemd runs there: live, systemd is PID 1; staged, the scheduler chosen says it.
+target_runs_systemd() { if ((LIVE)); then systemd_running; else [[ $SCHEDULER == systemd ]]; fi; }
+
+# The hooks go on openvpn@server's command line, unless the config has hooks or a management
+# interface of its own (then: a warning, nothing touched). The spool becomes writable by the
+# server's group (tmpfiles.d), as its hooks run with that group, and its user may start the
+# root worker through sudo.
 wire_openvpn() {
     if [[ ! -e $OVPN_CONF && ! -L $OVPN_CONF ]]; then
         say "note: no $OVPN_CONF: for users on an OpenVPN server, add to its config:"
-        ovpn_block 1 | sed -n '3,7s/^/    /p'
+        printf '    %s\n' "${OVPN_LINES[@]}"
         say "and make /run/l2tproute/spool writable by the server's group (root:GROUP, mode 1770)"
         return 0
     fi
     [[ -f $OVPN_CONF && ! -L $OVPN_CONF ]] || die "$OVPN_CONF is not a regular file; move it away"
-    local rest=$WORK/openvpn-rest want=$WORK/server.conf level group add=1 mode
-    ovpn_without_block "$OVPN_CONF" >"$rest"
+    local rest=$WORK/openvpn-rest level group user restart=0 path mode owner
+    strip_block "$OVPN_CONF" >"$rest"
     if grep -Eq '^[[:space:]]*(client-connect|client-disconnect|management)[[:space:]]' -- "$rest"; then
         warn "$OVPN_CONF has its own client-connect, client-disconnect or management lines: not wired;" \
             "see README: Servers running both VPNs"
         return 0
     fi
     level=$(ovpn_option script-security <"$rest")
-    if [[ -n $level ]]; then
-        [[ $level =~ ^[0-9]$ ]] && ((level >= 2)) || {
-            warn "$OVPN_CONF sets script-security $level; the hooks need 2: not wired"
-            return 0
-        }
-        add=0
-    fi
-    { cat -- "$rest"; ovpn_block "$add"; } >"$want"
-    mode=$(stat -c '%a' -- "$OVPN_CONF")
-    put_file "$want" "$OVPN_CONF" "$mode"
-    if ((PUT_CHANGED)) && ((LIVE)); then
-        say "note: restart OpenVPN to load its hooks: systemctl restart openvpn@server (its clients reconnect)"
+    if [[ -n $level ]] && ! { [[ $level =~ ^[0-9]$ ]] && ((level >= 2)); }; then
+        warn "$OVPN_CONF sets script-security $level; the hooks need 2: not wired"
+        return 0
     fi
     group=$(ovpn_option group <"$rest")
     [[ $group =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]*$ ]] || group=root
-    printf '%s\n' "$MARKER" "d /run/l2tproute 0755 root root -" "d /run/l2tproute/spool 1770 root $group -" \
-        "d /run/l2tproute/openvpn-connect 1770 root $group -" >"$WORK/tmpfiles.conf"
+    if target_runs_systemd; then
+        ovpn_exec_start || return 0
+        ovpn_drop_in "$OVPN_EXEC_START" >"$WORK/openvpn-drop-in"
+        if systemd_running; then undo reload; fi  # on a rollback: once the file is gone
+        put_file "$WORK/openvpn-drop-in" "$OVPN_DROP_IN" 0644
+        restart=$PUT_CHANGED
+        if ((PUT_CHANGED)) && systemd_running; then systemctl daemon-reload; fi
+    else
+        wire_openvpn_defaults "$group" || return 0
+        restart=$PUT_CHANGED
+    fi
+    # Only now that the command line has them: out of the config (an earlier version's block).
+    remove_block "$OVPN_CONF" "the hooks are on the command line of OpenVPN now"
+    ((BLOCK_REMOVED == 0)) || restart=1
+    if ((restart)) && ((LIVE)); then
+        if systemd_running; then
+            say "note: restart OpenVPN to load its hooks: systemctl restart openvpn@server (its clients reconnect)"
+        else
+            say "note: restart OpenVPN to load its hooks: /etc/init.d/openvpn restart server (its clients reconnect)"
+        fi
+    fi
+    { printf '%s\n' "$MARKER"; ovpn_run_dirs "$group" | while read -r path mode owner; do
+        printf 'd %s %s root %s -\n' "$path" "$mode" "$owner"; done; } >"$WORK/tmpfiles.conf"
     put_file "$WORK/tmpfiles.conf" "$TMPFILES_FILE" 0644
-    if ((PUT_CHANGED)) && ((LIVE)); then
+    if ((PUT_CHANGED)) && ((LIVE)) && command -v systemd-tmpfiles >/dev/null; then
         run_quiet "systemd-tmpfiles --create $TMPFILES_FILE" systemd-tmpfiles --create "$TMPFILES_FILE"
     fi
+    user=$(ovpn_option user <"$rest")
+    wire_openvpn_sudo "${user:-nobody}"
+}
+
+# OPTARGS in /etc/default/openvpn, read by Debian's init script; not when that script passes
+# them to other VPNs too (another *.conf in /etc/openvpn would get our hooks and socket).
+wire_openvpn_defaults() {
+    local others
+    if [[ ! -f $OVPN_INIT ]] || ! grep -q -- '-- \$OPTARGS ' "$OVPN_INIT"; then
+        warn "no Debian $OVPN_INIT passing OPTARGS to openvpn: the hooks are not wired where systemd does not" \
+            "run; add to $OVPN_CONF: $(printf '%s; ' "${OVPN_LINES[@]}" | sed 's/; $//')"
+        return 1
+    fi
+    others=$(find "${OVPN_CONF%/*}" -maxdepth 1 -name '*.conf' ! -name "${OVPN_CONF##*/}" -printf '%f ')
+    if [[ -n $others ]]; then
+        warn "/etc/openvpn has other VPNs too (${others% }): OPTARGS would give them the hooks as well, so" \
+            "they are not wired; add to $OVPN_CONF: $(printf '%s; ' "${OVPN_LINES[@]}" | sed 's/; $//')"
+        return 1
+    fi
+    [[ ! -L $OVPN_DEFAULTS ]] || die "$OVPN_DEFAULTS is a symbolic link; expected a regular file"
+    { if [[ -f $OVPN_DEFAULTS ]]; then strip_block "$OVPN_DEFAULTS"; fi; ovpn_defaults_block "$1"; } \
+        >"$WORK/openvpn-defaults"
+    put_file "$WORK/openvpn-defaults" "$OVPN_DEFAULTS" 0644
+}
+
+# The sudo rule for the server's user: it may run l2tp-routes-kick, nothing else.
+wire_openvpn_sudo() {
+    local user=$1 rule=$WORK/contrib/sudoers/l2tproute-openvpn
+    if [[ $user == root ]]; then
+        say "note: $OVPN_CONF runs OpenVPN as root: its hooks need no sudo rule"
+        return 0
+    fi
+    if ! [[ $user =~ ^[A-Za-z_][A-Za-z0-9_.-]{0,31}$ ]]; then
+        warn "$OVPN_CONF: user $user is not a user name like nobody: no sudo rule for its hooks;" \
+            "cron or systemd start the worker for their events instead"
+        return 0
+    fi
+    sed -i "s/^nobody ALL=/$user ALL=/" "$rule"
+    if command -v visudo >/dev/null; then
+        run_quiet "checking the sudoers file with visudo -cf" visudo -cf "$rule"
+    fi
+    put_file "$rule" "$OVPN_SUDOERS" 0440
 }
 
 unwire_openvpn() {
     remove_file "$TMPFILES_FILE"
-    [[ -f $OVPN_CONF && ! -L $OVPN_CONF ]] && has_marker "$OVPN_CONF" || return 0
-    local want=$WORK/server.conf
-    ovpn_without_block "$OVPN_CONF" >"$want"
-    cat -- "$want" >"$OVPN_CONF"
-    changed "unwired: $OVPN_CONF (its l2tproute block removed; restart OpenVPN to drop the hooks)"
-    if cmp -s -- "$OVPN_CONF" "$OVPN_CONF$BACKUP_SUFFIX"; then
-        rm -f -- "$OVPN_CONF$BACKUP_SUFFIX"
-        changed "removed: $OVPN_CONF$BACKUP_SUFFIX (the same as the config now)"
-    fi
+    remove_file "$OVPN_SUDOERS"
+    remove_file "$OVPN_DROP_IN"
+    remove_block "$OVPN_DEFAULTS" "restart OpenVPN to drop the hooks"
+    remove_block "$OVPN_CONF" "restart OpenVPN to drop the hooks"
 }
 
 # -- install ------------------------------------------------------------------
@@ -403,7 +543,7 @@ check_source() {
         bin/l2tp-routectl bin/l2tp-routectl.py bin/l2tp-routes-ip-up bin/l2tp-routes-ip-down; do
         [[ -f $SRC/$f ]] || die "$SRC/$f is missing: run the script from a complete l2tproute checkout"
     done
-    for f in "${FILES[@]}" "${SYSTEMD_FILES[@]}" "${CRON_FILES[@]}"; do
+    for f in "${FILES[@]}" "${SYSTEMD_FILES[@]}" "${CRON_FILES[@]}" "|contrib/sudoers/l2tproute-openvpn"; do
         f=${f##*|}
         [[ -f $SRC/$f ]] || die "$SRC/$f is missing: run the script from a complete l2tproute checkout"
         [[ $f == bin/* ]] || grep -qxF -- "$MARKER" "$SRC/$f" || die "$SRC/$f lacks the line '$MARKER'"
@@ -552,7 +692,8 @@ prepare() {
         } >"$WORK/bin/$name"
     done
     # The POSIX sh fronts, as they are (they name the final paths), marked on their second line.
-    for name in l2tp-routectl l2tp-routes-ip-up l2tp-routes-ip-down l2tp-routes-event l2tp-routes-openvpn l2tproute.sh; do
+    for name in l2tp-routectl l2tp-routes-ip-up l2tp-routes-ip-down l2tp-routes-event l2tp-routes-kick \
+        l2tp-routes-openvpn l2tproute.sh; do
         { head -n 1 -- "$SRC/bin/$name"; printf '%s\n' "$MARKER"; tail -n +2 -- "$SRC/bin/$name"; } >"$WORK/bin/$name"
     done
     cp -r -- "$SRC/contrib/systemd" "$SRC/contrib/cron" "$SRC/contrib/sysctl" "$SRC/contrib/iproute2" "$SRC/contrib/sudoers" "$WORK/contrib/"

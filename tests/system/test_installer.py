@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from fronts import wait_for_worker
 
 from l2tproute import constants as C
 from l2tproute.policy import Config, load_config
@@ -38,6 +40,7 @@ FILES = {
     "opt/l2tproute/libexec/l2tp-routectl": (0o755, "bin/l2tp-routectl.py"),
     "opt/l2tproute/libexec/l2tp-routes-worker": (0o755, "bin/l2tp-routes-worker"),
     "opt/l2tproute/libexec/l2tp-routes-event": (0o755, "bin/l2tp-routes-event"),
+    "opt/l2tproute/libexec/l2tp-routes-kick": (0o755, "bin/l2tp-routes-kick"),
     "opt/l2tproute/libexec/l2tp-routes-openvpn": (0o755, "bin/l2tp-routes-openvpn"),
     "opt/l2tproute/libexec/l2tp-routes-openvpn-connect": (0o755, "bin/l2tp-routes-openvpn-connect"),
     "opt/l2tproute/libexec/l2tproute.sh": (0o644, "bin/l2tproute.sh"),
@@ -155,7 +158,7 @@ def staged(tmp_path_factory, checkout) -> Path:
     result = installer("--root", str(root), script=checkout / PROG)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == ""
-    assert result.stdout.splitlines()[-1] == "Done: 20 changes. Route files were not touched."
+    assert result.stdout.splitlines()[-1] == "Done: 21 changes. Route files were not touched."
     assert "--force" not in result.stdout  # nothing of an old tool to take over
     return root
 
@@ -654,50 +657,222 @@ def test_the_readmes_first_command_installs_nothing_new_and_its_demo_shows_every
 
 PANEL_OVPN = ("port 8443\nproto tcp-server\ndev tun\ntopology subnet\nserver 10.10.30.0 255.255.255.0\n"
               "verify-client-cert none\nusername-as-common-name\nauth-user-pass-verify /etc/openvpn/auth.sh via-file\n"
-              "user nobody\ngroup www-data\nduplicate-cn\npersist-tun\nkeepalive 10 120\n")
-OVPN_BLOCK = (f"{MARKER}\n# l2tproute: the per-user routes for users connected over OpenVPN (--uninstall removes this "
-              "block)\nscript-security 2\nclient-connect /opt/l2tproute/libexec/l2tp-routes-openvpn\n"
-              "client-disconnect /opt/l2tproute/libexec/l2tp-routes-openvpn\n"
-              "management /run/l2tproute/openvpn.sock unix\nmanagement-client-user root\n# l2tproute end\n")
+              "script-security 2\nuser nobody\ngroup www-data\nduplicate-cn\npersist-tun\nkeepalive 10 120\n")
+HOOK = "/opt/l2tproute/libexec/l2tp-routes-openvpn"
+KICK = "/opt/l2tproute/libexec/l2tp-routes-kick"
+#: What earlier versions put into server.conf itself (a rewrite by the panel dropped it).
+OLD_BLOCK = (f"{MARKER}\n# l2tproute: the per-user routes for users connected over OpenVPN (--uninstall removes this "
+             f"block)\nclient-connect {HOOK}\nclient-disconnect {HOOK}\n"
+             "management /run/l2tproute/openvpn.sock unix\nmanagement-client-user root\n# l2tproute end\n")
+OPTIONS = (f"--script-security 2 --client-connect {HOOK} --client-disconnect {HOOK} "
+           "--management /run/l2tproute/openvpn.sock unix --management-client-user root")
+PACKAGED_UNIT = Path("/lib/systemd/system/openvpn@.service")
+DROP_IN = "etc/systemd/system/openvpn@server.service.d/l2tproute.conf"
+OVPN_SUDOERS = "etc/sudoers.d/l2tproute-openvpn"
+TMPFILES = "etc/tmpfiles.d/l2tproute.conf"
 
 
-def test_the_openvpn_server_config_is_wired_once_backed_up_and_unwired(tmp_path, checkout):
-    root = tmp_path / "root"
+def packaged_exec_start() -> str:
+    """ExecStart of Debian's openvpn@.service on this machine (run-tests.sh installs openvpn)."""
+    assert PACKAGED_UNIT.is_file(), "needs Debian's openvpn package: apt-get install openvpn"
+    return [line for line in PACKAGED_UNIT.read_text().splitlines() if line.startswith("ExecStart=")][-1]
+
+
+def openvpn_root(staged: Path, root: Path, config: str = PANEL_OVPN) -> Path:
+    """A server with the panel's OpenVPN (its config, Debian's units and init script) and the staged venv."""
+    seed_venv(staged, root)
     conf = root / "etc/openvpn/server.conf"
     conf.parent.mkdir(parents=True)
-    conf.write_text(PANEL_OVPN)
+    conf.write_text(config)
     conf.chmod(0o600)
-    first = installer("--root", str(root), script=checkout / PROG)
-    assert first.returncode == 0 and first.stderr == "", first.stdout + first.stderr
-    assert conf.read_text() == PANEL_OVPN + OVPN_BLOCK
-    assert stat.S_IMODE(conf.stat().st_mode) == 0o600
-    assert (root / "etc/openvpn/server.conf.bak-l2tproute").read_text() == PANEL_OVPN
-    assert (root / "etc/tmpfiles.d/l2tproute.conf").read_text() == (
+    for packaged in (PACKAGED_UNIT, Path("/etc/init.d/openvpn"), Path("/etc/default/openvpn")):
+        (root / packaged.relative_to("/")).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(packaged, root / packaged.relative_to("/"))
+    return conf
+
+
+@pytest.fixture(scope="module")
+def wired(tmp_path_factory, staged, checkout) -> Path:
+    """A staged install on a server with the panel's OpenVPN (systemd target)."""
+    root = tmp_path_factory.mktemp("wired") / "root"
+    openvpn_root(staged, root)
+    result = installer("--root", str(root), script=checkout / PROG)
+    assert (result.returncode, result.stderr) == (0, ""), result.stdout + result.stderr
+    for rel in (DROP_IN, TMPFILES, OVPN_SUDOERS):
+        assert f"installed: {root / rel}" in result.stdout.splitlines(), result.stdout
+    return root
+
+
+def test_the_openvpn_hooks_go_on_openvpns_command_line_before_its_config_which_stays_as_the_panel_wrote_it(
+        wired, checkout):
+    conf = wired / "etc/openvpn/server.conf"
+    assert conf.read_text() == PANEL_OVPN and stat.S_IMODE(conf.stat().st_mode) == 0o600
+    assert not (wired / "etc/openvpn/server.conf.bak-l2tproute").exists()
+    program, rest = packaged_exec_start().split(" ", 1)
+    assert program == "ExecStart=/usr/sbin/openvpn" and " --config /etc/openvpn/%i.conf" in rest
+    drop_in = (wired / DROP_IN).read_text()
+    assert drop_in.startswith(MARKER + "\n") and stat.S_IMODE((wired / DROP_IN).stat().st_mode) == 0o644
+    # The packaged command, our options first: the config's own lines win over them.
+    assert drop_in.endswith(f"\n[Service]\nExecStart=\n{program} {OPTIONS} {rest}\n"), drop_in
+    assert "/lib/systemd/system/openvpn@.service" in drop_in
+    assert (wired / TMPFILES).read_text() == (
         f"{MARKER}\nd /run/l2tproute 0755 root root -\nd /run/l2tproute/spool 1770 root www-data -\n"
         "d /run/l2tproute/openvpn-connect 1770 root www-data -\n")
+    # Where systemd runs, Debian's defaults file is not touched.
+    assert (wired / "etc/default/openvpn").read_bytes() == Path("/etc/default/openvpn").read_bytes()
+    sudoers = wired / OVPN_SUDOERS
+    info = sudoers.stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o440, 0)
+    rules = [line for line in sudoers.read_text().splitlines() if line and not line.startswith("#")]
+    assert rules == [f'nobody ALL=(root) NOPASSWD: {KICK} ""']
+    assert subprocess.run(["visudo", "-cf", str(sudoers)], capture_output=True).returncode == 0
+
+    before = snapshot(wired)
+    again = installer("--root", str(wired), script=checkout / PROG)
+    assert (again.returncode, again.stderr) == (0, ""), again
+    assert again.stdout.splitlines()[-1].startswith("Nothing to do"), again.stdout
+    assert snapshot(wired) == before
+
+
+def test_an_earlier_installs_block_in_server_conf_is_taken_out_and_uninstall_removes_the_rest(staged, checkout,
+                                                                                          tmp_path):
+    root = tmp_path / "root"
+    conf = openvpn_root(staged, root, PANEL_OVPN + OLD_BLOCK)
+    backup = root / "etc/openvpn/server.conf.bak-l2tproute"
+    backup.write_text(PANEL_OVPN)  # as the earlier install left it
+    result = installer("--root", str(root), script=checkout / PROG)
+    assert (result.returncode, result.stderr) == (0, ""), result
+    assert f"unwired: {conf} (its l2tproute block removed; the hooks are on the command line of OpenVPN now)" \
+        in result.stdout
+    assert conf.read_text() == PANEL_OVPN and stat.S_IMODE(conf.stat().st_mode) == 0o600
+    assert not backup.exists() and (root / DROP_IN).is_file()
     again = installer("--root", str(root), script=checkout / PROG)
     assert again.stdout.splitlines()[-1].startswith("Nothing to do"), again.stdout
-    assert conf.read_text() == PANEL_OVPN + OVPN_BLOCK
 
     gone = installer("--root", str(root), "--uninstall", script=checkout / PROG)
-    assert gone.returncode == 0, gone.stdout + gone.stderr
-    assert conf.read_text() == PANEL_OVPN
-    assert not (root / "etc/openvpn/server.conf.bak-l2tproute").exists()
-    assert not (root / "etc/tmpfiles.d").exists()
+    assert (gone.returncode, gone.stderr) == (0, ""), gone
+    for rel in (DROP_IN, TMPFILES, OVPN_SUDOERS):
+        assert f"removed: {root / rel}" in gone.stdout.splitlines()
+    assert not (root / "etc/systemd/system/openvpn@server.service.d").exists()
+    assert not (root / "etc/tmpfiles.d").exists() and not (root / OVPN_SUDOERS).exists()
+    assert conf.read_text() == PANEL_OVPN and not backup.exists()
+    assert (root / PACKAGED_UNIT.relative_to("/")).read_bytes() == PACKAGED_UNIT.read_bytes()
 
 
-def test_an_openvpn_config_with_its_own_hooks_is_left_alone_and_without_one_the_lines_are_printed(tmp_path, checkout):
+def test_where_systemd_does_not_run_debians_init_script_gets_the_hooks_through_optargs(staged, checkout, tmp_path):
+    """The real /etc/init.d/openvpn builds the command line (start-stop-daemon only records it),
+    in a private mount and network namespace (its sysctl and /run/openvpn stay there)."""
     root = tmp_path / "root"
+    conf = openvpn_root(staged, root)
+    defaults = root / "etc/default/openvpn"
+    debians = defaults.read_text()
+    result = installer("--root", str(root), "--scheduler", "cron", script=checkout / PROG)
+    assert (result.returncode, result.stderr) == (0, ""), result
+    assert not (root / DROP_IN).exists() and conf.read_text() == PANEL_OVPN
+    assert defaults.read_text() == (
+        f"{debians}{MARKER}\n# l2tproute: the hooks of the panel's OpenVPN server (README: Servers running both "
+        f"VPNs);\n# --uninstall removes this block.\nOPTARGS=\"${{OPTARGS:-}} {OPTIONS}\"\n"
+        "install -d -m 0755 -g root /run/l2tproute && install -d -m 1770 -g www-data /run/l2tproute/spool && "
+        "install -d -m 1770 -g www-data /run/l2tproute/openvpn-connect && true || :\n"
+        "# l2tproute end\n")
+    assert (root / "etc/default/openvpn.bak-l2tproute").read_text() == debians
+    again = installer("--root", str(root), "--scheduler", "cron", script=checkout / PROG)
+    assert again.stdout.splitlines()[-1].startswith("Nothing to do"), again.stdout
+
+    record = tmp_path / "argv"
+    recorder = tmp_path / "start-stop-daemon"
+    recorder.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >{record}\n')
+    recorder.chmod(0o755)
+    script = ('mount -t tmpfs none /run && mount --bind "$1/etc/openvpn" /etc/openvpn && '
+              'mount --bind "$1/etc/default/openvpn" /etc/default/openvpn && '
+              'mount --bind "$2" /sbin/start-stop-daemon && '
+              '/etc/init.d/openvpn start server && ls -ld /run/l2tproute/spool /run/l2tproute/openvpn-connect')
+    started = subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "sh", "-euc", script, "sh",
+                              str(root), str(recorder)],
+                             capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started
+    made = [line.split() for line in started.stdout.strip().splitlines()[-2:]]
+    assert [(d[0], d[2], d[3], d[-1]) for d in made] == [
+        ("drwxrwx--T", "root", "www-data", "/run/l2tproute/openvpn-connect"),
+        ("drwxrwx--T", "root", "www-data", "/run/l2tproute/spool")], started.stdout
+    argv = record.read_text().splitlines()
+    command = argv[argv.index("--") + 1:]
+    assert " ".join(command).startswith(OPTIONS + " --writepid /run/openvpn/server.pid"), command
+    assert command[-2:] == ["--config", "/etc/openvpn/server.conf"]
+
+    gone = installer("--root", str(root), "--uninstall", script=checkout / PROG)
+    assert (gone.returncode, gone.stderr) == (0, ""), gone
+    assert defaults.read_text() == debians and not (root / "etc/default/openvpn.bak-l2tproute").exists()
+
+
+def test_an_openvpn_config_with_its_own_hooks_is_left_alone_and_without_one_the_lines_are_printed(staged, checkout,
+                                                                                                tmp_path):
+    root = tmp_path / "root"
+    seed_venv(staged, root)
     bare = installer("--root", str(root), script=checkout / PROG)
-    assert "    client-connect /opt/l2tproute/libexec/l2tp-routes-openvpn" in bare.stdout.splitlines()
+    assert f"    client-connect {HOOK}" in bare.stdout.splitlines()
     assert "    management-client-user root" in bare.stdout.splitlines()
     assert not (root / "etc/openvpn").exists() and not (root / "etc/tmpfiles.d").exists()
 
-    conf = root / "etc/openvpn/server.conf"
-    conf.parent.mkdir(parents=True)
-    own = PANEL_OVPN + "script-security 2\nclient-connect /etc/openvpn/mine.sh\n"
-    conf.write_text(own)
+    own = PANEL_OVPN + "client-connect /etc/openvpn/mine.sh\n"
+    conf = openvpn_root(staged, tmp_path / "own", own)
+    root = tmp_path / "own"
+    before = snapshot(root)
     second = installer("--root", str(root), script=checkout / PROG)
     assert second.returncode == 0
     assert "has its own client-connect, client-disconnect or management lines: not wired" in second.stderr
-    assert conf.read_text() == own and not (root / "etc/openvpn/server.conf.bak-l2tproute").exists()
+    assert conf.read_text() == own
+    for rel in (DROP_IN, OVPN_SUDOERS, TMPFILES, "etc/openvpn/server.conf.bak-l2tproute"):
+        assert not (root / rel).exists(), rel
+    assert {k: v for k, v in snapshot(root).items() if k.startswith("etc/openvpn")} == \
+        {k: v for k, v in before.items() if k.startswith("etc/openvpn")}
+
+
+def in_sudo_box(root: Path, scratch: Path, argv: list[str], ns=None) -> subprocess.CompletedProcess:
+    """argv with the staged /opt and sudoers file in place and a scratch /run/l2tproute and store
+    (a private mount namespace; inside `ns` if given), so sudo decides by the staged rule and
+    the kick it runs acts on scratch state only."""
+    sudoers = scratch / "sudoers.d"
+    if not sudoers.exists():
+        subprocess.run(["cp", "-a", "/etc/sudoers.d", str(sudoers)], check=True)
+        shutil.copy2(root / OVPN_SUDOERS, sudoers / "l2tproute-openvpn")
+    script = ('mount --bind "$1" /etc/sudoers.d && mount --bind "$2/opt" /opt && mount -t tmpfs none /run && '
+              'mkdir /run/l2tproute && mount --bind "$3" /run/l2tproute && '
+              'mount --bind "$4" /etc/l2tp-manager/routes.d && shift 4 && exec "$@"')
+    command = ["unshare", "--mount", "--propagation", "private", "sh", "-euc", script, "sh", str(sudoers), str(root),
+               str(scratch / "run"), str(scratch / "routes.d"), *argv]
+    if ns is not None:
+        command = ["ip", "netns", "exec", ns.name, *command]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/sbin:/usr/bin:"
+                                                                                      "/sbin:/bin", "LANG": "C"})
+
+
+def test_the_openvpn_servers_user_may_run_the_kick_through_sudo_and_nothing_else(wired, netns, tmp_path):
+    """nobody -> sudo -> l2tp-routes-kick -> the root worker drains a spooled link event in a namespace."""
+    (tmp_path / "run/spool").mkdir(parents=True)
+    (tmp_path / "routes.d").mkdir()
+    (tmp_path / "routes.d/10.255.10.2.routes").write_text("192.168.20.0/24 via 10.255.10.2\n")
+    netns.add_ppp("ppp0", "10.255.10.2")
+    (tmp_path / "run/spool/ppp0,1,up,10.255.10.2").write_text("")
+    assert in_sudo_box(wired, tmp_path, ["visudo", "-c"]).returncode == 0
+
+    listed = in_sudo_box(wired, tmp_path, ["sudo", "-l", "-U", "nobody"])
+    assert listed.returncode == 0, listed
+    rules = listed.stdout.split("may run the following commands", 1)[1].splitlines()[1:]
+    assert [line.strip() for line in rules if line.strip()] == [f'(root) NOPASSWD: {KICK} ""'], listed.stdout
+
+    as_nobody = ["runuser", "-u", "nobody", "--", "sudo", "-n"]
+    assert in_sudo_box(wired, tmp_path, [*as_nobody, "-l", KICK]).returncode == 0
+    for denied in ([KICK, "now"], ["/bin/true"], ["-u", "www-data", KICK], ["L2TP_RUN_DIR=/tmp", KICK],
+                   ["env", KICK], ["-E", KICK]):
+        refused = in_sudo_box(wired, tmp_path, [*as_nobody, *denied])
+        assert refused.returncode == 1, (denied, refused)
+        assert re.match(r"sudo: (a password is required|sorry, you are not allowed to )", refused.stderr), refused
+    others = in_sudo_box(wired, tmp_path, ["runuser", "-u", "www-data", "--", "sudo", "-n", "-l", KICK])
+    assert others.returncode == 1, others
+    assert netns.tagged_set() == set() and (tmp_path / "run/spool/ppp0,1,up,10.255.10.2").exists()
+
+    kicked = in_sudo_box(wired, tmp_path, [*as_nobody, KICK], ns=netns)
+    assert (kicked.returncode, kicked.stdout, kicked.stderr) == (0, "", ""), kicked
+    wait_for_worker(tmp_path / "run")
+    assert netns.tagged_set() == {("192.168.20.0/24", "10.255.10.2", "ppp0", "main")}
