@@ -78,7 +78,9 @@ def machine(tmp_path_factory, wheel_dirs):
         pytest.fail(str(error))
     scratch = tmp_path_factory.mktemp("systemd")
     wheels = wheel_dirs(rootfs_python(root))
-    box = Container(root, scratch / "box", binds={"/src": REPO, "/wheels": wheels})
+    # /dev/net/tun: the OpenVPN test starts the panel's server (its tun in the box's own network).
+    box = Container(root, scratch / "box", binds={"/src": REPO, "/wheels": wheels},
+                    nspawn_args=("--bind=/dev/net/tun",))
     try:
         box.boot()
         yield Machine(box, box.run("bash", INSTALLER, "--wheels", "/wheels", timeout=900))
@@ -245,6 +247,129 @@ def test_debians_ip_up_and_ip_down_install_and_remove_a_peers_routes(machine):
         box.check("systemctl", "start", TIMER)
 
 
+OVPN_UNIT = "openvpn@server.service"
+OVPN_DROP_IN = f"{UNIT_DIR}/{OVPN_UNIT}.d/l2tproute.conf"
+OVPN_HOOK = "/opt/l2tproute/libexec/l2tp-routes-openvpn"
+#: The panel's server as its installer writes it (certificates made here; no client connects).
+PANEL_SERVER = """port 18443
+proto tcp-server
+dev tun
+topology subnet
+server 10.10.30.0 255.255.255.0
+ca /etc/openvpn/pki/ca.crt
+cert /etc/openvpn/pki/ca.crt
+key /etc/openvpn/pki/ca.key
+dh none
+verify-client-cert none
+username-as-common-name
+auth-user-pass-verify /etc/openvpn/auth.sh via-file
+script-security 2
+user nobody
+group www-data
+duplicate-cn
+persist-tun
+keepalive 10 120
+verb 4
+"""
+
+
+#: One command to OpenVPN's management socket (the one the hooks' worker asks), its first answer line.
+ASK_MANAGEMENT = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect("/run/l2tproute/openvpn.sock")
+s.sendall(sys.argv[1].encode() + b"\\n")
+data = b""
+while not (data.endswith(b"\\n") and (b"SUCCESS" in data or b"ERROR" in data)):
+    data += s.recv(4096) or sys.exit("the socket closed")
+print(data.decode().splitlines()[-1])
+"""
+
+
+def copy_debs(box: Container, directory, *packages: str) -> None:
+    """Debian packages fetched by this machine's apt, installed in the box (it has no network)."""
+    result = subprocess.run(["apt-get", "download", *packages], cwd=directory, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    debs = sorted(directory.glob("*.deb"))
+    assert len(debs) == len(packages), debs
+    for deb in debs:
+        copy = subprocess.run(["nsenter", "-t", str(box.pid1), "-a", "sh", "-c", 'cat >"/root/$0"', deb.name],
+                              input=deb.read_bytes(), capture_output=True, timeout=60)
+        assert copy.returncode == 0, copy.stderr
+    box.check("sh", "-c", "dpkg -i " + " ".join(f"/root/{deb.name}" for deb in debs), timeout=300)
+
+
+def openvpn_settings(box: Container, cursor: str) -> dict[str, str]:
+    """The settings openvpn@server printed at its last start after `cursor` (verb 4), name -> value."""
+    lines = box.check("journalctl", "--no-pager", "-o", "cat", "-u", OVPN_UNIT, "--after-cursor", cursor).splitlines()
+    settings = {}
+    for line in lines:
+        match = re.match(r"^\s*(?:\S+ us=\d+ )?\s*(\w+) = (.*)$", line)
+        if match:
+            settings[match[1]] = match[2]
+    return settings
+
+
+def journal_cursor(box: Container) -> str:
+    return box.check("journalctl", "-n", "0", "--show-cursor", "--no-pager").strip().rsplit("cursor: ", 1)[1]
+
+
+def test_the_openvpn_hooks_survive_the_panel_rewriting_its_config_and_restarting_the_server(machine, tmp_path):
+    """The panel's installer writes /etc/openvpn/server.conf afresh and restarts openvpn@server:
+    our options live in a drop-in of the unit, so the restarted server still has them."""
+    box = machine.box
+    copy_debs(box, tmp_path, "openvpn", "liblzo2-2", "libnl-3-200", "libnl-genl-3-200", "libpkcs11-helper1")
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(pki / "ca.key"), "-out", str(pki / "ca.crt"), "-days", "2", "-subj", "/CN=server"],
+                   check=True, capture_output=True)
+    for name in ("ca.crt", "ca.key"):
+        box.write(f"/etc/openvpn/pki/{name}", (pki / name).read_text(), "0600")
+    box.write("/etc/openvpn/auth.sh", "#!/bin/sh\nexit 1\n", "0755")
+    box.write("/etc/openvpn/server.conf", PANEL_SERVER, "0600")
+
+    result = machine.install("--wheels", "/wheels")
+    assert (result.returncode, result.stderr) == (0, ""), result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert f"installed: {OVPN_DROP_IN}" in lines and "installed: /etc/sudoers.d/l2tproute-openvpn" in lines, lines
+    assert ("note: restart OpenVPN to load its hooks: systemctl restart openvpn@server (its clients reconnect)"
+            in lines)
+    assert box.check("cat", "/etc/openvpn/server.conf") == PANEL_SERVER
+    assert f"# {OVPN_DROP_IN}" in box.check("systemctl", "cat", OVPN_UNIT)
+    exec_start = box.unit_property(OVPN_UNIT, "ExecStart")
+    options = (f"--script-security 2 --client-connect {OVPN_HOOK} --client-disconnect {OVPN_HOOK} "
+               "--management /run/l2tproute/openvpn.sock unix --management-client-user root")
+    assert f"argv[]=/usr/sbin/openvpn {options} --daemon ovpn-server " in exec_start, exec_start
+    assert exec_start.index(options) < exec_start.index("--config /etc/openvpn/server.conf"), exec_start
+    verified = box.run("systemd-analyze", "verify", "--man=no", OVPN_UNIT)  # the box has no man pages
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    cursor = journal_cursor(box)
+    box.check("systemctl", "start", OVPN_UNIT)
+    settings = openvpn_settings(box, cursor)
+    assert (settings["client_connect_script"], settings["client_disconnect_script"]) == (f"'{OVPN_HOOK}'",) * 2
+    assert settings["management_addr"] == "'/run/l2tproute/openvpn.sock'", settings
+    assert settings["keepalive_timeout"] == "120"
+    assert box.check("python3", "-c", ASK_MANAGEMENT, "pid").startswith("SUCCESS: pid=")
+
+    # The panel's installer: its config afresh (another keepalive, none of our lines), then a restart.
+    box.write("/etc/openvpn/server.conf", PANEL_SERVER.replace("keepalive 10 120", "keepalive 10 60"), "0600")
+    cursor = journal_cursor(box)
+    box.check("systemctl", "restart", OVPN_UNIT)
+    settings = openvpn_settings(box, cursor)
+    assert settings["keepalive_timeout"] == "60"  # the new config is the one loaded
+    assert (settings["client_connect_script"], settings["client_disconnect_script"]) == (f"'{OVPN_HOOK}'",) * 2
+    assert settings["management_addr"] == "'/run/l2tproute/openvpn.sock'", settings
+    assert box.unit_property(OVPN_UNIT, "ActiveState") == "active"
+    again = machine.install("--wheels", "/wheels")
+    assert "Nothing to do: l2tproute is already installed and up to date; nothing was changed." in \
+        again.stdout.splitlines(), again.stdout
+    box.check("systemctl", "stop", OVPN_UNIT)
+
+
 def test_the_service_exposure_is_at_most_2_0(machine):
     report = machine.box.check("systemd-analyze", "security", "--no-pager", SERVICE)
     level = re.search(rf"Overall exposure level for {re.escape(SERVICE)}: (\d+\.\d+)", report)
@@ -309,6 +434,9 @@ def test_uninstall_removes_every_unit_and_the_timer_never_fires_again(machine):
     for unit in (SERVICE, TIMER):
         assert f"removed: {UNIT_DIR}/{unit}" in result.stdout.splitlines()
         assert box.unit_property(unit, "LoadState") == "not-found"
+    assert f"removed: {OVPN_DROP_IN}" in result.stdout.splitlines()
+    assert box.unit_property(OVPN_UNIT, "DropInPaths") == ""
+    assert " --script-security " not in box.unit_property(OVPN_UNIT, "ExecStart")
     left = box.check("find", "/etc/systemd", "/run/systemd/system", "-name", "route-l2tp-apply-all*",
                      "!", "-path", f"{PERIOD_DROP_IN.rsplit('/', 1)[0]}*").split()
     assert left == []
