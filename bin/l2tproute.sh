@@ -36,15 +36,18 @@ l2t_pick_dir() {
     if [ -z "$l2t_dir" ] || [ -n "${SUDO_UID:-}${SUDO_USER:-}" ]; then l2t_dir=$2; fi
 }
 
-# Starts the hooks' worker $2 for the spool under $1 in the background, unless one runs:
-# it holds the lock and looks at the spool again before it exits. Where systemd runs,
-# l2tproute-worker.path starts it instead (it watches only the real spool). The worker
-# gets no descriptor of the caller, so nobody waiting for the caller's output (a pipe to
-# logger, sudo, OpenVPN) waits for the worker.
+# True when systemd's l2tproute-worker.path starts the worker for the spool under $1 (it
+# watches only the real spool, and only where systemd runs).
+l2t_worker_by_systemd() {
+    [ "$1" = /run/l2tproute ] && [ -d /run/systemd/system ] && [ -e /etc/systemd/system/l2tproute-worker.path ]
+}
+
+# Starts the hooks' worker $2 for the spool under $1 in the background, unless one runs
+# (it holds the lock and looks at the spool again before it exits) or systemd starts it.
+# The worker gets no descriptor of the caller, so nobody waiting for the caller's output
+# (a pipe to logger, sudo, OpenVPN) waits for the worker.
 l2t_start_worker() {
-    if [ "$1" = /run/l2tproute ] && [ -d /run/systemd/system ] && [ -e /etc/systemd/system/l2tproute-worker.path ]; then
-        return 0
-    fi
+    ! l2t_worker_by_systemd "$1" || return 0
     (
         exec 9>>"$1/worker.lock" && flock -n 9 && exec "$2" --lock-fd 9
     ) </dev/null >/dev/null 2>&1 &
