@@ -14,6 +14,7 @@ World changes.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from l2tproute.model import (
     parse_gateway,
     parse_peer,
 )
+from l2tproute.openvpn import Session, SessionRecords
 from l2tproute.store import Store, StoreError
 
 from .kernels import KernelSetup
@@ -60,6 +62,8 @@ class World:
 
     def __post_init__(self) -> None:
         self.store = Store(str(self.store_dir))
+        # The world's own run dir (OpenVPN's session records), never the machine's /run/l2tproute.
+        self.run_dir = self.store_dir.with_name(self.store_dir.name + ".run")
 
     @classmethod
     def in_memory(cls, tmp_path: Path) -> World:
@@ -72,7 +76,7 @@ class World:
     # -- the operations ------------------------------------------------------
 
     def _run(self, name: str, call, force: bool = False) -> Outcome:
-        ctx = Context(self.store, self.kernel.runner, force=force, lock_timeout=5)
+        ctx = Context(self.store, self.kernel.runner, force=force, lock_timeout=5, run_dir=str(self.run_dir))
         try:
             outcome = Outcome(value=call(ctx))
         except (InputError, IpError, StoreError) as exc:
@@ -124,6 +128,11 @@ class World:
 
     def tagged(self, family: int = 4) -> set:
         return self.kernel.tagged_set(family)
+
+    def openvpn_session(self, tun: str, address: str, peer: str, address6: str | None = None) -> None:
+        """The record the root worker writes once OpenVPN listed the client (openvpn.py)."""
+        SessionRecords(str(self.run_dir)).write(Session(
+            tun, parse_peer(address), parse_peer(peer), ipaddress.IPv6Address(address6) if address6 else None))
 
 
 def tagged_route(dst: str, gw: str | None, dev: str) -> KernelRoute:
@@ -348,11 +357,35 @@ def runner_errors(w: World) -> None:
     w.snap("after")
 
 
+# -- OpenVPN ------------------------------------------------------------------------
+
+def openvpn_session_follows_the_user(w: World) -> None:
+    """PEER1 only over OpenVPN (tun0, client 10.10.30.2), PEER2 over both VPNs (L2TP first); the
+    timer's apply, one user's add, del and apply --peer, and a session's route lost. IPv6 over
+    OpenVPN is the real server's (tests/system/test_openvpn_connect.py): MemKernel has no IPv6 addresses."""
+    w.kernel.add_lan("tun0", "10.10.30.1/24")
+    w.kernel.add_ppp("ppp1", PEER2)
+    w.write(PEER1, b"10.1.0.0/24 via 10.255.10.1\n10.2.0.0/24 via 10.255.10.1 metric 5\n"
+                   b"2001:db8:1::/48 via 10.255.10.1\n10.9.0.0/24 via 10.255.10.1 dev eth1\n")
+    w.write(PEER2, b"10.3.0.0/24 via 10.255.10.2\n")
+    w.openvpn_session("tun0", "10.10.30.2", PEER1)
+    w.openvpn_session("tun0", "10.10.30.3", PEER2)
+    w.kernel.add_foreign("10.8.0.0/24", via="10.10.30.2", dev="tun0", proto=str(C.RT_PROTO))  # no line wants it
+    w.apply("apply")
+    w.snap("after_apply")
+    w.apply("again")
+    w.add("add", PEER1, "10.4.0.0/24")
+    w.delete("del", PEER1, "10.1.0.0/24")
+    w.kernel.ip("route", "del", "10.2.0.0/24", "via", "10.10.30.2", "dev", "tun0", "metric", "5")
+    w.apply("apply_peer", PEER1)
+    w.status("status", PEER1)
+
+
 SCENARIOS = [
     add_installs_on_the_peers_link, repeat_add_changes_nothing, foreign_route_refused_unless_force,
     two_peers_same_destination_refused, unreachable_gateway_and_missing_device_refused, del_is_exact,
     del_all_takes_every_route_and_the_file, del_of_a_route_gone_from_the_kernel,
     apply_reconciles_then_changes_nothing, stale_tagged_route_removed, apply_peer_leaves_other_links, offline_peer,
     broken_lines_skipped, link_name_reuse, apply_in_other_tables_and_metrics, same_peer_on_two_links,
-    apply_failures_mapped_back, status_reports_drift, runner_errors,
+    apply_failures_mapped_back, status_reports_drift, runner_errors, openvpn_session_follows_the_user,
 ]
