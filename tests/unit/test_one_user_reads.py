@@ -131,16 +131,14 @@ def test_server_networks_are_refused_through_the_narrow_read(tmp_path):
 
 def test_apply_peer_leaves_a_live_openvpn_sessions_route_alone(tmp_path, monkeypatch):
     """As the full apply: a route of a recorded OpenVPN session holds its slot, first come wins."""
-    from l2tproute import constants as C
     from l2tproute.model import parse_peer
     from l2tproute.openvpn import Session, SessionRecords
 
-    monkeypatch.setenv(C.RUN_DIR_ENV, str(tmp_path / "run"))
     w = _world(tmp_path, 1)
     w.kernel.add_lan("tun0", "10.8.0.1/24")
     w.kernel.ip("route", "del", "10.1.0.0/24", "proto", "157")
     w.kernel.ip("route", "add", "10.1.0.0/24", "via", "10.8.0.6", "dev", "tun0", "proto", "157")
-    SessionRecords(str(tmp_path / "run")).write(Session("tun0", parse_peer("10.8.0.6"), parse_peer("10.255.11.1")))
+    SessionRecords(str(w.run_dir)).write(Session("tun0", parse_peer("10.8.0.6"), parse_peer("10.255.11.1")))
     report = w.apply("p", PEER1).value
     assert [r.line for r in report.blocked] == ["10.1.0.0/24 via 10.255.10.1"] and report.updated == []
     assert ("10.1.0.0/24", "10.8.0.6", "tun0", "main") in w.tagged()
@@ -149,18 +147,16 @@ def test_apply_peer_leaves_a_live_openvpn_sessions_route_alone(tmp_path, monkeyp
 def test_status_peer_says_for_each_peer_what_the_full_status_says(tmp_path, monkeypatch):
     """Per peer, the narrow reads give the same entry as the whole-server status: connected on
     ppp, on OpenVPN only, offline, with drift of each kind on its link."""
-    from l2tproute import constants as C
     from l2tproute.model import parse_peer
     from l2tproute.openvpn import Session, SessionRecords
 
-    monkeypatch.setenv(C.RUN_DIR_ENV, str(tmp_path / "run"))
     w = _world(tmp_path, 3)
     vpn_user = "10.255.11.9"
     w.write(vpn_user, b"10.9.0.0/24 via 10.255.11.9\n10.9.1.0/24 via 10.255.11.9\n")
     w.write("10.255.10.3", b"10.3.0.0/24 via 10.255.10.3\n")  # offline
     w.kernel.add_lan("tun0", "10.8.0.1/24")
     w.kernel.ip("route", "add", "10.9.0.0/24", "via", "10.8.0.6", "dev", "tun0", "proto", "157")
-    SessionRecords(str(tmp_path / "run")).write(Session("tun0", parse_peer("10.8.0.6"), parse_peer(vpn_user)))
+    SessionRecords(str(w.run_dir)).write(Session("tun0", parse_peer("10.8.0.6"), parse_peer(vpn_user)))
     w.kernel.ip("route", "add", "10.1.9.0/24", "via", PEER1, "dev", "ppp0", "proto", "157")  # extra
     w.kernel.ip("route", "del", "10.1.1.0/24", "proto", "157")  # missing
     w.kernel.ip("route", "add", "10.1.1.0/24", "via", "192.168.50.7", "dev", "eth1", "proto", "static")  # blocked
