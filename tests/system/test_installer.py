@@ -740,6 +740,15 @@ def test_an_earlier_installs_block_in_server_conf_is_taken_out_and_uninstall_rem
     conf = openvpn_root(staged, root, PANEL_OVPN + OLD_BLOCK)
     backup = root / "etc/openvpn/server.conf.bak-l2tproute"
     backup.write_text(PANEL_OVPN)  # as the earlier install left it
+    store = root / STORE
+    store.parent.mkdir(parents=True)
+    store.write_text("in the way\n")  # the store is made after OpenVPN is wired: that run fails
+    before = snapshot(root)
+    failed = installer("--root", str(root), script=checkout / PROG)
+    assert failed.returncode == 1 and f"unwired: {conf}" in failed.stdout, failed
+    assert "Rolled back: the system is as it was before this run." in failed.stdout
+    assert snapshot(root) == before  # the block and the backup are back
+    store.unlink()
     result = installer("--root", str(root), script=checkout / PROG)
     assert (result.returncode, result.stderr) == (0, ""), result
     assert f"unwired: {conf} (its l2tproute block removed; the hooks are on the command line of OpenVPN now)" \
