@@ -9,6 +9,8 @@
     probe unit                    the service file itself with another ExecStart: routes yes, files outside the store no
     ppp0 peer 10.255.10.2         a route file written meanwhile: the next timer run installs it
     /etc/ppp/ip-up ppp1 ...       Debian's dispatcher (timer stopped): the peer's routes are installed
+    openvpn@server (.debs in)     the installer's drop-in puts our hooks on its command line; the server started
+                                  has them, and still has them after its config is written afresh and restarted
     systemd-analyze security      exposure of the service <= 2.0
     --scheduler cron, systemd     units disabled and removed, Debian's cron (its .debs copied in) runs the
                                   shipped /etc/cron.d/l2tproute into the journal; back: cron file gone, timer on
@@ -356,11 +358,17 @@ def test_the_openvpn_hooks_survive_the_panel_rewriting_its_config_and_restarting
     assert box.check("python3", "-c", ASK_MANAGEMENT, "pid").startswith("SUCCESS: pid=")
 
     # The panel's installer: its config afresh (another keepalive, none of our lines), then a restart.
-    box.write("/etc/openvpn/server.conf", PANEL_SERVER.replace("keepalive 10 120", "keepalive 10 60"), "0600")
+    # This panel also raises script-security to 3: our 2 comes first and must not lower it. An up
+    # script tells: OpenVPN hands it a variable named password only from level 3 on.
+    box.write("/etc/openvpn/up.sh", '#!/bin/sh\necho "password=${password:-absent}" >/run/l2t-up.out\n', "0755")
+    rewritten = PANEL_SERVER.replace("keepalive 10 120", "keepalive 10 60").replace(
+        "script-security 2\n", "script-security 3\nsetenv password probe\nup /etc/openvpn/up.sh\n")
+    box.write("/etc/openvpn/server.conf", rewritten, "0600")
     cursor = journal_cursor(box)
     box.check("systemctl", "restart", OVPN_UNIT)
     settings = openvpn_settings(box, cursor)
     assert settings["keepalive_timeout"] == "60"  # the new config is the one loaded
+    assert box.check("cat", "/run/l2t-up.out") == "password=probe\n"
     assert (settings["client_connect_script"], settings["client_disconnect_script"]) == (f"'{OVPN_HOOK}'",) * 2
     assert settings["management_addr"] == "'/run/l2tproute/openvpn.sock'", settings
     assert box.unit_property(OVPN_UNIT, "ActiveState") == "active"
