@@ -12,6 +12,11 @@ auth against a scratch chap-secrets (user1 -> 10.255.10.1, user2 -> 10.255.10.2)
 `topology subnet`, `server 10.10.30.0 255.255.255.0`, `duplicate-cn`. The hook is this
 checkout's bin/l2tp-routes-openvpn; the root worker runs from this checkout inside S (there is
 no systemd path unit in a namespace). Every program runs inside the namespaces made here.
+
+For storms (bench/openvpn_storm.py): scratch_users() adds many users, each with its own peer
+address and LAN route; add_client_namespace() adds a namespace that holds many clients (one
+tun each); spawn_client() starts a client without waiting; start_server() takes extra config
+lines and more cgroups to start in; management() asks the server's management socket.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import REPO, Netns, _ip, require
@@ -46,6 +53,42 @@ awk -v u="$user" -v p="$pass" '$1 == u && $3 == p { ok = 1 } END { exit !ok }' "
 """
 
 
+@dataclass(frozen=True)
+class ScratchUser:
+    """A chap-secrets user with its own peer address and one LAN route in its route file."""
+
+    name: str
+    password: str
+    peer: str
+    lan: str
+
+
+@dataclass(frozen=True)
+class StatusRows:
+    """The server's `status 3`: CLIENT_LIST (VPN address -> user) and ROUTING_TABLE (route -> user)."""
+
+    clients: dict[str, str]
+    routes: dict[str, str]
+
+
+def scratch_user(index: int) -> ScratchUser:
+    """User number `index` (0 <= index < 25000): peer 10.254.X.Y (Y from 1 to 250), LAN 10.(100+X).Y.0/24."""
+    high, low = divmod(index, 250)
+    return ScratchUser(f"storm{index:05d}", f"pw{index}", f"10.254.{high}.{low + 1}", f"10.{100 + high}.{low + 1}.0/24")
+
+
+def parse_status(text: str) -> StatusRows:
+    """`status 3` from the management socket, or a status file of `status-version 3`."""
+    clients, routes = {}, {}
+    for line in text.splitlines():
+        fields = line.rstrip("\r").split("\t")
+        if fields[0] == "CLIENT_LIST" and len(fields) > 3:
+            clients[fields[3]] = fields[1]
+        elif fields[0] == "ROUTING_TABLE" and len(fields) > 2:
+            routes[fields[1]] = fields[2]
+    return StatusRows(clients, routes)
+
+
 def _sh(argv, **kwargs):
     return subprocess.run(argv, capture_output=True, text=True, **kwargs)
 
@@ -54,6 +97,7 @@ class World:
     def __init__(self, root: Path):
         self.root = root
         tag = f"{os.getpid() % 100000}"
+        self.tag = tag
         self.ns = {role: Netns(f"l2t-{tag}-ovpn-{role}") for role in ("s", "c1", "c2", "c3", "h")}
         self.procs: dict[str, subprocess.Popen] = {}
         self.store = root / "routes.d"
@@ -77,6 +121,14 @@ class World:
         self._veth(c1, "c1-h", "192.168.20.1/24", h, "h-c1", "192.168.20.2/24")
         h.ip("route", "add", "default", "via", "192.168.20.1")
         _sh(["ip", "netns", "exec", c1.name, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
+
+    def add_client_namespace(self, role: str, subnet: int) -> None:
+        """A namespace `role` (a few letters) for many clients, on 172.31.SUBNET.0/24 (SUBNET > 3)."""
+        ns = self.ns[role] = Netns(f"l2t-{self.tag}-ovpn-{role}")
+        _ip("netns", "add", ns.name)
+        ns.ip("link", "set", "lo", "up")
+        self._veth(self.ns["s"], f"s-{role}", f"172.31.{subnet}.1/24", ns, f"{role}-s", f"172.31.{subnet}.2/24")
+        ns.ip("route", "add", "172.31.1.0/24", "via", f"172.31.{subnet}.1")
 
     @staticmethod
     def _veth(a: Netns, a_name: str, a_addr: str, b: Netns, b_name: str, b_addr: str) -> None:
@@ -158,7 +210,13 @@ class World:
             (self.root / f"{user}.pass").write_text(f"{user}\n{password}\n")
             (self.root / f"{user}.pass").chmod(0o600)
 
-    def server_config(self, hooks: bool, ipv6: bool = False) -> Path:
+    def scratch_users(self, indexes: Sequence[int]) -> list[ScratchUser]:
+        """Users scratch_user(i) for each index: a chap-secrets line, a route file, a password file."""
+        users = [scratch_user(i) for i in indexes]
+        self.add_users({u.name: (u.password, u.peer, f"{u.lan} via {u.peer}\n") for u in users})
+        return users
+
+    def server_config(self, hooks: bool, ipv6: bool = False, extra: Sequence[str] = ()) -> Path:
         r = self.root
         lines = [
             f"local {SERVER_ADDR}", f"port {PORT}", "proto tcp-server", "dev tun", "topology subnet",
@@ -174,29 +232,36 @@ class World:
             lines += [f"client-connect {self.hook}", f"client-disconnect {self.hook}"]
         if ipv6:
             lines += [f"server-ipv6 {POOL6}"]
+        lines += extra
         path = r / f"server-{int(hooks)}{'-6' if ipv6 else ''}.conf"
         path.write_text("\n".join(lines) + "\n")
         return path
 
     # -- processes --------------------------------------------------------------------
-    def start(self, name: str, ns: str, config: list[str], cgroup: Path | None = None) -> None:
+    def start(self, name: str, ns: str, config: list[str], cgroup: Path | None = None,
+              cgroups: Sequence[Path] = ()) -> None:
+        """`cgroup`, `cgroups`: entered before exec, so every process the server forks is in them."""
         log = self.root / f"{name}.log"
         log.write_text("")
         enter = None
-        if cgroup is not None:
+        groups = ([cgroup] if cgroup is not None else []) + list(cgroups)
+        if groups:
             def enter():
-                (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+                for group in groups:
+                    (group / "cgroup.procs").write_text(str(os.getpid()))
         self.procs[name] = subprocess.Popen(["ip", "netns", "exec", self.ns[ns].name, "openvpn", *config,
                                              "--log", str(log)], stdin=subprocess.DEVNULL,
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=enter)
 
-    def start_server(self, hooks: bool, ipv6: bool = False, pids_max: int | None = None) -> None:
+    def start_server(self, hooks: bool, ipv6: bool = False, pids_max: int | None = None, extra: Sequence[str] = (),
+                     cgroups: Sequence[Path] = ()) -> None:
         """`pids_max`: the server (with its hooks and what they start) in a pids cgroup of that
-        size, as Debian's openvpn@.service has TasksMax=10."""
+        size, as Debian's openvpn@.service has TasksMax=10. `extra`: more config lines; `cgroups`:
+        more control groups (made by the caller) to start it in."""
         if pids_max is not None:
             self.cgroup = make_pids_cgroup(f"l2t-{os.getpid()}-ovpn")
             (self.cgroup / "pids.max").write_text(str(pids_max))
-        self.start("server", "s", ["--config", str(self.server_config(hooks, ipv6))], self.cgroup)
+        self.start("server", "s", ["--config", str(self.server_config(hooks, ipv6, extra))], self.cgroup, cgroups)
         self.wait_log("server", "Initialization Sequence Completed")
 
     def client_args(self, user: str) -> list[str]:
@@ -204,9 +269,14 @@ class World:
                 "--ca", str(self.root / "ca.crt"), "--auth-user-pass", str(self.root / f"{user}.pass"),
                 "--nobind", "--verb", "3"]
 
-    def start_client(self, user: str, ns: str) -> str:
+    def spawn_client(self, user: str, ns: str) -> str:
+        """Start a client of `user` in namespace `ns` without waiting for it; its process name."""
         name = f"client-{user}-{ns}"
         self.start(name, ns, self.client_args(user))
+        return name
+
+    def start_client(self, user: str, ns: str) -> str:
+        name = self.spawn_client(user, ns)
         self.wait_log(name, "Initialization Sequence Completed")
         return self.client_address(ns)
 
@@ -259,17 +329,49 @@ class World:
             time.sleep(0.05)
         raise AssertionError(f"the spool never got the event: {self.spooled()}")
 
-    def work(self) -> None:
-        """The root worker, as l2tproute-worker.path starts it, inside S."""
+    def worker_command(self) -> tuple[list[str], dict[str, str]]:
+        """argv and environment of the root worker (this checkout's) inside S."""
         launcher = self.root / "l2tp-routes-worker"
         if not launcher.exists():
             body = (REPO / "bin" / "l2tp-routes-worker").read_text().split("\n", 1)[1]
             launcher.write_text(f"#!{sys.executable} -I\n{body}")
             launcher.chmod(0o755)
-        _sh(["ip", "netns", "exec", self.ns["s"].name, str(launcher)], check=True, timeout=120,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", C.STORE_DIR_ENV: str(self.store),
+        return (["ip", "netns", "exec", self.ns["s"].name, str(launcher)],
+                {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", C.STORE_DIR_ENV: str(self.store),
                  C.RUN_DIR_ENV: str(self.run), C.CHAP_SECRETS_ENV: str(self.chap)})
+
+    def work(self) -> None:
+        """The root worker, as l2tproute-worker.path starts it, inside S."""
+        argv, env = self.worker_command()
+        _sh(argv, check=True, timeout=120, env=env)
         assert self.spooled() == []
+
+    def management(self, command: str, timeout: float = 10) -> str:
+        """The server's answer to one management command (up to its END line). OpenVPN serves one
+        management client at a time; a connect that finds its backlog full is tried again."""
+        data = b""
+        deadline = time.monotonic() + timeout
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            while True:
+                try:
+                    sock.connect(str(self.run / "openvpn.sock"))
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            sock.sendall(command.encode() + b"\n")
+            while b"\nEND" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            sock.sendall(b"quit\n")
+        return data.decode(errors="replace")
+
+    def status(self) -> StatusRows:
+        return parse_status(self.management("status 3"))
 
     def routes_via(self, gw: str) -> list[dict]:
         return [r for r in json.loads(self.ns["s"].ip("-4", "-j", "-N", "route", "show", "table", "all").stdout)
