@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from . import dstindex, policy
 from .context import (
     Context,
+    addrs_of,
     foreign_holder,
     holder_text,
     kernel_route,
     peer_link,
     refusal,
 )
-from .iproute2 import IpError, is_no_device_error, is_taken_slot_error
+from .iproute2 import IpError, is_taken_slot_error
 from .kernel import parse_links, parse_routes, slot_of
 from .model import Change, IPv4Address, KernelRoute, Network, Refused, Route
 from .openvpn import Session, not_routed_why, peer_session, vpn_kernel_route
@@ -67,22 +68,13 @@ def _server_networks_inside(ctx: Context, dst: Network) -> list[Network]:
     if len(devs) > _FEW_LINKS:
         link_rows = ctx.runner.read_links()
     else:
-        link_rows = [row for dev in devs if dev for row in _addrs_of(ctx, dev)]
+        link_rows = [row for dev in devs if dev for row in addrs_of(ctx.runner, dev)]
     sessions = set(parse_links(link_rows).by_peer.values())
     # The filter by protocol leaves the protocol out of the rows: every one is `proto kernel`.
     return [item.route.dst for item in parse_routes(candidates, family) if item.route.dev not in sessions]
 
 
 _FEW_LINKS = 8
-
-
-def _addrs_of(ctx: Context, dev: str) -> list:
-    try:
-        return ctx.runner.read_addrs(dev)
-    except IpError as exc:
-        if is_no_device_error(str(exc)):
-            return []  # gone meanwhile: its routes went with it
-        raise
 
 
 def _authorize(ctx: Context, peer: IPv4Address, route: Route, holdings: dstindex.Holdings) -> None:

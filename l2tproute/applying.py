@@ -204,7 +204,7 @@ def _sync_sessions(ctx: Context, report: ApplyReport, sessions: list[Session],
         report.blocked += [result(i, i.detail) for i in synced.held]
         report.failed += [result(i, i.detail) for i in synced.failed]
         report.removed += [RemovalResult(route) for route in synced.removed]
-        report.removal_failed += [RemovalResult(route, message) for route, message in synced.removal_failed]
+        report.removal_failed += [RemovalResult(item.route, item.detail) for item in synced.removal_failed]
 
 
 def _apply_peer(ctx: Context, peer: IPv4Address) -> ApplyReport:

@@ -106,6 +106,16 @@ def read_slot_holders(runner: Runner, routes: list[KernelRoute], *, tagged: bool
     return found
 
 
+def addrs_of(runner: Runner, dev: str) -> list:
+    """`ip -json addr show dev DEV`: that link's row, or none when it does not exist (gone meanwhile)."""
+    try:
+        return runner.read_addrs(dev)
+    except IpError as exc:
+        if is_no_device_error(str(exc)):
+            return []
+        raise
+
+
 def foreign_holder(runner: Runner, route: KernelRoute) -> str | None:
     """The route somebody else installed in this route's slot, described; None when free or ours."""
     family = route.dst.version

@@ -30,7 +30,7 @@ from typing import Callable
 
 from . import constants as C
 from .chap import DEFAULT_CHAP_SECRETS, SecretsError, read_secrets, resolve_user
-from .context import Context, kernel_route, read_tagged, slot_holder, stored_routes
+from .context import Context, addrs_of, kernel_route, read_tagged, slot_holder, stored_routes
 from .errors import describe
 from .iproute2 import IpError, is_gone_error, is_no_device_error, is_taken_slot_error
 from .kernel import Installed, slot_of
@@ -156,18 +156,9 @@ def peer_session(ctx: Context, peer: IPv4Address) -> Session | None:
     mine = sorted((s for s in SessionRecords(ctx.run_dir).all() if s.peer == peer),
                   key=lambda s: (s.since, str(s.address)), reverse=True)
     for session in mine:
-        if _tun_exists(ctx, session.tun):
+        if addrs_of(ctx.runner, session.tun):
             return session
     return None
-
-
-def _tun_exists(ctx: Context, tun: str) -> bool:
-    try:
-        return bool(ctx.runner.read_addrs(tun))
-    except IpError as exc:
-        if is_no_device_error(str(exc)):
-            return False
-        raise
 
 
 def vpn_kernel_route(route: Route, session: Session, names: dict[str, str] | None) -> KernelRoute | None:
@@ -320,6 +311,22 @@ class VpnRoute:
     detail: str = ""  # held: what holds the destination; failed: why
 
 
+@dataclass(frozen=True)
+class VpnRemoval:
+    """A route of ours via the client that no line wants, and why it could not be removed."""
+
+    route: KernelRoute
+    detail: str
+
+
+@dataclass(frozen=True)
+class NotRouted:
+    """A line that does not go over OpenVPN, and why."""
+
+    route: Route
+    why: str
+
+
 @dataclass
 class SessionSync:
     """What one session's routes became: the stored lines against our routes via its client."""
@@ -333,8 +340,8 @@ class SessionSync:
     #: The slot is held by another route (L2TP first, another user, a foreign route): first come wins.
     held: list[VpnRoute] = field(default_factory=list)
     failed: list[VpnRoute] = field(default_factory=list)
-    removal_failed: list[tuple[KernelRoute, str]] = field(default_factory=list)
-    not_routed: list[tuple[Route, str]] = field(default_factory=list)  # own dev, or IPv6 without IPv6
+    removal_failed: list[VpnRemoval] = field(default_factory=list)
+    not_routed: list[NotRouted] = field(default_factory=list)  # own dev, or IPv6 without IPv6
 
 
 def sync_session(ctx: Context, session: Session, routes: Sequence[Route], records: SessionRecords,
@@ -353,7 +360,7 @@ def sync_session(ctx: Context, session: Session, routes: Sequence[Route], record
             result.failed.append(VpnRoute(route, kernel_route(replace(route, table=None), session.tun), str(exc)))
             continue
         if kernel is None:
-            result.not_routed.append((route, not_routed_why(route)))
+            result.not_routed.append(NotRouted(route, not_routed_why(route)))
         else:
             wanted.setdefault(slot_of(kernel), VpnRoute(route, kernel))
     if on_tun is None:
@@ -391,7 +398,7 @@ def sync_session(ctx: Context, session: Session, routes: Sequence[Route], record
         if message is None:
             result.removed.append(change.route)
         elif not is_gone_error(message):
-            result.removal_failed.append((change.route, message))
+            result.removal_failed.append(VpnRemoval(change.route, message))
     return result
 
 
@@ -481,8 +488,8 @@ def _connect(ctx: Context, records: SessionRecords, clients: Clients, event: Vpn
     session = Session(event.tun, event.address, event.peer, event.address6)
     records.write(session)
     result = sync_session(ctx, session, stored_routes(ctx, event.peer), records)
-    for route, why in result.not_routed:
-        say(syslog.LOG_INFO, f"{route.dst} {why}; skipped over OpenVPN")
+    for item in result.not_routed:
+        say(syslog.LOG_INFO, f"{item.route.dst} {item.why}; skipped over OpenVPN")
     for want in result.moved:
         say(syslog.LOG_INFO, f"{want.route.dst} taken over from the same user's older session")
     for want in result.held:

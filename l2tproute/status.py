@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from . import constants as C
 from .context import (
     Context,
+    addrs_of,
     all_peers,
     kernel_route,
     peer_link,
@@ -34,7 +35,6 @@ from .context import (
     read_tagged,
     read_tagged_on,
 )
-from .iproute2 import IpError, is_no_device_error
 from .kernel import DEFAULT_METRIC, Installed, Links, Slot, parse_links, parse_network, parse_routes, slot_of
 from .model import InputError, IPv4Address, KernelRoute, Route
 from .openvpn import Session, SessionRecords, is_live_vpn_route, not_routed_why, vpn_kernel_route
@@ -172,7 +172,7 @@ def _peer_state(ctx: Context, peer: IPv4Address, routes: list[Route], names):
     link = peer_link(ctx.runner, peer)
     records = SessionRecords(ctx.run_dir).all()
     live_records = {hop for s in records for hop in s.next_hops}
-    sessions = sorted((s for s in records if s.peer == peer and _link_exists(ctx, s.tun)),
+    sessions = sorted((s for s in records if s.peer == peer and addrs_of(ctx.runner, s.tun)),
                       key=lambda s: (s.since, s.tun, s.address))
     tagged = (read_tagged_on(ctx.runner, link) if link is not None else None) or []
     held = {(item.slot, item.route.dev, item.route.gw) for item in tagged}
@@ -188,15 +188,6 @@ def _peer_state(ctx: Context, peer: IPv4Address, routes: list[Route], names):
     # A route is a live session's when its tun and address are recorded; only routes in this
     # peer's slots and on its link are looked at, so no other tun needs to be asked about.
     return tagged, peer_links(peer, link), sessions, live_records
-
-
-def _link_exists(ctx: Context, name: str) -> bool:
-    try:
-        return bool(ctx.runner.read_addrs(name))
-    except IpError as exc:
-        if is_no_device_error(str(exc)):
-            return False
-        raise
 
 
 def _read_file(ctx: Context, peer: IPv4Address) -> list[Line]:
