@@ -584,8 +584,9 @@ def render(table: list[list[str]], args, world: World, what: str, load: str) -> 
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in table]
     version = subprocess.run(["openvpn", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
-    lines += ["", f"Reproduce: python3 bench/openvpn_storm.py --clients {args.clients}" + (" --quick" if args.quick
-                                                                                           else ""),
+    flags = [flag for flag, on in (("--quick", args.quick), ("--no-limited", args.no_limited),
+                                   ("--poll-management", args.poll_management)) if on]
+    lines += ["", " ".join(["Reproduce: python3 bench/openvpn_storm.py --clients", str(args.clients), *flags]),
               f"Measured: {version.split(' x86')[0]}, server over TCP port {PORT} as the panel configures it; this "
               f"checkout's hook and root worker ({REPO}); the worker started whenever the spool has entries and none "
               f"runs, as l2tproute-worker.path does under systemd; {what}; {os.cpu_count()} CPUs, kernel "
