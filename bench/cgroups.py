@@ -9,6 +9,9 @@ containers): one directory under the pids and one under the memory hierarchy. Ei
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +39,20 @@ def fs_type(path: Path) -> str:
     return kind
 
 
+class CgroupError(RuntimeError):
+    """No control group with the pids and memory controllers can be made here."""
+
+
 class Group:
     """A new control group; remove() after its processes ended."""
 
     def __init__(self, name: str):
+        try:
+            self._make(name)
+        except OSError as exc:
+            raise CgroupError(f"cannot make a control group with pids and memory under {ROOT}: {exc}") from None
+
+    def _make(self, name: str) -> None:
         self.version = 2 if fs_type(ROOT) == "cgroup2" else 1
         if self.version == 2:
             controllers = (ROOT / "cgroup.controllers").read_text().split()
@@ -83,14 +96,19 @@ class Group:
         return Peaks(tasks, memory, refused)
 
     def remove(self) -> None:
+        """Remove the group; what still runs in it after 5 s (a hook's background process) is ended."""
+        deadline = time.monotonic() + 30
         for directory in self.directories:
-            for _ in range(100):  # a process that just ended may still be counted for a moment
+            while directory.exists():
                 try:
                     directory.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
                 except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    if time.monotonic() > deadline - 25:
+                        for pid in (directory / "cgroup.procs").read_text().split():
+                            with contextlib.suppress(ProcessLookupError):
+                                os.kill(int(pid), signal.SIGTERM)
                     time.sleep(0.05)
 
 

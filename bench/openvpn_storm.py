@@ -106,7 +106,7 @@ if __name__ == "__main__":
 
 sys.path[:0] = [str(HERE), str(REPO / "tests"), str(REPO)]
 
-from cgroups import Group  # noqa: E402
+from cgroups import CgroupError, Group  # noqa: E402
 from openvpnworld import PORT, USERS, ScratchUser, StatusRows, World, openvpn_world, parse_status  # noqa: E402
 from stormparts import ForkSampler, PathUnit, Ping, RoundTrips, SyslogSink, WorkerRuns  # noqa: E402
 
@@ -613,34 +613,43 @@ def main() -> int:
         parser.error("--clients: expected 1 to 250 (the pool 10.10.30.0/24 holds 252 clients, one is the probe)")
     log = (lambda text: None) if args.quiet else (lambda text: print(f"storm: {text}", file=sys.stderr, flush=True))
     load = "/".join(f"{v:.1f}" for v in os.getloadavg())
-    with openvpn_world() as world:
-        if args.logs is not None:
-            args.logs.mkdir(parents=True, exist_ok=True)
-        bench = Bench(world, args.clients, 1.0 if args.quick else 5.0, args.limit, log, args.logs,
-                      args.poll_management)
-        try:
-            base = bench.phase(hooks=False)
-            hooks = bench.phase(hooks=True)
-            lim_base = lim_hooks = None
-            if not args.no_limited:
-                lim_base = bench.limited(hooks=False)
-                lim_hooks = bench.limited(hooks=True)
-        finally:
-            bench.syslog.close()
+    bench = None
+    try:
+        with openvpn_world() as world:
             if args.logs is not None:
-                (args.logs / "syslog.txt").write_text("".join(line + "\n" for line in bench.syslog.lines))
-        table = rows(args.clients, base, hooks, lim_base, lim_hooks, bench.records_ok)
-        load += " before, " + "/".join(f"{v:.1f}" for v in os.getloadavg()) + " after"
-        print(render(table, args, world, bench.cgroup_what, load))
-        figures = {"clients": args.clients, "no_hooks": {k: asdict(v) for k, v in base.items()},
-                   "hooks": {k: asdict(v) for k, v in hooks.items()},
-                   "limited_no_hooks": asdict(lim_base) if lim_base else None,
-                   "limited_hooks": asdict(lim_hooks) if lim_hooks else None,
-                   "records_ok": bench.records_ok, "cgroup": bench.cgroup_what,
-                   "table": [dict(zip(["measure", "hooks", "baseline", "ratio", "target", "verdict"], r))
-                             for r in table]}
-        if args.json:
-            print(json.dumps(figures))
+                args.logs.mkdir(parents=True, exist_ok=True)
+            bench = Bench(world, args.clients, 1.0 if args.quick else 5.0, args.limit, log, args.logs,
+                          args.poll_management)
+            try:
+                base = bench.phase(hooks=False)
+                hooks = bench.phase(hooks=True)
+                lim_base = lim_hooks = None
+                if not args.no_limited:
+                    lim_base = bench.limited(hooks=False)
+                    lim_hooks = bench.limited(hooks=True)
+            except CgroupError as exc:
+                print(f"openvpn_storm.py: error: {exc}", file=sys.stderr)
+                return 2
+            finally:
+                bench.syslog.close()
+                if args.logs is not None:
+                    (args.logs / "syslog.txt").write_text("".join(line + "\n" for line in bench.syslog.lines))
+            table = rows(args.clients, base, hooks, lim_base, lim_hooks, bench.records_ok)
+            load += " before, " + "/".join(f"{v:.1f}" for v in os.getloadavg()) + " after"
+            print(render(table, args, world, bench.cgroup_what, load))
+            figures = {"clients": args.clients, "no_hooks": {k: asdict(v) for k, v in base.items()},
+                       "hooks": {k: asdict(v) for k, v in hooks.items()},
+                       "limited_no_hooks": asdict(lim_base) if lim_base else None,
+                       "limited_hooks": asdict(lim_hooks) if lim_hooks else None,
+                       "records_ok": bench.records_ok, "cgroup": bench.cgroup_what,
+                       "table": [dict(zip(["measure", "hooks", "baseline", "ratio", "target", "verdict"], r))
+                                 for r in table]}
+            if args.json:
+                print(json.dumps(figures))
+    finally:
+        # After the world ended every process it started: a storm cut short leaves no control group.
+        if bench is not None and bench.group is not None:
+            bench.group.remove()
     storms = [hooks["storm"], hooks["reconnect"]]
     wrong = any(s.foreign_samples or s.old_routes_left or s.routes_present < s.clients + 1
                 or s.iroutes_present < s.clients + 1 for s in storms) or not bench.records_ok
