@@ -438,7 +438,8 @@ wire_openvpn() {
     if [[ ! -e $OVPN_CONF && ! -L $OVPN_CONF ]]; then
         say "note: no $OVPN_CONF: for users on an OpenVPN server, add to its config:"
         printf '    %s\n' "${OVPN_LINES[@]}"
-        say "and make /run/l2tproute/spool writable by the server's group (root:GROUP, mode 1770)"
+        say "and make $(ovpn_run_dirs GROUP | sed -n 's/ 1770 GROUP$//p' | paste -sd ' ' | sed 's/ / and /g')" \
+            "writable by the server's group (root:GROUP, mode 1770)"
         return 0
     fi
     [[ -f $OVPN_CONF && ! -L $OVPN_CONF ]] || die "$OVPN_CONF is not a regular file; move it away"

@@ -821,6 +821,8 @@ def test_an_openvpn_config_with_its_own_hooks_is_left_alone_and_without_one_the_
     bare = installer("--root", str(root), script=checkout / PROG)
     assert f"    client-connect {HOOK}" in bare.stdout.splitlines()
     assert "    management-client-user root" in bare.stdout.splitlines()
+    assert ("and make /run/l2tproute/spool and /run/l2tproute/openvpn-connect writable by the server's group "
+            "(root:GROUP, mode 1770)") in bare.stdout.splitlines()
     assert not (root / "etc/openvpn").exists() and not (root / "etc/tmpfiles.d").exists()
 
     own = PANEL_OVPN + "client-connect /etc/openvpn/mine.sh\n"
