@@ -26,7 +26,7 @@ from .openvpn import (
     Session,
     SessionRecords,
     VpnRoute,
-    forget_ended,
+    check_sessions,
     is_live_vpn_route,
     live_next_hops,
     live_sessions,
@@ -160,7 +160,7 @@ def apply(ctx: Context, peer: IPv4Address | None = None) -> ApplyReport:
         peers = all_peers(ctx)
         stored = {p: stored_routes(ctx, p) for p in peers}
         dumps = kernel.result()
-        _forget_ended_sessions(ctx, dumps[1])
+        _check_sessions(ctx, dumps[1])
         state = _kernel_state(ctx, dumps)
         targets = []
         for p in peers:
@@ -298,12 +298,17 @@ def apply_links(ctx: Context, changes: list[LinkChange]) -> ApplyReport:
     return report
 
 
-def _forget_ended_sessions(ctx: Context, link_rows: list) -> None:
+def _check_sessions(ctx: Context, link_rows: list) -> None:
     """Before the whole-server apply: sessions OpenVPN no longer has lose their record, so the
-    reconcile removes their routes like any route nobody wants."""
-    for session in forget_ended(ctx.run_dir, {str(row.get("ifname")) for row in link_rows}):
+    reconcile removes their routes like any route nobody wants; clients the worker could not ask
+    OpenVPN about are recorded once it lists them, so the sync installs their routes."""
+    check = check_sessions(ctx.run_dir, {str(row.get("ifname")) for row in link_rows})
+    for session in check.ended:
         ctx.warn(f"the OpenVPN session of peer {session.peer} at {session.address} on {session.tun} ended "
                  "without a client-disconnect; its routes are removed")
+    if check.waiting:
+        ctx.warn(f"{len(check.waiting)} OpenVPN clients wait to be checked: OpenVPN does not answer at "
+                 f"{ctx.run_dir}/openvpn.sock (another program may hold its one management connection)")
 
 
 def _kernel_state(ctx: Context, dumps) -> _KernelState:

@@ -49,12 +49,16 @@ from .spool import VPN_DOWN, VpnEvent
 from .tables import table_names
 
 SESSIONS = "openvpn"
+#: Clients the kernel agrees with but OpenVPN could not be asked about (its management socket
+#: serves one client at a time, and another program held it): the timer's apply asks again.
+PENDING = "openvpn-pending"
 #: OpenVPN's management socket (`management RUN_DIR/openvpn.sock unix` and
 #: `management-client-user root` in the server config): the one source of who is connected.
 MANAGEMENT_SOCKET = "openvpn.sock"
 #: How long the worker waits for OpenVPN to list a connecting client (or drop a leaving one):
 #: the deferred connect finishes only after its event is spooled.
 CLIENT_WAIT = 10.0
+CLIENT_WAIT_ENV = "L2TP_OPENVPN_CLIENT_WAIT"
 MANAGEMENT_TIMEOUT = 5.0
 MAX_MANAGEMENT_REPLY = 16 << 20
 #: An OpenVPN tun carries no point-to-point peer; `ip -json addr` says link_type none.
@@ -86,8 +90,9 @@ class SessionRecords:
     """RUN_DIR/openvpn/TUN,ADDRESS holding `PEER\\n` and, with IPv6, `ADDRESS6\\n`; written by the
     root worker only."""
 
-    def __init__(self, run_dir: str):
-        self.directory = os.path.join(run_dir, SESSIONS)
+    def __init__(self, run_dir: str, kind: str = SESSIONS):
+        self.run_dir = run_dir
+        self.directory = os.path.join(run_dir, kind)
 
     def _path(self, tun: str, address: IPv4Address) -> str:
         return os.path.join(self.directory, f"{tun},{address}")
@@ -239,7 +244,10 @@ def parse_status(text: str) -> list[VpnClient]:
 
 
 class Clients:
-    """OpenVPN's clients, read again (until a deadline) while an event is not yet visible there."""
+    """OpenVPN's clients, read again (until a deadline) while an event is not yet visible there.
+
+    OpenVPN serves one management client at a time: while another program holds the socket, a
+    read waits or is refused, so it is tried again until the deadline, then ManagementError."""
 
     def __init__(self, path: str, wait: float = CLIENT_WAIT):
         self.path = path
@@ -247,18 +255,27 @@ class Clients:
         self.known: list[VpnClient] | None = None
 
     def _read(self) -> list[VpnClient]:
-        self.known = read_clients(self.path)
-        return self.known
+        while True:
+            left = self.deadline - time.monotonic()
+            try:
+                self.known = read_clients(self.path, timeout=min(MANAGEMENT_TIMEOUT, max(left, 1.0)))
+                return self.known
+            except ManagementError:
+                if time.monotonic() >= self.deadline:
+                    raise
+                time.sleep(0.2)
 
     def holding(self, address: IPv4Address, present: bool) -> list[VpnClient]:
-        """The clients with `address`, once that is non-empty (present) or empty (not present), or at the deadline."""
-        clients = self.known if self.known is not None else self._read()
+        """The clients with `address`, once that is non-empty (present) or empty (not present), or at
+        the deadline; never decided on a list read before this call began (a storm's pass is long)."""
+        clients, fresh = (self.known, False) if self.known is not None else (self._read(), True)
         while True:
             mine = [c for c in clients if c.address == address]
-            if bool(mine) == present or time.monotonic() >= self.deadline:
+            if bool(mine) == present or (fresh and time.monotonic() >= self.deadline):
                 return mine
-            time.sleep(0.2)
-            clients = self._read()
+            if fresh:
+                time.sleep(0.2)
+            clients, fresh = self._read(), True
 
 
 def iroute_lines(routes: Sequence[Route], ipv6: bool = False) -> list[str]:
@@ -409,10 +426,18 @@ def _of_user(records: SessionRecords, route: KernelRoute, peer: IPv4Address) -> 
     return any(s.peer == peer and (route.dev, route.gw) in s.next_hops for s in records.all())
 
 
-def handle(events: Sequence[VpnEvent], ctx: Context, log: Log, run_dir: str) -> None:
+def handle(events: Sequence[VpnEvent], ctx: Context, log: Log, run_dir: str, wait: float | None = None) -> None:
     """Each event in the order OpenVPN's hooks ran, under the store lock."""
     records = SessionRecords(run_dir)
-    clients = Clients(os.path.join(run_dir, MANAGEMENT_SOCKET))
+    clients = Clients(os.path.join(run_dir, MANAGEMENT_SOCKET), client_wait() if wait is None else wait)
+    known: list = []
+
+    def links() -> list:
+        # Once per pass: a storm's events all ask about the same tun (a third of each event's `ip` runs).
+        if not known:
+            known.append(ctx.runner.read_links())
+        return known[0]
+
     with ctx.store.locked(ctx.lock_timeout):
         for event in events:
             def say(priority: int, message: str, event: VpnEvent = event) -> None:
@@ -422,7 +447,7 @@ def handle(events: Sequence[VpnEvent], ctx: Context, log: Log, run_dir: str) -> 
                 if event.direction == VPN_DOWN:
                     _disconnect(ctx, records, clients, event, say)
                 else:
-                    _connect(ctx, records, clients, event, say)
+                    _connect(ctx, records, clients, event, say, links)
             except Exception as exc:  # one event must not stop the others
                 say(syslog.LOG_ERR, describe(exc))
             for text in ctx.warnings:
@@ -451,6 +476,9 @@ def _routes_via(ctx: Context, session: Session) -> list[Installed]:
 
 
 def _disconnect(ctx: Context, records: SessionRecords, clients: Clients, event: VpnEvent, say: Log) -> None:
+    pending = SessionRecords(records.run_dir, PENDING)
+    if pending.get(event.tun, event.address) is not None:
+        pending.remove(event.tun, event.address)  # never confirmed: nothing was installed
     session = records.get(event.tun, event.address)
     if session is None:
         say(syslog.LOG_INFO, "no session recorded for that client; nothing to remove")
@@ -471,10 +499,17 @@ def _disconnect(ctx: Context, records: SessionRecords, clients: Clients, event: 
     say(syslog.LOG_INFO, f"session of peer {session.peer} ended: {len(mine) - len(left)} routes removed")
 
 
-def _connect(ctx: Context, records: SessionRecords, clients: Clients, event: VpnEvent, say: Log) -> None:
+def _connect(ctx: Context, records: SessionRecords, clients: Clients, event: VpnEvent, say: Log, links) -> None:
     assert event.peer is not None
-    problem = (tun_problem(ctx.runner.read_links(), event.tun, event.address, event.address6)
-               or _client_problem(clients, event))
+    problem = tun_problem(links(), event.tun, event.address, event.address6)
+    if problem is None:
+        try:
+            problem = _client_problem(clients, event)
+        except ManagementError as exc:
+            SessionRecords(records.run_dir, PENDING).write(Session(event.tun, event.address, event.peer,
+                                                                   event.address6))
+            say(syslog.LOG_WARNING, f"{exc}; the next apply asks OpenVPN again and installs the routes then")
+            return
     if problem is not None:
         say(syslog.LOG_ERR, f"refused: {problem}")
         return
@@ -523,47 +558,85 @@ def _client_problem(clients: Clients, event: VpnEvent) -> str | None:
             + (f" and the IPv6 address {event.address6}" if event.address6 is not None else ""))
 
 
-def forget_ended(run_dir: str, link_names: set[str]) -> list[Session]:
-    """Drop the records of sessions that ended without a client-disconnect (OpenVPN killed, its tun
-    gone or made anew): the tun is gone, or OpenVPN answers and lists no client of that user at that
-    address. When OpenVPN does not answer, a record on an existing tun is kept: nobody can tell.
-    Their routes then are no live session's, so apply removes them. One server per run dir."""
-    records = SessionRecords(run_dir)
-    recorded = records.all()
-    if not recorded:
-        return []
-    try:
-        clients: list[VpnClient] | None = read_clients(os.path.join(run_dir, MANAGEMENT_SOCKET))
-    except ManagementError:
-        clients = None
-    secrets = None
-    peers: dict[str, IPv4Address | None] = {}
-    ended = []
+@dataclass(frozen=True)
+class SessionCheck:
+    ended: list[Session]  # recorded, but OpenVPN no longer has them: forgotten
+    confirmed: list[Session]  # pending, now listed by OpenVPN: recorded
+    waiting: list[Session]  # pending, and OpenVPN still does not answer
+
+
+def check_sessions(run_dir: str, link_names: set[str]) -> SessionCheck:
+    """The timer's look at the sessions against OpenVPN's client list. A record whose tun is gone,
+    or that OpenVPN answers without (no client of that user at that address: it ended without a
+    client-disconnect, the server was killed), is dropped; its routes then are no live session's,
+    so apply removes them. A pending client (the worker could not ask OpenVPN) is recorded once
+    OpenVPN lists it, dropped once it does not. When OpenVPN does not answer, records on an
+    existing tun are kept and pending ones wait: nobody can tell. One server per run dir."""
+    records, pending = SessionRecords(run_dir), SessionRecords(run_dir, PENDING)
+    recorded, waiting = records.all(), pending.all()
+    result = SessionCheck([], [], [])
+    if not recorded and not waiting:
+        return result
+    listed = _Listed(run_dir)
     for session in recorded:
-        if session.tun in link_names:
-            if clients is None:
-                continue
-            if secrets is None:
-                try:
-                    secrets = read_secrets(chap_path())
-                except SecretsError:
-                    clients = None  # whose client is whose cannot be told: every record is kept
-                    continue
-            listed = False
-            for client in clients:
-                if client.address != session.address:
-                    continue
-                if client.user not in peers:
-                    try:
-                        peers[client.user] = resolve_user(client.user, chap_path(), secrets)
-                    except InputError:
-                        peers[client.user] = None
-                listed = listed or peers[client.user] == session.peer
-            if listed:
-                continue
+        if session.tun in link_names and listed.has(session) is not False:
+            continue
         records.remove(session.tun, session.address)
-        ended.append(session)
-    return ended
+        result.ended.append(session)
+    for session in waiting:
+        there = listed.has(session) if session.tun in link_names else False
+        if there is None:
+            result.waiting.append(session)
+            continue
+        if there:
+            records.write(session)
+            result.confirmed.append(session)
+        pending.remove(session.tun, session.address)
+    return result
+
+
+class _Listed:
+    """Whether OpenVPN lists a session's client (its user with that peer, at its addresses); None
+    when OpenVPN cannot be asked or the users cannot be looked up. Asked once, lazily."""
+
+    def __init__(self, run_dir: str):
+        self.path = os.path.join(run_dir, MANAGEMENT_SOCKET)
+        self.clients: list[VpnClient] | None = None
+        self.asked = False
+        self.secrets: bytes | None = None
+        self.peers: dict[str, IPv4Address | None] = {}
+
+    def has(self, session: Session) -> bool | None:
+        if not self.asked:
+            self.asked = True
+            try:
+                self.clients = read_clients(self.path)
+                self.secrets = read_secrets(chap_path())
+            except (ManagementError, SecretsError):
+                self.clients = None
+        if self.clients is None:
+            return None
+        for client in self.clients:
+            if client.address != session.address:
+                continue
+            if session.address6 is not None and client.address6 != session.address6:
+                continue
+            if client.user not in self.peers:
+                try:
+                    self.peers[client.user] = resolve_user(client.user, chap_path(), self.secrets)
+                except InputError:
+                    self.peers[client.user] = None
+            if self.peers[client.user] == session.peer:
+                return True
+        return False
+
+
+def client_wait(environ=os.environ) -> float:
+    """CLIENT_WAIT; L2TP_OPENVPN_CLIENT_WAIT shortens it for tests, never under sudo."""
+    text = environ.get(CLIENT_WAIT_ENV, "")
+    if "SUDO_UID" in environ or "SUDO_USER" in environ or not text.replace(".", "", 1).isdigit():
+        return CLIENT_WAIT
+    return min(float(text), CLIENT_WAIT)
 
 
 def chap_path(environ=os.environ) -> str:

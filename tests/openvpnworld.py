@@ -340,10 +340,10 @@ class World:
                 {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", C.STORE_DIR_ENV: str(self.store),
                  C.RUN_DIR_ENV: str(self.run), C.CHAP_SECRETS_ENV: str(self.chap)})
 
-    def work(self) -> None:
+    def work(self, **extra_env: str) -> None:
         """The root worker, as l2tproute-worker.path starts it, inside S."""
         argv, env = self.worker_command()
-        _sh(argv, check=True, timeout=120, env=env)
+        _sh(argv, check=True, timeout=120, env={**env, **extra_env})
         assert self.spooled() == []
 
     def management(self, command: str, timeout: float = 10) -> str:

@@ -7,6 +7,7 @@ import json
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import time
 
@@ -124,6 +125,27 @@ def test_forged_spool_events_route_nothing(world):
     assert [r for r in after if r not in before and r.get("protocol") != "kernel"] == []
     assert [r["dst"] for r in world.routes_via(a2)] == ["192.168.21.0/24"]
     assert os.listdir(world.run / "openvpn") == [f"tun0,{a2}"]
+
+    # OpenVPN serves one management client at a time: while another program holds it, the worker
+    # cannot check a connecting client. It keeps the client pending (no route yet) and the timer's
+    # apply asks OpenVPN again and installs the routes once it answers.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as holder:
+        holder.connect(str(world.run / "openvpn.sock"))
+        a1 = world.start_client("user1", "c1")
+        world.wait_spool(lambda n: len(n) == 1)
+        world.work(L2TP_OPENVPN_CLIENT_WAIT="1")
+        assert world.routes_via(a1) == []
+        assert os.listdir(world.run / "openvpn-pending") == [f"tun0,{a1}"]
+        env = {C.STORE_DIR_ENV: str(world.store), C.RUN_DIR_ENV: str(world.run), C.CHAP_SECRETS_ENV: str(world.chap)}
+        waiting = run_routectl("apply", ns=world.ns["s"], env=env, timeout=120)
+        assert "1 OpenVPN clients wait to be checked" in waiting.stderr, waiting.stderr
+    result = run_routectl("apply", ns=world.ns["s"], env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Installed route for peer 10.255.10.1: 192.168.20.0/24 via 10.255.10.1 (over OpenVPN on tun0)" \
+        in result.stdout, result.stdout
+    assert sorted(os.listdir(world.run / "openvpn")) == sorted([f"tun0,{a1}", f"tun0,{a2}"])
+    assert os.listdir(world.run / "openvpn-pending") == []
+    assert world.ping("192.168.20.2")
 
 
 def test_sessions_of_one_user_and_of_both_vpns_and_server_stop(world):
