@@ -188,3 +188,43 @@ def test_a_connect_that_cannot_spool_undoes_its_iroutes_and_refuses(tmp_path):
     spool.rmdir()
     assert openvpnhook.main([str(config)], {**env, "username": "user1"}) == 1
     assert deferred.read_text() == "0" and config.read_text() == "push-reset-is-not-ours\n"
+
+
+def _management(path, replies):
+    """A management socket answering `status 3` with each of `replies` in turn, one client at a time."""
+    import socket
+    import threading
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def serve():
+        for reply in replies:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(64)
+                conn.sendall(reply.encode() + b"END\r\n")
+        server.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+
+
+def _row(user, address):
+    return f"CLIENT_LIST\t{user}\t172.31.1.2:40000\t{address}\t\t1\t2\tx\t1\t{user}\t0\t0\tAES\r\n"
+
+
+def test_a_client_missing_from_a_list_read_earlier_is_looked_for_again_before_a_no(tmp_path):
+    sock = tmp_path / "openvpn.sock"
+    _management(sock, ["HEADER\r\n" + _row("user1", "10.10.30.2"),
+                       "HEADER\r\n" + _row("user1", "10.10.30.2") + _row("user2", "10.10.30.3")])
+    clients = openvpn.Clients(str(sock), wait=0.0)  # a storm's pass already past its deadline
+    assert [c.user for c in clients.holding(A("10.10.30.2"), present=True)] == ["user1"]
+    # Not in the list read for the first event: read again, not refused on the old list.
+    assert [c.user for c in clients.holding(A("10.10.30.3"), present=True)] == ["user2"]
+
+
+def test_no_answer_from_openvpn_is_a_management_error_after_the_wait(tmp_path):
+    clients = openvpn.Clients(str(tmp_path / "openvpn.sock"), wait=0.3)
+    with pytest.raises(openvpn.ManagementError):
+        clients.holding(A("10.10.30.2"), present=True)
