@@ -1,7 +1,9 @@
 """bench/openvpn_storm.py at 3 clients, so it never rots (issue 14's storm benchmark).
 
 No timing is asserted (the speed targets are judged by the script's own table, at 200 clients).
-What is asserted: it ran every phase against the real OpenVPN server and its figures are sane:
+What is asserted: it ran the storms with and without hooks against the real OpenVPN server (the
+pids.max=10 phase is left to tests/system/test_openvpn_connect.py, which runs a burst under it)
+and its figures are sane:
 every client connected with and without the hooks, every kernel route and iroute of every client
 was in place, none of another user (in every sample and at the end), none of a user who left,
 the reconnect storm really gave pool addresses to other users, the session records match, and
@@ -21,13 +23,12 @@ CLIENTS = 3
 
 def test_the_openvpn_storm_benchmark_runs_and_its_figures_are_sane():
     done = subprocess.run([sys.executable, str(REPO / "bench" / "openvpn_storm.py"), "--clients", str(CLIENTS),
-                           "--quick", "--quiet", "--json"], capture_output=True, text=True, timeout=240)
+                           "--quick", "--no-limited", "--quiet", "--json"], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table, _, figures_line = done.stdout.rstrip("\n").rpartition("\n")
     figures = json.loads(figures_line)
     base, hooks, reconnect = figures["no_hooks"]["storm"], figures["hooks"]["storm"], figures["hooks"]["reconnect"]
-    for storm in (base, figures["no_hooks"]["reconnect"], hooks, reconnect, figures["limited_no_hooks"],
-                  figures["limited_hooks"]):
+    for storm in (base, figures["no_hooks"]["reconnect"], hooks, reconnect):
         assert storm["connected"] == storm["clients"] == CLIENTS, storm
         assert storm["connected_s"] > 0 and storm["foreign_samples"] == 0, storm
     for storm in (hooks, reconnect):
@@ -42,7 +43,6 @@ def test_the_openvpn_storm_benchmark_runs_and_its_figures_are_sane():
     assert reconnect["reused_addresses"] > 0, reconnect  # the safety check met reused addresses
     assert figures["records_ok"] is True
     assert hooks["forked"]["peak_pss"] > 0 and hooks["cgroup"]["memory"] > 0 and hooks["cgroup"]["tasks"] > 1
-    assert figures["limited_hooks"]["routes_present"] == CLIENTS
     rows = {row["measure"]: row for row in figures["table"]}
     ratio = rows[f"storm: {CLIENTS} clients at once, every route and iroute in place"]["ratio"]
     assert float(ratio.rstrip("x")) > 0, ratio
