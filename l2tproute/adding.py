@@ -20,9 +20,9 @@ from .context import (
 from .iproute2 import IpError, is_taken_slot_error
 from .kernel import parse_links, parse_routes, slot_of
 from .model import Change, IPv4Address, KernelRoute, Network, Refused, Route
-from .openvpn import Session, not_routed_why, peer_session, vpn_kernel_route
 from .routefile import Line, format_route, route_line
 from .tables import table_names
+from .vpnsessions import Session, not_routed_why, peer_session, vpn_kernel_route
 
 
 @dataclass

@@ -22,21 +22,19 @@ from .context import (
 from .iproute2 import Runner, is_gone_error, is_taken_slot_error
 from .kernel import Installed, Links, parse_links, parse_routes, slot_of
 from .model import InputError, IPv4Address, KernelRoute, Route
-from .openvpn import (
+from .openvpn import VpnRoute, sync_session, tagged_on_tun
+from .reconcile import Plan, Want, old_tool_routes, plan
+from .routefile import format_route
+from .tables import table_names
+from .vpnsessions import (
     Session,
     SessionRecords,
-    VpnRoute,
     check_sessions,
     is_live_vpn_route,
     live_next_hops,
     live_sessions,
     peer_session,
-    sync_session,
-    tagged_on_tun,
 )
-from .reconcile import Plan, Want, old_tool_routes, plan
-from .routefile import format_route
-from .tables import table_names
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,11 @@ or no address at all, allows none.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from . import constants as C
 from .errors import os_fault_line, shown
 from .model import InputError, IPv4Address, parse_peer
 from .store import StoreError
@@ -241,5 +243,12 @@ def resolve_user_or_peer(peer: str | None, user: str | None, *, required: bool,
     return None
 
 
+def chap_path(environ=os.environ) -> str:
+    """chap-secrets; L2TP_CHAP_SECRETS moves it for tests, never under sudo."""
+    if "SUDO_UID" in environ or "SUDO_USER" in environ:
+        return DEFAULT_CHAP_SECRETS
+    return environ.get(C.CHAP_SECRETS_ENV) or DEFAULT_CHAP_SECRETS
+
+
 __all__ = ["DEFAULT_CHAP_SECRETS", "Entry", "SecretsError", "Word", "entries", "read_secrets", "resolve_user",
-           "resolve_user_or_peer", "words"]
+           "resolve_user_or_peer", "words", "chap_path"]

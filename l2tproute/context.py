@@ -25,7 +25,7 @@ class Context:
     caller: policy.Caller = field(default_factory=policy.Caller)
     lock_timeout: float = C.LOCK_TIMEOUT
     warnings: list[str] = field(default_factory=list)
-    #: Where the worker's spool and OpenVPN's session records are (openvpn.py).
+    #: Where the worker's spool and OpenVPN's session records are (vpnsessions.py).
     run_dir: str = field(default_factory=lambda: run_dir_from_environment())
 
     def warn(self, text: str) -> None:

@@ -15,11 +15,11 @@ from .context import (
 from .iproute2 import IpError, is_gone_error
 from .kernel import slot_of
 from .model import Change, InputError, IPv4Address, KernelRoute, Network, Route, parse_destination
-from .openvpn import Session, peer_session, vpn_kernel_route
 from .reconcile import Want, adopts, old_tool_routes
 from .routefile import Line, format_route
 from .store import StoreError
 from .tables import table_names
+from .vpnsessions import Session, peer_session, vpn_kernel_route
 
 ALL = "all"
 #: Up to this many destinations, each is read alone (`exact`); more are read in one dump.

@@ -23,11 +23,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .chap import read_secrets, resolve_user
+from .chap import chap_path, read_secrets, resolve_user
 from .errors import describe
 from .hook import Log, quiet_log
 from .model import InputError, IPv4Address, IPv6Address, Route, parse_device, parse_peer, parse_vpn_address6
-from .openvpn import chap_path, iroute_lines
+from .openvpn import iroute_lines
 from .routefile import routes as routes_of
 from .spool import SPOOL, VPN_UP, run_dir_from_environment
 from .store import Store, store_dir_from_environment

@@ -9,7 +9,7 @@ same way (reconcile.plan), without changing anything. A route is:
 - blocked:   a route we did not install (or an earlier line for the same slot) holds its slot;
 - extra:     a route with our tag that no stored line wants any more (`apply` removes it).
 
-A peer connected over OpenVPN (openvpn.py: a recorded session on a tun that exists) is
+A peer connected over OpenVPN (vpnsessions.py: a recorded session on a tun that exists) is
 compared with the routes its session installs (via its VPN address on the tun); the routes of
 live sessions are never extra.
 
@@ -37,11 +37,11 @@ from .context import (
 )
 from .kernel import DEFAULT_METRIC, Installed, Links, Slot, parse_links, parse_network, parse_routes, slot_of
 from .model import InputError, IPv4Address, KernelRoute, Route
-from .openvpn import Session, SessionRecords, is_live_vpn_route, not_routed_why, vpn_kernel_route
 from .reconcile import OldRoute, Want, adopts, old_tool_routes
 from .routefile import InvalidLine, Line, format_route, invalid_lines, problems
 from .routefile import routes as routes_of
 from .tables import MAIN, is_main, normal_table, table_names
+from .vpnsessions import Session, SessionRecords, is_live_vpn_route, not_routed_why, vpn_kernel_route
 
 WANTED = "wanted"
 INSTALLED = "installed"

@@ -32,8 +32,8 @@ from l2tproute.model import (
     parse_gateway,
     parse_peer,
 )
-from l2tproute.openvpn import Session, SessionRecords
 from l2tproute.store import Store, StoreError
+from l2tproute.vpnsessions import Session, SessionRecords
 
 from .kernels import KernelSetup
 
@@ -130,7 +130,7 @@ class World:
         return self.kernel.tagged_set(family)
 
     def openvpn_session(self, tun: str, address: str, peer: str, address6: str | None = None) -> None:
-        """The record the root worker writes once OpenVPN listed the client (openvpn.py)."""
+        """The record the root worker writes once OpenVPN listed the client (vpnsessions.py)."""
         SessionRecords(str(self.run_dir)).write(Session(
             tun, parse_peer(address), parse_peer(peer), ipaddress.IPv6Address(address6) if address6 else None))
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from l2tproute import openvpn, openvpnhook
+from l2tproute import openvpn, openvpnhook, vpnmanagement, vpnsessions
 from l2tproute.model import InputError, Route
 from l2tproute.spool import VPN_DOWN, VPN_UP, Spool, parse_vpn_name
 
@@ -64,7 +64,8 @@ STATUS = ("TITLE\tOpenVPN 2.6.14\r\nTIME\tx\t1\r\nHEADER\tCLIENT_LIST\tCommon Na
 
 
 def test_status_3_gives_each_client_its_user_and_address():
-    assert openvpn.parse_status(STATUS) == [openvpn.VpnClient("user1", A("10.10.30.2")), openvpn.VpnClient("cn", None)]
+    assert vpnmanagement.parse_status(STATUS) == [vpnmanagement.VpnClient("user1", A("10.10.30.2")),
+                                                  vpnmanagement.VpnClient("cn", None)]
 
 
 TUN = {"ifname": "tun0", "link_type": "none",
@@ -84,34 +85,34 @@ def test_only_a_client_address_in_the_tun_subnet_passes(tun, address, ok):
 
 
 def test_session_records_round_trip_and_broken_ones_are_no_session(tmp_path):
-    records = openvpn.SessionRecords(str(tmp_path))
+    records = vpnsessions.SessionRecords(str(tmp_path))
     assert records.all() == []
-    records.write(openvpn.Session("tun0", A("10.10.30.2"), A("10.255.10.1")))
+    records.write(vpnsessions.Session("tun0", A("10.10.30.2"), A("10.255.10.1")))
     (tmp_path / "openvpn" / "tun0,10.10.30.3").write_text("not an address\n")
-    assert records.all() == [openvpn.Session("tun0", A("10.10.30.2"), A("10.255.10.1"))]
-    assert openvpn.live_next_hops(str(tmp_path), {"tun0"}) == {("tun0", A("10.10.30.2"))}
-    assert openvpn.live_next_hops(str(tmp_path), {"tun1"}) == set()
+    assert records.all() == [vpnsessions.Session("tun0", A("10.10.30.2"), A("10.255.10.1"))]
+    assert vpnsessions.live_next_hops(str(tmp_path), {"tun0"}) == {("tun0", A("10.10.30.2"))}
+    assert vpnsessions.live_next_hops(str(tmp_path), {"tun1"}) == set()
     records.remove("tun0", A("10.10.30.2"))
     assert records.get("tun0", A("10.10.30.2")) is None
 
 
 def test_a_record_keeps_the_ipv6_address_and_the_newest_session_of_a_user_carries_its_routes(tmp_path):
-    records = openvpn.SessionRecords(str(tmp_path))
+    records = vpnsessions.SessionRecords(str(tmp_path))
     six = ipaddress.IPv6Address("fd00:10:30::1000")
-    records.write(openvpn.Session("tun0", A("10.10.30.2"), A("10.255.10.1"), six))
+    records.write(vpnsessions.Session("tun0", A("10.10.30.2"), A("10.255.10.1"), six))
     assert (tmp_path / "openvpn" / "tun0,10.10.30.2").read_text() == "10.255.10.1\nfd00:10:30::1000\n"
-    assert openvpn.live_next_hops(str(tmp_path), {"tun0"}) == {("tun0", A("10.10.30.2")), ("tun0", six)}
-    records.write(openvpn.Session("tun0", A("10.10.30.3"), A("10.255.10.1")))
-    records.write(openvpn.Session("tun0", A("10.10.30.4"), A("10.255.10.2")))
+    assert vpnsessions.live_next_hops(str(tmp_path), {"tun0"}) == {("tun0", A("10.10.30.2")), ("tun0", six)}
+    records.write(vpnsessions.Session("tun0", A("10.10.30.3"), A("10.255.10.1")))
+    records.write(vpnsessions.Session("tun0", A("10.10.30.4"), A("10.255.10.2")))
     older, newer = tmp_path / "openvpn" / "tun0,10.10.30.3", tmp_path / "openvpn" / "tun0,10.10.30.2"
     os.utime(older, (1000, 1000))
     os.utime(newer, (2000, 2000))
-    live = openvpn.live_sessions(str(tmp_path), {"tun0"})
+    live = vpnsessions.live_sessions(str(tmp_path), {"tun0"})
     assert [(s.peer, s.address) for s in live] == [(A("10.255.10.1"), A("10.10.30.2")),
                                                    (A("10.255.10.2"), A("10.10.30.4"))]
     os.utime(older, (3000, 3000))
-    assert openvpn.live_sessions(str(tmp_path), {"tun0"})[0].address == A("10.10.30.3")
-    assert openvpn.live_sessions(str(tmp_path), {"tun1"}) == []
+    assert vpnsessions.live_sessions(str(tmp_path), {"tun0"})[0].address == A("10.10.30.3")
+    assert vpnsessions.live_sessions(str(tmp_path), {"tun1"}) == []
     # A record with a broken IPv6 line, or more lines than a record has, is no session.
     for text in ["10.255.10.1\nfe80::1\n", "10.255.10.1\nfd00::1\nx\n", "10.255.10.1\nfd00::1"]:
         newer.write_text(text)
@@ -119,19 +120,19 @@ def test_a_record_keeps_the_ipv6_address_and_the_newest_session_of_a_user_carrie
 
 
 def test_a_line_goes_via_the_client_address_of_its_family_keeping_metric_and_table():
-    six = openvpn.Session("tun0", A("10.10.30.2"), A("10.255.10.1"), ipaddress.IPv6Address("fd00:10:30::1000"))
-    four = openvpn.Session("tun0", A("10.10.30.2"), A("10.255.10.1"))
+    six = vpnsessions.Session("tun0", A("10.10.30.2"), A("10.255.10.1"), ipaddress.IPv6Address("fd00:10:30::1000"))
+    four = vpnsessions.Session("tun0", A("10.10.30.2"), A("10.255.10.1"))
     route = Route(ipaddress.ip_network("192.168.20.0/24"), A("10.255.10.1"), None, 50, "100")
-    kernel = openvpn.vpn_kernel_route(route, four, None)
+    kernel = vpnsessions.vpn_kernel_route(route, four, None)
     assert (kernel.dst, kernel.dev, kernel.gw, kernel.metric, kernel.table) == (
         route.dst, "tun0", A("10.10.30.2"), 50, "100")
     v6 = Route(ipaddress.ip_network("2001:db8:20::/48"), None, None, None, None)
-    assert openvpn.vpn_kernel_route(v6, four, None) is None
-    assert openvpn.not_routed_why(v6) == "is IPv6 and the tunnel has no IPv6"
-    assert openvpn.vpn_kernel_route(v6, six, None).gw == ipaddress.IPv6Address("fd00:10:30::1000")
+    assert vpnsessions.vpn_kernel_route(v6, four, None) is None
+    assert vpnsessions.not_routed_why(v6) == "is IPv6 and the tunnel has no IPv6"
+    assert vpnsessions.vpn_kernel_route(v6, six, None).gw == ipaddress.IPv6Address("fd00:10:30::1000")
     own = Route(ipaddress.ip_network("10.1.0.0/16"), A("10.255.10.1"), "eth1", None, None)
-    assert openvpn.vpn_kernel_route(own, six, None) is None
-    assert openvpn.not_routed_why(own) == "has its own dev eth1"
+    assert vpnsessions.vpn_kernel_route(own, six, None) is None
+    assert vpnsessions.not_routed_why(own) == "has its own dev eth1"
 
 
 def _hook_world(tmp_path):
@@ -218,13 +219,13 @@ def test_a_client_missing_from_a_list_read_earlier_is_looked_for_again_before_a_
     sock = tmp_path / "openvpn.sock"
     _management(sock, ["HEADER\r\n" + _row("user1", "10.10.30.2"),
                        "HEADER\r\n" + _row("user1", "10.10.30.2") + _row("user2", "10.10.30.3")])
-    clients = openvpn.Clients(str(sock), wait=0.0)  # a storm's pass already past its deadline
+    clients = vpnmanagement.Clients(str(sock), wait=0.0)  # a storm's pass already past its deadline
     assert [c.user for c in clients.holding(A("10.10.30.2"), present=True)] == ["user1"]
     # Not in the list read for the first event: read again, not refused on the old list.
     assert [c.user for c in clients.holding(A("10.10.30.3"), present=True)] == ["user2"]
 
 
 def test_no_answer_from_openvpn_is_a_management_error_after_the_wait(tmp_path):
-    clients = openvpn.Clients(str(tmp_path / "openvpn.sock"), wait=0.3)
-    with pytest.raises(openvpn.ManagementError):
+    clients = vpnmanagement.Clients(str(tmp_path / "openvpn.sock"), wait=0.3)
+    with pytest.raises(vpnmanagement.ManagementError):
         clients.holding(A("10.10.30.2"), present=True)
