@@ -293,6 +293,11 @@ def apply_links(ctx: Context, changes: list[LinkChange]) -> ApplyReport:
             return dev in up_links or dev in released_links or (item.route.gw in gone_peers and dev not in on_link)
 
         _reconcile(ctx, report, state, targets, stored, removable)
+        # A user who left L2TP but is still on OpenVPN: the L2TP link held its lines first, now
+        # they go via its client there (after the reconcile's batch took the L2TP routes out).
+        back = [s for s in live_sessions(ctx.run_dir, state.links.names) if s.peer in gone_peers] if gone_peers else []
+        if back:
+            _sync_sessions(ctx, report, back, {s.peer: stored_routes(ctx, s.peer) for s in back})
     return report
 
 

@@ -154,6 +154,7 @@ def handle(events: Sequence, ctx: Context, log: Log, proc_sys: str = "/proc/sys"
             continue
         elsewhere = [r for r in report.removed if r.route.dev != event.iface and r.route.gw == event.peer]
         mine.removed += elsewhere
+        mine.installed += [r for r in report.installed if r.openvpn and r.peer == event.peer]
         _log_lines(say, render.link_down_lines(event.iface, event.peer, mine))
 
 

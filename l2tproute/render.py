@@ -97,6 +97,8 @@ def link_up_lines(report: ApplyReport) -> list[LogLine]:
 
 
 def link_down_lines(link: str, peer, report: ApplyReport) -> list[LogLine]:
-    return _log([f"Removed route: {r.text}" for r in report.removed], report,
+    """A link that went down; the peer's lines that went over to its OpenVPN session with it."""
+    return _log([f"Removed route: {r.text}" for r in report.removed]
+                + [f"Installed route for peer {r.peer}: {r.line}{_over(r)}" for r in report.installed], report,
                 f"Released {link} of peer {peer}: {len(report.removed)} removed, "
                 f"{len(report.removal_failed)} failed.")

@@ -199,13 +199,21 @@ def test_sessions_of_one_user_and_of_both_vpns_and_server_stop(world):
     assert [r["dst"] for r in world.routes_via(a1b)] == ["192.168.20.0/24"]
     assert sorted(os.listdir(world.run / "openvpn")) == sorted([f"tun0,{a1b}", f"tun0,{a3}"])
 
+    # user2 leaves L2TP (pppd's ip-down, as its hook spools it) and stays on OpenVPN: the lines
+    # the L2TP link held go via its OpenVPN client now, at once, and the worker says so.
+    s.ip("link", "del", "ppp0")
+    fd = os.open(world.run / "spool" / "ppp0,1,down,10.255.10.2", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    os.close(fd)
+    world.work()
+    assert [(r["dst"], r["dev"]) for r in world.routes_via(a3)] == [("192.168.21.0/24", "tun0")]
+    assert world.routes_via("10.255.10.2") == []
+
     # The server stops: every client's disconnect runs, the worker removes all their routes.
     world.stop("server")
     world.wait_spool(lambda n: sum(",vpn-down," in x for x in n) == 2)
     world.work()
     assert [r for r in s.tagged() if r.get("dev") == "tun0"] == []
     assert os.listdir(world.run / "openvpn") == []
-    assert world.routes_via("10.255.10.2") == l2tp
 
 
 def test_a_pool_address_given_again_routes_only_the_new_users_networks(world):
