@@ -158,6 +158,19 @@ def handle(events: Sequence, ctx: Context, log: Log, proc_sys: str = "/proc/sys"
         _log_lines(say, render.link_down_lines(event.iface, event.peer, mine))
 
 
+def after_openvpn(peers: Sequence, ctx: Context, log: Log) -> None:
+    """Users whose OpenVPN session ended: the lines their L2TP link could not have while that
+    session held them go onto it now (apply --peer), not at the timer's next apply."""
+    for peer in peers:
+        report = applying.apply(ctx, peer)
+        for text in ctx.warnings:
+            log(syslog.LOG_WARNING, _one_line(text))
+        ctx.warnings.clear()
+        if report.connected and (report.installed or report.updated or report.blocked or report.failed):
+            prefix = f"after openvpn: {report.connected[0].link} peer {peer}: "
+            _log_lines(lambda priority, text, prefix=prefix: log(priority, prefix + text), render.link_up_lines(report))
+
+
 def _log_lines(say, lines: list[render.LogLine]) -> None:
     for line in lines:
         say(syslog.LOG_WARNING if line.trouble else syslog.LOG_INFO, line.text)

@@ -190,8 +190,11 @@ def _of_user(records: SessionRecords, route: KernelRoute, peer: IPv4Address) -> 
     return any(s.peer == peer and (route.dev, route.gw) in s.next_hops for s in records.all())
 
 
-def handle(events: Sequence[VpnEvent], ctx: Context, log: Log, run_dir: str, wait: float | None = None) -> None:
-    """Each event in the order OpenVPN's hooks ran, under the store lock."""
+def handle(events: Sequence[VpnEvent], ctx: Context, log: Log, run_dir: str,
+           wait: float | None = None) -> list[IPv4Address]:
+    """Each event in the order OpenVPN's hooks ran, under the store lock. Returns the users whose
+    session ended: their lines may go over their L2TP link now (the worker applies them)."""
+    ended: list[IPv4Address] = []
     records = SessionRecords(run_dir)
     clients = Clients(os.path.join(run_dir, MANAGEMENT_SOCKET), client_wait() if wait is None else wait)
     known: list = []
@@ -209,7 +212,9 @@ def handle(events: Sequence[VpnEvent], ctx: Context, log: Log, run_dir: str, wai
 
             try:
                 if event.direction == VPN_DOWN:
-                    _disconnect(ctx, records, clients, event, say)
+                    peer = _disconnect(ctx, records, clients, event, say)
+                    if peer is not None and peer not in ended:
+                        ended.append(peer)
                 else:
                     _connect(ctx, records, clients, event, say, links)
             except Exception as exc:  # one event must not stop the others
@@ -217,6 +222,7 @@ def handle(events: Sequence[VpnEvent], ctx: Context, log: Log, run_dir: str, wai
             for text in ctx.warnings:
                 say(syslog.LOG_WARNING, " ".join(str(text).split()))
             ctx.warnings.clear()
+    return ended
 
 
 def tagged_on_tun(ctx: Context, tun: str, families=(4, 6)) -> list[Installed]:
@@ -239,21 +245,23 @@ def _routes_via(ctx: Context, session: Session) -> list[Installed]:
             if (item.route.dev, item.route.gw) in session.next_hops]
 
 
-def _disconnect(ctx: Context, records: SessionRecords, clients: Clients, event: VpnEvent, say: Log) -> None:
+def _disconnect(ctx: Context, records: SessionRecords, clients: Clients, event: VpnEvent,
+                say: Log) -> IPv4Address | None:
+    """The ended session's routes and record go; its user's peer address, or None when nothing ended."""
     pending = SessionRecords(records.run_dir, PENDING)
     if pending.get(event.tun, event.address) is not None:
         pending.remove(event.tun, event.address)  # never confirmed: nothing was installed
     session = records.get(event.tun, event.address)
     if session is None:
         say(syslog.LOG_INFO, "no session recorded for that client; nothing to remove")
-        return
+        return None
     try:
         still = clients.holding(event.address, present=False)
     except ManagementError:
         still = []  # no server answers there: none of its clients is connected (it stopped)
     if still:
         say(syslog.LOG_ERR, "refused: OpenVPN still lists a client with that address")
-        return
+        return None
     mine = _routes_via(ctx, session)
     failures = ctx.runner.batch([Change("del", item.route) for item in mine])
     left = [f for f in failures if not is_gone_error(f.message)]
@@ -261,6 +269,7 @@ def _disconnect(ctx: Context, records: SessionRecords, clients: Clients, event: 
         say(syslog.LOG_WARNING, f"{failure.change.route.dst} not removed: {failure.message}")
     records.remove(event.tun, event.address)
     say(syslog.LOG_INFO, f"session of peer {session.peer} ended: {len(mine) - len(left)} routes removed")
+    return session.peer
 
 
 def _connect(ctx: Context, records: SessionRecords, clients: Clients, event: VpnEvent, say: Log, links) -> None:

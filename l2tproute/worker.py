@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from . import openvpn
 from .context import Context
 from .errors import describe
-from .hook import HOOK_BATCH_TIMEOUT, HOOK_IP_TIMEOUT, Log, handle, quiet_log
+from .hook import HOOK_BATCH_TIMEOUT, HOOK_IP_TIMEOUT, Log, after_openvpn, handle, quiet_log
 from .iproute2 import IpRoute2, Runner
 from .spool import Spool, run_dir_from_environment
 from .store import Store
@@ -50,7 +50,7 @@ def drain(spool: Spool, ctx: Context, log: Log, proc_sys: str = "/proc/sys") -> 
             break
         try:
             if pending.vpn:
-                openvpn.handle(pending.vpn, ctx, log, spool.run_dir)
+                after_openvpn(openvpn.handle(pending.vpn, ctx, log, spool.run_dir), ctx, log)
             if pending.events:
                 handle(pending.events, ctx, log, proc_sys)
         except Exception as exc:

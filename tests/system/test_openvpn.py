@@ -214,6 +214,8 @@ def test_sessions_of_one_user_and_of_both_vpns_and_server_stop(world):
     world.work()
     assert [r for r in s.tagged() if r.get("dev") == "tun0"] == []
     assert os.listdir(world.run / "openvpn") == []
+    # user1 is still on L2TP (ppp1): its line, held by OpenVPN until now, goes onto ppp1 at once.
+    assert [(r["dst"], r["dev"]) for r in world.routes_via("10.255.10.1")] == [("192.168.20.0/24", "ppp1")]
 
 
 def test_a_pool_address_given_again_routes_only_the_new_users_networks(world):
