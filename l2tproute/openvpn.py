@@ -146,7 +146,7 @@ def sync_session(ctx: Context, session: Session, routes: Sequence[Route], record
             wanted.setdefault(slot_of(kernel), VpnRoute(route, kernel))
     if on_tun is None:
         families = sorted({slot[0].version for slot in wanted} | ({4, 6} if session.address6 else {4}))
-        on_tun = _tagged_on(ctx, session.tun, families)
+        on_tun = tagged_on_tun(ctx, session.tun, families)
     by_slot: dict = {}
     for item in on_tun:
         by_slot.setdefault(item.slot, []).append(item)
@@ -227,10 +227,6 @@ def handle(events: Sequence[VpnEvent], ctx: Context, log: Log, run_dir: str,
 
 def tagged_on_tun(ctx: Context, tun: str, families=(4, 6)) -> list[Installed]:
     """Our routes on a tun; none when it is gone."""
-    return _tagged_on(ctx, tun, families)
-
-
-def _tagged_on(ctx: Context, tun: str, families) -> list[Installed]:
     try:
         return read_tagged(ctx.runner, families=families, dev=tun)
     except IpError as exc:
@@ -241,7 +237,7 @@ def _tagged_on(ctx: Context, tun: str, families) -> list[Installed]:
 
 def _routes_via(ctx: Context, session: Session) -> list[Installed]:
     families = (4, 6) if session.address6 is not None else (4,)
-    return [item for item in _tagged_on(ctx, session.tun, families)
+    return [item for item in tagged_on_tun(ctx, session.tun, families)
             if (item.route.dev, item.route.gw) in session.next_hops]
 
 
