@@ -57,7 +57,7 @@ def _gateway6(text: str) -> IPv6Address | None:
     try:
         return ipaddress.IPv6Address(text)
     except ValueError:
-        return None  # an IPv4 next hop of an IPv6 route (RFC 5549): never ours
+        return None  # `via inet 192.0.2.1` on an IPv6 route: never ours
 
 
 def parse_routes(rows: list, family: int, tagged: bool = False) -> list[Installed]:
@@ -70,8 +70,14 @@ def parse_routes(rows: list, family: int, tagged: bool = False) -> list[Installe
         if dst is None or row.get("type") not in (None, "unicast"):
             continue
         gw = row.get("gateway")
-        # An IPv6 route of ours has a gateway only over OpenVPN (the client's IPv6 address).
-        gateway = (_gateway(gw) if family == 4 and ":" not in gw else _gateway6(gw)) if gw else None
+        # An IPv4 route via an IPv6 next hop (RFC 5549) is never ours: no gateway, as before OpenVPN;
+        # an IPv6 route of ours has a gateway only over OpenVPN (the client's IPv6 address).
+        if not gw:
+            gateway = None
+        elif family == 4:
+            gateway = _gateway(gw) if ":" not in gw else None
+        else:
+            gateway = _gateway6(gw)
         table = str(row.get("table", MAIN))
         route = KernelRoute(
             dst=dst,
