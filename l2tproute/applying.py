@@ -157,9 +157,7 @@ def apply(ctx: Context, peer: IPv4Address | None = None) -> ApplyReport:
         kernel = _Background(lambda: _dump_kernel_state(ctx.runner))
         peers = all_peers(ctx)
         stored = {p: stored_routes(ctx, p) for p in peers}
-        dumps = kernel.result()
-        _check_sessions(ctx, dumps[1])
-        state = _kernel_state(ctx, dumps)
+        state = _kernel_state(ctx, kernel.result(), check_openvpn=True)
         targets = []
         for p in peers:
             link = state.links.link_of(p)
@@ -301,11 +299,11 @@ def apply_links(ctx: Context, changes: list[LinkChange]) -> ApplyReport:
     return report
 
 
-def _check_sessions(ctx: Context, link_rows: list) -> None:
+def _check_sessions(ctx: Context, link_names: set[str]) -> None:
     """Before the whole-server apply: sessions OpenVPN no longer has lose their record, so the
     reconcile removes their routes like any route nobody wants; clients the worker could not ask
     OpenVPN about are recorded once it lists them, so the sync installs their routes."""
-    check = check_sessions(ctx.run_dir, {str(row.get("ifname")) for row in link_rows})
+    check = check_sessions(ctx.run_dir, link_names)
     for session in check.ended:
         ctx.warn(f"the OpenVPN session of peer {session.peer} at {session.address} on {session.tun} ended "
                  "without a client-disconnect; its routes are removed")
@@ -314,11 +312,13 @@ def _check_sessions(ctx: Context, link_rows: list) -> None:
                  f"{ctx.run_dir}/openvpn.sock (another program may hold its one management connection)")
 
 
-def _kernel_state(ctx: Context, dumps) -> _KernelState:
+def _kernel_state(ctx: Context, dumps, check_openvpn: bool = False) -> _KernelState:
     tagged_rows, link_rows = dumps
     links = parse_links(link_rows)
     for text in links.duplicates:
         ctx.warn(text)
+    if check_openvpn:  # before the live sessions' routes are set aside
+        _check_sessions(ctx, links.names)
     tagged = [item for family, rows in tagged_rows for item in parse_routes(rows, family, tagged=True)]
     tagged = _without_live_vpn_routes(ctx, tagged, links.names)
     return _KernelState(tagged, links)

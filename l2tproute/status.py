@@ -108,9 +108,8 @@ def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
         links = parse_links(link_rows)
         for text in links.duplicates:
             ctx.warn(text)
-        link_names = {str(row.get("ifname")) for row in link_rows}
         # Oldest first: the last of a peer is the newest, the one carrying its routes.
-        sessions = sorted((s for s in SessionRecords(ctx.run_dir).all() if s.tun in link_names),
+        sessions = sorted((s for s in SessionRecords(ctx.run_dir).all() if s.tun in links.names),
                           key=lambda s: (s.since, s.tun, s.address))
         live = {hop for s in sessions for hop in s.next_hops}
         foreign = _Foreign(ctx, links)
