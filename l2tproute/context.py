@@ -116,13 +116,24 @@ def addrs_of(runner: Runner, dev: str) -> list:
         raise
 
 
+def _in_slot(runner: Runner, route: KernelRoute) -> list[Installed]:
+    """Every route, ours or not, in this route's slot."""
+    family, slot = route.dst.version, slot_of(route)
+    return [item for item in parse_routes(runner.read_routes(family, tagged=False, exact=route.dst), family)
+            if slot_of(item.route) == slot]
+
+
+def _described(item: Installed) -> str:
+    via = f" via {item.route.gw}" if item.route.gw else ""
+    what = "our route" if item.protocol == str(C.RT_PROTO) else f"a proto {proto_name(item.protocol)} route"
+    return f"{what}{via} dev {item.route.dev}"
+
+
 def foreign_holder(runner: Runner, route: KernelRoute) -> str | None:
     """The route somebody else installed in this route's slot, described; None when free or ours."""
-    family = route.dst.version
-    for item in parse_routes(runner.read_routes(family, tagged=False, exact=route.dst), family):
-        if slot_of(item.route) == slot_of(route) and item.protocol != str(C.RT_PROTO):
-            via = f" via {item.route.gw}" if item.route.gw else ""
-            return f"a proto {proto_name(item.protocol)} route{via} dev {item.route.dev}"
+    for item in _in_slot(runner, route):
+        if item.protocol != str(C.RT_PROTO):
+            return _described(item)
     return None
 
 
@@ -134,14 +145,10 @@ class Holder:
 
 def slot_holder(runner: Runner, route: KernelRoute) -> Holder:
     """What holds this route's slot, ours or somebody else's, described."""
-    family = route.dst.version
-    for item in parse_routes(runner.read_routes(family, tagged=False, exact=route.dst), family):
-        if slot_of(item.route) == slot_of(route):
-            via = f" via {item.route.gw}" if item.route.gw else ""
-            if item.protocol == str(C.RT_PROTO):
-                return Holder(f"our route{via} dev {item.route.dev}", True)
-            return Holder(f"a proto {proto_name(item.protocol)} route{via} dev {item.route.dev}", False)
-    return Holder("a route not installed by l2tp-routectl", False)
+    held = _in_slot(runner, route)
+    if not held:
+        return Holder("a route not installed by l2tp-routectl", False)
+    return Holder(_described(held[0]), held[0].protocol == str(C.RT_PROTO))
 
 
 def holder_text(runner: Runner, route: KernelRoute) -> str:
