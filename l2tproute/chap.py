@@ -243,6 +243,34 @@ def resolve_user_or_peer(peer: str | None, user: str | None, *, required: bool,
     return None
 
 
+class Users:
+    """User name -> chap-secrets address for many names at once (a burst of OpenVPN connects, a
+    worker's pass, the timer's check of sessions): the file read once, each name resolved once."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.data: bytes | None = None
+        self.known: dict[str, IPv4Address | InputError] = {}
+
+    def read(self) -> None:
+        """Read the file now (SecretsError when it cannot be), not at the first name."""
+        if self.data is None:
+            self.data = read_secrets(self.path)
+
+    def peer(self, name: str) -> IPv4Address:
+        """As resolve_user: InputError says why the name has no one fixed address."""
+        if name not in self.known:
+            self.read()
+            try:
+                self.known[name] = resolve_user(name, self.path, self.data)
+            except InputError as exc:
+                self.known[name] = exc
+        found = self.known[name]
+        if isinstance(found, InputError):
+            raise found
+        return found
+
+
 def chap_path(environ=os.environ) -> str:
     """chap-secrets; L2TP_CHAP_SECRETS moves it for tests, never under sudo."""
     if "SUDO_UID" in environ or "SUDO_USER" in environ:
@@ -251,4 +279,4 @@ def chap_path(environ=os.environ) -> str:
 
 
 __all__ = ["DEFAULT_CHAP_SECRETS", "Entry", "SecretsError", "Word", "entries", "read_secrets", "resolve_user",
-           "resolve_user_or_peer", "words", "chap_path"]
+           "resolve_user_or_peer", "words", "chap_path", "Users"]

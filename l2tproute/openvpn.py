@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from .chap import chap_path, resolve_user
+from .chap import Users, chap_path
 from .context import Context, kernel_route, read_tagged, slot_holder, stored_routes
 from .errors import describe
 from .iproute2 import IpError, is_gone_error, is_no_device_error, is_taken_slot_error
@@ -34,7 +34,7 @@ from .model import Change, InputError, IPv4Address, IPv6Address, KernelRoute, Ro
 from .spool import VPN_DOWN, VpnEvent
 from .tables import table_names
 from .vpnmanagement import MANAGEMENT_SOCKET, Clients, ManagementError, client_wait
-from .vpnsessions import PENDING, Session, SessionRecords, not_routed_why, vpn_kernel_route
+from .vpnsessions import PENDING, Session, SessionRecords, lists_user, not_routed_why, vpn_kernel_route
 
 #: An OpenVPN tun carries no point-to-point peer; `ip -json addr` says link_type none.
 TUN_LINK_TYPE = "none"
@@ -197,6 +197,7 @@ def handle(events: Sequence[VpnEvent], ctx: Context, log: Log, run_dir: str,
     ended: list[IPv4Address] = []
     records = SessionRecords(run_dir)
     clients = Clients(os.path.join(run_dir, MANAGEMENT_SOCKET), client_wait() if wait is None else wait)
+    users = Users(chap_path())  # chap-secrets read once per pass, not once per event
     known: list = []
 
     def links() -> list:
@@ -216,7 +217,7 @@ def handle(events: Sequence[VpnEvent], ctx: Context, log: Log, run_dir: str,
                     if peer is not None and peer not in ended:
                         ended.append(peer)
                 else:
-                    _connect(ctx, records, clients, event, say, links)
+                    _connect(ctx, records, clients, event, say, links, users)
             except Exception as exc:  # one event must not stop the others
                 say(syslog.LOG_ERR, describe(exc))
             for text in ctx.warnings:
@@ -268,12 +269,13 @@ def _disconnect(ctx: Context, records: SessionRecords, clients: Clients, event: 
     return session.peer
 
 
-def _connect(ctx: Context, records: SessionRecords, clients: Clients, event: VpnEvent, say: Log, links) -> None:
+def _connect(ctx: Context, records: SessionRecords, clients: Clients, event: VpnEvent, say: Log, links,
+             users: Users) -> None:
     assert event.peer is not None
     problem = tun_problem(links(), event.tun, event.address, event.address6)
     if problem is None:
         try:
-            problem = _client_problem(clients, event)
+            problem = _client_problem(clients, event, users)
         except ManagementError as exc:
             SessionRecords(records.run_dir, PENDING).write(Session(event.tun, event.address, event.peer,
                                                                    event.address6))
@@ -310,19 +312,13 @@ def _connect(ctx: Context, records: SessionRecords, clients: Clients, event: Vpn
     say(syslog.LOG_INFO, f"peer {event.peer}: {count} routes installed via {via} dev {event.tun}")
 
 
-def _client_problem(clients: Clients, event: VpnEvent) -> str | None:
+def _client_problem(clients: Clients, event: VpnEvent, users: Users) -> str | None:
     """None when OpenVPN lists a client with that address (and IPv6 address) whose user has that peer address."""
     mine = clients.holding(event.address, present=True)
     if not mine:
         return f"OpenVPN lists no client with the address {event.address}"
-    for client in mine:
-        if event.address6 is not None and client.address6 != event.address6:
-            continue
-        try:
-            if resolve_user(client.user, chap_path()) == event.peer:
-                return None
-        except InputError:
-            continue
+    if lists_user(mine, event.address, event.address6, event.peer, users):
+        return None
     return (f"the OpenVPN client with the address {event.address} is not a user with the peer address {event.peer}"
             + (f" and the IPv6 address {event.address6}" if event.address6 is not None else ""))
 

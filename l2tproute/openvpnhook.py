@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .chap import chap_path, read_secrets, resolve_user
+from .chap import Users, chap_path
 from .errors import describe
 from .hook import Log, quiet_log
 from .model import InputError, IPv4Address, IPv6Address, Route, parse_device, parse_peer, parse_vpn_address6
@@ -67,10 +67,9 @@ class Lookup:
     """chap-secrets and the route files, each read once however many clients a burst brings."""
 
     def __init__(self, chap: str, store: Store):
-        self.chap = chap
+        self.users = Users(chap)
         self.store = store
         self.born = time.monotonic()
-        self.secrets: bytes | None = None
         self.known: dict[IPv4Address, list[Route]] = {}
 
     @classmethod
@@ -78,9 +77,7 @@ class Lookup:
         return cls(chap_path(environ), Store(store_dir_from_environment(environ)))
 
     def peer(self, user: str) -> IPv4Address:
-        if self.secrets is None:
-            self.secrets = read_secrets(self.chap)
-        return resolve_user(user, self.chap, self.secrets)
+        return self.users.peer(user)
 
     def routes(self, peer: IPv4Address) -> list[Route]:
         if peer not in self.known:

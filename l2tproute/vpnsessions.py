@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from .chap import SecretsError, chap_path, read_secrets, resolve_user
+from .chap import SecretsError, Users, chap_path
 from .context import Context, addrs_of, kernel_route
 from .model import (
     InputError,
@@ -188,6 +189,22 @@ def check_sessions(run_dir: str, link_names: set[str]) -> SessionCheck:
     return result
 
 
+def lists_user(clients: Iterable[VpnClient], address: IPv4Address, address6: IPv6Address | None,
+               peer: IPv4Address, users: Users) -> bool:
+    """True when one of `clients` is at `address` (and at `address6`, when given) and is a user
+    whose chap-secrets address is `peer`: the worker's check of a connecting client, and the
+    timer's of a recorded one. SecretsError when chap-secrets cannot be read."""
+    for client in clients:
+        if client.address != address or (address6 is not None and client.address6 != address6):
+            continue
+        try:
+            if users.peer(client.user) == peer:
+                return True
+        except InputError:
+            continue
+    return False
+
+
 class _Listed:
     """Whether OpenVPN lists a session's client (its user with that peer, at its addresses); None
     when OpenVPN cannot be asked or the users cannot be looked up. Asked once, lazily."""
@@ -196,29 +213,16 @@ class _Listed:
         self.path = os.path.join(run_dir, MANAGEMENT_SOCKET)
         self.clients: list[VpnClient] | None = None
         self.asked = False
-        self.secrets: bytes | None = None
-        self.peers: dict[str, IPv4Address | None] = {}
+        self.users = Users(chap_path())
 
     def has(self, session: Session) -> bool | None:
         if not self.asked:
             self.asked = True
             try:
                 self.clients = read_clients(self.path)
-                self.secrets = read_secrets(chap_path())
+                self.users.read()
             except (ManagementError, SecretsError):
                 self.clients = None
         if self.clients is None:
             return None
-        for client in self.clients:
-            if client.address != session.address:
-                continue
-            if session.address6 is not None and client.address6 != session.address6:
-                continue
-            if client.user not in self.peers:
-                try:
-                    self.peers[client.user] = resolve_user(client.user, chap_path(), self.secrets)
-                except InputError:
-                    self.peers[client.user] = None
-            if self.peers[client.user] == session.peer:
-                return True
-        return False
+        return lists_user(self.clients, session.address, session.address6, session.peer, self.users)

@@ -229,3 +229,21 @@ def test_no_answer_from_openvpn_is_a_management_error_after_the_wait(tmp_path):
     clients = vpnmanagement.Clients(str(tmp_path / "openvpn.sock"), wait=0.3)
     with pytest.raises(vpnmanagement.ManagementError):
         clients.holding(A("10.10.30.2"), present=True)
+
+
+def test_users_read_chap_secrets_once_and_say_why_a_name_has_no_address(tmp_path):
+    from l2tproute.chap import Users
+
+    chap = tmp_path / "chap-secrets"
+    chap.write_text("user1 * p1 10.255.10.1\nroaming * p2 *\n")
+    users = Users(str(chap))
+    assert users.peer("user1") == A("10.255.10.1")
+    chap.unlink()  # read once: the next names come from what was read
+    with pytest.raises(InputError, match="may use any address"):
+        users.peer("roaming")
+    with pytest.raises(InputError, match="is not in"):
+        users.peer("nobody")
+    assert vpnsessions.lists_user([vpnmanagement.VpnClient("user1", A("10.10.30.2"))], A("10.10.30.2"), None,
+                                  A("10.255.10.1"), users)
+    assert not vpnsessions.lists_user([vpnmanagement.VpnClient("roaming", A("10.10.30.2"))], A("10.10.30.2"), None,
+                                      A("10.255.10.1"), users)
