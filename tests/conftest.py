@@ -175,6 +175,22 @@ def store_dir(scratch_store) -> Path:
     return scratch_store
 
 
+#: The two peers of old_server, on ppp0 and ppp1.
+OLD_SERVER_PEERS = ("10.255.10.1", "10.255.10.2")
+
+
+@pytest.fixture
+def old_server(netns, store_dir, monkeypatch) -> Netns:
+    """A server as the old tool left it, before any route: two sessions (ppp0, ppp1), a LAN, and a
+    caller that is not the panel (no sudo in the environment)."""
+    for name in ("SUDO_UID", "SUDO_USER"):
+        monkeypatch.delenv(name, raising=False)
+    netns.add_ppp("ppp0", OLD_SERVER_PEERS[0])
+    netns.add_ppp("ppp1", OLD_SERVER_PEERS[1])
+    netns.add_lan("lan0", "192.168.50.1/24")
+    return netns
+
+
 def routectl_path() -> str:
     # The script pip made for this interpreter, not the first on PATH: after a real install
     # /usr/local/sbin/l2tp-routectl (the copy in /opt) may come first, and pyenv's shim

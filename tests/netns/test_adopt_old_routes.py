@@ -23,6 +23,7 @@ import json
 
 import forkcli
 import pytest
+from conftest import OLD_SERVER_PEERS
 
 from l2tproute import applying, hook
 from l2tproute import constants as C
@@ -32,7 +33,7 @@ from l2tproute.model import parse_peer
 from l2tproute.store import Store
 from l2tproute.text import is_clean
 
-P, Q = "10.255.10.1", "10.255.10.2"
+P, Q = OLD_SERVER_PEERS
 P_FILE = (f"10.1.0.0/16 via {P}\n10.2.0.0/16 via {P} dev ppp0\n10.3.0.0/16 via {P}\n10.4.0.0/16 via {P}\n"
           f"10.5.0.0/16 via {P}\n10.6.0.0/16 via {P}\n10.11.0.0/16 via {Q} dev ppp1\n")
 OLD_TOOL = [  # what the old tool ran (and what an admin did by hand next to it)
@@ -51,18 +52,13 @@ LOOK_ALIKES = ("10.3.0.0/16", "10.4.0.0/16", "10.5.0.0/16", "10.6.0.0/16", "10.1
 
 
 @pytest.fixture
-def upgraded(netns, store_dir, monkeypatch):
+def upgraded(old_server, store_dir):
     """A server right after the installer replaced the old tool: its files and its kernel routes."""
-    for name in ("SUDO_UID", "SUDO_USER"):
-        monkeypatch.delenv(name, raising=False)
-    netns.add_ppp("ppp0", P)
-    netns.add_ppp("ppp1", Q)
-    netns.add_lan("lan0", "192.168.50.1/24")
     for args in OLD_TOOL:
-        netns.ip("route", "add", *args)
+        old_server.ip("route", "add", *args)
     (store_dir / f"{P}{C.ROUTE_FILE_SUFFIX}").write_text(P_FILE)
     (store_dir / f"{Q}{C.ROUTE_FILE_SUFFIX}").write_text(f"10.8.0.0/16 via {Q}\n")
-    return netns
+    return old_server
 
 
 def cli(ns, *args: str) -> forkcli.Result:

@@ -13,11 +13,12 @@ import json
 
 import forkcli
 import pytest
+from conftest import OLD_SERVER_PEERS
 
 from l2tproute import constants as C
 from l2tproute.text import is_clean
 
-P, Q = "10.255.10.1", "10.255.10.2"
+P, Q = OLD_SERVER_PEERS
 HEAD = b"# written by the old tool\n"
 TAIL = (b"10.0.0.0/24 via 10.255.10.1\n"  # a longer prefix of 10.0.0.0/2: never touched by it
         b"10.20.0.0/16 via 10.255.10.1\r\n")
@@ -34,13 +35,8 @@ OLD_LINES = {  # the line as the old tool stored it: what today's rules say abou
 
 
 @pytest.fixture
-def server(netns, store_dir, monkeypatch):
-    for name in ("SUDO_UID", "SUDO_USER"):
-        monkeypatch.delenv(name, raising=False)
-    netns.add_ppp("ppp0", P)
-    netns.add_ppp("ppp1", Q)
-    netns.add_lan("lan0", "192.168.50.1/24")
-    return netns
+def server(old_server):
+    return old_server
 
 
 def cli(ns, *args: str) -> forkcli.Result:
