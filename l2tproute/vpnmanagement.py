@@ -39,7 +39,13 @@ class VpnClient:
 
 
 class ManagementError(RuntimeError):
-    """OpenVPN's management socket cannot be asked."""
+    """OpenVPN's management socket cannot be asked. `busy`: it is there but another program holds
+    it (no answer in time, or its backlog full), so asking again can help; otherwise no server
+    listens there (it stopped), and asking again cannot."""
+
+    def __init__(self, message: str, busy: bool = False):
+        super().__init__(message)
+        self.busy = busy
 
 
 def read_clients(path: str, timeout: float = MANAGEMENT_TIMEOUT) -> list[VpnClient]:
@@ -59,7 +65,8 @@ def read_clients(path: str, timeout: float = MANAGEMENT_TIMEOUT) -> list[VpnClie
                 sock.sendall(b"quit\n")
     except OSError as exc:
         raise ManagementError(f"cannot ask OpenVPN at {path}: {exc.strerror or exc}; the server config needs "
-                              f"management {path} unix") from None
+                              f"management {path} unix",
+                              busy=isinstance(exc, (socket.timeout, BlockingIOError))) from None
     if b"\nEND" not in data:
         raise ManagementError(f"OpenVPN at {path} gave no complete status")
     return parse_status(data.decode("utf-8", "replace"))
@@ -90,7 +97,8 @@ class Clients:
     """OpenVPN's clients, read again (until a deadline) while an event is not yet visible there.
 
     OpenVPN serves one management client at a time: while another program holds the socket, a
-    read waits or is refused, so it is tried again until the deadline, then ManagementError."""
+    read waits or is refused, so it is tried again until the deadline, then ManagementError; a
+    socket nobody listens on (the server stopped) is that error at once."""
 
     def __init__(self, path: str, wait: float = CLIENT_WAIT):
         self.path = path
@@ -103,8 +111,8 @@ class Clients:
             try:
                 self.known = read_clients(self.path, timeout=min(MANAGEMENT_TIMEOUT, max(left, 1.0)))
                 return self.known
-            except ManagementError:
-                if time.monotonic() >= self.deadline:
+            except ManagementError as exc:
+                if not exc.busy or time.monotonic() >= self.deadline:
                     raise
                 time.sleep(0.2)
 

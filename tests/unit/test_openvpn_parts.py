@@ -225,10 +225,25 @@ def test_a_client_missing_from_a_list_read_earlier_is_looked_for_again_before_a_
     assert [c.user for c in clients.holding(A("10.10.30.3"), present=True)] == ["user2"]
 
 
-def test_no_answer_from_openvpn_is_a_management_error_after_the_wait(tmp_path):
-    clients = vpnmanagement.Clients(str(tmp_path / "openvpn.sock"), wait=0.3)
-    with pytest.raises(vpnmanagement.ManagementError):
+def test_no_answer_from_openvpn_is_a_management_error_after_the_wait_and_no_server_one_at_once(tmp_path):
+    import socket
+    import time
+
+    # Somebody else's session holds it: the socket takes the connection and never answers.
+    busy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    busy.bind(str(tmp_path / "busy.sock"))
+    busy.listen(4)
+    with busy:
+        clients = vpnmanagement.Clients(str(tmp_path / "busy.sock"), wait=0.3)
+        with pytest.raises(vpnmanagement.ManagementError) as caught:
+            clients.holding(A("10.10.30.2"), present=True)
+        assert caught.value.busy
+    # The server stopped: nothing listens there, and waiting cannot change that.
+    began = time.monotonic()
+    clients = vpnmanagement.Clients(str(tmp_path / "openvpn.sock"), wait=30)
+    with pytest.raises(vpnmanagement.ManagementError) as caught:
         clients.holding(A("10.10.30.2"), present=True)
+    assert not caught.value.busy and time.monotonic() - began < 5
 
 
 def test_users_read_chap_secrets_once_and_say_why_a_name_has_no_address(tmp_path):
