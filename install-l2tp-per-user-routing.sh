@@ -186,7 +186,7 @@ FILES=(
     "$LIBEXEC/l2tp-routes-kick|0755|bin/l2tp-routes-kick"
     "$LIBEXEC/l2tp-routes-openvpn|0755|bin/l2tp-routes-openvpn"
     "$LIBEXEC/l2tp-routes-openvpn-connect|0755|bin/l2tp-routes-openvpn-connect"
-    "$LIBEXEC/l2tproute.sh|0644|bin/l2tproute.sh"
+    "$LIBEXEC/l2tproute.sh|0644|lib/l2tproute.sh"
     "$CMD|0755|bin/l2tp-routectl"
     "$HOOK_UP|0755|bin/l2tp-routes-ip-up"
     "$HOOK_DOWN|0755|bin/l2tp-routes-ip-down"
@@ -540,14 +540,14 @@ unwire_openvpn() {
 
 check_source() {
     local f
-    for f in pyproject.toml README.md l2tproute/__init__.py l2tproute/worker.py l2tproute/entry.py \
+    for f in pyproject.toml README.md l2tproute/__init__.py l2tproute/fronts/worker.py l2tproute/fronts/entry.py \
         bin/l2tp-routectl bin/l2tp-routectl.py bin/l2tp-routes-ip-up bin/l2tp-routes-ip-down; do
         [[ -f $SRC/$f ]] || die "$SRC/$f is missing: run the script from a complete l2tproute checkout"
     done
     for f in "${FILES[@]}" "${SYSTEMD_FILES[@]}" "${CRON_FILES[@]}" "|contrib/sudoers/l2tproute-openvpn"; do
         f=${f##*|}
         [[ -f $SRC/$f ]] || die "$SRC/$f is missing: run the script from a complete l2tproute checkout"
-        [[ $f == bin/* ]] || grep -qxF -- "$MARKER" "$SRC/$f" || die "$SRC/$f lacks the line '$MARKER'"
+        [[ $f == bin/* || $f == lib/* ]] || grep -qxF -- "$MARKER" "$SRC/$f" || die "$SRC/$f lacks the line '$MARKER'"
     done
 }
 
@@ -682,8 +682,8 @@ prepare() {
     [[ $SITE_PACKAGES =~ ^[A-Za-z0-9/._-]+$ ]] || die "unexpected site-packages path '$SITE_PACKAGES'"
     mkdir -p "$WORK/src" "$WORK/bin" "$WORK/contrib"
     cp -- "$SRC/pyproject.toml" "$SRC/README.md" "$WORK/src/"
-    mkdir "$WORK/src/l2tproute"
-    cp -- "$SRC"/l2tproute/*.py "$WORK/src/l2tproute/"
+    # The package's modules only (no caches, no editor files), its layer folders kept.
+    (cd -- "$SRC" && find l2tproute -name '*.py' -type f -print0 | sort -z | xargs -0 cp --parents -t "$WORK/src/")
     # The Python programs: the venv's interpreter, isolated, with exactly its site-packages.
     for name in l2tp-routectl.py l2tp-routes-worker l2tp-routes-openvpn-connect; do
         {
@@ -693,9 +693,10 @@ prepare() {
         } >"$WORK/bin/$name"
     done
     # The POSIX sh fronts, as they are (they name the final paths), marked on their second line.
-    for name in l2tp-routectl l2tp-routes-ip-up l2tp-routes-ip-down l2tp-routes-event l2tp-routes-kick \
-        l2tp-routes-openvpn l2tproute.sh; do
-        { head -n 1 -- "$SRC/bin/$name"; printf '%s\n' "$MARKER"; tail -n +2 -- "$SRC/bin/$name"; } >"$WORK/bin/$name"
+    mkdir -p "$WORK/lib"
+    for name in bin/l2tp-routectl bin/l2tp-routes-ip-up bin/l2tp-routes-ip-down bin/l2tp-routes-event \
+        bin/l2tp-routes-kick bin/l2tp-routes-openvpn lib/l2tproute.sh; do
+        { head -n 1 -- "$SRC/$name"; printf '%s\n' "$MARKER"; tail -n +2 -- "$SRC/$name"; } >"$WORK/$name"
     done
     cp -r -- "$SRC/contrib/systemd" "$SRC/contrib/cron" "$SRC/contrib/sysctl" "$SRC/contrib/iproute2" "$SRC/contrib/sudoers" "$WORK/contrib/"
     sed -i "s/^www-data ALL=/$(panel_user_list) ALL=/" "$WORK/contrib/sudoers/l2tp-routectl"
@@ -718,7 +719,7 @@ fingerprint() {
 # Import what the installed scripts import, started as they start: -IS with only the
 # venv's site-packages added (no .pth file processed).
 check_imports() {
-    "$VENV_PY" -IS -c 'import sys; sys.path.append(sys.argv[1]); import l2tproute.entry, l2tproute.worker, l2tproute.cli' \
+    "$VENV_PY" -IS -c 'import sys; sys.path.append(sys.argv[1]); import l2tproute.fronts.entry, l2tproute.fronts.worker, l2tproute.fronts.cli' \
         "$ROOT$SITE_PACKAGES"
 }
 
@@ -746,11 +747,11 @@ pip_install_wheels() {
 
 # The first module that is not the same in this checkout and in the venv, if any.
 package_mismatch() {
-    local installed=$ROOT$SITE_PACKAGES/l2tproute name
-    for name in "$WORK/src/l2tproute"/*.py "$installed"/*.py; do
-        name=${name##*/}
-        cmp -s -- "$WORK/src/l2tproute/$name" "$installed/$name" || { printf 'l2tproute/%s' "$name"; return 0; }
-    done
+    local installed=$ROOT$SITE_PACKAGES name
+    while IFS= read -r -d '' name; do
+        cmp -s -- "$WORK/src/$name" "$installed/$name" || { printf '%s' "$name"; return 0; }
+    done < <(cd -- "$WORK/src" && find l2tproute -name '*.py' -type f -print0
+        cd -- "$installed" && find l2tproute -name '*.py' -type f -print0)
     return 1
 }
 
@@ -968,7 +969,7 @@ do_install() {
         say "Done: $CHANGES changes. Route files were not touched."
     fi
     if ((OLD_TOOL_REPLACED)); then
-        # apply takes over exactly the old tool's kernel routes for stored lines (see l2tproute/reconcile.py).
+        # apply takes over exactly the old tool's kernel routes for stored lines (see l2tproute/core/reconcile.py).
         say "The routes the old tool put in the kernel are taken over by the next apply (the timer runs it within a minute)."
     fi
     if ((LIVE)) && [[ $SCHEDULER == cron ]]; then

@@ -28,7 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from l2tproute import constants as C  # noqa: E402
+from l2tproute.core import constants as C  # noqa: E402
 
 PR_SET_CHILD_SUBREAPER = 36
 LOCAL = "10.127.255.254"

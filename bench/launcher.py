@@ -68,7 +68,7 @@ def prepare(workdir: str, prefer_installed: bool = False) -> Tool:
     for name in ("l2tp-routectl.py", "l2tp-routes-worker"):
         body = (REPO / "bin" / name).read_text().split("\n", 1)[1]
         programs[name] = _write(work / name, f"#!{python} -IS\nimport sys\nsys.path.extend({paths!r})\n{body}")
-    lib = str(REPO / "bin" / "l2tproute.sh")
+    lib = str(REPO / "lib" / "l2tproute.sh")
     front = _from_bin("l2tp-routectl", work, {
         "CLI=/opt/l2tproute/libexec/l2tp-routectl": f"CLI={programs['l2tp-routectl.py']}",
         "LIB=/opt/l2tproute/libexec/l2tproute.sh": f"LIB={lib}"})
@@ -104,7 +104,7 @@ def _installed_interpreter():
     packages = [str(p) for p in sorted(INSTALLED_VENV.glob("lib/python3*/site-packages"))]
     if not python.is_file() or not packages:
         return None, None, None
-    probe = f"import sys; sys.path[:0] = {[str(REPO), *packages]!r}; import l2tproute.cli, sh, filelock"
+    probe = f"import sys; sys.path[:0] = {[str(REPO), *packages]!r}; import l2tproute.fronts.cli, sh, filelock"
     if subprocess.run([str(python), "-IS", "-c", probe], capture_output=True).returncode != 0:
         return None, None, None
     return python, packages, f"the installed venv {INSTALLED_VENV} ({Path(python).resolve()})"

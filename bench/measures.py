@@ -20,7 +20,7 @@ import scale
 from launcher import Tool
 from timing import median, run_timed, timed
 
-from l2tproute import constants as C
+from l2tproute.core import constants as C
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

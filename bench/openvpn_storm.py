@@ -110,7 +110,7 @@ from cgroups import CgroupError, Group  # noqa: E402
 from openvpnworld import PORT, USERS, ScratchUser, StatusRows, World, openvpn_world, parse_status  # noqa: E402
 from stormparts import ForkSampler, PathUnit, Ping, RoundTrips, SyslogSink, WorkerRuns  # noqa: E402
 
-from l2tproute import constants as C  # noqa: E402
+from l2tproute.core import constants as C  # noqa: E402
 
 PROBE = "user1"
 TUN = "tun0"

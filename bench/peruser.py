@@ -21,7 +21,7 @@ from launcher import Tool  # noqa: E402
 from measures import BenchError, Row, ms  # noqa: E402
 from timing import median, run_timed  # noqa: E402
 
-from l2tproute import constants as C  # noqa: E402
+from l2tproute.core import constants as C  # noqa: E402
 
 COMMANDS = ("add", "del", "apply --peer", "status --peer")
 #: A destination no peer of scale.py has (they are carved from 100.64.0.0/10).

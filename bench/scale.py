@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 
-from l2tproute import constants as C
+from l2tproute.core import constants as C
 
 LOCAL = "10.127.255.254"
 _PEER_BASE = (10 << 24) | (128 << 16)

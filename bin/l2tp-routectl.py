@@ -8,7 +8,7 @@ matters under sudo; no `site` saves a good part of the start) and adds exactly t
 venv's site-packages to sys.path on the next lines.
 """
 
-from l2tproute.entry import main
+from l2tproute.fronts.entry import main
 
 if __name__ == "__main__":
     main()

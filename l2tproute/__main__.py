@@ -1,3 +1,3 @@
-from .entry import main
+from l2tproute.fronts.entry import main
 
 main()

@@ -33,8 +33,8 @@ from pathlib import Path
 import pytest
 from support import wheelhouse
 
-from l2tproute import constants as C
-from l2tproute.iproute2 import IpRoute2
+from l2tproute.core import constants as C
+from l2tproute.system.iproute2 import IpRoute2
 
 REPO = Path(__file__).resolve().parent.parent
 _counter = itertools.count()

@@ -22,7 +22,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Callable
 
-from l2tproute import entry
+from l2tproute.fronts import entry
 
 
 def _warm_up() -> None:
@@ -34,7 +34,15 @@ def _warm_up() -> None:
     import filelock  # noqa: F401
     import sh  # noqa: F401
 
-    from l2tproute import adding, applying, cli, deleting, hook, listing, status  # noqa: F401
+    from l2tproute.fronts import cli  # noqa: F401
+    from l2tproute.ops import (
+        adding,  # noqa: F401
+        applying,  # noqa: F401
+        deleting,  # noqa: F401
+        listing,  # noqa: F401
+        status,  # noqa: F401
+    )
+    from l2tproute.transports.l2tp import links as hook  # noqa: F401
 
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):

@@ -33,7 +33,7 @@ class Fronts:
     def __init__(self, directory: Path, worker: str | None = None):
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
-        lib = str(REPO / "bin" / "l2tproute.sh")
+        lib = str(REPO / "lib" / "l2tproute.sh")
         launcher = directory / "l2tp-routes-worker"
         body = (REPO / "bin" / "l2tp-routes-worker").read_text().split("\n", 1)[1]
         launcher.write_text(f"#!{sys.executable} -I\n{body}")

@@ -37,8 +37,8 @@ from pathlib import Path
 
 from conftest import REPO, Netns, _ip, require
 
-from l2tproute import constants as C
-from l2tproute.openvpnconnect import QUEUE
+from l2tproute.core import constants as C
+from l2tproute.transports.openvpn.connect import QUEUE
 
 PORT = 18443
 SERVER_ADDR = "172.31.1.1"
@@ -172,7 +172,7 @@ class World:
         connect.chmod(0o755)
         hook_text = (REPO / "bin" / "l2tp-routes-openvpn").read_text()
         for old, new in {"CONNECT=/opt/l2tproute/libexec/l2tp-routes-openvpn-connect": f"CONNECT={connect}",
-                         "LIB=/opt/l2tproute/libexec/l2tproute.sh": f"LIB={REPO / 'bin' / 'l2tproute.sh'}",
+                         "LIB=/opt/l2tproute/libexec/l2tproute.sh": f"LIB={REPO / 'lib' / 'l2tproute.sh'}",
                          # No kick: the tests run the worker themselves (world.work); one may put a kick here.
                          "KICK=/opt/l2tproute/libexec/l2tp-routes-kick": f"KICK={self.root / 'l2tp-routes-kick'}",
                          }.items():

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from conftest import Netns, _ip
 
-from l2tproute import constants as C
+from l2tproute.core import constants as C
 
 A, B = "10.255.99.2", "10.255.99.3"
 B_NET = "172.16.5.0/24"

@@ -18,8 +18,8 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["l2tproute"]):
-    from l2tproute import cli
-    from l2tproute import constants as C
+    from l2tproute.core import constants as C
+    from l2tproute.fronts import cli
 
 STORE = os.environ[C.STORE_DIR_ENV]
 WORDS = ["add", "del", "list", "apply", "status", "--peer", "--dst", "--gw", "--dev", "--metric", "--table",

@@ -12,7 +12,7 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["l2tproute"]):
-    from l2tproute.routefile import ROUTE, format_route, parse, parse_line, problems, serialize
+    from l2tproute.core.routefile import ROUTE, format_route, parse, parse_line, problems, serialize
 
 
 def TestOneInput(data: bytes) -> None:

@@ -8,7 +8,7 @@ import pytest
 from conftest import routectl_argv, routectl_env
 from typer.testing import CliRunner
 
-from l2tproute.cli import app
+from l2tproute.fronts.cli import app
 
 
 def test_typer_runner_add_then_list_peer(store_dir, netns):

@@ -14,7 +14,7 @@ import typer
 from conftest import routectl_path, run_routectl
 
 from l2tproute import __version__
-from l2tproute.cli import app
+from l2tproute.fronts.cli import app
 
 ROOT = typer.main.get_command(app)
 COMMANDS = sorted(ROOT.commands)

@@ -1,4 +1,4 @@
-"""The pppd hooks through the library (l2tproute.hook) and as scripts (bin/), in namespaces.
+"""The pppd hooks through the library (l2tproute.transports.l2tp.links) and as scripts (bin/), in namespaces.
 
 The real dispatcher (/etc/ppp/ip-up, run-parts) is exercised in test_hooks_dispatcher.py.
 """
@@ -16,14 +16,15 @@ from pathlib import Path
 import pytest
 from fronts import Fronts, run_hook_script, spooled, wait_for_worker
 
-from l2tproute import constants as C
-from l2tproute import hook, worker
-from l2tproute.context import Context
-from l2tproute.hook import LinkEvent, parse_event
-from l2tproute.iproute2 import IpRoute2
-from l2tproute.model import InputError
-from l2tproute.spool import Spool
-from l2tproute.store import Store
+from l2tproute.core import constants as C
+from l2tproute.core.model import InputError
+from l2tproute.fronts import worker
+from l2tproute.ops.context import Context
+from l2tproute.system.iproute2 import IpRoute2
+from l2tproute.system.spool import Spool
+from l2tproute.system.store import Store
+from l2tproute.transports.l2tp import links as hook
+from l2tproute.transports.l2tp.links import LinkEvent, parse_event
 
 PEER1, PEER11, PEER2 = "10.255.10.1", "10.255.10.11", "10.255.10.2"
 

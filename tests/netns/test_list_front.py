@@ -17,7 +17,7 @@ import pytest
 from conftest import routectl_path
 from fronts import Fronts
 
-from l2tproute import constants as C
+from l2tproute.core import constants as C
 
 CLEAN = {
     "10.255.10.1": b"192.168.20.0/24 via 10.255.10.1\n10.1.0.0/16 via 10.255.10.1 dev ppp7\n",

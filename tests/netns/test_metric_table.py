@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import routectl_argv
 
-from l2tproute import constants as C
+from l2tproute.core import constants as C
 
 PEER = "10.255.10.2"
 FILE = f"{PEER}.routes"

@@ -15,8 +15,8 @@ import forkcli
 import pytest
 from conftest import OLD_SERVER_PEERS
 
-from l2tproute import constants as C
-from l2tproute.text import is_clean
+from l2tproute.core import constants as C
+from l2tproute.core.text import is_clean
 
 P, Q = OLD_SERVER_PEERS
 HEAD = b"# written by the old tool\n"

@@ -17,8 +17,8 @@ from __future__ import annotations
 import forkcli
 import pytest
 
-from l2tproute import constants as C
-from l2tproute.text import FORBIDDEN, clean, is_clean, show
+from l2tproute.core import constants as C
+from l2tproute.core.text import FORBIDDEN, clean, is_clean, show
 
 P, Q, R = "10.255.10.1", "10.255.10.2", "10.255.10.3"  # R is offline
 ODD_LINK = "a'b<c>"

@@ -10,10 +10,10 @@ import os
 
 import pytest
 
-from l2tproute import constants as C
-from l2tproute.kernel import parse_links
-from l2tproute.model import InputError, Refused, make_route, parse_destination, parse_peer
-from l2tproute.policy import (
+from l2tproute.core import constants as C
+from l2tproute.core.kernel import parse_links
+from l2tproute.core.model import InputError, Refused, make_route, parse_destination, parse_peer
+from l2tproute.ops.policy import (
     Caller,
     Config,
     Request,

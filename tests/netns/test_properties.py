@@ -17,10 +17,8 @@ from conftest import NOWHERE
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from l2tproute import cli
-from l2tproute import constants as C
-from l2tproute.iproute2 import IpRoute2, change_tokens
-from l2tproute.model import (
+from l2tproute.core import constants as C
+from l2tproute.core.model import (
     Change,
     InputError,
     KernelRoute,
@@ -32,8 +30,10 @@ from l2tproute.model import (
     parse_peer,
     parse_table,
 )
-from l2tproute.routefile import BLANK, COMMENT, INVALID, LOOSE, ROUTE, format_route, parse, parse_line, serialize
-from l2tproute.store import Store
+from l2tproute.core.routefile import BLANK, COMMENT, INVALID, LOOSE, ROUTE, format_route, parse, parse_line, serialize
+from l2tproute.fronts import cli
+from l2tproute.system.iproute2 import IpRoute2, change_tokens
+from l2tproute.system.store import Store
 
 EXAMPLES = int(os.environ.get("L2TP_TEST_EXAMPLES", "100"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None,

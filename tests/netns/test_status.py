@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from l2tproute import constants as C
+from l2tproute.core import constants as C
 
 PEER = "10.255.10.2"
 OTHER = "10.255.10.3"

@@ -5,10 +5,10 @@ import stat
 
 import pytest
 
-from l2tproute import constants as C
-from l2tproute.model import make_route, parse_destination, parse_peer
-from l2tproute.routefile import parse, route_line
-from l2tproute.store import Store, StoreError, store_dir_from_environment
+from l2tproute.core import constants as C
+from l2tproute.core.model import make_route, parse_destination, parse_peer
+from l2tproute.core.routefile import parse, route_line
+from l2tproute.system.store import Store, StoreError, store_dir_from_environment
 
 PEER = parse_peer("10.255.10.1")
 

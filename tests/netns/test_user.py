@@ -13,8 +13,8 @@ from conftest import routectl_argv
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from l2tproute.chap import SecretsError, entries, resolve_user, words
-from l2tproute.model import InputError
+from l2tproute.core.model import InputError
+from l2tproute.system.chap import SecretsError, entries, resolve_user, words
 
 SECRETS = b"""# Secrets for authentication using CHAP
 # client\tserver\tsecret\t\t\tIP addresses

@@ -126,9 +126,9 @@ def argv_of(op: dict, netns: str) -> list[str]:
 
 def worker_main(spec: dict) -> None:
     """One writer: its operations in order, each through cli.run, recording when it holds the lock."""
-    from l2tproute import cli
-    from l2tproute import constants as C
-    from l2tproute import store as store_module
+    from l2tproute.core import constants as C
+    from l2tproute.fronts import cli
+    from l2tproute.system import store as store_module
 
     os.environ[C.STORE_DIR_ENV] = spec["store"]
     log_fd = os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -160,8 +160,8 @@ def worker_main(spec: dict) -> None:
 
 def apply_main(lock_timeout: float, argv: list[str]) -> None:
     """The console script's code (entry.main) with the test's lock timeout."""
-    from l2tproute import entry
-    from l2tproute import store as store_module
+    from l2tproute.fronts import entry
+    from l2tproute.system import store as store_module
 
     original = store_module.Store.locked
     store_module.Store.locked = lambda self, timeout=None: original(self, lock_timeout)
@@ -183,8 +183,8 @@ if __name__ != "__main__":
 
     from conftest import routectl_path
 
-    from l2tproute import constants as C
-    from l2tproute.routefile import ROUTE, parse
+    from l2tproute.core import constants as C
+    from l2tproute.core.routefile import ROUTE, parse
 
     ROUTE_FILE = re.compile(r"^(\d+\.){3}\d+\.routes$")
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import forkcli
 
-from l2tproute import constants as C
+from l2tproute.core import constants as C
 
 PEERS = [f"10.255.20.{i}" for i in range(1, 9)]
 CONNECTED = {peer: f"ppp{i}" for i, peer in enumerate(PEERS[:4])}
@@ -152,7 +152,7 @@ def instrument(notify_fd: int):
     """In the child: own process group, and a byte on the pipe when it takes the lock and when it writes."""
 
     def before():
-        from l2tproute import store as store_module
+        from l2tproute.system import store as store_module
 
         os.setpgid(0, 0)
         locked, staged = store_module.Store.locked, store_module.Store.staged

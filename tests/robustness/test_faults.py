@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from conftest import routectl_path, run_routectl
 
-from l2tproute import constants as C
-from l2tproute import errors
+from l2tproute.core import constants as C
+from l2tproute.core import errors
 
 PEER = "10.255.10.2"
 SEED = f"# edited by hand\r\n192.168.20.0/24 via {PEER}\r\n192.168.22.0/24 via {PEER} dev ppp0\n".encode()

@@ -19,7 +19,7 @@ import pytest
 from conftest import routectl_path
 from fronts import Fronts, run_hook_script, wait_for_worker
 
-from l2tproute import constants as C
+from l2tproute.core import constants as C
 
 PEER = "10.255.10.2"
 GUARD = C.LOCK_TIMEOUT + C.IP_BATCH_TIMEOUT  # only against a hang; never reached when the tool is right

@@ -26,8 +26,8 @@ import forkcli
 import pytest
 from conftest import REPO, Netns, _ip, in_namespace, routectl_path
 
-from l2tproute import constants as C
-from l2tproute.text import is_clean
+from l2tproute.core import constants as C
+from l2tproute.core.text import is_clean
 
 CASES = json.loads((REPO / "tests" / "data" / "hostile_cases.json").read_text())["cases"]
 SECRET_TEXT = "TOPSECRET-a8f3e1"

@@ -10,7 +10,7 @@ import os
 import pytest
 from conftest import run_routectl
 
-from l2tproute import constants as C
+from l2tproute.core import constants as C
 
 PEER = "10.255.10.2"
 OTHER = "10.255.10.3"

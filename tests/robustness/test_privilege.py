@@ -35,7 +35,7 @@ import pytest
 from conftest import Netns, _ip
 from panelworld import REFUSED, A, check_refused, refused_argv, tagged, walk_the_panels_calls, world
 
-from l2tproute import constants as C
+from l2tproute.core import constants as C
 
 CTL = "/usr/local/sbin/l2tp-routectl"
 PYTHON_CLI = "/opt/l2tproute/libexec/l2tp-routectl"

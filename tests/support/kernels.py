@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from l2tproute import constants as C
-from l2tproute.iproute2 import IpRoute2, Runner
+from l2tproute.core import constants as C
+from l2tproute.system.iproute2 import IpRoute2, Runner
 
 
 class KernelSetup:

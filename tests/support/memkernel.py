@@ -14,7 +14,7 @@ rows (keys dropped by a filter, `linkdown` on carrier-less tun links, host route
 Links come from `tuntap add ... mode tun`, `addr add LOCAL peer PEER` / `addr add CIDR` and
 `link set X up`, with the connected and local routes the kernel derives from an address. What
 it does not model it refuses with Unsupported rather than guess. The Runner methods build
-the same argument lists as l2tproute.iproute2.IpRoute2 and read the answer the same way.
+the same argument lists as l2tproute.system.iproute2.IpRoute2 and read the answer the same way.
 tests/netns/test_memkernel_parity.py runs the same scenarios here and in a real namespace.
 """
 
@@ -27,9 +27,9 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from l2tproute import constants as C
-from l2tproute.iproute2 import IpError, Runner, change_tokens, route_show_args
-from l2tproute.model import Change, Failure
+from l2tproute.core import constants as C
+from l2tproute.core.model import Change, Failure
+from l2tproute.system.iproute2 import IpError, Runner, change_tokens, route_show_args
 
 from .kernels import KernelSetup
 

@@ -18,11 +18,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from l2tproute import adding, applying, deleting, status
-from l2tproute import constants as C
-from l2tproute.context import Context
-from l2tproute.iproute2 import IpError
-from l2tproute.model import (
+from l2tproute.core import constants as C
+from l2tproute.core.model import (
     Change,
     InputError,
     KernelRoute,
@@ -32,8 +29,11 @@ from l2tproute.model import (
     parse_gateway,
     parse_peer,
 )
-from l2tproute.store import Store, StoreError
-from l2tproute.vpnsessions import Session, SessionRecords
+from l2tproute.ops import adding, applying, deleting, status
+from l2tproute.ops.context import Context
+from l2tproute.system.iproute2 import IpError
+from l2tproute.system.store import Store, StoreError
+from l2tproute.transports.openvpn.sessions import Session, SessionRecords
 
 from .kernels import KernelSetup
 

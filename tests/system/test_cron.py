@@ -25,8 +25,8 @@ import pytest
 from conftest import REPO, routectl_path
 from fronts import Fronts, wait_for_worker
 
-from l2tproute import constants as C
-from l2tproute.store import Store
+from l2tproute.core import constants as C
+from l2tproute.system.store import Store
 
 SHIPPED = REPO / "contrib/cron/l2tproute"
 MARKER = "# Installed by install-l2tp-per-user-routing.sh (l2tproute)"
@@ -334,7 +334,7 @@ def checkout_kick(directory: Path) -> Path:
     fronts = Fronts(directory)
     text = (REPO / "bin/l2tp-routes-kick").read_text()
     for old, new in {"WORKER=/opt/l2tproute/libexec/l2tp-routes-worker": f"WORKER={fronts.worker}",
-                     "LIB=/opt/l2tproute/libexec/l2tproute.sh": f"LIB={REPO / 'bin/l2tproute.sh'}"}.items():
+                     "LIB=/opt/l2tproute/libexec/l2tproute.sh": f"LIB={REPO / 'lib/l2tproute.sh'}"}.items():
         assert text.count(old) == 1, old
         text = text.replace(old, new)
     kick = directory / "l2tp-routes-kick"

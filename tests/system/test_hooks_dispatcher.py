@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from fronts import Fronts, wait_for_worker
 
-from l2tproute import constants as C
+from l2tproute.core import constants as C
 
 PEER1, PEER11, PEER2, PEER3 = "10.255.10.1", "10.255.10.11", "10.255.10.2", "10.255.10.3"
 LOCAL = "10.254.0.1"

@@ -8,8 +8,8 @@ import syslog
 
 import pytest
 
-from l2tproute import constants as C
-from l2tproute.syslogger import Syslog, format_message
+from l2tproute.core import constants as C
+from l2tproute.system.syslogger import Syslog, format_message
 
 LINE = re.compile(rb"^<(\d+)>(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d\d:\d\d:\d\d "
                   rb"l2tp-routectl\[(\d+)\]: (.*)$", re.S)

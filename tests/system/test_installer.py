@@ -19,8 +19,8 @@ import pytest
 from conftest import REPO
 from fronts import wait_for_worker
 
-from l2tproute import constants as C
-from l2tproute.policy import Config, load_config
+from l2tproute.core import constants as C
+from l2tproute.ops.policy import Config, load_config
 
 INSTALLER = REPO / "install-l2tp-per-user-routing.sh"
 PROG = INSTALLER.name
@@ -43,7 +43,7 @@ FILES = {
     "opt/l2tproute/libexec/l2tp-routes-kick": (0o755, "bin/l2tp-routes-kick"),
     "opt/l2tproute/libexec/l2tp-routes-openvpn": (0o755, "bin/l2tp-routes-openvpn"),
     "opt/l2tproute/libexec/l2tp-routes-openvpn-connect": (0o755, "bin/l2tp-routes-openvpn-connect"),
-    "opt/l2tproute/libexec/l2tproute.sh": (0o644, "bin/l2tproute.sh"),
+    "opt/l2tproute/libexec/l2tproute.sh": (0o644, "lib/l2tproute.sh"),
     "usr/local/sbin/l2tp-routectl": (0o755, "bin/l2tp-routectl"),
     "etc/ppp/ip-up.d/l2tp-routes": (0o755, "bin/l2tp-routes-ip-up"),
     "etc/ppp/ip-down.d/l2tp-routes": (0o755, "bin/l2tp-routes-ip-down"),
@@ -177,8 +177,10 @@ def test_every_file_is_in_place_with_its_content_mode_and_owner(staged, checkout
 
 
 def test_the_venv_is_byte_compiled_and_names_the_final_paths(staged, checkout):
-    sources = list((staged / VENV / "lib").glob("python3*/site-packages/l2tproute/*.py"))
-    assert {p.name for p in sources} == {p.name for p in (checkout / "l2tproute").glob("*.py")}
+    site = next((staged / VENV / "lib").glob("python3*/site-packages"))
+    sources = list((site / "l2tproute").rglob("*.py"))
+    assert {str(p.relative_to(site)) for p in sources} == {str(p.relative_to(checkout))
+                                                          for p in (checkout / "l2tproute").rglob("*.py")}
     for source in sources:
         compiled = list((source.parent / "__pycache__").glob(f"{source.stem}.*.pyc"))
         assert len(compiled) == 1, source
@@ -216,7 +218,8 @@ def test_the_staged_command_starts_isolated_without_site_and_ignores_python_vari
         assert netns.tagged_set() == {("192.168.50.0/24", "10.255.10.1", "ppp1", "main")}
         assert (store / "10.255.10.1.routes").read_text() == "192.168.50.0/24 via 10.255.10.1\n"
         # The installed lines before the docstring, then where everything came from.
-        probe = PATH_LINES + ("import l2tproute.entry, l2tproute.hook, l2tproute.cli, typer, sh, filelock\n"
+        probe = PATH_LINES + ("import l2tproute.fronts.entry, l2tproute.transports.l2tp.links, l2tproute.fronts.cli\n"
+                              "import typer, sh, filelock\n"
                               "print(sys.flags.isolated, sys.flags.no_site, 'site' in sys.modules)\n"
                               "print(*sys.path, sep='\\n')\n"
                               "print(*(m.__file__ for m in (l2tproute, typer, sh, filelock)), sep='\\n')\n")

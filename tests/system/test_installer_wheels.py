@@ -51,7 +51,7 @@ def test_the_offline_install_has_the_package_from_this_checkout_and_every_depend
     site = staged / SITE_PACKAGES.lstrip("/")
     for source in (REPO / "l2tproute").glob("*.py"):
         assert (site / "l2tproute" / source.name).read_bytes() == source.read_bytes(), source.name
-    imports = "import l2tproute.cli, l2tproute.entry, typer, sh, filelock; print(l2tproute.__version__)"
+    imports = "import l2tproute.fronts.cli, l2tproute.fronts.entry, typer, sh, filelock; print(l2tproute.__version__)"
     result = subprocess.run([str(staged / "opt/l2tproute/bin/python3"), "-I", "-c", imports], capture_output=True,
                             text=True, timeout=60)
     assert (result.returncode, result.stdout, result.stderr) == (0, "1.0.0\n", "")
@@ -87,7 +87,7 @@ def test_a_wheel_built_from_other_sources_is_refused_and_the_upgrade_rolled_back
     source = tmp_path / "checkout"
     source.mkdir()
     script = copy_checkout(source)
-    with (source / "l2tproute/constants.py").open("a") as changed:
+    with (source / "l2tproute/core/constants.py").open("a") as changed:
         changed.write("# changed after the wheels were built\n")
     root = tmp_path / "root"
     shutil.copytree(staged, root, symlinks=True)
@@ -95,7 +95,7 @@ def test_a_wheel_built_from_other_sources_is_refused_and_the_upgrade_rolled_back
     result = offline_installer("--root", str(root), "--wheels", str(wheels), script=script)
     assert result.returncode == 1
     assert errors(result) == [f"{PROG}: error: the l2tproute wheel in {wheels} was not built from this checkout "
-                              f"(l2tproute/constants.py differs); rebuild it: pip wheel {source} -w "
+                              f"(l2tproute/core/constants.py differs); rebuild it: pip wheel {source} -w "
                               f"{wheels}"]
     assert "Rolled back: the system is as it was before this run." in result.stdout
     assert snapshot(root) == before

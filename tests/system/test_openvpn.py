@@ -15,7 +15,7 @@ import pytest
 from conftest import run_routectl
 from openvpnworld import openvpn_world
 
-from l2tproute import constants as C
+from l2tproute.core import constants as C
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import pytest
 from conftest import REPO
 from openvpnworld import openvpn_world, pids_cgroup_root
 
-from l2tproute import constants as C
-from l2tproute.openvpnconnect import QUEUE
+from l2tproute.core import constants as C
+from l2tproute.transports.openvpn.connect import QUEUE
 
 #: Debian 12's /lib/systemd/system/openvpn@.service: TasksMax=10.
 TASKS_MAX = 10
@@ -92,7 +92,7 @@ def test_the_worker_is_kicked_after_every_disconnect_one_kick_at_a_time(tmp_path
     kick.write_text(f"#!/bin/sh\nsleep 0.2\nls {run / 'spool'} | wc -l >>{seen}\n")
     hook = tmp_path / "hook"
     text = (REPO / "bin" / "l2tp-routes-openvpn").read_text()
-    for old, new in {"LIB=/opt/l2tproute/libexec/l2tproute.sh": f"LIB={REPO / 'bin' / 'l2tproute.sh'}",
+    for old, new in {"LIB=/opt/l2tproute/libexec/l2tproute.sh": f"LIB={REPO / 'lib' / 'l2tproute.sh'}",
                      "KICK=/opt/l2tproute/libexec/l2tp-routes-kick": f"KICK={kick}"}.items():
         assert old in text
         text = text.replace(old, new)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from l2tproute import constants as C
+from l2tproute.core import constants as C
 
 PANEL = REPO / "contrib/panel/l2tp-routes-panel.php"
 COMMAND = Path("/usr/local/sbin/l2tp-routectl")

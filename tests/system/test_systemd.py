@@ -36,7 +36,7 @@ import pytest
 from conftest import REPO
 from support.nspawn import Container, ContainerError, missing_tools, rootfs, rootfs_python
 
-from l2tproute import constants as C
+from l2tproute.core import constants as C
 
 pytestmark = pytest.mark.system
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from l2tproute import constants as C
+from l2tproute.core import constants as C
 
 MARKER = "# Installed by install-l2tp-per-user-routing.sh (l2tproute)"
 

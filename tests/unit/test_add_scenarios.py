@@ -5,7 +5,7 @@ from __future__ import annotations
 from support import scenarios as s
 from support.scenarios import PEER1, PEER2, World
 
-from l2tproute import constants as C
+from l2tproute.core import constants as C
 
 
 def test_add_installs_on_the_peers_link_with_our_tag(tmp_path):

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from l2tproute.kernel import Installed, Links
-from l2tproute.model import KernelRoute, make_route, parse_destination, parse_gateway, parse_peer
-from l2tproute.reconcile import Want, adopts, old_tool_routes, plan
+from l2tproute.core.kernel import Installed, Links
+from l2tproute.core.model import KernelRoute, make_route, parse_destination, parse_gateway, parse_peer
+from l2tproute.core.reconcile import Want, adopts, old_tool_routes, plan
 
 P, Q = parse_peer("10.255.10.1"), parse_peer("10.255.10.2")
 LINKS = Links(by_peer={P: "ppp0", Q: "ppp1"})

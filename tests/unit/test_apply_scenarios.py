@@ -5,7 +5,7 @@ from __future__ import annotations
 from support import scenarios as s
 from support.scenarios import PEER1, PEER2, PEER3, World
 
-from l2tproute.model import parse_peer
+from l2tproute.core.model import parse_peer
 
 
 def pairs(items) -> list:

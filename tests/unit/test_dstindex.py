@@ -1,4 +1,4 @@
-"""The destination index (l2tproute/dstindex.py) against a plain read of every file, under hand edits.
+"""The destination index (l2tproute/system/dstindex.py) against a plain read of every file, under hand edits.
 
 Whatever an admin or the old tool does to the route files between two uses (a new file, an
 in-place edit, a rename over, a removal, a broken file, an mtime set back, the index itself
@@ -14,11 +14,11 @@ import time
 import pytest
 from support.scenarios import PEER1, PEER2, World
 
-from l2tproute import constants as C
-from l2tproute import dstindex
-from l2tproute.model import parse_peer
-from l2tproute.routefile import routes as routes_of
-from l2tproute.store import Store, StoreError
+from l2tproute.core import constants as C
+from l2tproute.core.model import parse_peer
+from l2tproute.core.routefile import routes as routes_of
+from l2tproute.system import dstindex
+from l2tproute.system.store import Store, StoreError
 
 TICK = 0.02  # longer than a clock tick of file times: each edit gets a time of its own
 
@@ -184,7 +184,7 @@ def test_a_broken_file_is_warned_about_and_skipped_as_before(tmp_path, settled):
 
 
 def test_a_dry_run_writes_no_index(tmp_path, settled):
-    from l2tproute.session import DryRunStore
+    from l2tproute.fronts.invocation import DryRunStore
 
     store = DryRunStore(str(tmp_path))
     with open(_path(store, 1), "wb") as handle:
@@ -196,7 +196,7 @@ def test_a_dry_run_writes_no_index(tmp_path, settled):
 
 
 def test_a_read_ahead_of_the_lock_is_confirmed_or_read_again(tmp_path, settled, monkeypatch):
-    from l2tproute.routefile import parse
+    from l2tproute.core.routefile import parse
 
     store = Store(str(tmp_path))
     with open(_path(store, 1), "wb") as handle:

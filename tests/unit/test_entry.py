@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from l2tproute.entry import lean_apply
+from l2tproute.fronts.entry import lean_apply
 
 
 @pytest.mark.parametrize("argv, expected", [

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from support.memkernel import MemKernel, Unsupported
 
-from l2tproute.iproute2 import IpError
-from l2tproute.model import Change, KernelRoute, parse_destination, parse_gateway
+from l2tproute.core.model import Change, KernelRoute, parse_destination, parse_gateway
+from l2tproute.system.iproute2 import IpError
 
 PEER = "10.255.10.1"
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from l2tproute.model import InputError, parse_destination, parse_device, parse_gateway, parse_peer
+from l2tproute.core.model import InputError, parse_destination, parse_device, parse_gateway, parse_peer
 
 
 @pytest.mark.parametrize("text", ["10.255.10.1", "192.168.0.254", "1.2.3.4"])

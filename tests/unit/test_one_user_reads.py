@@ -131,8 +131,8 @@ def test_server_networks_are_refused_through_the_narrow_read(tmp_path):
 
 def test_apply_peer_leaves_a_live_openvpn_sessions_route_alone(tmp_path, monkeypatch):
     """As the full apply: a route of a recorded OpenVPN session holds its slot, first come wins."""
-    from l2tproute.model import parse_peer
-    from l2tproute.vpnsessions import Session, SessionRecords
+    from l2tproute.core.model import parse_peer
+    from l2tproute.transports.openvpn.sessions import Session, SessionRecords
 
     w = _world(tmp_path, 1)
     w.kernel.add_lan("tun0", "10.8.0.1/24")
@@ -147,8 +147,8 @@ def test_apply_peer_leaves_a_live_openvpn_sessions_route_alone(tmp_path, monkeyp
 def test_status_peer_says_for_each_peer_what_the_full_status_says(tmp_path, monkeypatch):
     """Per peer, the narrow reads give the same entry as the whole-server status: connected on
     ppp, on OpenVPN only, offline, with drift of each kind on its link."""
-    from l2tproute.model import parse_peer
-    from l2tproute.vpnsessions import Session, SessionRecords
+    from l2tproute.core.model import parse_peer
+    from l2tproute.transports.openvpn.sessions import Session, SessionRecords
 
     w = _world(tmp_path, 3)
     vpn_user = "10.255.11.9"

@@ -13,11 +13,11 @@ import subprocess
 import pytest
 from conftest import REPO
 
-from l2tproute import openvpnconnect
-from l2tproute.model import InputError
-from l2tproute.openvpnconnect import LOCK, QUEUE, Queue, parse_record, serve_pending
-from l2tproute.openvpnhook import Lookup
-from l2tproute.spool import parse_vpn_name
+from l2tproute.core.model import InputError
+from l2tproute.system.spool import parse_vpn_name
+from l2tproute.transports.openvpn import connect as openvpnconnect
+from l2tproute.transports.openvpn.connect import LOCK, QUEUE, Queue, parse_record, serve_pending
+from l2tproute.transports.openvpn.hook import Lookup
 
 
 def _fields(**change) -> dict[str, str]:

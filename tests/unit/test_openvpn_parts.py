@@ -8,9 +8,12 @@ import os
 
 import pytest
 
-from l2tproute import openvpn, openvpnhook, vpnmanagement, vpnsessions
-from l2tproute.model import InputError, Route
-from l2tproute.spool import VPN_DOWN, VPN_UP, Spool, parse_vpn_name
+from l2tproute.core.model import InputError, Route
+from l2tproute.system.spool import VPN_DOWN, VPN_UP, Spool, parse_vpn_name
+from l2tproute.transports.openvpn import hook as openvpnhook
+from l2tproute.transports.openvpn import management as vpnmanagement
+from l2tproute.transports.openvpn import sessions as vpnsessions
+from l2tproute.transports.openvpn import sync as openvpn
 
 A = ipaddress.IPv4Address
 
@@ -247,7 +250,7 @@ def test_no_answer_from_openvpn_is_a_management_error_after_the_wait_and_no_serv
 
 
 def test_users_read_chap_secrets_once_and_say_why_a_name_has_no_address(tmp_path):
-    from l2tproute.chap import Users
+    from l2tproute.system.chap import Users
 
     chap = tmp_path / "chap-secrets"
     chap.write_text("user1 * p1 10.255.10.1\nroaming * p2 *\n")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from l2tproute import routefile as F
-from l2tproute.model import make_route, parse_destination, parse_peer
+from l2tproute.core import routefile as F
+from l2tproute.core.model import make_route, parse_destination, parse_peer
 
 PEER = parse_peer("10.255.10.1")
 

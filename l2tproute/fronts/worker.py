@@ -1,0 +1,112 @@
+"""The hook worker: drains the spool the pppd hooks fill, one pass per burst of events.
+
+Started by the hooks' sh front (`flock -n` on the worker lock, handed over as an open
+descriptor, so at most one starts per burst) or, where systemd runs, by
+l2tproute-worker.path whenever the spool is not empty. Each pass takes every pending
+event, handles them together (hook.handle: one kernel read, one batch) and removes
+them. After it lets go of the lock it looks once more: an event spooled while it was
+finishing found the lock taken and started nobody, so this worker takes it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import syslog
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from l2tproute.core.errors import describe
+from l2tproute.ops.context import Context
+from l2tproute.system.iproute2 import IpRoute2, Runner
+from l2tproute.system.spool import Spool, run_dir_from_environment
+from l2tproute.system.store import Store
+from l2tproute.transports.l2tp.links import HOOK_BATCH_TIMEOUT, HOOK_IP_TIMEOUT, Log, after_openvpn, handle, quiet_log
+from l2tproute.transports.openvpn import sync as openvpn
+
+#: The worker is no hook: nobody waits for it, so it may wait for the store lock as long
+#: as an apply of everything can take.
+WORKER_LOCK_TIMEOUT = 120.0
+#: A worker that keeps finding new events gives way after this many passes (the next
+#: hook starts a fresh one), so a bug can never make it spin for ever.
+MAX_PASSES = 1000
+
+
+@dataclass(frozen=True)
+class Drained:
+    handled: int
+    stuck: bool  # a pass failed: its events stay for the next worker (or the timer's apply)
+
+
+def drain(spool: Spool, ctx: Context, log: Log, proc_sys: str = "/proc/sys") -> Drained:
+    """Handle every event in the spool until it is empty, or until a pass fails."""
+    handled = 0
+    for _ in range(MAX_PASSES):
+        pending = spool.pending()
+        for text in pending.rejected:
+            log(syslog.LOG_ERR, f"worker: {text}")
+        if not pending.events and not pending.vpn:
+            break
+        try:
+            if pending.vpn:
+                after_openvpn(openvpn.handle(pending.vpn, ctx, log, spool.run_dir), ctx, log)
+            if pending.events:
+                handle(pending.events, ctx, log, proc_sys)
+        except Exception as exc:
+            count = len(pending.events) + len(pending.vpn)
+            log(syslog.LOG_ERR, f"worker: {count} events not handled: {describe(exc)}; "
+                                "they are tried again by the next hook, and the timer applies everything")
+            return Drained(handled, stuck=True)
+        spool.done(pending.events + pending.vpn)
+        handled += len(pending.events) + len(pending.vpn)
+    return Drained(handled, stuck=False)
+
+
+def _lock(fd: int, wait: bool) -> bool:
+    # fcntl, not filelock: this lock arrives as a descriptor the sh front already holds,
+    # and flock(1) there must see the same kind of lock.
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+def run(spool: Spool, ctx: Context, log: Log, held_fd: int | None, proc_sys: str = "/proc/sys") -> int:
+    """Drain while holding the worker lock, then look again after letting it go."""
+    if held_fd is None:
+        os.makedirs(spool.run_dir, mode=0o755, exist_ok=True)
+        fd = os.open(spool.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        _lock(fd, wait=True)  # systemd's start: wait for a worker a hook started
+    else:
+        fd = held_fd
+    handled = 0
+    try:
+        while True:
+            result = drain(spool, ctx, log, proc_sys)
+            handled += result.handled
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            if result.stuck or spool.is_empty() or not _lock(fd, wait=False):
+                return handled
+    finally:
+        os.close(fd)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`l2tp-routes-worker [--lock-fd N]`; always 0, everything it has to say goes to syslog."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    log = quiet_log()
+    held = None
+    if len(argv) == 2 and argv[0] == "--lock-fd" and argv[1].isdigit():
+        held = int(argv[1])
+    elif argv:
+        log(syslog.LOG_ERR, "worker: unknown arguments; expected nothing or --lock-fd N")
+        return 0
+    runner: Runner = IpRoute2(timeout=HOOK_IP_TIMEOUT, batch_timeout=HOOK_BATCH_TIMEOUT)
+    ctx = Context(Store.from_environment(), runner, lock_timeout=WORKER_LOCK_TIMEOUT)
+    try:
+        run(Spool(run_dir_from_environment()), ctx, log, held)
+    except BaseException as exc:  # noqa: B902 - logged, never a traceback on a closed stdout
+        log(syslog.LOG_ERR, f"worker: {describe(exc)}")
+    return 0

@@ -1,0 +1,1 @@
+"""The operations: add, del, apply, status, list, and the panel policy they enforce."""

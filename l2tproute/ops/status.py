@@ -1,0 +1,376 @@
+"""`status`: each peer's stored routes against what the kernel holds.
+
+Reads what `apply` reads (the store, our tagged routes, the links) and compares the
+same way (reconcile.plan), without changing anything. A route is:
+
+- wanted:    stored, but its peer is not connected, so the kernel should not hold it;
+- installed: the kernel holds it as `apply` would install it;
+- missing:   its peer is connected and the kernel does not hold it (or holds it differently);
+- blocked:   a route we did not install (or an earlier line for the same slot) holds its slot;
+- extra:     a route with our tag that no stored line wants any more (`apply` removes it).
+
+A peer connected over OpenVPN (vpnsessions.py: a recorded session on a tun that exists) is
+compared with the routes its session installs (via its VPN address on the tun); the routes of
+live sessions are never extra.
+
+Missing, blocked and extra are drift. Lines of a file that today's rules refuse (the old
+tool stored them) are never installed; each peer that has some gets one line saying which
+and what to do (not drift: nothing apply could fix).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from l2tproute.core import constants as C
+from l2tproute.core.kernel import (
+    DEFAULT_METRIC,
+    Installed,
+    Links,
+    Slot,
+    parse_links,
+    parse_network,
+    parse_routes,
+    slot_of,
+)
+from l2tproute.core.model import InputError, IPv4Address, KernelRoute, Route
+from l2tproute.core.reconcile import OldRoute, Want, adopts, old_tool_routes
+from l2tproute.core.routefile import InvalidLine, Line, format_route, invalid_lines, problems
+from l2tproute.core.routefile import routes as routes_of
+from l2tproute.core.tables import MAIN, is_main, normal_table, table_names
+from l2tproute.ops.context import (
+    Context,
+    addrs_of,
+    all_peers,
+    kernel_route,
+    peer_link,
+    peer_links,
+    proto_name,
+    read_slot_holders,
+    read_tagged,
+    read_tagged_on,
+)
+from l2tproute.transports.openvpn.sessions import (
+    Session,
+    SessionRecords,
+    is_live_vpn_route,
+    not_routed_why,
+    vpn_kernel_route,
+)
+
+WANTED = "wanted"
+INSTALLED = "installed"
+MISSING = "missing"
+BLOCKED = "blocked"
+EXTRA = "extra"
+STATES = (INSTALLED, WANTED, MISSING, BLOCKED, EXTRA)
+DRIFT = (MISSING, BLOCKED, EXTRA)
+
+
+@dataclass(frozen=True)
+class RouteStatus:
+    state: str
+    route: str  # the line as the route file says it; for an extra route, the kernel route
+    detail: str | None = None
+
+
+@dataclass
+class PeerStatus:
+    peer: IPv4Address
+    link: str | None
+    routes: list[RouteStatus] = field(default_factory=list)
+    #: Lines of the peer's file that today's rules refuse.
+    invalid: list[InvalidLine] = field(default_factory=list)
+    #: The user's live OpenVPN sessions (the peer's chap-secrets address is how they are found).
+    openvpn: list[Session] = field(default_factory=list)
+
+    @property
+    def connected(self) -> bool:
+        return self.link is not None or bool(self.openvpn)
+
+
+@dataclass
+class StatusReport:
+    scope: IPv4Address | None
+    peers: list[PeerStatus] = field(default_factory=list)
+    #: Extra routes on no reported peer's link.
+    extra: list[RouteStatus] = field(default_factory=list)
+
+    def all_routes(self) -> list[RouteStatus]:
+        return [r for p in self.peers for r in p.routes] + self.extra
+
+    def counts(self) -> dict[str, int]:
+        found = {state: 0 for state in STATES}
+        for item in self.all_routes():
+            found[item.state] += 1
+        return found
+
+    @property
+    def drift(self) -> bool:
+        return any(item.state in DRIFT for item in self.all_routes())
+
+
+def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
+    """Compare without changing anything; takes no lock (route files are replaced atomically)."""
+    report = StatusReport(scope=peer)
+    peers = [peer] if peer is not None else all_peers(ctx)
+    files = {p: _read_file(ctx, p) for p in peers}
+    stored = {p: routes_of(lines) for p, lines in files.items()}
+    names = table_names() if any(r.table for rs in stored.values() for r in rs) else None
+    if peer is None:
+        tagged = read_tagged(ctx.runner)
+        link_rows = ctx.runner.read_links()
+        links = parse_links(link_rows)
+        for text in links.duplicates:
+            ctx.warn(text)
+        # Oldest first: the last of a peer is the newest, the one carrying its routes.
+        sessions = sorted((s for s in SessionRecords(ctx.run_dir).all() if s.tun in links.names),
+                          key=lambda s: (s.since, s.tun, s.address))
+        live = {hop for s in sessions for hop in s.next_hops}
+        foreign = _Foreign(ctx, links)
+    else:
+        tagged, links, sessions, live = _peer_state(ctx, peer, stored[peer], names)
+        foreign = _Foreign(ctx, links, by_slot=True)
+
+    ours: dict[Slot, list[Installed]] = {}
+    for item in tagged:
+        ours.setdefault(item.slot, []).append(item)
+    claimed: dict[Slot, IPv4Address] = {}  # the first connected peer's line wins a slot, as in apply
+    for p in peers:
+        link = links.link_of(p)
+        entry = PeerStatus(p, link, invalid=invalid_lines(files[p]), openvpn=[s for s in sessions if s.peer == p])
+        report.peers.append(entry)
+        vpn = entry.openvpn[-1] if link is None and entry.openvpn else None
+        for route in stored[p]:
+            line = format_route(route)
+            if link is None and vpn is None:
+                entry.routes.append(RouteStatus(WANTED, line, "installed when the peer connects"))
+                continue
+            try:
+                if vpn is not None:
+                    over = vpn_kernel_route(route, vpn, names)
+                    if over is None:
+                        why = f"not routed over OpenVPN: it {not_routed_why(route)}"
+                        entry.routes.append(RouteStatus(WANTED, line, why))
+                        continue
+                    want = over
+                else:
+                    want = kernel_route(route, link, names)
+            except InputError as exc:
+                entry.routes.append(RouteStatus(MISSING, line, str(exc)))
+                continue
+            slot = slot_of(want)
+            if slot in claimed:
+                owner = "an earlier line" if claimed[slot] == p else f"peer {claimed[slot]}"
+                entry.routes.append(RouteStatus(BLOCKED, line, f"{owner} wants the same destination; the first wins"))
+                continue
+            claimed[slot] = p
+            entry.routes.append(_compare(line, Want(p, route, want), ours.get(slot, []), foreign))
+
+    link_owner = {p.link: p for p in report.peers if p.link is not None}
+    for item in tagged:
+        if item.slot in claimed or is_live_vpn_route(item.route, live):
+            continue
+        owner = link_owner.get(item.route.dev)
+        if peer is not None and owner is None:
+            continue  # `apply --peer` leaves other links alone, so does `status --peer`
+        extra = RouteStatus(EXTRA, describe(item.route), "tagged by us but wanted by no stored line; apply removes it")
+        (owner.routes if owner is not None else report.extra).append(extra)
+    return report
+
+
+def _peer_state(ctx: Context, peer: IPv4Address, routes: list[Route], names):
+    """What `status --peer` compares with, read for this peer only (as `apply --peer` reads it): its
+    link by the kernel's lookup, its live OpenVPN sessions, our routes on its link, and our routes
+    in the slots of its lines that are not held there as wanted (`exact`)."""
+    link = peer_link(ctx.runner, peer)
+    records = SessionRecords(ctx.run_dir).all()
+    live_records = {hop for s in records for hop in s.next_hops}
+    sessions = sorted((s for s in records if s.peer == peer and addrs_of(ctx.runner, s.tun)),
+                      key=lambda s: (s.since, s.tun, s.address))
+    tagged = (read_tagged_on(ctx.runner, link) if link is not None else None) or []
+    held = {(item.slot, item.route.dev, item.route.gw) for item in tagged}
+    elsewhere = []
+    for route in routes:
+        try:
+            wanted = kernel_route(route, link or "-", names)
+        except InputError:
+            continue  # reported with the route
+        if link is None or (slot_of(wanted), wanted.dev, wanted.gw) not in held:
+            elsewhere.append(wanted)
+    tagged += [item for item in read_slot_holders(ctx.runner, elsewhere, tagged=True) if item.route.dev != link]
+    # A route is a live session's when its tun and address are recorded; only routes in this
+    # peer's slots and on its link are looked at, so no other tun needs to be asked about.
+    return tagged, peer_links(peer, link), sessions, live_records
+
+
+def _read_file(ctx: Context, peer: IPv4Address) -> list[Line]:
+    """The peer's lines; a warning for each line that is used but not written as the tool
+    writes it (the lines that are not used are reported once per peer, in the report)."""
+    try:
+        lines = ctx.store.read(peer) or []
+    except RuntimeError as exc:
+        ctx.warn(f"peer {peer}: {exc}; its routes are skipped")
+        return []
+    for text in problems(lines, ctx.store.path(peer), invalid=False):
+        ctx.warn(text)
+    return lines
+
+
+def _compare(line: str, wanted: Want, mine: list[Installed], foreign: _Foreign) -> RouteStatus:
+    want = wanted.kernel
+    if any((i.route.dev, i.route.gw) == (want.dev, want.gw) for i in mine):
+        return RouteStatus(INSTALLED, line)
+    if mine:
+        return RouteStatus(MISSING, line, f"the kernel has it as {describe(mine[0].route)}; apply replaces it")
+    holder = foreign.holder(want)
+    if holder is not None and foreign.is_old_tool_route(wanted):
+        return RouteStatus(MISSING, line, f"held by {holder}, installed by the old tool; apply takes it over")
+    if holder is not None:
+        return RouteStatus(BLOCKED, line, f"held by {holder}, which l2tp-routectl did not install; "
+                                          "apply --force replaces it")
+    return RouteStatus(MISSING, line, "not in the kernel; apply installs it")
+
+
+class _Foreign:
+    """Routes without our tag, read only when a wanted route is not installed: once per family,
+    or (`by_slot`, for one peer's few lines) only the wanted route's destination."""
+
+    def __init__(self, ctx: Context, links: Links, by_slot: bool = False):
+        self._ctx = ctx
+        self._links = links
+        self._by_slot = by_slot
+        self._rows: dict[tuple, list] = {}
+        self._slots: dict[tuple, dict[Slot, str]] = {}
+        self._old: dict[tuple, dict[Slot, OldRoute]] = {}
+
+    def _key(self, want: KernelRoute) -> tuple:
+        return (want.dst.version, want.dst if self._by_slot else None)
+
+    def _read(self, key: tuple) -> list:
+        if key not in self._rows:
+            family, exact = key
+            self._rows[key] = self._ctx.runner.read_routes(family, tagged=False, exact=exact)
+        return self._rows[key]
+
+    def holder(self, want: KernelRoute) -> str | None:
+        key = self._key(want)
+        if key not in self._slots:
+            self._slots[key] = _foreign_slots(self._read(key), key[0])
+        return self._slots[key].get(slot_of(want))
+
+    def is_old_tool_route(self, want: Want) -> bool:
+        """Whether apply takes the route in this slot over (reconcile.adopts decides)."""
+        if want.kernel.dst.version != 4:
+            return False
+        key = self._key(want.kernel)
+        if key not in self._old:
+            self._old[key] = old_tool_routes(parse_routes(self._read(key), 4), self._links)
+        return adopts(want, self._old[key].get(slot_of(want.kernel)))
+
+
+#: Route types as `ip -N` prints them (rtnetlink.h RTN_*); unicast is left out or "1".
+_ROUTE_TYPES = {"1": "unicast", "2": "local", "3": "broadcast", "4": "anycast", "5": "multicast",
+                "6": "blackhole", "7": "unreachable", "8": "prohibit", "9": "throw", "10": "nat"}
+
+
+def _foreign_slots(rows: list, family: int) -> dict[Slot, str]:
+    """Every untagged route's slot, whatever its type (a blackhole holds a slot too)."""
+    slots: dict[Slot, str] = {}
+    for row in rows:
+        protocol = str(row.get("protocol", ""))
+        dst = parse_network(str(row.get("dst", "")), family)
+        if dst is None or protocol == str(C.RT_PROTO):
+            continue
+        table = str(row.get("table", MAIN))
+        slot = (dst, normal_table(table), row.get("metric", DEFAULT_METRIC[family]))
+        raw_type = str(row.get("type", "1"))
+        kind = _ROUTE_TYPES.get(raw_type, raw_type)
+        via = f" via {row['gateway']}" if row.get("gateway") else ""
+        dev = f" dev {row['dev']}" if row.get("dev") else ""
+        what = "route" if kind == "unicast" else f"{kind} route"
+        # `ip` leaves out the protocol when it is boot (what a plain `ip route add` sets).
+        slots.setdefault(slot, f"a proto {proto_name(protocol or '3')} {what}{via}{dev}")
+    return slots
+
+
+def describe(route: KernelRoute) -> str:
+    """A kernel route in `ip route` words, for the reader."""
+    words = [str(route.dst)]
+    if route.gw is not None:
+        words += ["via", str(route.gw)]
+    words += ["dev", route.dev]
+    if route.metric is not None and route.metric != DEFAULT_METRIC[route.dst.version]:
+        words += ["metric", str(route.metric)]
+    if not is_main(route.table):
+        words += ["table", str(route.table)]
+    return " ".join(words)
+
+
+def summary(report: StatusReport) -> str:
+    """One line, first on the output, as monitoring plugins expect."""
+    counts = report.counts()
+    connected = sum(1 for p in report.peers if p.connected)
+    peers = f"{len(report.peers)} peer{'s' if len(report.peers) != 1 else ''} ({connected} connected)"
+    parts = ", ".join(f"{counts[s]} {s}" for s in STATES)
+    if report.drift:
+        return f"DRIFT: {peers}; {parts}"
+    return f"OK: {peers}; {parts}"
+
+
+def text_lines(report: StatusReport) -> list[str]:
+    lines = [summary(report)]
+    for entry in report.peers:
+        where = f"connected on {entry.link}" if entry.link is not None else "not connected"
+        if entry.openvpn:
+            over = ", ".join(f"{s.tun} as {s.address}" for s in entry.openvpn)
+            where = f"{where}, also over OpenVPN on {over}" if entry.link is not None else \
+                f"connected over OpenVPN on {over}"
+        stored = "" if entry.routes else "; no routes stored"
+        lines.append(f"Peer {entry.peer}: {where}{stored}")
+        if entry.invalid:
+            lines.append(invalid_text(entry))
+        lines += [_route_text(r) for r in entry.routes]
+    if report.extra:
+        lines.append(f"Tagged routes (proto {C.RT_PROTO}) on no link of a stored peer:")
+        lines += [_route_text(r) for r in report.extra]
+    return lines
+
+
+def invalid_text(entry: PeerStatus) -> str:
+    """One line for all the lines of a peer that today's rules refuse, and what to do about them."""
+    numbers = ", ".join(str(item.number) for item in entry.invalid)
+    name = f"{entry.peer}{C.ROUTE_FILE_SUFFIX}"
+    which = f"line {numbers} of {name} is not a valid route" if len(entry.invalid) == 1 else \
+        f"lines {numbers} of {name} are not valid routes"
+    return (f"  invalid   {which} (the old tool stored such lines) and never installed; see them with "
+            f"list --peer {entry.peer}, remove each with del --peer {entry.peer} --dst DESTINATION as written "
+            "there, and add it again with a valid destination and gateway")
+
+
+def _route_text(item: RouteStatus) -> str:
+    detail = f"  ({item.detail})" if item.detail and item.state != INSTALLED else ""
+    return f"  {item.state:<9} {item.route}{detail}"
+
+
+def as_doc(report: StatusReport) -> dict:
+    def route_doc(item: RouteStatus) -> dict:
+        return {"state": item.state, "route": item.route, "detail": item.detail}
+
+    return {
+        "command": "status",
+        "peer": str(report.scope) if report.scope is not None else None,
+        "drift": report.drift,
+        "summary": report.counts(),
+        "peers": [{"peer": str(p.peer), "connected": p.connected, "link": p.link,
+                   "openvpn": [{"tun": s.tun, "address": str(s.address)} for s in p.openvpn],
+                   "routes": [route_doc(r) for r in p.routes],
+                   "invalid_lines": [{"line": i.number, "text": i.text, "problem": i.problem} for i in p.invalid]}
+                  for p in report.peers],
+        "extra": [route_doc(r) for r in report.extra],
+    }
+
+
+__all__ = ["BLOCKED", "DRIFT", "EXTRA", "INSTALLED", "MISSING", "STATES", "WANTED", "PeerStatus", "RouteStatus",
+           "StatusReport", "as_doc", "describe", "status", "summary", "text_lines"]
+

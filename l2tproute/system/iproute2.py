@@ -1,0 +1,347 @@
+"""The iproute2 runner: the only code that builds or runs an `ip` command.
+
+Commands are argument lists. State is read with `ip -json`. Bulk changes go
+through one `ip -force -batch -`, and every token of a batch line is checked
+before it is joined, so no value can become a second argument or a second command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from l2tproute.core import constants as C
+from l2tproute.core import errors
+from l2tproute.core.errors import IpError
+from l2tproute.core.model import Change, Failure, KernelRoute, Network
+from l2tproute.core.text import show
+
+__all__ = ["DryRun", "IpError", "IpRoute2", "Runner", "change_tokens", "is_gone_error", "is_no_device_error",
+           "is_no_route_error", "is_taken_slot_error", "route_show_args", "route_tokens"]
+
+
+_VERBS = ("add", "replace", "del")
+# What may appear as one token of an `ip` command built from our values.
+_SAFE_TOKEN = re.compile(r"[A-Za-z0-9_.:/+@-]{1,64}", re.ASCII)
+
+
+def route_tokens(route: KernelRoute) -> list[str]:
+    """The one place a route becomes `ip route` arguments."""
+    tokens = [str(route.dst)]
+    if route.gw is not None:
+        tokens += ["via", str(route.gw)]
+    tokens += ["dev", route.dev, "proto", str(C.RT_PROTO)]
+    if route.metric is not None:
+        tokens += ["metric", str(route.metric)]
+    if route.table is not None:
+        tokens += ["table", route.table]
+    return tokens
+
+
+def route_show_args(family: int, *, tagged: bool, dev: str | None = None, exact: Network | None = None,
+                    main_boot: bool = False, root: Network | None = None, main_kernel: bool = False) -> list[str]:
+    """The arguments of one `ip route show` read (Runner.read_routes says what each filter means)."""
+    args = [f"-{family}", "-json", "-N", "route", "show", "table", "all"]
+    if main_boot or main_kernel:
+        args[-1:] = ["main", "proto", "boot" if main_boot else "kernel"]
+    if tagged:
+        args += ["proto", str(C.RT_PROTO)]
+    if dev is not None:
+        args += ["dev", _checked_token(dev)]
+    if exact is not None:
+        args += ["exact", str(exact)]
+    if root is not None:
+        args += ["root", str(root)]
+    return args
+
+
+def _checked_token(token: str) -> str:
+    if not _SAFE_TOKEN.fullmatch(token) or token.startswith("-"):
+        # Link names come from the kernel or a validated line; reaching this is a bug, never input.
+        raise ValueError(f"refusing unsafe ip token {show(token)}")
+    return token
+
+
+def change_tokens(change: Change) -> list[str]:
+    if change.verb not in _VERBS:
+        raise ValueError(f"unknown route verb {show(change.verb)}")
+    tokens = ["route", change.verb] + route_tokens(change.route)
+    for token in tokens:
+        if not _SAFE_TOKEN.fullmatch(token):
+            # Values are validated at the edge; reaching this is a bug, never input.
+            raise ValueError(f"refusing unsafe ip token {show(token)}")
+    return tokens
+
+
+class Runner(ABC):
+    """What the library needs from the kernel; tests and --dry-run use the same interface."""
+
+    netns: str | None = None
+
+    @abstractmethod
+    def read_links(self) -> list:
+        """`ip -json addr show`."""
+
+    @abstractmethod
+    def read_routes(self, family: int, *, tagged: bool, dev: str | None = None,
+                    exact: Network | None = None, main_boot: bool = False, root: Network | None = None,
+                    main_kernel: bool = False) -> list:
+        """`ip -json -N route show table all` for one family, optionally only our tag / a link / a prefix
+        (`exact`) / the prefix and every network inside it (`root`); `main_boot`: only the `proto boot`
+        routes of table main (what a plain `ip route add` makes, as the old tool did), filtered by the
+        kernel; `main_kernel`: likewise the `proto kernel` routes of table main (a link's own networks)."""
+
+    @abstractmethod
+    def read_addrs(self, dev: str) -> list:
+        """`ip -json addr show dev DEV`: one link and its addresses, whatever the number of links."""
+
+    @abstractmethod
+    def route_get(self, address: ipaddress.IPv4Address) -> list:
+        """`ip -json route get ADDRESS`: the kernel's own lookup of where it sends that address."""
+
+    @abstractmethod
+    def change(self, change: Change) -> None:
+        """Run one change; IpError when the kernel refuses it."""
+
+    @abstractmethod
+    def batch(self, changes: Sequence[Change]) -> list[Failure]:
+        """Run many changes in one process; every refused one comes back with its message."""
+
+    def describe(self, change: Change) -> str:
+        prefix = ["ip"] + (["-n", self.netns] if self.netns else [])
+        return " ".join(prefix + change_tokens(change))
+
+
+_SYSTEM_PATH = "/usr/sbin:/sbin:/usr/bin:/bin"
+
+
+def _ip_path() -> str:
+    """Where `ip` is; IpError naming what to do when it is missing or cannot be run."""
+    # pppd clears the environment of its hooks, so PATH may be missing.
+    search = os.pathsep.join(filter(None, [os.environ.get("PATH"), _SYSTEM_PATH]))
+    found = shutil.which(C.IP_BINARY, path=search)
+    if found:
+        return found
+    for directory in search.split(os.pathsep):
+        candidate = os.path.join(directory, C.IP_BINARY)
+        if directory and os.path.exists(candidate):  # a dangling link is a missing ip
+            raise errors.ip_not_runnable(candidate)
+    raise errors.ip_missing(_SYSTEM_PATH)
+
+
+_CHUNK = 1 << 16
+_FAILED_LINE = re.compile(r"^Command failed -:(\d+)$")
+
+
+class IpRoute2(Runner):
+    def __init__(self, netns: str | None = None, timeout: float = C.IP_TIMEOUT,
+                 batch_timeout: float = C.IP_BATCH_TIMEOUT):
+        import sh
+
+        self._sh = sh
+        self.netns = netns
+        self.timeout = timeout
+        self.batch_timeout = batch_timeout
+        prefix = ["-n", netns] if netns else []
+        self.program = _ip_path()
+        try:
+            self._ip = sh.Command(self.program).bake(*prefix)
+        except sh.CommandNotFound:  # gone or made unrunnable since it was found
+            raise errors.ip_not_runnable(self.program) from None
+
+    def _run(self, args: list[str], *, stdin: str | None = None, timeout: float | None = None):
+        sh = self._sh
+        limit = timeout or self.timeout
+        try:
+            cmd = self._ip(*args, _in=stdin, _bg=True, _bg_exc=False, _ok_code=list(range(256)),
+                           _env={"LC_ALL": "C", "PATH": "/usr/sbin:/sbin:/usr/bin:/bin"},
+                           _return_cmd=True, _decode_errors="replace",
+                           # A pipe, not sh's default pty: ip's output is data, and a pty
+                           # made reading 10,000 routes' JSON half again as slow.
+                           _tty_out=False,
+                           # Read in 64 KiB chunks, not sh's default 1 KiB lines: each chunk is
+                           # a trip through sh's reader thread, which must take the GIL.
+                           _out_bufsize=_CHUNK, _err_bufsize=_CHUNK)
+        except sh.CommandNotFound:
+            raise errors.ip_not_runnable(self.program) from None
+        except sh.ForkException:  # the kernel refused to run it (a bad interpreter, a broken file)
+            raise errors.ip_not_runnable(self.program) from None
+        except OSError as exc:  # no pipe, no process: too many open files or processes, no memory
+            raise errors.ip_cannot_start(self.program, exc) from None
+        # Not sh's _timeout: its watcher thread polls every 0.1 s and is joined when ip
+        # exits, which added up to 100 ms to every call (several per command).
+        expired = threading.Event()
+        timer = threading.Timer(limit, _kill, (cmd, expired))
+        timer.daemon = True
+        timer.start()
+        try:
+            cmd.wait()
+        except sh.SignalException as exc:
+            if expired.is_set():
+                raise errors.ip_timeout(_shown_command(args), limit) from None
+            raise errors.ip_killed(_shown_command(args), -exc.exit_code) from None
+        except BaseException:  # e.g. the hook's deadline: never leave an ip running behind us
+            _kill(cmd, expired)
+            raise
+        finally:
+            timer.cancel()
+        return cmd
+
+    def _read_json(self, args: list[str]) -> list:
+        cmd = self._run(args)
+        if cmd.exit_code != 0:
+            self._raise_silent(args, cmd)
+            raise IpError(f"ip {' '.join(args)} failed: {_first_line(cmd.stderr)}")
+        text = cmd.stdout.decode("utf-8", "replace") if isinstance(cmd.stdout, bytes) else cmd.stdout
+        text = text.strip()
+        if not text:
+            return []
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise IpError(f"ip {' '.join(args)} printed something that is not JSON") from None
+
+    def read_links(self) -> list:
+        return self._read_json(["-json", "addr", "show"])
+
+    def read_routes(self, family: int, *, tagged: bool, dev: str | None = None,
+                    exact: Network | None = None, main_boot: bool = False, root: Network | None = None,
+                    main_kernel: bool = False) -> list:
+        return self._read_json(route_show_args(family, tagged=tagged, dev=dev, exact=exact, main_boot=main_boot,
+                                               root=root, main_kernel=main_kernel))
+
+    def read_addrs(self, dev: str) -> list:
+        return self._read_json(["-json", "addr", "show", "dev", _checked_token(dev)])
+
+    def route_get(self, address: ipaddress.IPv4Address) -> list:
+        return self._read_json(["-json", "route", "get", str(address)])
+
+    def change(self, change: Change) -> None:
+        tokens = change_tokens(change)
+        cmd = self._run(tokens)
+        if cmd.exit_code != 0:
+            self._raise_silent(tokens, cmd)
+            raise IpError(_clean_message(cmd.stderr))
+
+    def batch(self, changes: Sequence[Change]) -> list[Failure]:
+        if not changes:
+            return []
+        text = "".join(" ".join(change_tokens(c)) + "\n" for c in changes)
+        try:
+            cmd = self._run(["-force", "-batch", "-"], stdin=text, timeout=self.batch_timeout)
+        except IpError as exc:
+            return [Failure(c, str(exc)) for c in changes]
+        if cmd.exit_code == 0:
+            return []
+        try:
+            self._raise_silent(["-force", "-batch", "-"], cmd)
+        except IpError as exc:
+            return [Failure(c, str(exc)) for c in changes]
+        return _batch_failures(changes, _text(cmd.stderr))
+
+    def _raise_silent(self, args: list[str], cmd) -> None:
+        """ip always says why it fails: a failure without a word is a broken or replaced ip."""
+        if not _text(cmd.stderr).strip():
+            raise errors.ip_silent(_shown_command(args), self.program, cmd.exit_code)
+
+
+def _kill(cmd, expired: threading.Event) -> None:
+    expired.set()
+    with contextlib.suppress(Exception):  # it may have just exited: nothing to stop
+        cmd.signal(signal.SIGKILL)
+
+
+def _shown_command(args: list[str]) -> str:
+    return " ".join(["ip"] + args[:4])
+
+
+def _text(data) -> str:
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else (data or "")
+
+
+def _first_line(data) -> str:
+    lines = [line for line in _text(data).splitlines() if line.strip()]
+    return lines[0] if lines else "no message"
+
+
+def _clean_message(data) -> str:
+    seen: list[str] = []
+    for line in _text(data).splitlines():
+        line = line.strip()
+        if line and line not in seen:
+            seen.append(line)
+    return "; ".join(seen) or "ip failed without a message"
+
+
+def _batch_failures(changes: Sequence[Change], stderr: str) -> list[Failure]:
+    """Map `Command failed -:N` back to the Nth change, with the messages printed before it."""
+    failures: list[Failure] = []
+    pending: list[str] = []
+    for line in stderr.splitlines():
+        match = _FAILED_LINE.match(line.strip())
+        if match:
+            index = int(match.group(1)) - 1
+            if 0 <= index < len(changes):
+                failures.append(Failure(changes[index], _clean_message("\n".join(pending))))
+            pending = []
+        elif line.strip():
+            pending.append(line)
+    if not failures:
+        failures = [Failure(c, _clean_message(stderr)) for c in changes]
+    return failures
+
+
+class DryRun(Runner):
+    """Reads the real state, prints the changes instead of making them."""
+
+    def __init__(self, inner: Runner):
+        self.inner = inner
+        self.netns = inner.netns
+        self.planned: list[str] = []
+
+    def read_links(self) -> list:
+        return self.inner.read_links()
+
+    def read_routes(self, family: int, **kwargs) -> list:
+        return self.inner.read_routes(family, **kwargs)
+
+    def read_addrs(self, dev: str) -> list:
+        return self.inner.read_addrs(dev)
+
+    def route_get(self, address) -> list:
+        return self.inner.route_get(address)
+
+    def change(self, change: Change) -> None:
+        self.planned.append(self.describe(change))
+
+    def batch(self, changes: Sequence[Change]) -> list[Failure]:
+        self.planned.extend(self.describe(c) for c in changes)
+        return []
+
+
+def is_taken_slot_error(message: str) -> bool:
+    """`ip route add` refused because some route already holds that slot."""
+    return "File exists" in message
+
+
+def is_gone_error(message: str) -> bool:
+    """`ip route del` found no such route: somebody (the kernel, with its link) removed it first."""
+    return "No such process" in message
+
+
+def is_no_route_error(message: str) -> bool:
+    """`ip route get` found no way to the address (no route, or an unreachable/prohibit/blackhole one)."""
+    return "RTNETLINK answers" in message
+
+
+def is_no_device_error(message: str) -> bool:
+    """A read named a link that is gone (a session that ended meanwhile)."""
+    return "Cannot find device" in message or "does not exist" in message

@@ -1,0 +1,1 @@
+"""The ways a user is connected: pppd/L2TP links and OpenVPN clients."""

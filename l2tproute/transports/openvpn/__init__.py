@@ -1,0 +1,1 @@
+"""OpenVPN: the client-connect hook, its connector, the management socket, session records."""
