@@ -39,6 +39,10 @@ RT_PROTO_NAME = "l2tproute"
 DEFAULT_RUN_DIR = "/run/l2tproute"
 #: Moves the spool for tests; like L2TP_ROUTES_DIR, ignored under sudo.
 RUN_DIR_ENV = "L2TP_RUN_DIR"
+#: In the run dir: the OpenVPN sessions the root worker recorded, and the clients it could not
+#: check with OpenVPN yet; either one there means OpenVPN's hooks ran on this server.
+OPENVPN_SESSIONS = "openvpn"
+OPENVPN_PENDING = "openvpn-pending"
 
 #: Moves chap-secrets for the OpenVPN hook's tests; ignored under sudo.
 CHAP_SECRETS_ENV = "L2TP_CHAP_SECRETS"

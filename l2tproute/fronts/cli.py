@@ -15,6 +15,7 @@ import typer
 
 from l2tproute import __version__
 from l2tproute.core import constants as C
+from l2tproute.core.carrier import transport_label
 from l2tproute.core.model import (
     InputError,
     make_route,
@@ -91,15 +92,17 @@ def add_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
     result = adding.add(ctx, p, route)
     heading = {"added": "Added route", "updated": "Updated route", "exists": "Route already exists"}[result.status]
     lines = [f"{heading}: {result.line}"]
-    vpn = result.openvpn
-    if vpn is not None and result.not_over_openvpn is not None:
-        lines.append(f"Peer {p} is connected over OpenVPN on {vpn.tun}, where this line is not routed: it "
-                     f"{result.not_over_openvpn}.")
-    elif vpn is not None and result.kernel_error:
-        ctx.warn(f"route saved but not installed over OpenVPN on {vpn.tun}: {result.kernel_error}")
-    elif vpn is not None:
-        lines.append(f"Installed over OpenVPN on {vpn.tun} via {vpn.address}; OpenVPN itself routes it to the user "
-                     "(iroute) from the next reconnect of the user on.")
+    client = result.shared
+    over = f"over {transport_label(client.transport)} on {client.link}" if client is not None else ""
+    if client is not None and result.not_carried is not None:
+        lines.append(f"Peer {p} is connected {over}, where this line is not routed: it {result.not_carried}.")
+    elif client is not None and result.kernel_error:
+        ctx.warn(f"route saved but not installed {over}: {result.kernel_error}")
+    elif client is not None:
+        # OpenVPN routes to a client by its iroutes, which it reads only when the client connects.
+        later = "; OpenVPN itself routes it to the user (iroute) from the next reconnect of the user on" \
+            if client.transport == "openvpn" else ""
+        lines.append(f"Installed {over} via {client.via4}{later}.")
     elif result.link is None:
         lines.append(f"Peer {p} is not connected; the route will be installed when its link comes up.")
     elif result.kernel_error:
@@ -108,7 +111,7 @@ def add_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
         lines.append(f"Installed on {result.link}.")
     doc = {"command": "add", "peer": str(p), "status": result.status, "route": result.line,
            "link": result.link, "installed": result.installed,
-           "openvpn": {"tun": vpn.tun, "address": str(vpn.address)} if vpn is not None else None}
+           "openvpn": {"tun": client.link, "address": str(client.via4)} if client is not None else None}
     return session.finish(doc, lines, ctx, 1 if result.kernel_error else 0)
 
 

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 
+from l2tproute import transports
 from l2tproute.core import constants as C
 from l2tproute.core.errors import InputError, describe, exit_status
 from l2tproute.core.errors import one_line as one_line
@@ -81,7 +82,7 @@ class Session:
         return self._runner
 
     def context(self) -> Context:
-        return Context(self.store, self.runner, force=self.force, caller=self.caller)
+        return transports.context(self.store, self.runner, force=self.force, caller=self.caller)
 
     def finish(self, doc: dict, lines: list[str], ctx: Context | None = None, code: int = 0) -> int:
         warnings = ctx.warnings if ctx else []

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from l2tproute.core import constants as C
+from l2tproute.core.carrier import transport_label
 from l2tproute.ops.applying import ApplyReport, Connection, RouteResult
 
 
@@ -21,7 +22,7 @@ def _counts(report: ApplyReport) -> str:
 
 
 def _over(result: RouteResult) -> str:
-    return f" (over OpenVPN on {result.link})" if result.openvpn else ""
+    return f" (over {transport_label(result.transport)} on {result.link})" if result.shared else ""
 
 
 def _route_lines(report: ApplyReport) -> list[str]:
@@ -47,7 +48,7 @@ def apply_lines(report: ApplyReport) -> list[str]:
 
 
 def connection_summary(connection: Connection, report: ApplyReport) -> str:
-    over = " (OpenVPN)" if connection.openvpn else ""
+    over = f" ({transport_label(connection.transport)})" if connection.shared else ""
     return f"Applied routes for peer {connection.peer} on {connection.link}{over}: " + _counts(report)
 
 
@@ -55,10 +56,10 @@ def apply_warnings(report: ApplyReport) -> list[str]:
     """What `apply` says on stderr about the routes it could not put in or take out."""
     warnings = [f"peer {r.peer}: not installed: {r.line}: the destination is held by {r.detail}, "
                 "which l2tp-routectl did not install (use --force to replace it)"
-                for r in report.blocked if not (r.openvpn or r.held_by_ours)]
-    # A slot held by a live OpenVPN session, or over OpenVPN by anybody, is left to whoever came first.
+                for r in report.blocked if not (r.shared or r.held_by_ours)]
+    # A slot held by a live client on a shared link, or wanted there, is left to whoever came first.
     warnings += [f"peer {r.peer}: not installed{_over(r)}: {r.line}: the destination is held by "
-                 f"{r.detail}; the first one stays" for r in report.blocked if r.openvpn or r.held_by_ours]
+                 f"{r.detail}; the first one stays" for r in report.blocked if r.shared or r.held_by_ours]
     warnings += [f"peer {r.peer}: failed: {r.line}: {r.detail}" for r in report.failed]
     warnings += [f"failed: {r.text}: {r.detail}" for r in report.removal_failed]
     return warnings
@@ -70,7 +71,7 @@ def apply_doc(report: ApplyReport) -> dict:
 
     return {"command": "apply", "peer": str(report.scope) if report.scope is not None else None,
             "connected": {str(c.peer): c.link for c in report.connected},
-            "openvpn": [str(c.peer) for c in report.connected if c.openvpn],
+            "openvpn": [str(c.peer) for c in report.connected if c.transport == "openvpn"],
             "offline": [str(p) for p in report.offline],
             "installed": routes(report.installed), "updated": routes(report.updated),
             "adopted": routes(report.adopted),

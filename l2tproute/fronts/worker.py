@@ -17,6 +17,7 @@ import syslog
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from l2tproute import transports
 from l2tproute.core.errors import describe
 from l2tproute.ops.context import Context
 from l2tproute.system.iproute2 import IpRoute2, Runner
@@ -104,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(syslog.LOG_ERR, "worker: unknown arguments; expected nothing or --lock-fd N")
         return 0
     runner: Runner = IpRoute2(timeout=HOOK_IP_TIMEOUT, batch_timeout=HOOK_BATCH_TIMEOUT)
-    ctx = Context(Store.from_environment(), runner, lock_timeout=WORKER_LOCK_TIMEOUT)
+    ctx = transports.context(Store.from_environment(), runner, lock_timeout=WORKER_LOCK_TIMEOUT)
     try:
         run(Spool(run_dir_from_environment()), ctx, log, held)
     except BaseException as exc:  # noqa: B902 - logged, never a traceback on a closed stdout

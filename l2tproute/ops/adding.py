@@ -7,23 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from l2tproute.core.carrier import Carrier, carried_route, kernel_route, not_carried_why
 from l2tproute.core.kernel import parse_links, parse_routes, slot_of
 from l2tproute.core.model import Change, IPv4Address, KernelRoute, Network, Refused, Route
 from l2tproute.core.routefile import Line, format_route, route_line
 from l2tproute.core.tables import table_names
 from l2tproute.ops import policy
-from l2tproute.ops.context import (
-    Context,
-    addrs_of,
-    foreign_holder,
-    holder_text,
-    kernel_route,
-    peer_link,
-    refusal,
-)
+from l2tproute.ops.context import Context, connections_of
 from l2tproute.system import dstindex
 from l2tproute.system.iproute2 import IpError, is_taken_slot_error
-from l2tproute.transports.openvpn.sessions import Session, not_routed_why, peer_session, vpn_kernel_route
+from l2tproute.system.kernel_reads import addrs_of, foreign_holder, holder_text, refusal
 
 
 @dataclass
@@ -33,14 +26,14 @@ class AddResult:
     line: str
     link: str | None = None
     kernel_error: str | None = None
-    #: The user's OpenVPN session, when it is not on L2TP but there: the route goes via its client.
-    openvpn: Session | None = None
-    #: Why the line is not routed over that session (its own dev, or IPv6 on a tunnel without IPv6).
-    not_over_openvpn: str | None = None
+    #: The user's client on a shared link (OpenVPN), when it has no link of its own: the route goes via it.
+    shared: Carrier | None = None
+    #: Why the line does not go over that client (its own dev, or IPv6 on a tunnel without IPv6).
+    not_carried: str | None = None
 
     @property
     def installed(self) -> bool:
-        return (self.link is not None or (self.openvpn is not None and self.not_over_openvpn is None)) \
+        return (self.link is not None or (self.shared is not None and self.not_carried is None)) \
             and not self.kernel_error
 
 
@@ -92,8 +85,10 @@ def _authorize(ctx: Context, peer: IPv4Address, route: Route, holdings: dstindex
 
 
 def add(ctx: Context, peer: IPv4Address, route: Route) -> AddResult:
-    link = peer_link(ctx.runner, peer)
-    session = peer_session(ctx, peer) if link is None else None
+    found = connections_of(ctx, peer)
+    link = found.own[peer].link if peer in found.own else None
+    shared = found.shared_of(peer)
+    client = shared.carrier if shared is not None and link is None else None
     if not ctx.caller.panel:  # the panel's limits include these, without a way past them
         _check_destination_allowed(ctx, route)
     names = table_names() if route.table else None
@@ -116,8 +111,8 @@ def add(ctx: Context, peer: IPv4Address, route: Route) -> AddResult:
             if owner is not None:
                 raise Refused(f"{route.dst} is already routed to peer {owner}; the kernel can send it to one user "
                               f"only (delete it there first, or use --force)")
-        result = AddResult(status, peer, text, link, openvpn=session)
-        target = _target(route, link, session, names, result)
+        result = AddResult(status, peer, text, link, shared=client)
+        target = _target(route, found.own.get(peer) or client, names, result)
         if status == "exists":
             if target is not None:
                 result.kernel_error = _install_one(ctx, target, refuse=False)
@@ -137,15 +132,13 @@ def add(ctx: Context, peer: IPv4Address, route: Route) -> AddResult:
         return result
 
 
-def _target(route: Route, link: str | None, session: Session | None, names, result: AddResult) -> KernelRoute | None:
-    """The kernel route to put in now: on the peer's L2TP link, or via its OpenVPN client."""
-    if link is not None:
-        return kernel_route(route, link, names)
-    if session is None:
+def _target(route: Route, carrier: Carrier | None, names, result: AddResult) -> KernelRoute | None:
+    """The kernel route to put in now: over the user's link of its own, or via its client on a shared one."""
+    if carrier is None:
         return None
-    target = vpn_kernel_route(route, session, names)
+    target = carried_route(route, carrier, names)
     if target is None:
-        result.not_over_openvpn = not_routed_why(route)
+        result.not_carried = not_carried_why(route)
     return target
 
 

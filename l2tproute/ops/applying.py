@@ -8,40 +8,24 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
+from l2tproute.core.carrier import Carrier, kernel_route
 from l2tproute.core.kernel import Installed, Links, parse_links, parse_routes, slot_of
 from l2tproute.core.model import InputError, IPv4Address, KernelRoute, Route
 from l2tproute.core.reconcile import Plan, Want, old_tool_routes, plan
 from l2tproute.core.routefile import format_route
 from l2tproute.core.tables import table_names
-from l2tproute.ops.context import (
-    Context,
-    all_peers,
-    kernel_route,
-    peer_link,
-    peer_links,
-    read_slot_holders,
-    read_tagged_on,
-    slot_holder,
-    stored_routes,
-)
+from l2tproute.ops.context import Carried, Context, all_peers, connections, connections_of, live_hops, stored_routes
+from l2tproute.ops.syncing import CarriedRoute, sync_carrier, tagged_on_link
 from l2tproute.system.iproute2 import Runner, is_gone_error, is_taken_slot_error
-from l2tproute.transports.openvpn.sessions import (
-    Session,
-    SessionRecords,
-    check_sessions,
-    is_live_vpn_route,
-    live_next_hops,
-    live_sessions,
-    peer_session,
-)
-from l2tproute.transports.openvpn.sync import VpnRoute, sync_session, tagged_on_tun
+from l2tproute.system.kernel_reads import peer_links, read_slot_holders, read_tagged_on, slot_holder
 
 
 @dataclass(frozen=True)
 class Connection:
     peer: IPv4Address
     link: str
-    openvpn: bool = False  # the link is the OpenVPN server tun, the routes go via the client's address
+    shared: bool = False  # a client on a shared link (an OpenVPN tun): the routes go via its address
+    transport: str = ""  # which VPN, for the reader (core.carrier.Carrier.transport)
 
 
 @dataclass(frozen=True)
@@ -52,7 +36,8 @@ class RouteResult:
     route: Route
     link: str
     detail: str = ""  # blocked: what holds the destination; failed: why
-    openvpn: bool = False  # for the user's OpenVPN session (via its client address on `link`)
+    shared: bool = False  # for the user's client on a shared link (via its address on `link`)
+    transport: str = ""
     held_by_ours: bool = False  # blocked by a route of ours no apply replaces (a live OpenVPN session's)
 
     @property
@@ -157,42 +142,45 @@ def apply(ctx: Context, peer: IPv4Address | None = None) -> ApplyReport:
         kernel = _Background(lambda: _dump_kernel_state(ctx.runner))
         peers = all_peers(ctx)
         stored = {p: stored_routes(ctx, p) for p in peers}
-        state = _kernel_state(ctx, kernel.result(), check_openvpn=True)
+        state = _kernel_state(ctx, kernel.result(), check_transports=True)
+        found = connections(ctx, state.links)
         targets = []
         for p in peers:
-            link = state.links.link_of(p)
-            if link is None:
+            carrier = found.own.get(p)
+            if carrier is None:
                 report.offline.append(p)
             else:
-                targets.append(Connection(p, link))
+                targets.append(Connection(p, carrier.link))
 
         def removable(item: Installed) -> bool:
             return True  # every tagged route nobody wants
 
         _reconcile(ctx, report, state, targets, stored, removable)
-        _sync_sessions(ctx, report, live_sessions(ctx.run_dir, state.links.names), stored)
+        _sync_shared(ctx, report, found.shared, stored)
     return report
 
 
-def _sync_sessions(ctx: Context, report: ApplyReport, sessions: list[Session],
-                   stored: dict[IPv4Address, list[Route]]) -> None:
-    """The routes of users connected over OpenVPN (openvpn.sync_session), into the report. A user
+def _sync_shared(ctx: Context, report: ApplyReport, shared: list[Carried],
+                 stored: dict[IPv4Address, list[Route]]) -> None:
+    """The routes of users connected on a shared link (syncing.sync_carrier), into the report. A user
     on both VPNs keeps what the first one installed: the second's lines are blocked by the kernel."""
-    records = SessionRecords(ctx.run_dir)
-    l2tp = {c.peer for c in report.connected}
-    # Read once per tun, not once per session: the timer syncs every session each minute.
-    on_tun = {tun: tagged_on_tun(ctx, tun) for tun in {s.tun for s in sessions}} if len(sessions) > 1 else {}
-    for session in sessions:
-        if session.peer not in stored:
+    own = {c.peer for c in report.connected}
+    # Read once per link, not once per client: the timer syncs every client each minute.
+    links = {item.carrier.link for item in shared}
+    on_link = {link: tagged_on_link(ctx, link) for link in links} if len(shared) > 1 else {}
+    for item in shared:
+        carrier = item.carrier
+        if carrier.peer not in stored:
             continue
-        if session.peer not in l2tp:
-            report.connected.append(Connection(session.peer, session.tun, openvpn=True))
-            if session.peer in report.offline:
-                report.offline.remove(session.peer)
-        synced = sync_session(ctx, session, stored[session.peer], records, on_tun.get(session.tun))
+        if carrier.peer not in own:
+            report.connected.append(Connection(carrier.peer, carrier.link, True, carrier.transport))
+            if carrier.peer in report.offline:
+                report.offline.remove(carrier.peer)
 
-        def result(item: VpnRoute, detail: str = "", session: Session = session) -> RouteResult:
-            return RouteResult(session.peer, item.route, session.tun, detail, openvpn=True)
+        synced = sync_carrier(ctx, carrier, stored[carrier.peer], item.is_older, on_link.get(carrier.link))
+
+        def result(item: CarriedRoute, detail: str = "", carrier: Carrier = carrier) -> RouteResult:
+            return RouteResult(carrier.peer, item.route, carrier.link, detail, True, carrier.transport)
 
         report.installed += [result(i) for i in synced.installed]
         report.updated += [result(i) for i in synced.moved]
@@ -200,7 +188,7 @@ def _sync_sessions(ctx: Context, report: ApplyReport, sessions: list[Session],
         report.blocked += [result(i, i.detail) for i in synced.held]
         report.failed += [result(i, i.detail) for i in synced.failed]
         report.removed += [RemovalResult(route) for route in synced.removed]
-        report.removal_failed += [RemovalResult(item.route, item.detail) for item in synced.removal_failed]
+        report.removal_failed += [RemovalResult(r.route, r.detail) for r in synced.removal_failed]
 
 
 def _apply_peer(ctx: Context, peer: IPv4Address) -> ApplyReport:
@@ -211,14 +199,15 @@ def _apply_peer(ctx: Context, peer: IPv4Address) -> ApplyReport:
     report = ApplyReport(scope=peer)
     with ctx.store.locked(ctx.lock_timeout):
         stored = {peer: stored_routes(ctx, peer)}
-        link = peer_link(ctx.runner, peer)
+        found = connections_of(ctx, peer)
+        link = found.own[peer].link if peer in found.own else None
+        shared = found.shared_of(peer)
         tagged = read_tagged_on(ctx.runner, link) if link is not None else None
-        if tagged is None:  # not on L2TP (or gone meanwhile): nothing of ours on another link is touched
-            session = peer_session(ctx, peer)
-            if session is None:
+        if tagged is None:  # no link of its own (or gone meanwhile): nothing of ours on another link is touched
+            if shared is None:
                 report.offline.append(peer)
             else:
-                _sync_sessions(ctx, report, [session], stored)
+                _sync_shared(ctx, report, [shared], stored)
             return report
         names = table_names() if any(r.table for r in stored[peer]) else None
         held = {(item.slot, item.route.dev, item.route.gw) for item in tagged}
@@ -234,7 +223,7 @@ def _apply_peer(ctx: Context, peer: IPv4Address) -> ApplyReport:
         tagged += [item for item in read_slot_holders(ctx.runner, elsewhere, tagged=True)
                    if item.route.dev != link]
         # A route's link exists (the kernel holds a route on it): the links asked about are the routes'.
-        tagged = _without_live_vpn_routes(ctx, tagged, {item.route.dev for item in tagged})
+        tagged = _without_live_routes(ctx, tagged, {item.route.dev for item in tagged})
         state = _KernelState(tagged, peer_links(peer, link))
 
         def removable(item: Installed) -> bool:
@@ -242,9 +231,8 @@ def _apply_peer(ctx: Context, peer: IPv4Address) -> ApplyReport:
 
         _reconcile(ctx, report, state, [Connection(peer, link)], stored, removable,
                    old_reader=_old_routes_of_slots)
-        session = peer_session(ctx, peer)
-        if session is not None:
-            _sync_sessions(ctx, report, [session], stored)
+        if shared is not None:
+            _sync_shared(ctx, report, [shared], stored)
     return report
 
 
@@ -291,44 +279,34 @@ def apply_links(ctx: Context, changes: list[LinkChange]) -> ApplyReport:
             return dev in up_links or dev in released_links or (item.route.gw in gone_peers and dev not in on_link)
 
         _reconcile(ctx, report, state, targets, stored, removable)
-        # A user who left L2TP but is still on OpenVPN: the L2TP link held its lines first, now
-        # they go via its client there (after the reconcile's batch took the L2TP routes out).
-        back = [s for s in live_sessions(ctx.run_dir, state.links.names) if s.peer in gone_peers] if gone_peers else []
-        if back:
-            _sync_sessions(ctx, report, back, {s.peer: stored_routes(ctx, s.peer) for s in back})
+        # A user who left L2TP but is still on a shared link (OpenVPN): the L2TP link held its lines
+        # first, now they go via its client there (after the reconcile's batch took the L2TP routes out).
+        if gone_peers:
+            back = [item for item in connections(ctx, state.links).shared if item.carrier.peer in gone_peers]
+            if back:
+                _sync_shared(ctx, report, back, {i.carrier.peer: stored_routes(ctx, i.carrier.peer) for i in back})
     return report
 
 
-def _check_sessions(ctx: Context, link_names: set[str]) -> None:
-    """Before the whole-server apply: sessions OpenVPN no longer has lose their record, so the
-    reconcile removes their routes like any route nobody wants; clients the worker could not ask
-    OpenVPN about are recorded once it lists them, so the sync installs their routes."""
-    check = check_sessions(ctx.run_dir, link_names)
-    for session in check.ended:
-        ctx.warn(f"the OpenVPN session of peer {session.peer} at {session.address} on {session.tun} ended "
-                 "without a client-disconnect; its routes are removed")
-    if check.waiting:
-        ctx.warn(f"{len(check.waiting)} OpenVPN clients wait to be checked: OpenVPN does not answer at "
-                 f"{ctx.run_dir}/openvpn.sock (another program may hold its one management connection)")
-
-
-def _kernel_state(ctx: Context, dumps, check_openvpn: bool = False) -> _KernelState:
+def _kernel_state(ctx: Context, dumps, check_transports: bool = False) -> _KernelState:
     tagged_rows, link_rows = dumps
     links = parse_links(link_rows)
     for text in links.duplicates:
         ctx.warn(text)
-    if check_openvpn:  # before the live sessions' routes are set aside
-        _check_sessions(ctx, links.names)
+    if check_transports:  # the whole-server apply: before the live connections' routes are set aside
+        for transport in ctx.transports:
+            for text in transport.check(links.names):
+                ctx.warn(text)
     tagged = [item for family, rows in tagged_rows for item in parse_routes(rows, family, tagged=True)]
-    tagged = _without_live_vpn_routes(ctx, tagged, links.names)
+    tagged = _without_live_routes(ctx, tagged, links.names)
     return _KernelState(tagged, links)
 
 
-def _without_live_vpn_routes(ctx: Context, tagged: list[Installed], links: set[str]) -> list[Installed]:
-    """A live OpenVPN session's routes are that session's (openvpn.py): never removed or replaced
-    by an apply; a stored line wanting the same slot is refused by the kernel, first come wins."""
-    live = live_next_hops(ctx.run_dir, links)
-    return [item for item in tagged if not is_live_vpn_route(item.route, live)] if live else tagged
+def _without_live_routes(ctx: Context, tagged: list[Installed], links: set[str]) -> list[Installed]:
+    """A live client's routes on a shared link are that connection's: never removed or replaced by
+    an apply; a stored line wanting the same slot is refused by the kernel, first come wins."""
+    live = live_hops(ctx, links)
+    return [item for item in tagged if (item.route.dev, item.route.gw) not in live] if live else tagged
 
 
 def _reconcile(ctx: Context, report: ApplyReport, state: _KernelState, targets: list[Connection],

@@ -1,18 +1,18 @@
-"""What every operation works with (the store, the runner, the caller, the warnings) and the
-reads they share: a stored route as the kernel is told it, our tagged routes, who holds a slot."""
+"""What every operation works with: the store, the runner, the caller, the transports that say
+who is connected, the warnings; and the stored routes and live connections they all read."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from l2tproute.core import constants as C
-from l2tproute.core.kernel import Installed, Links, parse_links, parse_routes, slot_of
-from l2tproute.core.model import IPv4Address, KernelRoute, Route
+from l2tproute.core.carrier import Carrier, Hop, Transport, newest
+from l2tproute.core.kernel import Links
+from l2tproute.core.model import IPv4Address, Route
 from l2tproute.core.routefile import problems
 from l2tproute.core.routefile import routes as routes_of
-from l2tproute.core.tables import is_main, table_id
 from l2tproute.ops import policy
-from l2tproute.system.iproute2 import IpError, Runner, is_no_device_error, is_no_route_error
+from l2tproute.system.iproute2 import Runner
 from l2tproute.system.spool import run_dir_from_environment
 from l2tproute.system.store import Store, SystemFault
 
@@ -25,146 +25,66 @@ class Context:
     caller: policy.Caller = field(default_factory=policy.Caller)
     lock_timeout: float = C.LOCK_TIMEOUT
     warnings: list[str] = field(default_factory=list)
-    #: Where the worker's spool and OpenVPN's session records are (vpnsessions.py).
+    #: Where the worker's spool and the transports' records are.
     run_dir: str = field(default_factory=lambda: run_dir_from_environment())
+    #: Who is connected, and how (core.carrier): the fronts choose them (l2tproute.transports.configured).
+    transports: tuple[Transport, ...] = ()
 
     def warn(self, text: str) -> None:
         self.warnings.append(text)
 
 
-def kernel_route(route: Route, link: str, names: dict[str, str] | None = None) -> KernelRoute:
-    """How a stored route goes to the kernel: IPv4 via its gateway, IPv6 as a device route."""
-    table = table_id(route.table, names)
-    return KernelRoute(
-        dst=route.dst,
-        dev=route.dev or link,
-        gw=route.gw if route.family == 4 else None,
-        metric=route.metric,
-        table=None if is_main(table) else table,
-    )
+@dataclass(frozen=True)
+class Carried:
+    """A live connection, with the transport that knows it (and its user's older connections)."""
 
+    carrier: Carrier
+    transport: Transport
 
-def read_tagged(runner: Runner, families=(4, 6), **filters) -> list[Installed]:
-    found: list[Installed] = []
-    for family in families:
-        rows = runner.read_routes(family, tagged=True, **filters)
-        if filters.get("dev") is not None:
-            for row in rows:  # `ip` leaves out what it was asked to filter by
-                row.setdefault("dev", filters["dev"])
-        found += parse_routes(rows, family, tagged=True)
-    return found
-
-
-def peer_link(runner: Runner, peer: IPv4Address) -> str | None:
-    """The link the peer is connected on, found by the kernel's own lookup (so its cost does not
-    grow with the number of sessions): the link `ip route get PEER` names, when that link has an
-    address whose `peer` is exactly PEER (parse_links' rule); otherwise the peer is not connected."""
-    try:
-        rows = runner.route_get(peer)
-    except IpError as exc:
-        if is_no_route_error(str(exc)):
-            return None
-        raise
-    dev = rows[0].get("dev") if rows and rows[0].get("type") in (None, "unicast") else None
-    if not dev:
-        return None
-    try:
-        link = parse_links(runner.read_addrs(dev)).link_of(peer)
-    except IpError as exc:
-        if is_no_device_error(str(exc)):
-            return None  # gone between the two reads: the session ended
-        raise
-    return link if link == dev else None
-
-
-def peer_links(peer: IPv4Address, link: str | None) -> Links:
-    """The Links of a one-peer read: only this peer, on its link."""
-    return Links(by_peer={peer: link}, peer_on={link: peer}) if link is not None else Links()
-
-
-def read_tagged_on(runner: Runner, link: str, families=(4, 6)) -> list[Installed] | None:
-    """Our tagged routes on one link; None when the link is gone meanwhile."""
-    try:
-        return read_tagged(runner, families, dev=link)
-    except IpError as exc:
-        if is_no_device_error(str(exc)):
-            return None
-        raise
-
-
-def read_slot_holders(runner: Runner, routes: list[KernelRoute], *, tagged: bool) -> list[Installed]:
-    """The routes (ours, or every route when not `tagged`) in these routes' destinations, one
-    `exact` read per destination, each once; what one peer's few lines need instead of a dump."""
-    found: list[Installed] = []
-    seen = set()
-    for route in routes:
-        if route.dst in seen:
-            continue
-        seen.add(route.dst)
-        family = route.dst.version
-        found += parse_routes(runner.read_routes(family, tagged=tagged, exact=route.dst), family, tagged=tagged)
-    return found
-
-
-def addrs_of(runner: Runner, dev: str) -> list:
-    """`ip -json addr show dev DEV`: that link's row, or none when it does not exist (gone meanwhile)."""
-    try:
-        return runner.read_addrs(dev)
-    except IpError as exc:
-        if is_no_device_error(str(exc)):
-            return []
-        raise
-
-
-def _in_slot(runner: Runner, route: KernelRoute) -> list[Installed]:
-    """Every route, ours or not, in this route's slot."""
-    family, slot = route.dst.version, slot_of(route)
-    return [item for item in parse_routes(runner.read_routes(family, tagged=False, exact=route.dst), family)
-            if slot_of(item.route) == slot]
-
-
-def _described(item: Installed) -> str:
-    via = f" via {item.route.gw}" if item.route.gw else ""
-    what = "our route" if item.protocol == str(C.RT_PROTO) else f"a proto {proto_name(item.protocol)} route"
-    return f"{what}{via} dev {item.route.dev}"
-
-
-def foreign_holder(runner: Runner, route: KernelRoute) -> str | None:
-    """The route somebody else installed in this route's slot, described; None when free or ours."""
-    for item in _in_slot(runner, route):
-        if item.protocol != str(C.RT_PROTO):
-            return _described(item)
-    return None
+    def is_older(self, hop: Hop) -> bool:
+        return self.transport.is_older_of(hop, self.carrier)
 
 
 @dataclass(frozen=True)
-class Holder:
-    text: str
-    ours: bool  # one of our routes (a live OpenVPN session's, which no apply replaces): the first one stays
+class Connections:
+    """Who is connected: each user's link of its own (L2TP), and the client on a shared link that
+    carries each user's routes there (OpenVPN: its newest), ordered by peer."""
+
+    own: dict[IPv4Address, Carrier]
+    shared: list[Carried]
+
+    def shared_of(self, peer: IPv4Address) -> Carried | None:
+        return next((c for c in self.shared if c.carrier.peer == peer), None)
 
 
-def slot_holder(runner: Runner, route: KernelRoute) -> Holder:
-    """What holds this route's slot, ours or somebody else's, described."""
-    held = _in_slot(runner, route)
-    if not held:
-        return Holder("a route not installed by l2tp-routectl", False)
-    return Holder(_described(held[0]), held[0].protocol == str(C.RT_PROTO))
+def connections(ctx: Context, links: Links) -> Connections:
+    """Every transport's live connections, given the kernel's links (read once by the caller)."""
+    return _connections([Carried(c, t) for t in ctx.transports for c in t.carriers(links)])
 
 
-def holder_text(runner: Runner, route: KernelRoute) -> str:
-    return foreign_holder(runner, route) or "a route not installed by l2tp-routectl"
+def connections_of(ctx: Context, peer: IPv4Address) -> Connections:
+    """One user's connections, each transport asked about that user only."""
+    return _connections([Carried(c, t) for t in ctx.transports for c in t.carriers_of(peer)])
 
 
-def refusal(route: KernelRoute, holder: str) -> str:
-    return (f"{route.dst} is already routed by {holder}, which l2tp-routectl did not install; "
-            "left alone (use --force to replace it)")
+def _connections(found: list[Carried]) -> Connections:
+    own: dict[IPv4Address, Carrier] = {}
+    clients: dict[IPv4Address, list[Carried]] = {}
+    for item in found:
+        if item.carrier.shared:
+            clients.setdefault(item.carrier.peer, []).append(item)
+        else:
+            own.setdefault(item.carrier.peer, item.carrier)
+    shared = []
+    for items in clients.values():
+        chosen = newest([item.carrier for item in items])
+        shared.append(next(item for item in items if item.carrier is chosen))
+    return Connections(own, sorted(shared, key=lambda item: (item.carrier.peer, item.carrier.link)))
 
 
-PROTO_NAMES = {"2": "kernel", "3": "boot", "4": "static", "11": "zebra", "12": "bird", "16": "dhcp", "186": "bgp"}
-
-
-def proto_name(number: str) -> str:
-    return PROTO_NAMES.get(number, number)
+def live_hops(ctx: Context, link_names: set[str]) -> set[Hop]:
+    """Next hops of live clients on shared links, from every transport: their routes are theirs."""
+    return {hop for transport in ctx.transports for hop in transport.live_hops(link_names)}
 
 
 def all_peers(ctx: Context) -> list[IPv4Address]:

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from l2tproute.core.carrier import Carrier, carried_route, kernel_route
 from l2tproute.core.kernel import slot_of
 from l2tproute.core.model import Change, InputError, IPv4Address, KernelRoute, Network, Route, parse_destination
 from l2tproute.core.reconcile import Want, adopts, old_tool_routes
 from l2tproute.core.routefile import Line, format_route
 from l2tproute.core.tables import table_names
-from l2tproute.ops.context import (
-    Context,
-    kernel_route,
-    peer_link,
-    peer_links,
-    read_slot_holders,
-    read_tagged,
-)
+from l2tproute.ops.context import Context, connections_of
 from l2tproute.system.iproute2 import IpError, is_gone_error
+from l2tproute.system.kernel_reads import peer_links, read_slot_holders, read_tagged
 from l2tproute.system.store import StoreError
-from l2tproute.transports.openvpn.sessions import Session, peer_session, vpn_kernel_route
 
 ALL = "all"
 #: Up to this many destinations, each is read alone (`exact`); more are read in one dump.
@@ -47,8 +41,10 @@ def delete(ctx: Context, peer: IPv4Address, dst: str | Network) -> DelResult:
     dst = str(dst)
     network = None if dst == ALL else _destination_of_stored_line(ctx, peer, dst)
     # Read before the lock: pppd, not the lock, decides when a link comes or goes.
-    link = peer_link(ctx.runner, peer)
-    session = peer_session(ctx, peer)
+    found = connections_of(ctx, peer)
+    link = found.own[peer].link if peer in found.own else None
+    shared = found.shared_of(peer)
+    client = shared.carrier if shared is not None else None
     with ctx.store.locked(ctx.lock_timeout):
         lines = ctx.store.read(peer)
         result = DelResult(peer, had_file=lines is not None)
@@ -74,7 +70,7 @@ def delete(ctx: Context, peer: IPv4Address, dst: str | Network) -> DelResult:
                     ctx.warn(f"{path} line {number} was not a valid route ({line.problem}); removed")
         with ctx.store.staged(peer, [] if dst == ALL else kept) as commit:
             result.kernel_removed, result.kernel_errors = _remove_from_kernel(ctx, peer, link, gone_routes, unparsed,
-                                                                              session)
+                                                                              client)
             commit()
         return result
 
@@ -96,9 +92,9 @@ def _destination_of_stored_line(ctx: Context, peer: IPv4Address, text: str) -> N
 
 
 def _remove_from_kernel(ctx: Context, peer: IPv4Address, link: str | None, gone: list[Route],
-                        unparsed: Network | None = None, session: Session | None = None) -> tuple[list[str], list[str]]:
+                        unparsed: Network | None = None, client: Carrier | None = None) -> tuple[list[str], list[str]]:
     """Delete the kernel routes of exactly these lines: our tag, their slot, this peer's link or gateway,
-    or via the client of the peer's OpenVPN session.
+    or via the peer's client on a shared link (OpenVPN).
     `unparsed`: the destination of removed lines that were not valid routes; a tagged route to it on
     this peer's link or via this peer goes too, whatever its table or metric. A line's route that the
     old tool installed and apply has not taken over yet (reconcile.adopts) is taken over and deleted.
@@ -117,14 +113,14 @@ def _remove_from_kernel(ctx: Context, peer: IPv4Address, link: str | None, gone:
     doomed: list[KernelRoute] = []
     unadopted: list[Want] = []
     adopted: list[KernelRoute] = []
-    hops = session.next_hops if session is not None else set()
+    hops = client.next_hops if client is not None else set()
     if unparsed is not None:
         doomed += [item.route for item in tagged if item.route.dst == unparsed and (
             item.route.dev == link or item.route.gw == peer or (item.route.dev, item.route.gw) in hops)]
     for route in gone:
         try:
             expected = kernel_route(route, link, names)
-            over_vpn = vpn_kernel_route(route, session, names) if session is not None else None
+            over_vpn = carried_route(route, client, names) if client is not None else None
         except InputError as exc:  # a table name that is no longer defined: the line still goes
             ctx.warn(f"{format_route(route)}: {exc}; no kernel route looked for")
             continue

@@ -9,9 +9,9 @@ same way (reconcile.plan), without changing anything. A route is:
 - blocked:   a route we did not install (or an earlier line for the same slot) holds its slot;
 - extra:     a route with our tag that no stored line wants any more (`apply` removes it).
 
-A peer connected over OpenVPN (vpnsessions.py: a recorded session on a tun that exists) is
-compared with the routes its session installs (via its VPN address on the tun); the routes of
-live sessions are never extra.
+A peer with no link of its own but a client on a shared link (OpenVPN: a recorded session on a
+tun that exists) is compared with the routes that client gets (via its VPN address on the tun);
+the routes of live clients are never extra.
 
 Missing, blocked and extra are drift. Lines of a file that today's rules refuse (the old
 tool stored them) are never installed; each peer that has some gets one line saying which
@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from l2tproute.core import constants as C
+from l2tproute.core.carrier import Carrier, carried_route, kernel_route, not_carried_why, transport_label
 from l2tproute.core.kernel import (
     DEFAULT_METRIC,
     Installed,
@@ -34,28 +35,17 @@ from l2tproute.core.kernel import (
     slot_of,
 )
 from l2tproute.core.model import InputError, IPv4Address, KernelRoute, Route
-from l2tproute.core.reconcile import OldRoute, Want, adopts, old_tool_routes
+from l2tproute.core.reconcile import OldRoute, Plan, Want, adopts, old_tool_routes, plan
 from l2tproute.core.routefile import InvalidLine, Line, format_route, invalid_lines, problems
 from l2tproute.core.routefile import routes as routes_of
 from l2tproute.core.tables import MAIN, is_main, normal_table, table_names
-from l2tproute.ops.context import (
-    Context,
-    addrs_of,
-    all_peers,
-    kernel_route,
-    peer_link,
+from l2tproute.ops.context import Context, all_peers, live_hops
+from l2tproute.system.kernel_reads import (
     peer_links,
     proto_name,
     read_slot_holders,
     read_tagged,
     read_tagged_on,
-)
-from l2tproute.transports.openvpn.sessions import (
-    Session,
-    SessionRecords,
-    is_live_vpn_route,
-    not_routed_why,
-    vpn_kernel_route,
 )
 
 WANTED = "wanted"
@@ -81,12 +71,12 @@ class PeerStatus:
     routes: list[RouteStatus] = field(default_factory=list)
     #: Lines of the peer's file that today's rules refuse.
     invalid: list[InvalidLine] = field(default_factory=list)
-    #: The user's live OpenVPN sessions (the peer's chap-secrets address is how they are found).
-    openvpn: list[Session] = field(default_factory=list)
+    #: The user's live clients on shared links (OpenVPN), oldest first; found by the peer address.
+    shared: list[Carrier] = field(default_factory=list)
 
     @property
     def connected(self) -> bool:
-        return self.link is not None or bool(self.openvpn)
+        return self.link is not None or bool(self.shared)
 
 
 @dataclass
@@ -111,7 +101,10 @@ class StatusReport:
 
 
 def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
-    """Compare without changing anything; takes no lock (route files are replaced atomically)."""
+    """Compare without changing anything; takes no lock (route files are replaced atomically).
+    The wanted routes are planned against the kernel by reconcile.plan, as apply plans them: what
+    the plan leaves unchanged is installed, what it would install is missing or blocked (by whom
+    the slot is held decides), what it would remove is extra, what it shadows is blocked."""
     report = StatusReport(scope=peer)
     peers = [peer] if peer is not None else all_peers(ctx)
     files = {p: _read_file(ctx, p) for p in peers}
@@ -119,75 +112,114 @@ def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
     names = table_names() if any(r.table for rs in stored.values() for r in rs) else None
     if peer is None:
         tagged = read_tagged(ctx.runner)
-        link_rows = ctx.runner.read_links()
-        links = parse_links(link_rows)
+        links = parse_links(ctx.runner.read_links())
         for text in links.duplicates:
             ctx.warn(text)
-        # Oldest first: the last of a peer is the newest, the one carrying its routes.
-        sessions = sorted((s for s in SessionRecords(ctx.run_dir).all() if s.tun in links.names),
-                          key=lambda s: (s.since, s.tun, s.address))
-        live = {hop for s in sessions for hop in s.next_hops}
+        connections = [c for t in ctx.transports for c in t.carriers(links)]
+        live = live_hops(ctx, links.names)
         foreign = _Foreign(ctx, links)
     else:
-        tagged, links, sessions, live = _peer_state(ctx, peer, stored[peer], names)
+        connections = [c for t in ctx.transports for c in t.carriers_of(peer)]
+        tagged, links = _peer_state(ctx, peer, connections, stored[peer], names)
+        live = live_hops(ctx, {item.route.dev for item in tagged})
         foreign = _Foreign(ctx, links, by_slot=True)
 
-    ours: dict[Slot, list[Installed]] = {}
-    for item in tagged:
-        ours.setdefault(item.slot, []).append(item)
-    claimed: dict[Slot, IPv4Address] = {}  # the first connected peer's line wins a slot, as in apply
+    own: dict[IPv4Address, Carrier] = {}
+    for connection in connections:
+        if not connection.shared:
+            own.setdefault(connection.peer, connection)
+    # Oldest first: the last of a peer is the newest, the one carrying its routes.
+    shared = sorted((c for c in connections if c.shared), key=lambda c: (c.since, c.link, c.via4))
+    entries: list[tuple[PeerStatus, list]] = []
+    wants: list[Want] = []
     for p in peers:
-        link = links.link_of(p)
-        entry = PeerStatus(p, link, invalid=invalid_lines(files[p]), openvpn=[s for s in sessions if s.peer == p])
-        report.peers.append(entry)
-        vpn = entry.openvpn[-1] if link is None and entry.openvpn else None
+        carrier = own.get(p)
+        entry = PeerStatus(p, carrier.link if carrier else None, invalid=invalid_lines(files[p]),
+                           shared=[c for c in shared if c.peer == p])
+        if carrier is None and entry.shared:
+            carrier = entry.shared[-1]
+        rows: list = []
         for route in stored[p]:
             line = format_route(route)
-            if link is None and vpn is None:
-                entry.routes.append(RouteStatus(WANTED, line, "installed when the peer connects"))
+            if carrier is None:
+                rows.append(RouteStatus(WANTED, line, "installed when the peer connects"))
                 continue
             try:
-                if vpn is not None:
-                    over = vpn_kernel_route(route, vpn, names)
-                    if over is None:
-                        why = f"not routed over OpenVPN: it {not_routed_why(route)}"
-                        entry.routes.append(RouteStatus(WANTED, line, why))
-                        continue
-                    want = over
-                else:
-                    want = kernel_route(route, link, names)
+                kernel = carried_route(route, carrier, names)
             except InputError as exc:
-                entry.routes.append(RouteStatus(MISSING, line, str(exc)))
+                rows.append(RouteStatus(MISSING, line, str(exc)))
                 continue
-            slot = slot_of(want)
-            if slot in claimed:
-                owner = "an earlier line" if claimed[slot] == p else f"peer {claimed[slot]}"
-                entry.routes.append(RouteStatus(BLOCKED, line, f"{owner} wants the same destination; the first wins"))
+            if kernel is None:
+                why = f"not routed over {transport_label(carrier.transport)}: it {not_carried_why(route)}"
+                rows.append(RouteStatus(WANTED, line, why))
                 continue
-            claimed[slot] = p
-            entry.routes.append(_compare(line, Want(p, route, want), ours.get(slot, []), foreign))
+            want = Want(p, route, kernel)
+            wants.append(want)
+            rows.append(want)
+        entries.append((entry, rows))
+        report.peers.append(entry)
 
-    link_owner = {p.link: p for p in report.peers if p.link is not None}
-    for item in tagged:
-        if item.slot in claimed or is_live_vpn_route(item.route, live):
-            continue
-        owner = link_owner.get(item.route.dev)
-        if peer is not None and owner is None:
-            continue  # `apply --peer` leaves other links alone, so does `status --peer`
+    owned = {e.link for e in report.peers if e.link is not None}
+
+    def removable(item: Installed) -> bool:
+        # `apply --peer` leaves other links alone, so does `status --peer`; a live client's are its own.
+        return (item.route.dev, item.route.gw) not in live and (peer is None or item.route.dev in owned)
+
+    planned = plan(wants, tagged, force=False, removable=removable)
+    states = _want_states(planned, tagged, foreign)
+    for entry, rows in entries:
+        entry.routes = [states[id(row)] if isinstance(row, Want) else row for row in rows]
+    link_owner = {e.link: e for e in report.peers if e.link is not None}
+    for removal in planned.removals:
+        item = removal.installed
         extra = RouteStatus(EXTRA, describe(item.route), "tagged by us but wanted by no stored line; apply removes it")
+        owner = link_owner.get(item.route.dev)
         (owner.routes if owner is not None else report.extra).append(extra)
     return report
 
 
-def _peer_state(ctx: Context, peer: IPv4Address, routes: list[Route], names):
-    """What `status --peer` compares with, read for this peer only (as `apply --peer` reads it): its
-    link by the kernel's lookup, its live OpenVPN sessions, our routes on its link, and our routes
-    in the slots of its lines that are not held there as wanted (`exact`)."""
-    link = peer_link(ctx.runner, peer)
-    records = SessionRecords(ctx.run_dir).all()
-    live_records = {hop for s in records for hop in s.next_hops}
-    sessions = sorted((s for s in records if s.peer == peer and addrs_of(ctx.runner, s.tun)),
-                      key=lambda s: (s.since, s.tun, s.address))
+def _want_states(planned: Plan, tagged: list[Installed], foreign: _Foreign) -> dict[int, RouteStatus]:
+    """Each wanted route's state, by the want's identity, from what the plan does with it."""
+    states: dict[int, RouteStatus] = {}
+    for want in planned.unchanged:
+        states[id(want)] = RouteStatus(INSTALLED, format_route(want.route))
+    first: dict[Slot, Want] = {}
+    for install in planned.installs:
+        first[slot_of(install.want.kernel)] = install.want
+    for want in planned.unchanged:
+        first[slot_of(want.kernel)] = want
+    for want in planned.shadowed:
+        claimed = first[slot_of(want.kernel)].peer
+        owner = "an earlier line" if claimed == want.peer else f"peer {claimed}"
+        states[id(want)] = RouteStatus(BLOCKED, format_route(want.route),
+                                       f"{owner} wants the same destination; the first wins")
+    ours: dict[Slot, Installed] = {}
+    for item in tagged:
+        ours.setdefault(item.slot, item)
+    for install in planned.installs:
+        want, line = install.want, format_route(install.want.route)
+        if install.update:
+            current = ours[slot_of(want.kernel)].route
+            detail = f"the kernel has it as {describe(current)}; apply replaces it"
+            states[id(want)] = RouteStatus(MISSING, line, detail)
+            continue
+        holder = foreign.holder(want.kernel)
+        if holder is not None and foreign.is_old_tool_route(want):
+            states[id(want)] = RouteStatus(MISSING, line, f"held by {holder}, installed by the old tool; "
+                                                          "apply takes it over")
+        elif holder is not None:
+            states[id(want)] = RouteStatus(BLOCKED, line, f"held by {holder}, which l2tp-routectl did not install; "
+                                                          "apply --force replaces it")
+        else:
+            states[id(want)] = RouteStatus(MISSING, line, "not in the kernel; apply installs it")
+    return states
+
+
+def _peer_state(ctx: Context, peer: IPv4Address, connections: list[Carrier], routes: list[Route], names):
+    """What `status --peer` compares with, read for this peer only (as `apply --peer` reads it): our
+    routes on its own link, and our routes in the slots of its lines that are not held there as
+    wanted (`exact`)."""
+    link = next((c.link for c in connections if not c.shared), None)
     tagged = (read_tagged_on(ctx.runner, link) if link is not None else None) or []
     held = {(item.slot, item.route.dev, item.route.gw) for item in tagged}
     elsewhere = []
@@ -199,9 +231,7 @@ def _peer_state(ctx: Context, peer: IPv4Address, routes: list[Route], names):
         if link is None or (slot_of(wanted), wanted.dev, wanted.gw) not in held:
             elsewhere.append(wanted)
     tagged += [item for item in read_slot_holders(ctx.runner, elsewhere, tagged=True) if item.route.dev != link]
-    # A route is a live session's when its tun and address are recorded; only routes in this
-    # peer's slots and on its link are looked at, so no other tun needs to be asked about.
-    return tagged, peer_links(peer, link), sessions, live_records
+    return tagged, peer_links(peer, link)
 
 
 def _read_file(ctx: Context, peer: IPv4Address) -> list[Line]:
@@ -322,10 +352,11 @@ def text_lines(report: StatusReport) -> list[str]:
     lines = [summary(report)]
     for entry in report.peers:
         where = f"connected on {entry.link}" if entry.link is not None else "not connected"
-        if entry.openvpn:
-            over = ", ".join(f"{s.tun} as {s.address}" for s in entry.openvpn)
-            where = f"{where}, also over OpenVPN on {over}" if entry.link is not None else \
-                f"connected over OpenVPN on {over}"
+        if entry.shared:
+            label = transport_label(entry.shared[-1].transport)
+            over = ", ".join(f"{c.link} as {c.via4}" for c in entry.shared)
+            where = f"{where}, also over {label} on {over}" if entry.link is not None else \
+                f"connected over {label} on {over}"
         stored = "" if entry.routes else "; no routes stored"
         lines.append(f"Peer {entry.peer}: {where}{stored}")
         if entry.invalid:
@@ -363,7 +394,7 @@ def as_doc(report: StatusReport) -> dict:
         "drift": report.drift,
         "summary": report.counts(),
         "peers": [{"peer": str(p.peer), "connected": p.connected, "link": p.link,
-                   "openvpn": [{"tun": s.tun, "address": str(s.address)} for s in p.openvpn],
+                   "openvpn": [{"tun": c.link, "address": str(c.via4)} for c in p.shared if c.transport == "openvpn"],
                    "routes": [route_doc(r) for r in p.routes],
                    "invalid_lines": [{"line": i.number, "text": i.text, "problem": i.problem} for i in p.invalid]}
                   for p in report.peers],

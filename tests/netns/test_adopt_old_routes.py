@@ -25,11 +25,11 @@ import forkcli
 import pytest
 from conftest import OLD_SERVER_PEERS
 
+from l2tproute import transports
 from l2tproute.core import constants as C
 from l2tproute.core.model import parse_peer
 from l2tproute.core.text import is_clean
 from l2tproute.ops import applying
-from l2tproute.ops.context import Context
 from l2tproute.system.iproute2 import IpRoute2
 from l2tproute.system.store import Store
 from l2tproute.transports.l2tp import links as hook
@@ -135,7 +135,7 @@ def test_status_says_apply_takes_the_old_tools_routes_over_and_blocks_the_look_a
 
 def test_the_library_apply_for_one_peer_adopts_as_the_command_does(upgraded, store_dir):
     """What a hook or worker that calls the library's apply for one peer's link gets."""
-    ctx = Context(Store(str(store_dir)), IpRoute2(upgraded.name))
+    ctx = transports.context(Store(str(store_dir)), IpRoute2(upgraded.name))
     report = applying.apply(ctx, parse_peer(P))
     assert sorted(r.line for r in report.adopted) == ["10.1.0.0/16 via 10.255.10.1",
                                                           "10.2.0.0/16 via 10.255.10.1 dev ppp0"]

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from fronts import Fronts, run_hook_script, spooled, wait_for_worker
 
+from l2tproute import transports
 from l2tproute.core import constants as C
 from l2tproute.core.model import InputError
 from l2tproute.fronts import worker
-from l2tproute.ops.context import Context
 from l2tproute.system.iproute2 import IpRoute2
 from l2tproute.system.spool import Spool
 from l2tproute.system.store import Store
@@ -390,7 +390,7 @@ def test_a_link_event_not_written_by_root_is_refused_and_removed(sessions, tmp_p
     store = tmp_path / "routes.d"
     store.mkdir()
     write_routes(store, PEER2, f"172.20.0.0/16 via {PEER2}")
-    ctx = Context(Store(str(store)), IpRoute2(sessions.name))
+    ctx = transports.context(Store(str(store)), IpRoute2(sessions.name))
     assert worker.drain(Spool(str(run_dir)), ctx, log, "/nonexistent").handled == 1
     assert sessions.tagged_set() == {("192.168.50.0/24", PEER1, "ppp1", "main"),
                                      ("172.20.0.0/16", PEER2, "ppp2", "main")}

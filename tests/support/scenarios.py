@@ -18,6 +18,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from l2tproute import transports
 from l2tproute.core import constants as C
 from l2tproute.core.model import (
     Change,
@@ -30,7 +31,6 @@ from l2tproute.core.model import (
     parse_peer,
 )
 from l2tproute.ops import adding, applying, deleting, status
-from l2tproute.ops.context import Context
 from l2tproute.system.iproute2 import IpError
 from l2tproute.system.store import Store, StoreError
 from l2tproute.transports.openvpn.sessions import Session, SessionRecords
@@ -76,7 +76,7 @@ class World:
     # -- the operations ------------------------------------------------------
 
     def _run(self, name: str, call, force: bool = False) -> Outcome:
-        ctx = Context(self.store, self.kernel.runner, force=force, lock_timeout=5, run_dir=str(self.run_dir))
+        ctx = transports.context(self.store, self.kernel.runner, force=force, lock_timeout=5, run_dir=str(self.run_dir))
         try:
             outcome = Outcome(value=call(ctx))
         except (InputError, IpError, StoreError) as exc:

@@ -169,4 +169,4 @@ def test_status_peer_says_for_each_peer_what_the_full_status_says(tmp_path, monk
         assert narrow == [entry], peer
         states |= {r.state for r in entry.routes}
     assert states == {"installed", "missing", "blocked", "extra", "wanted"}
-    assert full[parse_peer(vpn_user)].openvpn and full[parse_peer(vpn_user)].link is None
+    assert full[parse_peer(vpn_user)].shared and full[parse_peer(vpn_user)].link is None

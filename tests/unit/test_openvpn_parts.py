@@ -8,12 +8,15 @@ import os
 
 import pytest
 
+from l2tproute.core.carrier import Carrier, carried_route, newest, not_carried_why
+from l2tproute.core.kernel import Links
 from l2tproute.core.model import InputError, Route
 from l2tproute.system.spool import VPN_DOWN, VPN_UP, Spool, parse_vpn_name
 from l2tproute.transports.openvpn import hook as openvpnhook
 from l2tproute.transports.openvpn import management as vpnmanagement
 from l2tproute.transports.openvpn import sessions as vpnsessions
 from l2tproute.transports.openvpn import sync as openvpn
+from l2tproute.transports.openvpn.carrier import OpenVpnTransport, carrier
 
 A = ipaddress.IPv4Address
 
@@ -99,6 +102,13 @@ def test_session_records_round_trip_and_broken_ones_are_no_session(tmp_path):
     assert records.get("tun0", A("10.10.30.2")) is None
 
 
+def _newest_each(carriers: list) -> list:
+    by_peer: dict = {}
+    for c in carriers:
+        by_peer.setdefault(c.peer, []).append(c)
+    return [newest(cs) for cs in by_peer.values()]
+
+
 def test_a_record_keeps_the_ipv6_address_and_the_newest_session_of_a_user_carries_its_routes(tmp_path):
     records = vpnsessions.SessionRecords(str(tmp_path))
     six = ipaddress.IPv6Address("fd00:10:30::1000")
@@ -110,12 +120,16 @@ def test_a_record_keeps_the_ipv6_address_and_the_newest_session_of_a_user_carrie
     older, newer = tmp_path / "openvpn" / "tun0,10.10.30.3", tmp_path / "openvpn" / "tun0,10.10.30.2"
     os.utime(older, (1000, 1000))
     os.utime(newer, (2000, 2000))
-    live = vpnsessions.live_sessions(str(tmp_path), {"tun0"})
-    assert [(s.peer, s.address) for s in live] == [(A("10.255.10.1"), A("10.10.30.2")),
-                                                   (A("10.255.10.2"), A("10.10.30.4"))]
+    transport = OpenVpnTransport(None, str(tmp_path))
+    links = Links(names={"tun0"})
+
+    def carrying(links: Links) -> list:
+        return sorted((c.peer, c.via4) for c in _newest_each(transport.carriers(links)))
+
+    assert carrying(links) == [(A("10.255.10.1"), A("10.10.30.2")), (A("10.255.10.2"), A("10.10.30.4"))]
     os.utime(older, (3000, 3000))
-    assert vpnsessions.live_sessions(str(tmp_path), {"tun0"})[0].address == A("10.10.30.3")
-    assert vpnsessions.live_sessions(str(tmp_path), {"tun1"}) == []
+    assert carrying(links)[0] == (A("10.255.10.1"), A("10.10.30.3"))
+    assert carrying(Links(names={"tun1"})) == []
     # A record with a broken IPv6 line, or more lines than a record has, is no session.
     for text in ["10.255.10.1\nfe80::1\n", "10.255.10.1\nfd00::1\nx\n", "10.255.10.1\nfd00::1"]:
         newer.write_text(text)
@@ -123,19 +137,23 @@ def test_a_record_keeps_the_ipv6_address_and_the_newest_session_of_a_user_carrie
 
 
 def test_a_line_goes_via_the_client_address_of_its_family_keeping_metric_and_table():
-    six = vpnsessions.Session("tun0", A("10.10.30.2"), A("10.255.10.1"), ipaddress.IPv6Address("fd00:10:30::1000"))
-    four = vpnsessions.Session("tun0", A("10.10.30.2"), A("10.255.10.1"))
+    six = carrier(vpnsessions.Session("tun0", A("10.10.30.2"), A("10.255.10.1"),
+                                      ipaddress.IPv6Address("fd00:10:30::1000")))
+    four = carrier(vpnsessions.Session("tun0", A("10.10.30.2"), A("10.255.10.1")))
     route = Route(ipaddress.ip_network("192.168.20.0/24"), A("10.255.10.1"), None, 50, "100")
-    kernel = vpnsessions.vpn_kernel_route(route, four, None)
+    kernel = carried_route(route, four, None)
     assert (kernel.dst, kernel.dev, kernel.gw, kernel.metric, kernel.table) == (
         route.dst, "tun0", A("10.10.30.2"), 50, "100")
     v6 = Route(ipaddress.ip_network("2001:db8:20::/48"), None, None, None, None)
-    assert vpnsessions.vpn_kernel_route(v6, four, None) is None
-    assert vpnsessions.not_routed_why(v6) == "is IPv6 and the tunnel has no IPv6"
-    assert vpnsessions.vpn_kernel_route(v6, six, None).gw == ipaddress.IPv6Address("fd00:10:30::1000")
+    assert carried_route(v6, four, None) is None
+    assert not_carried_why(v6) == "is IPv6 and the tunnel has no IPv6"
+    assert carried_route(v6, six, None).gw == ipaddress.IPv6Address("fd00:10:30::1000")
     own = Route(ipaddress.ip_network("10.1.0.0/16"), A("10.255.10.1"), "eth1", None, None)
-    assert vpnsessions.vpn_kernel_route(own, six, None) is None
-    assert vpnsessions.not_routed_why(own) == "has its own dev eth1"
+    assert carried_route(own, six, None) is None
+    assert not_carried_why(own) == "has its own dev eth1"
+    # A link of the user's own (L2TP) takes the line as it is: its gateway, its own dev.
+    l2tp = Carrier(A("10.255.10.1"), "ppp0", "l2tp")
+    assert (carried_route(own, l2tp, None).dev, carried_route(own, l2tp, None).gw) == ("eth1", A("10.255.10.1"))
 
 
 def _hook_world(tmp_path):

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Callable
 
+from l2tproute import transports
 from l2tproute.core import constants as C
 from l2tproute.core.errors import describe
 from l2tproute.core.model import InputError, IPv4Address, parse_device, parse_ipv4, parse_peer, show
@@ -155,7 +156,7 @@ def handle(events: Sequence, ctx: Context, log: Log, proc_sys: str = "/proc/sys"
             continue
         elsewhere = [r for r in report.removed if r.route.dev != event.iface and r.route.gw == event.peer]
         mine.removed += elsewhere
-        mine.installed += [r for r in report.installed if r.openvpn and r.peer == event.peer]
+        mine.installed += [r for r in report.installed if r.shared and r.peer == event.peer]
         _log_lines(say, render.link_down_lines(event.iface, event.peer, mine))
 
 
@@ -243,7 +244,7 @@ def main(direction: str, argv: Sequence[str], environ: Mapping[str, str], *, log
                 store = Store.from_environment()
             if runner is None:
                 runner = IpRoute2(timeout=HOOK_IP_TIMEOUT, batch_timeout=HOOK_BATCH_TIMEOUT)
-            handle([event], Context(store, runner), log, proc_sys)
+            handle([event], transports.context(store, runner), log, proc_sys)
     except HookDeadline:
         log(syslog.LOG_ERR, f"{what}: gave up after {deadline:g} s (ip did not answer in time); "
                             f"run l2tp-routectl apply to finish, the timer does it within a minute")

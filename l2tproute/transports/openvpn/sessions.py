@@ -11,26 +11,24 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
+from l2tproute.core import constants as C
 from l2tproute.core.model import (
     InputError,
     IPv4Address,
     IPv6Address,
-    KernelRoute,
-    Route,
     parse_device,
     parse_peer,
     parse_vpn_address6,
 )
-from l2tproute.ops.context import Context, addrs_of, kernel_route
 from l2tproute.system.chap import SecretsError, Users, chap_path
 from l2tproute.transports.openvpn.management import MANAGEMENT_SOCKET, ManagementError, VpnClient, read_clients
 
-SESSIONS = "openvpn"
+SESSIONS = C.OPENVPN_SESSIONS
 #: Clients the kernel agrees with but OpenVPN could not be asked about (its management socket
 #: serves one client at a time, and another program held it): the timer's apply asks again.
-PENDING = "openvpn-pending"
+PENDING = C.OPENVPN_PENDING
 
 
 @dataclass(frozen=True)
@@ -110,46 +108,14 @@ def live_next_hops(run_dir: str, link_names: set[str]) -> set[tuple[str, IPv4Add
     return {hop for s in SessionRecords(run_dir).all() if s.tun in link_names for hop in s.next_hops}
 
 
-def live_sessions(run_dir: str, link_names: set[str]) -> list[Session]:
-    """The session that carries each user's routes: the newest recorded one on a tun that exists."""
-    newest: dict[IPv4Address, Session] = {}
-    for session in SessionRecords(run_dir).all():
-        if session.tun in link_names:
-            known = newest.get(session.peer)
-            if known is None or (session.since, str(session.address)) > (known.since, str(known.address)):
-                newest[session.peer] = session
-    return sorted(newest.values(), key=lambda s: (s.peer, s.tun))
 
 
-def peer_session(ctx: Context, peer: IPv4Address) -> Session | None:
-    """The session carrying this user's routes, read for this user only: its records, and only
-    their tuns asked about (`ip addr show dev TUN`), never a dump of every link."""
-    mine = sorted((s for s in SessionRecords(ctx.run_dir).all() if s.peer == peer),
-                  key=lambda s: (s.since, str(s.address)), reverse=True)
-    for session in mine:
-        if addrs_of(ctx.runner, session.tun):
-            return session
-    return None
 
 
-def vpn_kernel_route(route: Route, session: Session, names: dict[str, str] | None) -> KernelRoute | None:
-    """A stored line as the kernel gets it for an OpenVPN session: via the client's VPN address,
-    keeping metric and table; None for a line with its own `dev`, or IPv6 without a client IPv6 address."""
-    if route.dev is not None:
-        return None
-    via = session.address if route.family == 4 else session.address6
-    if via is None:
-        return None
-    return replace(kernel_route(route, session.tun, names), gw=via)
 
 
-def not_routed_why(route: Route) -> str:
-    """Why vpn_kernel_route gave nothing for this line."""
-    return f"has its own dev {route.dev}" if route.dev is not None else "is IPv6 and the tunnel has no IPv6"
 
 
-def is_live_vpn_route(route: KernelRoute, live: set[tuple[str, IPv4Address]]) -> bool:
-    return route.gw is not None and (route.dev, route.gw) in live
 
 
 @dataclass(frozen=True)

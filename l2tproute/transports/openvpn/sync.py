@@ -13,7 +13,7 @@ chap-secrets gives that peer, and an address already held by another session is 
 A vpn-down is only taken once OpenVPN no longer lists a client with that address. The
 session records (vpnsessions.py) say which user holds which address on which tun; OpenVPN's
 client list comes from its management socket (vpnmanagement.py). One behaviour for a
-session's routes, sync_session, serves the worker's connect and every command.
+session's routes, ops.syncing.sync_carrier, serves the worker's connect and every command.
 """
 
 from __future__ import annotations
@@ -22,26 +22,19 @@ import ipaddress
 import os
 import syslog
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from l2tproute.core.errors import describe
-from l2tproute.core.kernel import Installed, slot_of
-from l2tproute.core.model import Change, InputError, IPv4Address, IPv6Address, KernelRoute, Route
-from l2tproute.core.tables import table_names
-from l2tproute.ops.context import Context, kernel_route, read_tagged, slot_holder, stored_routes
+from l2tproute.core.kernel import Installed
+from l2tproute.core.model import Change, IPv4Address, IPv6Address, Route
+from l2tproute.ops.context import Context, stored_routes
+from l2tproute.ops.syncing import sync_carrier, tagged_on_link
 from l2tproute.system.chap import Users, chap_path
-from l2tproute.system.iproute2 import IpError, is_gone_error, is_no_device_error, is_taken_slot_error
+from l2tproute.system.iproute2 import is_gone_error
 from l2tproute.system.spool import VPN_DOWN, VpnEvent
+from l2tproute.transports.openvpn.carrier import OpenVpnTransport, carrier
 from l2tproute.transports.openvpn.management import MANAGEMENT_SOCKET, Clients, ManagementError, client_wait
-from l2tproute.transports.openvpn.sessions import (
-    PENDING,
-    Session,
-    SessionRecords,
-    lists_user,
-    not_routed_why,
-    vpn_kernel_route,
-)
+from l2tproute.transports.openvpn.sessions import PENDING, Session, SessionRecords, lists_user
 
 #: An OpenVPN tun carries no point-to-point peer; `ip -json addr` says link_type none.
 TUN_LINK_TYPE = "none"
@@ -90,113 +83,6 @@ def _in_subnet(infos: list, family: str, address: IPv4Address | IPv6Address) -> 
     return False
 
 
-@dataclass(frozen=True)
-class VpnRoute:
-    """One stored line of an OpenVPN session's user, as the kernel got it (or did not)."""
-
-    route: Route
-    kernel: KernelRoute
-    detail: str = ""  # held: what holds the destination; failed: why
-
-
-@dataclass(frozen=True)
-class VpnRemoval:
-    """A route of ours via the client that no line wants, and why it could not be removed."""
-
-    route: KernelRoute
-    detail: str
-
-
-@dataclass(frozen=True)
-class NotRouted:
-    """A line that does not go over OpenVPN, and why."""
-
-    route: Route
-    why: str
-
-
-@dataclass
-class SessionSync:
-    """What one session's routes became: the stored lines against our routes via its client."""
-
-    session: Session
-    installed: list[VpnRoute] = field(default_factory=list)
-    #: Taken over from an older session of the same user (OpenVPN gives the iroute to the newest).
-    moved: list[VpnRoute] = field(default_factory=list)
-    unchanged: list[VpnRoute] = field(default_factory=list)
-    removed: list[KernelRoute] = field(default_factory=list)
-    #: The slot is held by another route (L2TP first, another user, a foreign route): first come wins.
-    held: list[VpnRoute] = field(default_factory=list)
-    failed: list[VpnRoute] = field(default_factory=list)
-    removal_failed: list[VpnRemoval] = field(default_factory=list)
-    not_routed: list[NotRouted] = field(default_factory=list)  # own dev, or IPv6 without IPv6
-
-
-def sync_session(ctx: Context, session: Session, routes: Sequence[Route], records: SessionRecords,
-                 on_tun: list[Installed] | None = None) -> SessionSync:
-    """Make our routes via this session's client exactly its user's stored lines: install what is
-    missing (`add`: a slot held by anybody else stays theirs), take over the same user's older
-    session's, remove ours via this client that no line wants. One read of our routes on the tun
-    (or `on_tun`, read once for many sessions), one batch; the caller holds the store lock."""
-    result = SessionSync(session)
-    names = table_names() if any(r.table for r in routes) else None
-    wanted: dict = {}
-    for route in routes:
-        try:
-            kernel = vpn_kernel_route(route, session, names)
-        except InputError as exc:  # a table name no longer defined: this line only
-            result.failed.append(VpnRoute(route, kernel_route(replace(route, table=None), session.tun), str(exc)))
-            continue
-        if kernel is None:
-            result.not_routed.append(NotRouted(route, not_routed_why(route)))
-        else:
-            wanted.setdefault(slot_of(kernel), VpnRoute(route, kernel))
-    if on_tun is None:
-        families = sorted({slot[0].version for slot in wanted} | ({4, 6} if session.address6 else {4}))
-        on_tun = tagged_on_tun(ctx, session.tun, families)
-    by_slot: dict = {}
-    for item in on_tun:
-        by_slot.setdefault(item.slot, []).append(item)
-    hops = session.next_hops
-    changes: list[Change] = []
-    planned: dict[Change, tuple[list[VpnRoute], VpnRoute]] = {}
-    for slot, want in wanted.items():
-        holders = by_slot.get(slot, [])
-        if any((h.route.dev, h.route.gw) == (want.kernel.dev, want.kernel.gw) for h in holders):
-            result.unchanged.append(want)
-            continue
-        older = any(_of_user(records, h.route, session.peer) for h in holders)
-        change = Change("replace" if older else "add", want.kernel)
-        changes.append(change)
-        planned[change] = (result.moved if older else result.installed, want)
-    removals = [Change("del", item.route) for item in on_tun
-                if (item.route.dev, item.route.gw) in hops and item.slot not in wanted]
-    failures = {f.change: f.message for f in ctx.runner.batch(changes + removals)}
-    for change in changes:
-        done, want = planned[change]
-        message = failures.get(change)
-        if message is None:
-            done.append(want)
-        elif change.verb == "add" and is_taken_slot_error(message):
-            result.held.append(replace(want, detail=slot_holder(ctx.runner, want.kernel).text))
-        else:
-            result.failed.append(replace(want, detail=message))
-    for change in removals:
-        message = failures.get(change)
-        if message is None:
-            result.removed.append(change.route)
-        elif not is_gone_error(message):
-            result.removal_failed.append(VpnRemoval(change.route, message))
-    return result
-
-
-def _of_user(records: SessionRecords, route: KernelRoute, peer: IPv4Address) -> bool:
-    """True when `route` goes via another recorded session of the same user."""
-    if route.gw is None:
-        return False
-    return any(s.peer == peer and (route.dev, route.gw) in s.next_hops for s in records.all())
-
-
 def handle(events: Sequence[VpnEvent], ctx: Context, log: Log, run_dir: str,
            wait: float | None = None) -> list[IPv4Address]:
     """Each event in the order OpenVPN's hooks ran, under the store lock. Returns the users whose
@@ -233,19 +119,9 @@ def handle(events: Sequence[VpnEvent], ctx: Context, log: Log, run_dir: str,
     return ended
 
 
-def tagged_on_tun(ctx: Context, tun: str, families=(4, 6)) -> list[Installed]:
-    """Our routes on a tun; none when it is gone."""
-    try:
-        return read_tagged(ctx.runner, families=families, dev=tun)
-    except IpError as exc:
-        if is_no_device_error(str(exc)):
-            return []  # the tun is gone (the server stopped): the kernel took its routes with it
-        raise
-
-
 def _routes_via(ctx: Context, session: Session) -> list[Installed]:
     families = (4, 6) if session.address6 is not None else (4,)
-    return [item for item in tagged_on_tun(ctx, session.tun, families)
+    return [item for item in tagged_on_link(ctx, session.tun, families)
             if (item.route.dev, item.route.gw) in session.next_hops]
 
 
@@ -300,8 +176,9 @@ def _connect(ctx: Context, records: SessionRecords, clients: Clients, event: Vpn
                                 "client-disconnect; its routes here are removed")
     session = Session(event.tun, event.address, event.peer, event.address6)
     records.write(session)
-    result = sync_session(ctx, session, stored_routes(ctx, event.peer), records)
-    for item in result.not_routed:
+    client, transport = carrier(session), OpenVpnTransport(ctx.runner, records.run_dir)
+    result = sync_carrier(ctx, client, stored_routes(ctx, event.peer), lambda hop: transport.is_older_of(hop, client))
+    for item in result.not_carried:
         say(syslog.LOG_INFO, f"{item.route.dst} {item.why}; skipped over OpenVPN")
     for want in result.moved:
         say(syslog.LOG_INFO, f"{want.route.dst} taken over from the same user's older session")
