@@ -35,6 +35,7 @@ def _warm_up() -> None:
     import sh  # noqa: F401
 
     from l2tproute.fronts import cli  # noqa: F401
+    from l2tproute.fronts import link_events as hook  # noqa: F401
     from l2tproute.ops import (
         adding,  # noqa: F401
         applying,  # noqa: F401
@@ -42,7 +43,6 @@ def _warm_up() -> None:
         listing,  # noqa: F401
         status,  # noqa: F401
     )
-    from l2tproute.transports.l2tp import links as hook  # noqa: F401
 
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):

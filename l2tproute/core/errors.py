@@ -14,7 +14,7 @@ import signal
 from dataclasses import dataclass
 
 from l2tproute.core import constants as C
-from l2tproute.core.text import escape
+from l2tproute.core.text import one_line, path_text
 
 
 class InputError(ValueError):
@@ -54,14 +54,6 @@ def exit_status(exc: BaseException) -> int:
     return getattr(exc, "exit_status", C.EXIT_FAILURE) if isinstance(exc, (InputError, Fault)) else C.EXIT_FAILURE
 
 
-def one_line(text) -> str:
-    """`text` folded onto one printable line."""
-    # Escape what is left after the blanks are folded (bidi overrides, soft hyphens...):
-    # click echoes the caller's words, and an error must not rewrite the line it is shown on.
-    folded = " ".join(str(text).split())
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in folded)
-
-
 def describe(exc: BaseException) -> str:
     """The one line a command, a hook or the worker reports when `exc` stops it.
 
@@ -72,7 +64,7 @@ def describe(exc: BaseException) -> str:
         return one_line(exc)
     if isinstance(exc, OSError) and exc.errno is not None:
         name = exc.filename if isinstance(exc.filename, str) else None
-        return one_line(os_fault_line(exc, f"cannot use {shown(name)}" if name else "", name))
+        return one_line(os_fault_line(exc, f"cannot use {path_text(name)}" if name else "", name))
     if isinstance(exc, MemoryError):
         return one_line(os_fault_line(OSError(errno.ENOMEM, os.strerror(errno.ENOMEM)), "", None))
     return f"internal error ({type(exc).__name__}): {one_line(exc)}; please report this"
@@ -133,11 +125,6 @@ _ADVICE = {
     errno.ENOENT: _Advice("it does not exist", "check the path (see: ls -ld {path})", "check the path"),
     errno.ENAMETOOLONG: _Advice("the path is too long", "use a shorter store path (L2TP_ROUTES_DIR)"),
 }
-def shown(path: str | None) -> str:
-    """A path as a message shows it: one printable line without the characters the panel mangles."""
-    return escape("" if path is None else str(path))
-
-
 def _nearest_existing(path: str, directory: bool = False) -> str:
     """`path` if it exists, else its nearest existing parent: what `ls -ld` can be asked about;
     with `directory`, the nearest existing directory: what `df` or `findmnt` can be asked about."""
@@ -163,7 +150,7 @@ def os_fault_line(exc: OSError, what: str, path: str | None) -> str:
         advice = _Advice(cause[:1].lower() + cause[1:], "check {path} and its filesystem" + _THEN,
                          "check the system log (journalctl -p err; dmesg)" + _THEN)
     if path is not None:
-        todo = advice.todo.format(path=shown(_nearest_existing(path)), fs=shown(_nearest_existing(path, True)))
+        todo = advice.todo.format(path=path_text(_nearest_existing(path)), fs=path_text(_nearest_existing(path, True)))
     else:
         todo = advice.general or advice.todo
     head = f"{what}: " if what else ""
@@ -181,23 +168,23 @@ _REINSTALL = "apt-get install --reinstall iproute2"
 
 
 def ip_missing(system_path: str) -> IpError:
-    return IpError(f"the ip program of iproute2 is missing (not in PATH nor in {shown(system_path)}); install it "
+    return IpError(f"the ip program of iproute2 is missing (not in PATH nor in {path_text(system_path)}); install it "
                    f"with: apt-get install iproute2{_THEN}")
 
 
 def ip_not_runnable(program: str) -> IpError:
-    return IpError(f"{shown(program)} cannot be run (not an executable program); reinstall iproute2 with: "
+    return IpError(f"{path_text(program)} cannot be run (not an executable program); reinstall iproute2 with: "
                    f"{_REINSTALL}{_THEN}")
 
 
 def ip_cannot_start(program: str, exc: OSError) -> IpError:
-    return IpError(os_fault_line(exc, f"cannot start {shown(program)}", None))
+    return IpError(os_fault_line(exc, f"cannot start {path_text(program)}", None))
 
 
 def ip_silent(command: str, program: str, status: int) -> IpError:
     """ip exited non-zero and said nothing: not what the ip of iproute2 does."""
-    return IpError(f"{command} exited with status {status} without a message; {shown(program)} does not behave as "
-                   f"the ip of iproute2: check it (try: {shown(program)} -V) or reinstall it with: {_REINSTALL}")
+    return IpError(f"{command} exited with status {status} without a message; {path_text(program)} does not behave as "
+                   f"the ip of iproute2: check it (try: {path_text(program)} -V) or reinstall it with: {_REINSTALL}")
 
 
 def ip_killed(command: str, signum: int) -> IpError:

@@ -6,8 +6,18 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from l2tproute.core.model import IPv4Address, IPv6Address, KernelRoute, Network, ipv4_address, ipv4_int, ipv4_network
-from l2tproute.core.tables import MAIN, is_main, normal_table
+from l2tproute.core.model import (
+    MAIN,
+    IPv4Address,
+    IPv6Address,
+    KernelRoute,
+    Network,
+    ipv4_address,
+    ipv4_int,
+    ipv4_network,
+    is_main,
+    normal_table,
+)
 
 #: (destination, table id, metric): the slot the kernel holds one route in.
 Slot = tuple[Network, str, int]

@@ -6,23 +6,11 @@ import glob
 import os
 
 from l2tproute.core.errors import InputError
+from l2tproute.core.model import MAIN, is_main, normal_table
 from l2tproute.core.text import show
 
 _SEARCH = ("/usr/share/iproute2", "/usr/lib/iproute2", "/etc/iproute2")
 _BUILTIN = {"main": "main", "local": "255", "default": "253", "unspec": "0"}
-MAIN = "main"
-
-
-def is_main(table: str | None) -> bool:
-    """The main table, however it is written: no table at all, its name, or its id 254."""
-    return table is None or table in (MAIN, "254")
-
-
-def normal_table(table: str) -> str:
-    """A table as the kernel names it, with main always spelled `main` (ip -N prints 254)."""
-    return MAIN if is_main(table) else table
-
-
 def _read_table_file(path: str, names: dict[str, str]) -> None:
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:

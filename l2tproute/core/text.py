@@ -47,3 +47,22 @@ def clean(text: str) -> str:
 
 def is_clean(text: str) -> bool:
     return not any(ch in FORBIDDEN for ch in text)
+
+
+def one_line(text) -> str:
+    """`text` folded onto one printable line."""
+    # Escape what is left after the blanks are folded (bidi overrides, soft hyphens...):
+    # click echoes the caller's words, and an error must not rewrite the line it is shown on.
+    folded = " ".join(str(text).split())
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in folded)
+
+
+def path_text(path: str | None) -> str:
+    """A path as a message shows it: one printable line without the characters the panel mangles
+    (unlike `show`, never bracketed: a path is always ours to name)."""
+    return escape("" if path is None else str(path))
+
+
+def printable(text: str, limit: int = 64) -> str:
+    """A value from outside kept for a log line only (pppd's tty, ipparam): cut, unprintables as `?`."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text[:limit])

@@ -25,9 +25,9 @@ from l2tproute.core.model import (
     parse_metric,
     parse_table,
 )
+from l2tproute.core.text import one_line as _one_line
 from l2tproute.fronts.invocation import Session, apply_command, guarded
 from l2tproute.fronts.invocation import fail as _fail
-from l2tproute.fronts.invocation import one_line as _one_line
 from l2tproute.fronts.invocation import warn as _warn
 from l2tproute.ops import adding, deleting, listing, status
 from l2tproute.system import chap

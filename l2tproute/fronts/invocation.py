@@ -16,7 +16,6 @@ import sys
 from l2tproute import transports
 from l2tproute.core import constants as C
 from l2tproute.core.errors import InputError, describe, exit_status
-from l2tproute.core.errors import one_line as one_line
 from l2tproute.core.routefile import serialize
 from l2tproute.core.text import clean, show
 from l2tproute.fronts import render

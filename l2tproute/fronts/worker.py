@@ -19,11 +19,12 @@ from dataclasses import dataclass
 
 from l2tproute import transports
 from l2tproute.core.errors import describe
+from l2tproute.fronts.link_events import HOOK_BATCH_TIMEOUT, HOOK_IP_TIMEOUT, after_openvpn, handle
 from l2tproute.ops.context import Context
 from l2tproute.system.iproute2 import IpRoute2, Runner
 from l2tproute.system.spool import Spool, run_dir_from_environment
 from l2tproute.system.store import Store
-from l2tproute.transports.l2tp.links import HOOK_BATCH_TIMEOUT, HOOK_IP_TIMEOUT, Log, after_openvpn, handle, quiet_log
+from l2tproute.system.syslogger import Log, quiet_log
 from l2tproute.transports.openvpn import sync as openvpn
 
 #: The worker is no hook: nobody waits for it, so it may wait for the store lock as long

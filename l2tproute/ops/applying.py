@@ -167,7 +167,7 @@ def _sync_shared(ctx: Context, report: ApplyReport, shared: list[Carried],
     own = {c.peer for c in report.connected}
     # Read once per link, not once per client: the timer syncs every client each minute.
     links = {item.carrier.link for item in shared}
-    on_link = {link: tagged_on_link(ctx, link) for link in links} if len(shared) > 1 else {}
+    on_link = {link: tagged_on_link(ctx.runner, link) for link in links} if len(shared) > 1 else {}
     for item in shared:
         carrier = item.carrier
         if carrier.peer not in stored:
@@ -177,7 +177,7 @@ def _sync_shared(ctx: Context, report: ApplyReport, shared: list[Carried],
             if carrier.peer in report.offline:
                 report.offline.remove(carrier.peer)
 
-        synced = sync_carrier(ctx, carrier, stored[carrier.peer], item.is_older, on_link.get(carrier.link))
+        synced = sync_carrier(ctx.runner, carrier, stored[carrier.peer], item.is_older, on_link.get(carrier.link))
 
         def result(item: CarriedRoute, detail: str = "", carrier: Carrier = carrier) -> RouteResult:
             return RouteResult(carrier.peer, item.route, carrier.link, detail, True, carrier.transport)

@@ -34,11 +34,11 @@ from l2tproute.core.kernel import (
     parse_routes,
     slot_of,
 )
-from l2tproute.core.model import InputError, IPv4Address, KernelRoute, Route
+from l2tproute.core.model import MAIN, InputError, IPv4Address, KernelRoute, Route, is_main, normal_table
 from l2tproute.core.reconcile import OldRoute, Plan, Want, adopts, old_tool_routes, plan
 from l2tproute.core.routefile import InvalidLine, Line, format_route, invalid_lines, problems
 from l2tproute.core.routefile import routes as routes_of
-from l2tproute.core.tables import MAIN, is_main, normal_table, table_names
+from l2tproute.core.tables import table_names
 from l2tproute.ops.context import Context, all_peers, live_hops
 from l2tproute.system.kernel_reads import (
     peer_links,

@@ -19,8 +19,7 @@ from l2tproute.core.kernel import Installed
 from l2tproute.core.model import InputError, KernelRoute, Route
 from l2tproute.core.reconcile import Want, plan
 from l2tproute.core.tables import table_names
-from l2tproute.ops.context import Context
-from l2tproute.system.iproute2 import IpError, is_gone_error, is_no_device_error, is_taken_slot_error
+from l2tproute.system.iproute2 import IpError, Runner, is_gone_error, is_no_device_error, is_taken_slot_error
 from l2tproute.system.kernel_reads import read_tagged, slot_holder
 
 
@@ -66,17 +65,17 @@ class CarrierSync:
     not_carried: list[NotCarried] = field(default_factory=list)  # own dev, or IPv6 without IPv6
 
 
-def tagged_on_link(ctx: Context, link: str, families=(4, 6)) -> list[Installed]:
+def tagged_on_link(runner: Runner, link: str, families=(4, 6)) -> list[Installed]:
     """Our routes on a shared link; none when it is gone (the server stopped and took them along)."""
     try:
-        return read_tagged(ctx.runner, families=families, dev=link)
+        return read_tagged(runner, families=families, dev=link)
     except IpError as exc:
         if is_no_device_error(str(exc)):
             return []
         raise
 
 
-def sync_carrier(ctx: Context, carrier: Carrier, routes: Sequence[Route], is_older: Callable[[Hop], bool],
+def sync_carrier(runner: Runner, carrier: Carrier, routes: Sequence[Route], is_older: Callable[[Hop], bool],
                  on_link: list[Installed] | None = None) -> CarrierSync:
     """Make our routes via this client exactly its user's stored lines. `is_older` tells a next hop
     of an older connection of the same user. One read of our routes on the link (or `on_link`,
@@ -96,7 +95,7 @@ def sync_carrier(ctx: Context, carrier: Carrier, routes: Sequence[Route], is_old
             wants.append(Want(carrier.peer, route, kernel))
     if on_link is None:
         families = sorted({w.kernel.dst.version for w in wants} | ({4, 6} if carrier.via6 else {4}))
-        on_link = tagged_on_link(ctx, carrier.link, families)
+        on_link = tagged_on_link(runner, carrier.link, families)
     hops = carrier.next_hops
 
     def hop(item: Installed) -> Hop:
@@ -106,7 +105,7 @@ def sync_carrier(ctx: Context, carrier: Carrier, routes: Sequence[Route], is_old
     # in a wanted slot is left out, so the plan adds there and the kernel refuses: it stays.
     mine = [item for item in on_link if hop(item) in hops or (item.route.gw is not None and is_older(hop(item)))]
     planned = plan(wants, mine, force=False, removable=lambda item: hop(item) in hops)
-    failures = {f.change: f.message for f in ctx.runner.batch(planned.changes)}
+    failures = {f.change: f.message for f in runner.batch(planned.changes)}
     result.unchanged += [CarriedRoute(w.route, w.kernel) for w in planned.unchanged]
     for install in planned.installs:
         want = CarriedRoute(install.want.route, install.want.kernel)
@@ -114,7 +113,7 @@ def sync_carrier(ctx: Context, carrier: Carrier, routes: Sequence[Route], is_old
         if message is None:
             (result.moved if install.update else result.installed).append(want)
         elif install.change.verb == "add" and is_taken_slot_error(message):
-            result.held.append(replace(want, detail=slot_holder(ctx.runner, want.kernel).text))
+            result.held.append(replace(want, detail=slot_holder(runner, want.kernel).text))
         else:
             result.failed.append(replace(want, detail=message))
     for removal in planned.removals:

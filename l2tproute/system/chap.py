@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from l2tproute.core import constants as C
-from l2tproute.core.errors import os_fault_line, shown
+from l2tproute.core.errors import StoreError, os_fault_line
 from l2tproute.core.model import InputError, IPv4Address, parse_peer
-from l2tproute.core.text import show
-from l2tproute.system.store import StoreError
+from l2tproute.core.text import path_text, show
+from l2tproute.system.settings import setting
 
 DEFAULT_CHAP_SECRETS = "/etc/ppp/chap-secrets"
 #: pppd's MAXWORDLEN: longer words are cut to one byte less.
@@ -176,7 +176,7 @@ def read_secrets(path: str = DEFAULT_CHAP_SECRETS) -> bytes:
         with open(path, "rb") as handle:
             data = handle.read(MAX_SECRETS_BYTES + 1)
     except OSError as exc:
-        raise SecretsError(os_fault_line(exc, f"cannot read {shown(path)} to resolve --user", path)) from None
+        raise SecretsError(os_fault_line(exc, f"cannot read {path_text(path)} to resolve --user", path)) from None
     if len(data) > MAX_SECRETS_BYTES:
         raise SecretsError(f"{path} is larger than {MAX_SECRETS_BYTES} bytes; that is not a chap-secrets file")
     return data
@@ -273,9 +273,7 @@ class Users:
 
 def chap_path(environ=os.environ) -> str:
     """chap-secrets; L2TP_CHAP_SECRETS moves it for tests, never under sudo."""
-    if "SUDO_UID" in environ or "SUDO_USER" in environ:
-        return DEFAULT_CHAP_SECRETS
-    return environ.get(C.CHAP_SECRETS_ENV) or DEFAULT_CHAP_SECRETS
+    return setting(C.CHAP_SECRETS_ENV, DEFAULT_CHAP_SECRETS, environ)
 
 
 __all__ = ["DEFAULT_CHAP_SECRETS", "Entry", "SecretsError", "Word", "entries", "read_secrets", "resolve_user",

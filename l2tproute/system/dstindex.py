@@ -29,9 +29,10 @@ import time
 from dataclasses import dataclass, field
 
 from l2tproute.core import constants as C
-from l2tproute.core.errors import InputError, StoreError, SystemFault, shown, store_fault
+from l2tproute.core.errors import InputError, StoreError, SystemFault, store_fault
 from l2tproute.core.model import IPv4Address, Network, Route, parse_peer
 from l2tproute.core.routefile import routes as routes_of
+from l2tproute.core.text import path_text
 from l2tproute.system.store import Store
 
 INDEX_NAME = C.INDEX_FILE_NAME
@@ -94,7 +95,7 @@ def read(store: Store) -> Holdings:
     except FileNotFoundError:
         return found
     except OSError as exc:
-        raise store_fault(exc, f"cannot list the route store {shown(store.directory)}", store.directory) from None
+        raise store_fault(exc, f"cannot list the route store {path_text(store.directory)}", store.directory) from None
     suffix = len(C.ROUTE_FILE_SUFFIX)
     settled = now - SETTLE_NS
     for entry in entries:
@@ -106,7 +107,7 @@ def read(store: Store) -> Holdings:
         except FileNotFoundError:
             continue  # removed meanwhile
         except OSError as exc:
-            raise store_fault(exc, f"cannot read {shown(entry.path)}", entry.path) from None
+            raise store_fault(exc, f"cannot read {path_text(entry.path)}", entry.path) from None
         if not stat.S_ISREG(info.st_mode):
             continue  # a link or a directory is no route file (Store.peers)
         identity = [info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
@@ -159,7 +160,7 @@ def _directory_identity(store: Store) -> tuple | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise store_fault(exc, f"cannot read {shown(store.directory)}", store.directory) from None
+        raise store_fault(exc, f"cannot read {path_text(store.directory)}", store.directory) from None
     return (info.st_ino, info.st_dev, info.st_mtime_ns, info.st_ctime_ns)
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from l2tproute.core import constants as C
 from l2tproute.core.model import InputError, IPv4Address, IPv6Address, parse_device, parse_peer, parse_vpn_address6
+from l2tproute.system.settings import setting
 
 SPOOL = "spool"
 SEQ = "seq"
@@ -60,9 +61,7 @@ class SpooledEvent:
 
 def run_dir_from_environment(environ=os.environ) -> str:
     """L2TP_RUN_DIR moves the spool for tests, never for a caller going through sudo."""
-    if "SUDO_UID" in environ or "SUDO_USER" in environ:
-        return C.DEFAULT_RUN_DIR
-    return environ.get(C.RUN_DIR_ENV) or C.DEFAULT_RUN_DIR
+    return setting(C.RUN_DIR_ENV, C.DEFAULT_RUN_DIR, environ)
 
 
 @dataclass(frozen=True)

@@ -14,23 +14,18 @@ import time
 from collections.abc import Callable, Iterator
 
 from l2tproute.core import constants as C
-from l2tproute.core.errors import InputError, StoreError, SystemFault, shown, store_fault
+from l2tproute.core.errors import InputError, StoreError, SystemFault, store_fault
 from l2tproute.core.model import IPv4Address, parse_peer
 from l2tproute.core.routefile import Line, parse, serialize
-from l2tproute.core.text import show
+from l2tproute.core.text import path_text, show
+from l2tproute.system.settings import setting
 
 __all__ = ["Store", "StoreError", "SystemFault", "store_dir_from_environment"]
 
 
 def store_dir_from_environment(environ=os.environ) -> str:
     """L2TP_ROUTES_DIR moves the store for tests, never for a caller going through sudo."""
-    if _under_sudo(environ):
-        return C.DEFAULT_STORE_DIR
-    return environ.get(C.STORE_DIR_ENV) or C.DEFAULT_STORE_DIR
-
-
-def _under_sudo(environ) -> bool:
-    return "SUDO_UID" in environ or "SUDO_USER" in environ
+    return setting(C.STORE_DIR_ENV, C.DEFAULT_STORE_DIR, environ)
 
 
 class Store:
@@ -41,7 +36,7 @@ class Store:
 
     @classmethod
     def from_environment(cls, environ=os.environ) -> Store:
-        lock_times = None if _under_sudo(environ) else environ.get(C.LOCK_TIMES_ENV) or None
+        lock_times = setting(C.LOCK_TIMES_ENV, "", environ) or None
         return cls(store_dir_from_environment(environ), lock_times)
 
     def path(self, peer: IPv4Address) -> str:
@@ -62,7 +57,7 @@ class Store:
             if exc.errno == errno.ELOOP:
                 raise StoreError(f"{path} is a symbolic link; route files must be regular files "
                                  "(remove the link)") from None
-            raise store_fault(exc, f"cannot read {shown(path)}", path) from None
+            raise store_fault(exc, f"cannot read {path_text(path)}", path) from None
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
@@ -79,7 +74,7 @@ class Store:
         except IsADirectoryError:
             raise StoreError(f"{path} is a directory; remove it or replace it with a route file") from None
         except OSError as exc:
-            raise store_fault(exc, f"cannot read {shown(path)}", path) from None
+            raise store_fault(exc, f"cannot read {path_text(path)}", path) from None
         finally:
             os.close(fd)
 
@@ -95,7 +90,7 @@ class Store:
         except FileNotFoundError:
             return [], []
         except OSError as exc:
-            raise store_fault(exc, f"cannot list the route store {shown(self.directory)}", self.directory) from None
+            raise store_fault(exc, f"cannot list the route store {path_text(self.directory)}", self.directory) from None
         for entry in entries:
             name = entry.name
             if not name.endswith(C.ROUTE_FILE_SUFFIX) or name.startswith("."):
@@ -159,7 +154,7 @@ class Store:
                 f"{timeout:g} s; try again, or find the stuck process with: fuser -v {lock_path}"
             ) from None
         except OSError as exc:  # a symlink (never followed), a directory, a read-only or unwritable store...
-            raise store_fault(exc, f"cannot take the store lock {shown(lock_path)}", lock_path) from None
+            raise store_fault(exc, f"cannot take the store lock {path_text(lock_path)}", lock_path) from None
         acquired = time.perf_counter()
         try:
             self._remove_stale_temporaries()
@@ -208,7 +203,7 @@ class Store:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise store_fault(exc, f"cannot read {shown(path)}", path) from None
+            raise store_fault(exc, f"cannot read {path_text(path)}", path) from None
         if not stat.S_ISREG(info.st_mode):
             raise StoreError(f"{path} is not a regular file; remove it or replace it with a route file")
         return info
@@ -217,7 +212,8 @@ class Store:
         try:
             os.makedirs(self.directory, mode=0o755, exist_ok=True)
         except OSError as exc:
-            raise store_fault(exc, f"cannot create the route store {shown(self.directory)}", self.directory) from None
+            what = f"cannot create the route store {path_text(self.directory)}"
+            raise store_fault(exc, what, self.directory) from None
 
     def _remove_stale_temporaries(self) -> None:
         # We hold the lock, so any temporary file is a leftover of a killed writer.
@@ -227,7 +223,7 @@ class Store:
                     _unlink_quietly(entry.path)
         except OSError as exc:
             where = exc.filename if isinstance(exc.filename, str) else self.directory
-            raise store_fault(exc, f"cannot clean up the route store {shown(where)}", where) from None
+            raise store_fault(exc, f"cannot clean up the route store {path_text(where)}", where) from None
 
 
 class _Staged:
@@ -249,7 +245,7 @@ class _Staged:
             if data is None and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 return  # a full disk still lets a file go, and that frees space
             os.close(self.dir_fd)
-            raise store_fault(exc, f"cannot create a file in the route store {shown(self.directory)}",
+            raise store_fault(exc, f"cannot create a file in the route store {path_text(self.directory)}",
                               self.directory) from None
         try:
             self._fill(fd, old)
@@ -271,7 +267,7 @@ class _Staged:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise store_fault(exc, f"cannot write {shown(self.path)}", self.path) from None
+            raise store_fault(exc, f"cannot write {path_text(self.path)}", self.path) from None
 
     def commit(self) -> None:
         tmp, self.tmp = self.tmp, None
@@ -285,11 +281,11 @@ class _Staged:
         except OSError as exc:
             self.tmp = tmp
             verb = "replace" if self.data is not None else "remove"
-            raise store_fault(exc, f"cannot {verb} {shown(self.path)}", self.path) from None
+            raise store_fault(exc, f"cannot {verb} {path_text(self.path)}", self.path) from None
         try:
             os.fsync(self.dir_fd)
         except OSError as exc:
-            raise store_fault(exc, f"cannot save the route store {shown(self.directory)} to disk",
+            raise store_fault(exc, f"cannot save the route store {path_text(self.directory)} to disk",
                               self.directory) from None
 
     def close(self) -> None:
@@ -309,7 +305,7 @@ def _open_directory(directory: str) -> int:
     try:
         return os.open(directory, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise store_fault(exc, f"cannot open the route store {shown(directory)}", directory) from None
+        raise store_fault(exc, f"cannot open the route store {path_text(directory)}", directory) from None
 
 
 def _unlink_quietly(path: str) -> None:

@@ -21,6 +21,8 @@ import socket
 import time
 from typing import Callable
 
+from l2tproute.core.constants import SYSLOG_IDENT
+
 DEV_LOG = "/dev/log"
 LOG_DAEMON = 3 << 3
 #: Total seconds one process may spend waiting for room at /dev/log, over all its messages.
@@ -108,3 +110,24 @@ class Syslog:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+#: log(priority, message): syslog's signature. Tests pass a list's recorder.
+Log = Callable[[int, str], None]
+
+
+def syslog_log(ident: str = SYSLOG_IDENT) -> Log:
+    """Log to syslog (journald reads it): `journalctl -t l2tp-routectl`.
+
+    Not the `syslog` module: glibc's syslog(3) blocks for good when the daemon stops
+    reading /dev/log, and the worker with it (see syslogger.py).
+    """
+    return Syslog(ident)
+
+
+def quiet_log() -> Log:
+    """syslog, or nowhere when even that cannot be opened: a hook never fails for its log."""
+    try:
+        return syslog_log()
+    except Exception:
+        return lambda priority, message: None

@@ -29,10 +29,10 @@ from l2tproute import transports
 from l2tproute.core import constants as C
 from l2tproute.core.model import parse_peer
 from l2tproute.core.text import is_clean
+from l2tproute.fronts import link_events as hook
 from l2tproute.ops import applying
 from l2tproute.system.iproute2 import IpRoute2
 from l2tproute.system.store import Store
-from l2tproute.transports.l2tp import links as hook
 
 P, Q = OLD_SERVER_PEERS
 P_FILE = (f"10.1.0.0/16 via {P}\n10.2.0.0/16 via {P} dev ppp0\n10.3.0.0/16 via {P}\n10.4.0.0/16 via {P}\n"

@@ -1,7 +1,7 @@
 """The hooks' sh front records exactly the events the library's parser accepts.
 
 bin/l2tp-routes-event reads pppd's arguments (or Debian's PPP_* variables) in POSIX sh,
-so that no Python starts per hook; l2tproute.transports.l2tp.links.parse_event is the same reading in
+so that no Python starts per hook; l2tproute.transports.l2tp.events.parse_event is the same reading in
 Python. Over fixed and generated command lines both must agree: the front spools an
 event exactly when parse_event accepts, with the same link, peer and direction, and
 the spooled name is one that spool.parse_name reads back to the same values.
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from l2tproute.core import constants as C
 from l2tproute.core.model import InputError
 from l2tproute.system.spool import parse_name
-from l2tproute.transports.l2tp.links import parse_event
+from l2tproute.transports.l2tp.events import parse_event
 
 
 def front_outcome(fronts: Fronts, run_dir, direction: str, args: list, env: dict):

@@ -17,9 +17,9 @@ import forkcli
 import pytest
 
 from l2tproute.core import constants as C
+from l2tproute.fronts import link_events as hook
 from l2tproute.system.iproute2 import IpRoute2
 from l2tproute.system.store import Store
-from l2tproute.transports.l2tp import links as hook
 
 P, Q, R = "10.255.10.2", "10.255.10.3", "10.255.10.4"  # P on ppp0, Q on ppp1, R offline
 LAN = "192.168.50.0/24"

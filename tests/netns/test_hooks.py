@@ -1,4 +1,4 @@
-"""The pppd hooks through the library (l2tproute.transports.l2tp.links) and as scripts (bin/), in namespaces.
+"""The pppd hooks through the library (l2tproute.fronts.link_events) and as scripts (bin/), in namespaces.
 
 The real dispatcher (/etc/ppp/ip-up, run-parts) is exercised in test_hooks_dispatcher.py.
 """
@@ -19,12 +19,12 @@ from fronts import Fronts, run_hook_script, spooled, wait_for_worker
 from l2tproute import transports
 from l2tproute.core import constants as C
 from l2tproute.core.model import InputError
+from l2tproute.fronts import link_events as hook
 from l2tproute.fronts import worker
 from l2tproute.system.iproute2 import IpRoute2
 from l2tproute.system.spool import Spool
 from l2tproute.system.store import Store
-from l2tproute.transports.l2tp import links as hook
-from l2tproute.transports.l2tp.links import LinkEvent, parse_event
+from l2tproute.transports.l2tp.events import LinkEvent, parse_event
 
 PEER1, PEER11, PEER2 = "10.255.10.1", "10.255.10.11", "10.255.10.2"
 

@@ -18,9 +18,9 @@ import pytest
 from conftest import in_namespace, require, routectl_path
 
 from l2tproute.core import constants as C
+from l2tproute.fronts import link_events as hook
 from l2tproute.system.iproute2 import IpRoute2
 from l2tproute.system.store import Store
-from l2tproute.transports.l2tp import links as hook
 
 PEER, OTHER = "10.255.10.2", "10.255.10.3"
 NET6, NET6B = "2001:db8:100::/48", "2001:db8:200::/64"

@@ -26,9 +26,9 @@ import pytest
 from conftest import REPO, Netns, require
 
 from l2tproute.core import constants as C
+from l2tproute.fronts import link_events as hook
 from l2tproute.system.iproute2 import IpRoute2
 from l2tproute.system.store import Store
-from l2tproute.transports.l2tp import links as hook
 
 BIRD_DIR = REPO / "contrib" / "bird"
 FRR_CONF = REPO / "contrib" / "frr" / "frr.conf"

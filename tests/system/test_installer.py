@@ -218,7 +218,7 @@ def test_the_staged_command_starts_isolated_without_site_and_ignores_python_vari
         assert netns.tagged_set() == {("192.168.50.0/24", "10.255.10.1", "ppp1", "main")}
         assert (store / "10.255.10.1.routes").read_text() == "192.168.50.0/24 via 10.255.10.1\n"
         # The installed lines before the docstring, then where everything came from.
-        probe = PATH_LINES + ("import l2tproute.fronts.entry, l2tproute.transports.l2tp.links, l2tproute.fronts.cli\n"
+        probe = PATH_LINES + ("import l2tproute.fronts.entry, l2tproute.fronts.link_events, l2tproute.fronts.cli\n"
                               "import typer, sh, filelock\n"
                               "print(sys.flags.isolated, sys.flags.no_site, 'site' in sys.modules)\n"
                               "print(*sys.path, sep='\\n')\n"

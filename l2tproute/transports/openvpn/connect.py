@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from l2tproute.core.errors import describe
 from l2tproute.core.model import InputError
 from l2tproute.system.spool import run_dir_from_environment
-from l2tproute.transports.l2tp.links import Log, quiet_log
+from l2tproute.system.syslogger import Log, quiet_log
 from l2tproute.transports.openvpn.hook import CLIENT_NAMES, CONFIG, Lookup, answer, finish
 
 QUEUE = "openvpn-connect"

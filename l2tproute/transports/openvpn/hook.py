@@ -34,10 +34,11 @@ from l2tproute.core.model import (
     parse_vpn_address6,
 )
 from l2tproute.core.routefile import routes as routes_of
+from l2tproute.core.text import one_line
 from l2tproute.system.chap import Users, chap_path
 from l2tproute.system.spool import SPOOL, VPN_UP, run_dir_from_environment
 from l2tproute.system.store import Store, store_dir_from_environment
-from l2tproute.transports.l2tp.links import Log, quiet_log
+from l2tproute.system.syslogger import Log, quiet_log
 from l2tproute.transports.openvpn.sync import iroute_lines
 
 #: The names of OpenVPN's environment a connect needs; the connector's queue records hold
@@ -166,7 +167,7 @@ def spool_connect(run_dir: str, client: Client, peer: IPv4Address) -> None:
 
 def _sayer(client: Client, log: Log):
     prefix = f"openvpn client-connect {client.tun} client {client.address}: "
-    return lambda priority, message: log(priority, prefix + " ".join(str(message).split()))
+    return lambda priority, message: log(priority, prefix + one_line(message))
 
 
 def answer(config_path: str, values: Mapping[str, str], lookup: Lookup, run_dir: str, log: Log) -> bool:

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from l2tproute.core.model import IPv4Address, IPv6Address
+from l2tproute.system.settings import setting
 
 #: OpenVPN's management socket (`management RUN_DIR/openvpn.sock unix` and
 #: `management-client-user root` in the server config): the one source of who is connected.
@@ -131,7 +132,7 @@ class Clients:
 
 def client_wait(environ=os.environ) -> float:
     """CLIENT_WAIT; L2TP_OPENVPN_CLIENT_WAIT shortens it for tests, never under sudo."""
-    text = environ.get(CLIENT_WAIT_ENV, "")
-    if "SUDO_UID" in environ or "SUDO_USER" in environ or not text.replace(".", "", 1).isdigit():
+    text = setting(CLIENT_WAIT_ENV, "", environ)
+    if not text.replace(".", "", 1).isdigit():
         return CLIENT_WAIT
     return min(float(text), CLIENT_WAIT)

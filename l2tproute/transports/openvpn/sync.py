@@ -27,6 +27,7 @@ from typing import Callable
 from l2tproute.core.errors import describe
 from l2tproute.core.kernel import Installed
 from l2tproute.core.model import Change, IPv4Address, IPv6Address, Route
+from l2tproute.core.text import one_line
 from l2tproute.ops.context import Context, stored_routes
 from l2tproute.ops.syncing import sync_carrier, tagged_on_link
 from l2tproute.system.chap import Users, chap_path
@@ -114,14 +115,14 @@ def handle(events: Sequence[VpnEvent], ctx: Context, log: Log, run_dir: str,
             except Exception as exc:  # one event must not stop the others
                 say(syslog.LOG_ERR, describe(exc))
             for text in ctx.warnings:
-                say(syslog.LOG_WARNING, " ".join(str(text).split()))
+                say(syslog.LOG_WARNING, one_line(text))
             ctx.warnings.clear()
     return ended
 
 
 def _routes_via(ctx: Context, session: Session) -> list[Installed]:
     families = (4, 6) if session.address6 is not None else (4,)
-    return [item for item in tagged_on_link(ctx, session.tun, families)
+    return [item for item in tagged_on_link(ctx.runner, session.tun, families)
             if (item.route.dev, item.route.gw) in session.next_hops]
 
 
@@ -177,7 +178,8 @@ def _connect(ctx: Context, records: SessionRecords, clients: Clients, event: Vpn
     session = Session(event.tun, event.address, event.peer, event.address6)
     records.write(session)
     client, transport = carrier(session), OpenVpnTransport(ctx.runner, records.run_dir)
-    result = sync_carrier(ctx, client, stored_routes(ctx, event.peer), lambda hop: transport.is_older_of(hop, client))
+    result = sync_carrier(ctx.runner, client, stored_routes(ctx, event.peer),
+                          lambda hop: transport.is_older_of(hop, client))
     for item in result.not_carried:
         say(syslog.LOG_INFO, f"{item.route.dst} {item.why}; skipped over OpenVPN")
     for want in result.moved:
