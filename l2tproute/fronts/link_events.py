@@ -28,9 +28,10 @@ from l2tproute.ops import applying
 from l2tproute.ops.applying import LinkChange
 from l2tproute.ops.context import Context
 from l2tproute.system.iproute2 import IpRoute2, Runner
+from l2tproute.system.spool import UP
 from l2tproute.system.store import Store
 from l2tproute.system.syslogger import Log, quiet_log
-from l2tproute.transports.l2tp.events import UP, loosen_rp_filter, parse_event
+from l2tproute.transports.l2tp.events import loosen_rp_filter, parse_event
 
 #: One `ip` read may take this long in a hook, one batch this long; the in-process hook
 #: gives up after constants.HOOK_DEADLINE seconds whatever happens.

@@ -17,9 +17,7 @@ from typing import Callable
 
 from l2tproute.core.model import InputError, IPv4Address, parse_device, parse_ipv4, parse_peer, show
 from l2tproute.core.text import printable
-
-UP = "up"
-DOWN = "down"
+from l2tproute.system.spool import DOWN, UP
 
 #: Loose reverse-path filtering. The kernel uses max(conf/all, conf/IFACE), and 2 is
 #: the maximum, so writing 2 on the link makes it loose whatever `all` says.
