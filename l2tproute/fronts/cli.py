@@ -26,7 +26,7 @@ from l2tproute.core.model import (
     parse_table,
 )
 from l2tproute.core.text import one_line as _one_line
-from l2tproute.fronts.invocation import Session, apply_command, guarded
+from l2tproute.fronts.invocation import Invocation, apply_command, guarded
 from l2tproute.fronts.invocation import fail as _fail
 from l2tproute.fronts.invocation import warn as _warn
 from l2tproute.ops import adding, deleting, listing, status
@@ -87,8 +87,8 @@ def add_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
                        parse_table(table) if table is not None else None)
     if route.family == 6 and gw is not None:
         raise InputError("--gw is for IPv4 destinations; an IPv6 destination goes straight onto the link of the peer")
-    session = Session(json_out, dry_run, netns, force, route.table)
-    ctx = session.context()
+    invocation = Invocation(json_out, dry_run, netns, force, route.table)
+    ctx = invocation.context()
     result = adding.add(ctx, p, route)
     heading = {"added": "Added route", "updated": "Updated route", "exists": "Route already exists"}[result.status]
     lines = [f"{heading}: {result.line}"]
@@ -112,7 +112,7 @@ def add_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
     doc = {"command": "add", "peer": str(p), "status": result.status, "route": result.line,
            "link": result.link, "installed": result.installed,
            "openvpn": {"tun": client.link, "address": str(client.via4)} if client is not None else None}
-    return session.finish(doc, lines, ctx, 1 if result.kernel_error else 0)
+    return invocation.finish(doc, lines, ctx, 1 if result.kernel_error else 0)
 
 
 @app.command("del")
@@ -128,8 +128,8 @@ def del_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
     Example: l2tp-routectl del --peer 10.255.10.2 --dst 192.168.1.5/24   (an old line, as written)
     """
     p = chap.resolve_user_or_peer(peer, user, required=True)
-    session = Session(json_out, dry_run, netns)
-    ctx = session.context()
+    invocation = Invocation(json_out, dry_run, netns)
+    ctx = invocation.context()
     result = deleting.delete(ctx, p, dst)
     if not result.had_file:
         lines = [f"No routes found for peer: {p}"]
@@ -143,7 +143,7 @@ def del_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
         ctx.warn(f"could not remove from the kernel: {error}")
     doc = {"command": "del", "peer": str(p), "dst": dst, "removed": result.removed,
            "kernel_removed": result.kernel_removed, "kernel_errors": result.kernel_errors}
-    return session.finish(doc, lines, ctx, 1 if result.kernel_errors else 0)
+    return invocation.finish(doc, lines, ctx, 1 if result.kernel_errors else 0)
 
 
 @app.command("list")
@@ -155,8 +155,8 @@ def list_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUserOp
     Example: l2tp-routectl list --peer 10.255.10.2
     Example: l2tp-routectl list --json
     """
-    session = Session(json_out, dry_run, netns)
-    store = session.store
+    invocation = Invocation(json_out, dry_run, netns)
+    store = invocation.store
     p = chap.resolve_user_or_peer(peer, user, required=False)
     if p is not None:
         # Printed as it is, whatever it holds, as the old tool's `cat` did: the warnings
@@ -168,10 +168,10 @@ def list_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUserOp
     else:
         files, warnings = listing.read_all(store)
         text = listing.all_text(files)
-    if p is None or session.json:
+    if p is None or invocation.json:
         for fp, data in files:
             warnings += listing.file_warnings(store, fp, data)
-    if session.json:
+    if invocation.json:
         doc = {"command": "list", "peers": [listing.peer_doc(fp, data) for fp, data in files], "ok": True,
                "warnings": warnings}
         print(json.dumps(doc, sort_keys=True))
@@ -194,7 +194,7 @@ def apply_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUserO
     Example: l2tp-routectl apply --dry-run               (show the ip commands, change nothing)
     """
     p = chap.resolve_user_or_peer(peer, user, required=False)
-    return apply_command(Session(json_out, dry_run, netns, force), p)
+    return apply_command(Invocation(json_out, dry_run, netns, force), p)
 
 
 @app.command("status")
@@ -213,11 +213,11 @@ def status_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUser
     Example: l2tp-routectl status --user alice --json
     """
     p = chap.resolve_user_or_peer(peer, user, required=False)
-    session = Session(json_out, False, netns)
-    ctx = session.context()
+    invocation = Invocation(json_out, False, netns)
+    ctx = invocation.context()
     report = status.status(ctx, p)
     code = C.EXIT_FAILURE if report.drift else C.EXIT_OK
-    return session.finish(status.as_doc(report), status.text_lines(report), ctx, code)
+    return invocation.finish(status.as_doc(report), status.text_lines(report), ctx, code)
 
 
 # -- entry point ------------------------------------------------------------

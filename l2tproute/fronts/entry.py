@@ -4,7 +4,7 @@ Keep this module's imports to `os` and `sys`: it is loaded on every call. Loadin
 costs about a tenth of a second, a fifth of a steady-state apply at 10,000 routes, so
 the command lines the timer and the panel send to `apply` are recognised here and run
 by the same function and the same error handling as the full CLI (the argument check
-is the library's; policy.authorize runs in Session, as for the full CLI). The panel's hot read,
+is the library's; policy.authorize runs in Invocation, as for the full CLI). The panel's hot read,
 `list --peer`, never reaches Python at all: bin/l2tp-routectl answers it in POSIX sh.
 """
 
@@ -43,16 +43,16 @@ def run(argv) -> int:
     lean = lean_apply(argv)
     if lean is not None:
         from l2tproute.core.model import parse_peer
-        from l2tproute.fronts.invocation import Session, apply_command, guarded
+        from l2tproute.fronts.invocation import Invocation, apply_command, guarded
 
         peer_text, netns = lean
         try:
             peer = parse_peer(peer_text) if peer_text is not None else None
-            session = Session(False, False, netns)
+            invocation = Invocation(False, False, netns)
         except Exception:  # a wrong value, a refused option, a broken setting: the full CLI words it
-            session = None
-        if session is not None:
-            return guarded(lambda: apply_command(session, peer), wants_json=False)
+            invocation = None
+        if invocation is not None:
+            return guarded(lambda: apply_command(invocation, peer), wants_json=False)
     from l2tproute.fronts.cli import run as run_cli
 
     return run_cli(argv)

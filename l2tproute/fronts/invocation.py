@@ -55,7 +55,7 @@ class DryRunStore(Store):
         self.changes.extend(line.rstrip("\n") for line in diff)
 
 
-class Session:
+class Invocation:
     """What one command works with: the store, the runner, the output mode."""
 
     def __init__(self, json_out: bool, dry_run: bool, netns: str | None, force: bool = False,
@@ -130,13 +130,13 @@ def fail_with(exc: BaseException, wants_json: bool) -> int:
     return fail(describe(exc), exit_status(exc), wants_json)
 
 
-def apply_command(session: Session, peer) -> int:
+def apply_command(invocation: Invocation, peer) -> int:
     """`apply [--peer IP]` once its arguments are parsed: the full CLI and the timer's lean path."""
-    ctx = session.context()
+    ctx = invocation.context()
     report = applying.apply(ctx, peer)
     for text in render.apply_warnings(report):
         ctx.warn(text)
-    return session.finish(render.apply_doc(report), render.apply_lines(report), ctx, 0 if report.ok else 1)
+    return invocation.finish(render.apply_doc(report), render.apply_lines(report), ctx, 0 if report.ok else 1)
 
 
 def guarded(call, wants_json: bool) -> int:
