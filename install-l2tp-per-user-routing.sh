@@ -57,7 +57,7 @@ file is kept once as FILE$BACKUP_SUFFIX. Running it again changes nothing.
                 the web panel's user (default: www-data, or what the settings file
                 /etc/l2tp-manager/l2tproute.conf already names); give it again for
                 more than one. These users may run l2tp-routectl through sudo, with
-                the panel's limits (README: Security)
+                the panel's limits (docs/security.md)
   -h, --help    show this help
 EOF
 }
@@ -155,7 +155,7 @@ STORE=$STORE_PARENT/routes.d
 LOCK_NAME=.l2tproute.lock
 CONF_FILE=$STORE_PARENT/l2tproute.conf
 LIBEXEC=$VENV/libexec
-# The panel's OpenVPN server (README: Servers running both VPNs): when its config exists,
+# The panel's OpenVPN server (docs/openvpn.md): when its config exists,
 # its hooks go on openvpn's command line, which the panel's rewrite of the config cannot
 # drop: a drop-in of openvpn@server.service, and where systemd does not run, OPTARGS in
 # Debian's /etc/default/openvpn (a block between the marker line and OVPN_END). Earlier
@@ -399,8 +399,8 @@ ovpn_exec_start() {
 ovpn_drop_in() {
     printf '%s\n' "$MARKER" "#" \
         "# l2tproute: the hooks of the panel's OpenVPN server on its command line, not in" \
-        "# /etc/openvpn/server.conf, which the panel writes afresh (README: Servers running" \
-        "# both VPNs). They come before --config: a line of the config wins over them." \
+        "# /etc/openvpn/server.conf, which the panel writes afresh (docs/openvpn.md)." \
+        "# They come before --config: a line of the config wins over them." \
         "# The rest is the ExecStart of $OVPN_UNIT_FOUND as the installer" \
         "# found it: run the installer again after an upgrade of openvpn. --uninstall" \
         "# removes this file." \
@@ -420,7 +420,7 @@ ovpn_defaults_block() {
     local path mode group made=()
     while read -r path mode group; do made+=("install -d -m $mode -g $group $path"); done < <(ovpn_run_dirs "$1")
     printf '%s\n' "$MARKER" \
-        "# l2tproute: the hooks of the panel's OpenVPN server (README: Servers running both VPNs);" \
+        "# l2tproute: the hooks of the panel's OpenVPN server (docs/openvpn.md);" \
         "# --uninstall removes this block." \
         "OPTARGS=\"\${OPTARGS:-} $(ovpn_args)\"" \
         "$(printf '%s && ' "${made[@]}")true || :" \
@@ -447,7 +447,7 @@ wire_openvpn() {
     strip_block "$OVPN_CONF" >"$rest"
     if grep -Eq '^[[:space:]]*(client-connect|client-disconnect|management)[[:space:]]' -- "$rest"; then
         warn "$OVPN_CONF has its own client-connect, client-disconnect or management lines: not wired;" \
-            "see README: Servers running both VPNs"
+            "see docs/openvpn.md"
         return 0
     fi
     level=$(ovpn_option script-security <"$rest")
@@ -618,7 +618,7 @@ panel_user_list() { local IFS=,; printf '%s' "${PANEL_USERS[*]}" | sed 's/,/, /g
 conf_text() {
     printf '%s\n' "$MARKER" \
         "#" \
-        "# The web panel's users and what they may route (README: Security). l2tp-routectl" \
+        "# The web panel's users and what they may route (docs/security.md). l2tp-routectl" \
         "# reads it when it runs under sudo; a sudo call by one of panel_users (comma" \
         "# separated) may not use --force, --netns or another table, nor route the" \
         "# server's own addresses, networks, gateways or name servers, another user's" \

@@ -96,7 +96,7 @@ def expected_content(source: str, checkout: Path) -> bytes:
     first, rest = text.split("\n", 1)
     if source.startswith("bin/") and first.endswith("python3"):  # the Python programs, started -IS
         return f"{SHEBANG}\n{MARKER}\n{PATH_LINES}{rest}".encode()
-    if source.startswith("bin/"):  # the sh fronts, as they are, marked on their second line
+    if source.startswith(("bin/", "lib/")):  # the sh fronts and their library, marked on their second line
         return f"{first}\n{MARKER}\n{rest}".encode()
     return text.encode()
 
@@ -250,7 +250,7 @@ def test_a_second_run_changes_nothing_and_says_so(staged, checkout):
 
 def conf_text(users: str) -> str:
     return (f"{MARKER}\n#\n"
-            "# The web panel's users and what they may route (README: Security). l2tp-routectl\n"
+            "# The web panel's users and what they may route (docs/security.md). l2tp-routectl\n"
             "# reads it when it runs under sudo; a sudo call by one of panel_users (comma\n"
             "# separated) may not use --force, --netns or another table, nor route the\n"
             "# server's own addresses, networks, gateways or name servers, another user's\n"
@@ -364,7 +364,7 @@ def copy_checkout(target: Path) -> Path:
     """The files the installer installs from, in a scratch checkout that a test may break."""
     for rel in ("pyproject.toml", "README.md", INSTALLER.name):
         shutil.copy2(REPO / rel, target / rel)
-    for rel in ("l2tproute", "bin", "contrib"):
+    for rel in ("l2tproute", "bin", "lib", "contrib"):
         shutil.copytree(REPO / rel, target / rel, ignore=shutil.ignore_patterns("__pycache__"))
     return target / INSTALLER.name
 
@@ -782,8 +782,8 @@ def test_where_systemd_does_not_run_debians_init_script_gets_the_hooks_through_o
     assert (result.returncode, result.stderr) == (0, ""), result
     assert not (root / DROP_IN).exists() and conf.read_text() == PANEL_OVPN
     assert defaults.read_text() == (
-        f"{debians}{MARKER}\n# l2tproute: the hooks of the panel's OpenVPN server (README: Servers running both "
-        f"VPNs);\n# --uninstall removes this block.\nOPTARGS=\"${{OPTARGS:-}} {OPTIONS}\"\n"
+        f"{debians}{MARKER}\n# l2tproute: the hooks of the panel's OpenVPN server (docs/openvpn.md);"
+        f"\n# --uninstall removes this block.\nOPTARGS=\"${{OPTARGS:-}} {OPTIONS}\"\n"
         "install -d -m 0755 -g root /run/l2tproute && install -d -m 1770 -g www-data /run/l2tproute/spool && "
         "install -d -m 1770 -g www-data /run/l2tproute/openvpn-connect && true || :\n"
         "# l2tproute end\n")
