@@ -25,7 +25,6 @@ from l2tproute.system.iproute2 import IpRoute2, Runner
 from l2tproute.system.spool import Spool, run_dir_from_environment
 from l2tproute.system.store import Store
 from l2tproute.system.syslogger import Log, quiet_log
-from l2tproute.transports.openvpn import sync as openvpn
 
 #: The worker is no hook: nobody waits for it, so it may wait for the store lock as long
 #: as an apply of everything can take.
@@ -52,6 +51,9 @@ def drain(spool: Spool, ctx: Context, log: Log, proc_sys: str = "/proc/sys") -> 
             break
         try:
             if pending.vpn:
+                # Only OpenVPN's hook spools these: where it never ran, its code is never loaded.
+                from l2tproute.transports.openvpn import sync as openvpn
+
                 after_openvpn(openvpn.handle(pending.vpn, ctx, log, spool.run_dir), ctx, log)
             if pending.events:
                 handle(pending.events, ctx, log, proc_sys)
