@@ -15,7 +15,6 @@ import typer
 
 from l2tproute import __version__
 from l2tproute.core import constants as C
-from l2tproute.core.carrier import transport_label
 from l2tproute.core.model import (
     InputError,
     make_route,
@@ -26,6 +25,7 @@ from l2tproute.core.model import (
     parse_table,
 )
 from l2tproute.core.text import one_line as _one_line
+from l2tproute.fronts import render
 from l2tproute.fronts.invocation import Invocation, apply_command, guarded
 from l2tproute.fronts.invocation import fail as _fail
 from l2tproute.fronts.invocation import warn as _warn
@@ -90,29 +90,9 @@ def add_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
     invocation = Invocation(json_out, dry_run, netns, force, route.table)
     ctx = invocation.context()
     result = adding.add(ctx, p, route)
-    heading = {"added": "Added route", "updated": "Updated route", "exists": "Route already exists"}[result.status]
-    lines = [f"{heading}: {result.line}"]
-    client = result.shared
-    over = f"over {transport_label(client.transport)} on {client.link}" if client is not None else ""
-    if client is not None and result.not_carried is not None:
-        lines.append(f"Peer {p} is connected {over}, where this line is not routed: it {result.not_carried}.")
-    elif client is not None and result.kernel_error:
-        ctx.warn(f"route saved but not installed {over}: {result.kernel_error}")
-    elif client is not None:
-        # OpenVPN routes to a client by its iroutes, which it reads only when the client connects.
-        later = "; OpenVPN itself routes it to the user (iroute) from the next reconnect of the user on" \
-            if client.transport == "openvpn" else ""
-        lines.append(f"Installed {over} via {client.via4}{later}.")
-    elif result.link is None:
-        lines.append(f"Peer {p} is not connected; the route will be installed when its link comes up.")
-    elif result.kernel_error:
-        ctx.warn(f"route saved but not installed on {result.link}: {result.kernel_error}")
-    else:
-        lines.append(f"Installed on {result.link}.")
-    doc = {"command": "add", "peer": str(p), "status": result.status, "route": result.line,
-           "link": result.link, "installed": result.installed,
-           "openvpn": {"tun": client.link, "address": str(client.via4)} if client is not None else None}
-    return invocation.finish(doc, lines, ctx, 1 if result.kernel_error else 0)
+    words = render.add_words(result)
+    ctx.warnings += words.warnings
+    return invocation.finish(render.add_doc(result), words.lines, ctx, 1 if result.kernel_error else 0)
 
 
 @app.command("del")
@@ -131,19 +111,9 @@ def del_cmd(peer: Optional[str] = PeerOpt, user: Optional[str] = UserOpt,
     invocation = Invocation(json_out, dry_run, netns)
     ctx = invocation.context()
     result = deleting.delete(ctx, p, dst)
-    if not result.had_file:
-        lines = [f"No routes found for peer: {p}"]
-    elif not result.removed:
-        lines = [f"Route not found for peer {p}: {dst}"]
-    elif dst == deleting.ALL:
-        lines = [f"Deleted all routes for peer {p} ({len(result.removed)} lines); its route file is removed."]
-    else:
-        lines = [f"Deleted route: {text}" for text in result.removed]
-    for error in result.kernel_errors:
-        ctx.warn(f"could not remove from the kernel: {error}")
-    doc = {"command": "del", "peer": str(p), "dst": dst, "removed": result.removed,
-           "kernel_removed": result.kernel_removed, "kernel_errors": result.kernel_errors}
-    return invocation.finish(doc, lines, ctx, 1 if result.kernel_errors else 0)
+    words = render.del_words(result, dst)
+    ctx.warnings += words.warnings
+    return invocation.finish(render.del_doc(result, dst), words.lines, ctx, 1 if result.kernel_errors else 0)
 
 
 @app.command("list")
@@ -164,15 +134,15 @@ def list_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUserOp
         data = store.read_bytes(p, limit=None)
         files = [(p, data)] if data is not None else []
         warnings: list[str] = []
-        text = listing.peer_text(p, data)
+        text = render.list_peer_text(p, data)
     else:
         files, warnings = listing.read_all(store)
-        text = listing.all_text(files)
+        text = render.list_all_text(files)
     if p is None or invocation.json:
         for fp, data in files:
             warnings += listing.file_warnings(store, fp, data)
     if invocation.json:
-        doc = {"command": "list", "peers": [listing.peer_doc(fp, data) for fp, data in files], "ok": True,
+        doc = {"command": "list", "peers": [render.list_peer_doc(fp, data) for fp, data in files], "ok": True,
                "warnings": warnings}
         print(json.dumps(doc, sort_keys=True))
         return 0
@@ -217,7 +187,7 @@ def status_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUser
     ctx = invocation.context()
     report = status.status(ctx, p)
     code = C.EXIT_FAILURE if report.drift else C.EXIT_OK
-    return invocation.finish(status.as_doc(report), status.text_lines(report), ctx, code)
+    return invocation.finish(render.status_doc(report), render.status_lines(report), ctx, code)
 
 
 # -- entry point ------------------------------------------------------------
