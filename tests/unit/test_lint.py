@@ -4,6 +4,7 @@ over the same code and bin's Python programs."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,62 @@ def test_vermin_finds_nothing_newer_than_python_3_8():
 def test_the_signatures_typer_evaluates_are_python_3_8():
     done = vermin("--eval-annotations", "l2tproute/fronts/cli.py")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+#: Generic at run time only from Python 3.9 (PEP 585): subscripted outside an annotation, they raise TypeError on 3.8.
+PEP585_BUILTINS = {"list", "dict", "tuple", "set", "frozenset", "type"}
+PEP585_MODULES = {"collections", "collections.abc", "contextlib", "re", "os", "queue", "subprocess", "functools"}
+
+
+def runtime_generics(source: str) -> list[str]:
+    """Subscripts of builtin and standard-library classes evaluated at run time (type aliases, casts,
+    base classes): vermin checks only annotations for these, and annotations here are never evaluated."""
+    tree = ast.parse(source)
+    annotations = set()
+    for node in ast.walk(tree):
+        found = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            arguments = node.args
+            found += [arg.annotation for arg in (arguments.posonlyargs + arguments.args + arguments.kwonlyargs
+                                                 + [arguments.vararg, arguments.kwarg]) if arg is not None]
+            found.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            found.append(node.annotation)
+        annotations.update(id(inner) for annotation in found if annotation is not None
+                           for inner in ast.walk(annotation))
+    hits = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and id(node) not in annotations and _pep585(node.value):
+            hits.append(f"{node.lineno}: {ast.get_source_segment(source, node)}")
+    return hits
+
+
+def _pep585(value: ast.expr) -> bool:
+    if isinstance(value, ast.Name):
+        return value.id in PEP585_BUILTINS
+    return (isinstance(value, ast.Attribute) and _dotted(value.value) in PEP585_MODULES
+            and (value.attr[:1].isupper() or value.attr in ("deque", "defaultdict")))
+
+
+def _dotted(node: ast.expr) -> str:
+    # Not ast.unparse: it came with Python 3.9.
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return node.id if isinstance(node, ast.Name) else ""
+
+
+def test_no_builtin_generic_is_subscripted_at_run_time():
+    files = [path for top in ("l2tproute", "bench", "tests") for path in sorted((REPO / top).rglob("*.py"))]
+    files += [REPO / name for name in python_programs()]
+    found = [f"{path.relative_to(REPO)}:{hit}" for path in files for hit in runtime_generics(path.read_text())]
+    assert not found, found
+
+
+def test_the_run_time_generic_check_tells_an_alias_from_an_annotation():
+    source = ("from __future__ import annotations\nimport collections.abc\nimport os\n"
+              "Slot = tuple[str, int]\nPaths = collections.abc.Sequence[str]\nhome = os.environ['HOME']\n"
+              "def f(x: list[int]) -> dict[str, int]:\n    y: set[int] = set()\n    return {}\n")
+    assert runtime_generics(source) == ["4: tuple[str, int]", "5: collections.abc.Sequence[str]"]
 
 
 def test_vermin_refuses_what_came_with_python_3_9(tmp_path):
