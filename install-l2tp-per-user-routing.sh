@@ -577,21 +577,22 @@ apt_install() {
     changed "installed packages: $*"
 }
 
-python_ok() { [[ -x $1 ]] && "$1" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; }
+python_ok() { [[ -x $1 ]] && "$1" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 8))' 2>/dev/null; }
 
-# The interpreter for the venv: python3, unless it is older than 3.9 (Ubuntu 20.04 has
-# 3.8 and a python3.9 package).
+# The interpreter for the venv: python3, unless it is older than 3.8; then the distribution's
+# own python3.8 (Ubuntu 18.04: python3 is 3.6, its archive has python3.8 and python3.8-venv).
+# Only the distribution's packages: no interpreter is ever fetched from anywhere else.
 choose_python() {
     python_ok "$SYSTEM_PYTHON" && return 0
-    if ((LIVE)) && [[ -x /usr/bin/python3 ]] && ! python_ok /usr/bin/python3.9 &&
-        apt-cache show python3.9-venv >/dev/null 2>&1; then
-        apt_install python3.9 python3.9-venv
+    if ((LIVE)) && [[ -x /usr/bin/python3 ]] && ! python_ok /usr/bin/python3.8 &&
+        apt-cache show python3.8-venv >/dev/null 2>&1; then
+        apt_install python3.8 python3.8-venv
     fi
-    if python_ok /usr/bin/python3.9; then
-        SYSTEM_PYTHON=/usr/bin/python3.9
+    if python_ok /usr/bin/python3.8; then
+        SYSTEM_PYTHON=/usr/bin/python3.8
         return 0
     fi
-    die "no usable Python: l2tproute needs /usr/bin/python3 3.9 or later with the venv module (packages python3 and python3-venv)"
+    die "no usable Python: l2tproute needs /usr/bin/python3 3.8 or later with the venv module (packages python3 and python3-venv), or the packages python3.8 and python3.8-venv"
 }
 
 # -- the panel's users and limits (/etc/l2tp-manager/l2tproute.conf) ---------
