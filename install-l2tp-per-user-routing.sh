@@ -756,6 +756,21 @@ package_mismatch() {
     return 1
 }
 
+# pip builds a package from pyproject.toml alone (no setup.py) from 19.0 on. Ubuntu 18.04's
+# python3.8 -m venv brings the distribution's pip 9.0.1, which cannot.
+PIP_FOR_PYPROJECT=19.0
+venv_pip_version() { "$VENV_PY" -I -c 'import pip; print(pip.__version__)' 2>/dev/null || echo unknown; }
+venv_pip_builds_pyproject() {
+    "$VENV_PY" -I -c 'import sys, pip; sys.exit(tuple(int(p) for p in pip.__version__.split(".")[:2]) < tuple(int(p) for p in sys.argv[1].split(".")))' \
+        "$PIP_FOR_PYPROJECT" 2>/dev/null
+}
+ensure_pip_builds_pyproject() {
+    venv_pip_builds_pyproject && return 0
+    run_quiet "upgrading pip $(venv_pip_version) in $VENV, which cannot build this package," \
+        "$VENV_PY" -I -m pip install --disable-pip-version-check --no-input --upgrade "pip>=$PIP_FOR_PYPROJECT"
+    changed "upgraded pip in $VENV to $(venv_pip_version) (from the package index)"
+}
+
 install_venv() {
     local want
     want=$(fingerprint)
@@ -784,6 +799,7 @@ install_venv() {
     if [[ -n $WHEELS ]]; then
         pip_install_wheels
     else
+        ensure_pip_builds_pyproject
         say "installing l2tproute into $VENV (pip) ..."
         run_quiet "pip install into $VENV" "$VENV_PY" -I -m pip install --disable-pip-version-check --no-input \
             --no-compile --upgrade "$WORK/src"

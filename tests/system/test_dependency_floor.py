@@ -169,3 +169,47 @@ def test_the_oldest_dependencies_pyproject_admits_pass_the_tests_without_this_ma
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert re.search(r"\b\d+ passed\b", summary) and "failed" not in summary and "error" not in summary, summary
+
+
+#: The installer's functions the test below runs, taken from the script itself.
+_INSTALLER_PARTS = ("say", "die", "changed", "run_quiet", "venv_pip_version", "venv_pip_builds_pyproject",
+                    "ensure_pip_builds_pyproject")
+
+
+def installer_functions() -> str:
+    text = (REPO / "install-l2tp-per-user-routing.sh").read_text()
+    parts = [re.search(r"(?m)^PIP_FOR_PYPROJECT=.*$", text).group(0)]
+    for name in _INSTALLER_PARTS:
+        # A one-line function, or one up to the first line that is only `}`.
+        match = re.search(rf"(?ms)^{name}\(\) \{{(?: .*?\}}$|$.*?^\}}$)", text)
+        assert match, f"install-l2tp-per-user-routing.sh has no function {name}"
+        parts.append(match.group(0))
+    return "\n".join(parts)
+
+
+def test_the_installer_upgrades_a_venv_pip_too_old_to_build_the_package(tmp_path):
+    # Ubuntu 18.04's python3.8 -m venv brings the distribution's pip 9.0.1, which cannot build a
+    # package that has only pyproject.toml: the installer upgrades it before installing.
+    venv = tmp_path / "venv"
+    subprocess.run([oldest_python(), "-m", "venv", str(venv)], check=True, capture_output=True)
+    pip(venv, "install", "pip==9.0.1")
+    source = tmp_path / "src"
+    shutil.copytree(REPO / "l2tproute", source / "l2tproute", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    install = [str(venv / "bin/python"), "-I", "-m", "pip", "install", "-q", "--no-deps", str(source)]
+    before = subprocess.run(install, capture_output=True, text=True, timeout=600)
+    assert before.returncode != 0 and "setup.py" in before.stdout + before.stderr, before
+    script = installer_functions() + '\nPROG=installer WORK=$1 VENV=$2 VENV_PY=$2/bin/python CHANGES=0\n' \
+        'ensure_pip_builds_pyproject\nensure_pip_builds_pyproject\necho "changes $CHANGES"\n'
+    # pip 9's default index is pypi.python.org, which this machine cannot resolve (a server reaches it,
+    # redirected to pypi.org), and its HTML parser fails on this machine's local index pages: PyPI itself.
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": "https://pypi.org/simple"}
+    done = subprocess.run(["bash", "-c", script, "bash", str(tmp_path), str(venv)], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert done.returncode == 0, done
+    # Upgraded once (to a pip that supports Python 3.8), and left alone the second time.
+    assert re.fullmatch(r"upgraded pip in \S+ to (\d+)\.\S+ \(from the package index\)\nchanges 1\n", done.stdout), done
+    assert int(re.search(r" to (\d+)\.", done.stdout).group(1)) >= 19
+    after = subprocess.run(install, capture_output=True, text=True, timeout=600)
+    assert after.returncode == 0, after
