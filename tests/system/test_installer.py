@@ -364,7 +364,7 @@ def copy_checkout(target: Path) -> Path:
     """The files the installer installs from, in a scratch checkout that a test may break."""
     for rel in ("pyproject.toml", "README.md", INSTALLER.name):
         shutil.copy2(REPO / rel, target / rel)
-    for rel in ("l2tproute", "bin", "contrib"):
+    for rel in ("l2tproute", "bin", "lib", "contrib"):
         shutil.copytree(REPO / rel, target / rel, ignore=shutil.ignore_patterns("__pycache__"))
     return target / INSTALLER.name
 
