@@ -577,21 +577,22 @@ apt_install() {
     changed "installed packages: $*"
 }
 
-python_ok() { [[ -x $1 ]] && "$1" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; }
+python_ok() { [[ -x $1 ]] && "$1" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 8))' 2>/dev/null; }
 
-# The interpreter for the venv: python3, unless it is older than 3.9 (Ubuntu 20.04 has
-# 3.8 and a python3.9 package).
+# The interpreter for the venv: python3, unless it is older than 3.8; then the distribution's
+# own python3.8 (Ubuntu 18.04: python3 is 3.6, its archive has python3.8 and python3.8-venv).
+# Only the distribution's packages: no interpreter is ever fetched from anywhere else.
 choose_python() {
     python_ok "$SYSTEM_PYTHON" && return 0
-    if ((LIVE)) && [[ -x /usr/bin/python3 ]] && ! python_ok /usr/bin/python3.9 &&
-        apt-cache show python3.9-venv >/dev/null 2>&1; then
-        apt_install python3.9 python3.9-venv
+    if ((LIVE)) && [[ -x /usr/bin/python3 ]] && ! python_ok /usr/bin/python3.8 &&
+        apt-cache show python3.8-venv >/dev/null 2>&1; then
+        apt_install python3.8 python3.8-venv
     fi
-    if python_ok /usr/bin/python3.9; then
-        SYSTEM_PYTHON=/usr/bin/python3.9
+    if python_ok /usr/bin/python3.8; then
+        SYSTEM_PYTHON=/usr/bin/python3.8
         return 0
     fi
-    die "no usable Python: l2tproute needs /usr/bin/python3 3.9 or later with the venv module (packages python3 and python3-venv)"
+    die "no usable Python: l2tproute needs /usr/bin/python3 3.8 or later with the venv module (packages python3 and python3-venv), or the packages python3.8 and python3.8-venv"
 }
 
 # -- the panel's users and limits (/etc/l2tp-manager/l2tproute.conf) ---------
@@ -755,6 +756,21 @@ package_mismatch() {
     return 1
 }
 
+# pip builds a package from pyproject.toml alone (no setup.py) from 19.0 on. Ubuntu 18.04's
+# python3.8 -m venv brings the distribution's pip 9.0.1, which cannot.
+PIP_FOR_PYPROJECT=19.0
+venv_pip_version() { "$VENV_PY" -I -c 'import pip; print(pip.__version__)' 2>/dev/null || echo unknown; }
+venv_pip_builds_pyproject() {
+    "$VENV_PY" -I -c 'import sys, pip; sys.exit(tuple(int(p) for p in pip.__version__.split(".")[:2]) < tuple(int(p) for p in sys.argv[1].split(".")))' \
+        "$PIP_FOR_PYPROJECT" 2>/dev/null
+}
+ensure_pip_builds_pyproject() {
+    venv_pip_builds_pyproject && return 0
+    run_quiet "upgrading pip $(venv_pip_version) in $VENV, which cannot build this package," \
+        "$VENV_PY" -I -m pip install --disable-pip-version-check --no-input --upgrade "pip>=$PIP_FOR_PYPROJECT"
+    changed "upgraded pip in $VENV to $(venv_pip_version) (from the package index)"
+}
+
 install_venv() {
     local want
     want=$(fingerprint)
@@ -783,6 +799,7 @@ install_venv() {
     if [[ -n $WHEELS ]]; then
         pip_install_wheels
     else
+        ensure_pip_builds_pyproject
         say "installing l2tproute into $VENV (pip) ..."
         run_quiet "pip install into $VENV" "$VENV_PY" -I -m pip install --disable-pip-version-check --no-input \
             --no-compile --upgrade "$WORK/src"

@@ -56,6 +56,11 @@ def _tagged_on(iface: str) -> int:
     return len(json.loads(out)) if out else 0
 
 
+def _exit_code(status: int) -> int:
+    """os.waitstatus_to_exitcode, which Python 3.8 lacks: a signal as its negative number."""
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
+
+
 def _reap_all(hooks: dict, started: float) -> dict:
     """Wait for every descendant; (return time of each hook, peak RSS of any process)."""
     returned, failed, max_rss = [], 0, 0
@@ -68,7 +73,7 @@ def _reap_all(hooks: dict, started: float) -> dict:
         max_rss = max(max_rss, usage.ru_maxrss * 1024)
         if pid in hooks:
             returned.append(now - hooks.pop(pid))
-            failed += os.waitstatus_to_exitcode(status) != 0
+            failed += _exit_code(status) != 0
     return {"returned": returned, "failed": failed, "max_rss": max_rss, "done": time.perf_counter() - started}
 
 
@@ -159,7 +164,7 @@ def storm(args) -> dict:
                     return
                 time.sleep(0.001)
                 continue
-            ended[pid] = (time.perf_counter(), os.waitstatus_to_exitcode(status))
+            ended[pid] = (time.perf_counter(), _exit_code(status))
             max_rss[0] = max(max_rss[0], usage.ru_maxrss * 1024)
 
     reaper = threading.Thread(target=reap, daemon=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from typing import Tuple
 
 from l2tproute.core.model import (
     MAIN,
@@ -19,8 +20,9 @@ from l2tproute.core.model import (
     normal_table,
 )
 
-#: (destination, table id, metric): the slot the kernel holds one route in.
-Slot = tuple[Network, str, int]
+#: (destination, table id, metric): the slot the kernel holds one route in. An alias is evaluated
+#: at import, unlike an annotation: typing.Tuple, as tuple[...] fails on Python 3.8.
+Slot = Tuple[Network, str, int]
 
 DEFAULT_METRIC = {4: 0, 6: 1024}
 _BITS_RE = re.compile(r"(?:3[0-2]|[12][0-9]|[0-9])", re.ASCII)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -133,7 +133,7 @@ def list_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUserOp
         # about its lines are list's and status's (bin/l2tp-routectl answers this in sh).
         data = store.read_bytes(p, limit=None)
         files = [(p, data)] if data is not None else []
-        warnings: list[str] = []
+        warnings: List[str] = []
         text = render.list_peer_text(p, data)
     else:
         files, warnings = listing.read_all(store)
@@ -195,7 +195,7 @@ def status_cmd(peer: Optional[str] = OnlyPeerOpt, user: Optional[str] = OnlyUser
 _VALUE_OPTIONS = {"--peer", "--dst", "--gw", "--dev", "--metric", "--table", "--netns", "--user"}
 
 
-def _check_repeats(argv: list[str]) -> None:
+def _check_repeats(argv: List[str]) -> None:
     """An option given twice is ambiguous: the old tool took the last, we refuse."""
     seen = set()
     skip = False
@@ -215,7 +215,7 @@ _COMPLETION_FLAGS = ("--install-completion", "--show-completion")
 _COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
 
 
-def _check_completion_shell(argv: list[str]) -> None:
+def _check_completion_shell(argv: List[str]) -> None:
     """typer takes the shell from the parent processes and, when it finds none it knows,
     prints a bare `Shell None is not supported.`: say it in our words instead."""
     if not argv or argv[0] not in _COMPLETION_FLAGS:
@@ -234,10 +234,10 @@ def _check_completion_shell(argv: list[str]) -> None:
 _COMPLETE_VAR = "_{}_COMPLETE".format(C.PROG.replace("-", "_").upper())  # click's name for it
 
 
-def run(argv: Optional[list[str]] = None) -> int:
+def run(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     wants_json = "--json" in argv
-    # No command: click 8.1 (the newest for Python 3.9) would print the help and exit 0, 8.2+
+    # No command: click 8.1 (the newest for Python 3.8 and 3.9) would print the help and exit 0, 8.2+
     # raises. A completion request also comes without arguments (its variable says what).
     if not argv and _COMPLETE_VAR not in os.environ:
         return _fail(f"no command given; expected one of: add, del, list, apply (see: {C.PROG} --help)",
@@ -245,7 +245,7 @@ def run(argv: Optional[list[str]] = None) -> int:
     return guarded(lambda: _run_click(argv, wants_json), wants_json)
 
 
-def _run_click(argv: list[str], wants_json: bool) -> int:
+def _run_click(argv: List[str], wants_json: bool) -> int:
     command = typer.main.get_command(app)
     try:
         _check_repeats(argv)

@@ -163,7 +163,9 @@ class IpRoute2(Runner):
         try:
             cmd = self._ip(*args, _in=stdin, _bg=True, _bg_exc=False, _ok_code=list(range(256)),
                            _env={"LC_ALL": "C", "PATH": "/usr/sbin:/sbin:/usr/bin:/bin"},
-                           _return_cmd=True, _decode_errors="replace",
+                           # No _return_cmd: _bg returns the running command in sh 1.14 and 2.x
+                           # alike, and sh 1.14 (Python 3.8.0) would pass it on to ip as an option.
+                           _decode_errors="replace",
                            # A pipe, not sh's default pty: ip's output is data, and a pty
                            # made reading 10,000 routes' JSON half again as slow.
                            _tty_out=False,

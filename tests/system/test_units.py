@@ -13,7 +13,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, require, routectl_path
+from support.systemd237 import filter_on_237
 
 from l2tproute.core import constants as C
 
@@ -188,3 +189,35 @@ def test_apply_works_with_only_cap_net_admin_on_a_read_only_system(netns, tmp_pa
         assert result.returncode != 0, result
         assert "Operation not permitted" in result.stderr, result
         assert netns.tagged_set() == set()
+
+
+# -- the service's system calls on systemd 237 ----------------------------------------------------
+
+#: What glibc 2.27 and Python 3.8 on Ubuntu 18.04 never call (this machine's newer glibc and Python
+#: do): each came with a later glibc (clone3 2.34, rseq 2.35, close_range 2.34, faccessat2 2.33,
+#: epoll_pwait2 2.35) or is newer than 18.04's kernel 4.15 (openat2, pidfd_open, pidfd_send_signal).
+NEWER_THAN_UBUNTU_18_04 = {"clone3", "rseq", "close_range", "faccessat2", "epoll_pwait2", "openat2", "pidfd_open",
+                           "pidfd_send_signal"}
+
+
+def test_what_a_real_apply_calls_is_allowed_by_systemd_237s_reading_of_the_filter(netns, tmp_path):
+    """The service's SystemCallFilter= as systemd 237 builds it (tests/support/systemd237.py) against
+    the system calls of a real `l2tp-routectl apply` that installs a route (strace -f: Python and ip)."""
+    require(subprocess.run(["sh", "-c", "command -v strace"], capture_output=True).returncode == 0, "strace")
+    netns.add_ppp("ppp1", "10.255.10.1")
+    store = tmp_path / "routes.d"
+    store.mkdir()
+    (store / "10.255.10.1.routes").write_text("192.168.50.0/24 via 10.255.10.1\n")
+    trace = tmp_path / "trace"
+    env = {**os.environ, C.STORE_DIR_ENV: str(store)}
+    result = subprocess.run(["ip", "netns", "exec", netns.name, "strace", "-f", "-qq", "-c", "-o", str(trace),
+                             routectl_path(), "apply"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result
+    assert netns.tagged_set() == {("192.168.50.0/24", "10.255.10.1", "ppp1", "main")}
+    rows = [line.split() for line in trace.read_text().splitlines()]
+    # strace -c: a header, then one row per call (starting with its share of the time), then a total.
+    called = {row[-1] for row in rows if row and re.fullmatch(r"[0-9.]+", row[0]) and row[-1] != "total"}
+    assert {"execve", "sendmsg", "openat"} <= called, called  # the trace saw Python and ip
+    mode, allowed = filter_on_237(SERVICE)
+    assert mode == "allow"
+    assert called - NEWER_THAN_UBUNTU_18_04 <= allowed, sorted(called - NEWER_THAN_UBUNTU_18_04 - allowed)
