@@ -190,11 +190,6 @@ def ip_binary(request, monkeypatch) -> str:
     return version
 
 
-def ip_env() -> dict:
-    """L2TP_IP_BINARY as this test set it, for a process started with a cleared environment (the hooks)."""
-    return {C.IP_BINARY_ENV: os.environ[C.IP_BINARY_ENV]} if C.IP_BINARY_ENV in os.environ else {}
-
-
 @pytest.fixture
 def store_dir(scratch_store) -> Path:
     return scratch_store

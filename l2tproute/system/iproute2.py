@@ -103,10 +103,11 @@ class Runner(ABC):
     def read_routes(self, family: int, *, tagged: bool, dev: str | None = None,
                     exact: Network | None = None, main_boot: bool = False, root: Network | None = None,
                     main_kernel: bool = False) -> list:
-        """`ip -json -N route show table all` for one family, optionally only our tag / a link / a prefix
-        (`exact`) / the prefix and every network inside it (`root`); `main_boot`: only the `proto boot`
-        routes of table main (what a plain `ip route add` makes, as the old tool did), filtered by the
-        kernel; `main_kernel`: likewise the `proto kernel` routes of table main (a link's own networks)."""
+        """`ip -json -N route show table all` for one family (those rows also when an older ip printed text),
+        optionally only our tag / a link / a prefix (`exact`) / the prefix and every network inside it
+        (`root`); `main_boot`: only the `proto boot` routes of table main (what a plain `ip route add`
+        makes, as the old tool did), filtered by the kernel; `main_kernel`: likewise the `proto kernel`
+        routes of table main (a link's own networks)."""
 
     @abstractmethod
     def read_addrs(self, dev: str) -> list:
@@ -114,7 +115,8 @@ class Runner(ABC):
 
     @abstractmethod
     def route_get(self, address: ipaddress.IPv4Address) -> list:
-        """`ip -json route get ADDRESS`: the kernel's own lookup of where it sends that address."""
+        """`ip -json route get ADDRESS` (those rows also when an older ip printed text): the kernel's own
+        lookup of where it sends that address."""
 
     @abstractmethod
     def change(self, change: Change) -> None:

@@ -14,8 +14,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import ip_env
 from fronts import Fronts, run_hook_script, spooled, wait_for_worker
+from support.iproute2s import ip_env
 
 from l2tproute import transports
 from l2tproute.core import constants as C

@@ -13,6 +13,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from l2tproute.core import constants as C
+
 CACHE = Path("/var/cache/l2tproute-tests")
 DISTRO = "distro"
 #: Version -> what its `ip -V` prints (the snapshot date of the tag).
@@ -36,3 +38,8 @@ def problem(version: str) -> str | None:
     if BUILT[version] not in said:
         return f"{path} says {said or 'nothing'} to -V, not {BUILT[version]}: rebuild ip of iproute2 {version} there"
     return None
+
+
+def ip_env() -> dict:
+    """L2TP_IP_BINARY as the test set it, for a process started with a cleared environment (hooks, worker)."""
+    return {C.IP_BINARY_ENV: os.environ[C.IP_BINARY_ENV]} if C.IP_BINARY_ENV in os.environ else {}
