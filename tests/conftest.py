@@ -31,7 +31,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from support import wheelhouse
+from support import iproute2s, wheelhouse
 
 from l2tproute.core import constants as C
 from l2tproute.system.iproute2 import IpRoute2
@@ -168,6 +168,26 @@ def scratch_store(tmp_path_factory, monkeypatch) -> Path:
         monkeypatch.delenv(name)
     monkeypatch.setenv(C.STORE_DIR_ENV, str(path))
     return path
+
+
+def pytest_generate_tests(metafunc):
+    """A test marked iproute2_versions runs against each `ip` of support/iproute2s.IP_VERSIONS."""
+    if metafunc.definition.get_closest_marker("iproute2_versions") and "ip_binary" in metafunc.fixturenames:
+        metafunc.parametrize("ip_binary", iproute2s.IP_VERSIONS, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def ip_binary(request, monkeypatch) -> str:
+    """The `ip` the tool runs in this test: the distribution's, or a built older one by L2TP_IP_BINARY
+    (which the processes a test starts inherit with its environment)."""
+    version = getattr(request, "param", iproute2s.DISTRO)
+    monkeypatch.delenv(C.IP_BINARY_ENV, raising=False)
+    if version != iproute2s.DISTRO:
+        problem = iproute2s.problem(version)
+        if problem:
+            pytest.fail(problem, pytrace=False)
+        monkeypatch.setenv(C.IP_BINARY_ENV, str(iproute2s.program(version)))
+    return version
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import REPO, Netns, _ip, require
+from support.iproute2s import ip_env
 
 from l2tproute.core import constants as C
 from l2tproute.transports.openvpn.connect import QUEUE
@@ -338,7 +339,7 @@ class World:
             launcher.chmod(0o755)
         return (["ip", "netns", "exec", self.ns["s"].name, str(launcher)],
                 {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", C.STORE_DIR_ENV: str(self.store),
-                 C.RUN_DIR_ENV: str(self.run), C.CHAP_SECRETS_ENV: str(self.chap)})
+                 C.RUN_DIR_ENV: str(self.run), C.CHAP_SECRETS_ENV: str(self.chap), **ip_env()})
 
     def work(self, **extra_env: str) -> None:
         """The root worker, as l2tproute-worker.path starts it, inside S."""

@@ -51,6 +51,8 @@ PROG = "l2tp-routectl"
 SYSLOG_IDENT = "l2tp-routectl"
 
 IP_BINARY = "ip"
+#: For tests: the `ip` program to run instead of the one in PATH (ignored under sudo).
+IP_BINARY_ENV = "L2TP_IP_BINARY"
 #: Seconds one `ip` call may take before we give up on it.
 IP_TIMEOUT = 15.0
 #: Seconds an `ip -batch` may take (10,000 routes take well under 2 s).

@@ -177,6 +177,11 @@ def ip_not_runnable(program: str) -> IpError:
                    f"{_REINSTALL}{_THEN}")
 
 
+def ip_binary_env(variable: str, program: str) -> IpError:
+    return IpError(f"{variable} names {path_text(program)}, which is not an executable program; point it at an ip "
+                   f"of iproute2 or unset it")
+
+
 def ip_cannot_start(program: str, exc: OSError) -> IpError:
     return IpError(os_fault_line(exc, f"cannot start {path_text(program)}", None))
 

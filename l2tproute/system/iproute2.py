@@ -1,8 +1,12 @@
 """The iproute2 runner: the only code that builds or runs an `ip` command.
 
-Commands are argument lists. State is read with `ip -json`. Bulk changes go
-through one `ip -force -batch -`, and every token of a batch line is checked
-before it is joined, so no value can become a second argument or a second command.
+Commands are argument lists. Routes are read with `ip -json -N` where `ip` has -N
+(iproute2 5.3 and later); an older `ip` (Ubuntu 18.04 has 4.15) prints them in text,
+which system/iptext.py reads into the same rows, so core/kernel.py types both the same
+way. Which one this `ip` is, is asked once per runner (`ip -N -V`) at its first read.
+Links and addresses are `ip -json addr` on every version (4.15 has it). Bulk changes
+go through one `ip -force -batch -`, and every token of a batch line is checked before
+it is joined, so no value can become a second argument or a second command.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ from l2tproute.core import constants as C
 from l2tproute.core import errors
 from l2tproute.core.errors import IpError
 from l2tproute.core.model import Change, Failure, KernelRoute, Network
+from l2tproute.core.tables import protocol_numbers, table_names
 from l2tproute.core.text import show
+from l2tproute.system.iptext import Names, parse_routes_text
+from l2tproute.system.settings import setting
 
 __all__ = ["DryRun", "IpError", "IpRoute2", "Runner", "change_tokens", "is_gone_error", "is_no_device_error",
            "is_no_route_error", "is_taken_slot_error", "route_show_args", "route_tokens"]
@@ -47,9 +54,11 @@ def route_tokens(route: KernelRoute) -> list[str]:
 
 
 def route_show_args(family: int, *, tagged: bool, dev: str | None = None, exact: Network | None = None,
-                    main_boot: bool = False, root: Network | None = None, main_kernel: bool = False) -> list[str]:
-    """The arguments of one `ip route show` read (Runner.read_routes says what each filter means)."""
-    args = [f"-{family}", "-json", "-N", "route", "show", "table", "all"]
+                    main_boot: bool = False, root: Network | None = None, main_kernel: bool = False,
+                    text: bool = False) -> list[str]:
+    """The arguments of one `ip route show` read (Runner.read_routes says what each filter means);
+    `text`: for an `ip` without -N, which prints text."""
+    args = [f"-{family}"] + ([] if text else ["-json", "-N"]) + ["route", "show", "table", "all"]
     if main_boot or main_kernel:
         args[-1:] = ["main", "proto", "boot" if main_boot else "kernel"]
     if tagged:
@@ -94,10 +103,11 @@ class Runner(ABC):
     def read_routes(self, family: int, *, tagged: bool, dev: str | None = None,
                     exact: Network | None = None, main_boot: bool = False, root: Network | None = None,
                     main_kernel: bool = False) -> list:
-        """`ip -json -N route show table all` for one family, optionally only our tag / a link / a prefix
-        (`exact`) / the prefix and every network inside it (`root`); `main_boot`: only the `proto boot`
-        routes of table main (what a plain `ip route add` makes, as the old tool did), filtered by the
-        kernel; `main_kernel`: likewise the `proto kernel` routes of table main (a link's own networks)."""
+        """`ip -json -N route show table all` for one family (those rows also when an older ip printed text),
+        optionally only our tag / a link / a prefix (`exact`) / the prefix and every network inside it
+        (`root`); `main_boot`: only the `proto boot` routes of table main (what a plain `ip route add`
+        makes, as the old tool did), filtered by the kernel; `main_kernel`: likewise the `proto kernel`
+        routes of table main (a link's own networks)."""
 
     @abstractmethod
     def read_addrs(self, dev: str) -> list:
@@ -105,7 +115,8 @@ class Runner(ABC):
 
     @abstractmethod
     def route_get(self, address: ipaddress.IPv4Address) -> list:
-        """`ip -json route get ADDRESS`: the kernel's own lookup of where it sends that address."""
+        """`ip -json route get ADDRESS` (those rows also when an older ip printed text): the kernel's own
+        lookup of where it sends that address."""
 
     @abstractmethod
     def change(self, change: Change) -> None:
@@ -125,6 +136,11 @@ _SYSTEM_PATH = "/usr/sbin:/sbin:/usr/bin:/bin"
 
 def _ip_path() -> str:
     """Where `ip` is; IpError naming what to do when it is missing or cannot be run."""
+    chosen = setting(C.IP_BINARY_ENV, "")
+    if chosen:
+        if not (os.path.isabs(chosen) and os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
+            raise errors.ip_binary_env(C.IP_BINARY_ENV, chosen)
+        return chosen
     # pppd clears the environment of its hooks, so PATH may be missing.
     search = os.pathsep.join(filter(None, [os.environ.get("PATH"), _SYSTEM_PATH]))
     found = shutil.which(C.IP_BINARY, path=search)
@@ -139,6 +155,8 @@ def _ip_path() -> str:
 
 _CHUNK = 1 << 16
 _FAILED_LINE = re.compile(r"^Command failed -:(\d+)$")
+#: What an `ip` without -N (before iproute2 5.3) says to `ip -N -V`.
+_NO_NUMERIC = 'Option "-N" is unknown'
 
 
 class IpRoute2(Runner):
@@ -151,6 +169,9 @@ class IpRoute2(Runner):
         self.timeout = timeout
         self.batch_timeout = batch_timeout
         prefix = ["-n", netns] if netns else []
+        #: None until the first read asks `ip -N -V`; then whether this `ip` prints routes only as text.
+        self._text: bool | None = None
+        self._names: Names | None = None
         self.program = _ip_path()
         try:
             self._ip = sh.Command(self.program).bake(*prefix)
@@ -197,13 +218,15 @@ class IpRoute2(Runner):
             timer.cancel()
         return cmd
 
-    def _read_json(self, args: list[str]) -> list:
+    def _read_text(self, args: list[str]) -> str:
         cmd = self._run(args)
         if cmd.exit_code != 0:
             self._raise_silent(args, cmd)
             raise IpError(f"ip {' '.join(args)} failed: {_first_line(cmd.stderr)}")
-        text = cmd.stdout.decode("utf-8", "replace") if isinstance(cmd.stdout, bytes) else cmd.stdout
-        text = text.strip()
+        return _text(cmd.stdout).strip()
+
+    def _read_json(self, args: list[str]) -> list:
+        text = self._read_text(args)
         if not text:
             return []
         try:
@@ -211,19 +234,44 @@ class IpRoute2(Runner):
         except ValueError:
             raise IpError(f"ip {' '.join(args)} printed something that is not JSON") from None
 
+    def prints_text(self) -> bool:
+        """Whether this `ip` lacks -N (iproute2 before 5.3, so also route JSON before 4.17): asked once."""
+        if self._text is None:
+            args = ["-N", "-V"]
+            cmd = self._run(args)
+            if cmd.exit_code == 0:
+                self._text = False
+            elif _NO_NUMERIC in _text(cmd.stderr):
+                self._text = True
+                self._names = Names(protocol_numbers(), table_names())
+            else:
+                self._raise_silent(args, cmd)
+                raise IpError(f"ip {' '.join(args)} failed: {_first_line(cmd.stderr)}")
+        return self._text
+
+    def _read_addr_rows(self, args: list[str]) -> list:
+        # iproute2 4.15 prints an empty row ({"addr_info": [{}]}) for each link a `dev` filter left out.
+        return [row for row in self._read_json(args) if row.get("ifname")]
+
     def read_links(self) -> list:
-        return self._read_json(["-json", "addr", "show"])
+        return self._read_addr_rows(["-json", "addr", "show"])
 
     def read_routes(self, family: int, *, tagged: bool, dev: str | None = None,
                     exact: Network | None = None, main_boot: bool = False, root: Network | None = None,
                     main_kernel: bool = False) -> list:
-        return self._read_json(route_show_args(family, tagged=tagged, dev=dev, exact=exact, main_boot=main_boot,
-                                               root=root, main_kernel=main_kernel))
+        text = self.prints_text()
+        args = route_show_args(family, tagged=tagged, dev=dev, exact=exact, main_boot=main_boot, root=root,
+                               main_kernel=main_kernel, text=text)
+        if text:
+            return parse_routes_text(self._read_text(args), self._names)
+        return self._read_json(args)
 
     def read_addrs(self, dev: str) -> list:
-        return self._read_json(["-json", "addr", "show", "dev", _checked_token(dev)])
+        return self._read_addr_rows(["-json", "addr", "show", "dev", _checked_token(dev)])
 
     def route_get(self, address: ipaddress.IPv4Address) -> list:
+        if self.prints_text():
+            return parse_routes_text(self._read_text(["route", "get", str(address)]), self._names, numeric=False)
         return self._read_json(["-json", "route", "get", str(address)])
 
     def change(self, change: Change) -> None:

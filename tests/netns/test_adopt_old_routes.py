@@ -34,6 +34,9 @@ from l2tproute.ops import applying
 from l2tproute.system.iproute2 import IpRoute2
 from l2tproute.system.store import Store
 
+#: Reads the kernel: also against the built iproute2 4.15.0 and 5.5.0 (tests/support/iproute2s.py).
+pytestmark = pytest.mark.iproute2_versions
+
 P, Q = OLD_SERVER_PEERS
 P_FILE = (f"10.1.0.0/16 via {P}\n10.2.0.0/16 via {P} dev ppp0\n10.3.0.0/16 via {P}\n10.4.0.0/16 via {P}\n"
           f"10.5.0.0/16 via {P}\n10.6.0.0/16 via {P}\n10.11.0.0/16 via {Q} dev ppp1\n")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from fronts import Fronts, run_hook_script, spooled, wait_for_worker
+from support.iproute2s import ip_env
 
 from l2tproute import transports
 from l2tproute.core import constants as C
@@ -116,6 +117,7 @@ def test_a_bad_local_address_does_not_stop_the_routes():
 
 # -- up -----------------------------------------------------------------------
 
+@pytest.mark.iproute2_versions
 def test_up_installs_exactly_that_peers_routes_on_that_link(sessions, tmp_path):
     write_routes(tmp_path, PEER1, f"192.168.50.0/24 via {PEER1}", f"10.9.0.0/16 via {PEER1}")
     write_routes(tmp_path, PEER11, f"192.168.111.0/24 via {PEER11}")
@@ -138,6 +140,7 @@ def test_up_twice_changes_nothing_the_second_time(sessions, tmp_path):
     assert "0 installed, 0 updated, 0 removed, 1 unchanged" in log.text
 
 
+@pytest.mark.iproute2_versions
 def test_up_honours_the_dev_and_table_of_a_line(sessions, tmp_path):
     write_routes(tmp_path, PEER2, f"172.20.0.0/16 via {PEER2} dev ppp2 table 100")
     run_hook("up", sessions, tmp_path, pppd_args("ppp2", PEER2))
@@ -162,6 +165,7 @@ def test_up_leaves_a_route_of_somebody_else_alone_and_says_so(sessions, tmp_path
     assert "1 installed, 0 updated, 0 removed, 0 unchanged, 1 blocked" in log.text
 
 
+@pytest.mark.iproute2_versions
 def test_up_takes_over_our_own_route_from_another_link(sessions, tmp_path):
     """A tagged route for the destination on another link (a stale session) is ours to replace."""
     sessions.ip("route", "add", "192.168.50.0/24", "via", PEER11, "dev", "ppp11", "proto", str(C.RT_PROTO))
@@ -171,6 +175,7 @@ def test_up_takes_over_our_own_route_from_another_link(sessions, tmp_path):
     assert "Updated route for peer 10.255.10.1: 192.168.50.0/24" in log.text and not log.errors()
 
 
+@pytest.mark.iproute2_versions
 def test_up_removes_our_routes_on_that_link_that_the_file_no_longer_wants(sessions, tmp_path):
     sessions.ip("route", "add", "10.77.0.0/16", "via", PEER1, "dev", "ppp1", "proto", str(C.RT_PROTO))
     sessions.ip("route", "add", "10.78.0.0/16", "via", PEER1, "dev", "ppp1", "proto", "static")
@@ -217,6 +222,7 @@ def test_up_logs_a_broken_file_and_installs_the_good_lines(sessions, tmp_path):
 
 # -- down ---------------------------------------------------------------------
 
+@pytest.mark.iproute2_versions
 def test_down_removes_only_our_routes_of_that_link_and_peer(sessions, tmp_path):
     sessions.add_lan("lan0", "192.0.2.1/24")
     tag = ("proto", str(C.RT_PROTO))
@@ -238,6 +244,7 @@ def test_down_removes_only_our_routes_of_that_link_and_peer(sessions, tmp_path):
     assert f"Released ppp1 of peer {PEER1}: 4 removed, 0 failed." in log.text and not log.errors()
 
 
+@pytest.mark.iproute2_versions
 def test_down_keeps_the_routes_of_a_peer_that_is_back_on_another_link(sessions, tmp_path):
     sessions.add_ppp("ppp5", PEER1)  # the user reconnected before the old session's ip-down ran
     tag = ("proto", str(C.RT_PROTO))
@@ -332,13 +339,14 @@ def test_hooks_exit_0_print_nothing_and_spool_nothing_on_garbage(tmp_path, direc
         assert spooled(run_dir) == [], args
 
 
+@pytest.mark.iproute2_versions
 def test_hooks_install_and_remove_in_a_namespace_and_print_nothing(sessions, tmp_path):
     store, run_dir = tmp_path / "routes.d", tmp_path / "run"
     store.mkdir()
     write_routes(store, PEER1, f"192.168.50.0/24 via {PEER1}")
     write_routes(store, PEER11, f"192.168.111.0/24 via {PEER11}")
     fronts = Fronts(tmp_path / "fronts")
-    env = {C.STORE_DIR_ENV: str(store), C.RUN_DIR_ENV: str(run_dir)}
+    env = {C.STORE_DIR_ENV: str(store), C.RUN_DIR_ENV: str(run_dir), **ip_env()}
     for peer, iface in ((PEER1, "ppp1"), (PEER11, "ppp11")):
         result = run_hook_script(fronts, "up", pppd_args(iface, peer)[1:], ns=sessions, env=env)
         assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")

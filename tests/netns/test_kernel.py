@@ -2,6 +2,9 @@
 
 import pytest
 
+#: Reads the kernel: also against the built iproute2 4.15.0 and 5.5.0 (tests/support/iproute2s.py).
+pytestmark = pytest.mark.iproute2_versions
+
 P1, P11, P2 = "10.255.10.1", "10.255.10.11", "10.255.10.2"
 
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from l2tproute.core import constants as C
+
+#: Reads the kernel: also against the built iproute2 4.15.0 and 5.5.0 (tests/support/iproute2s.py).
+pytestmark = pytest.mark.iproute2_versions
 
 PEER = "10.255.10.2"
 OTHER = "10.255.10.3"

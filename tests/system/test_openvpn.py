@@ -24,6 +24,7 @@ def world():
         yield w
 
 
+@pytest.mark.iproute2_versions  # the worker and the commands read the kernel through each ip
 def test_openvpn_user_gets_its_routes_and_loses_exactly_them(world):
     # Without the hook: the user's LAN is unreachable through the tunnel.
     world.start_server(hooks=False)
