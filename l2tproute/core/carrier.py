@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol, Tuple, Union  # noqa: UP035 (Python 3.8 cannot subscript tuple at run time)
 
 from l2tproute.core.kernel import Links
-from l2tproute.core.model import IPv4Address, IPv6Address, KernelRoute, Route, is_main
+from l2tproute.core.maintable import is_main
+from l2tproute.core.model import IPv4Address, IPv6Address, KernelRoute, Route
 from l2tproute.core.tables import table_id
 
 #: A route's (link, next hop): what tells one VPN client's routes from another's on a shared link.

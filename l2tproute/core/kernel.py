@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Tuple
 
+from l2tproute.core.maintable import MAIN, is_main, normal_table
 from l2tproute.core.model import (
-    MAIN,
     IPv4Address,
     IPv6Address,
     KernelRoute,
@@ -16,8 +16,6 @@ from l2tproute.core.model import (
     ipv4_address,
     ipv4_int,
     ipv4_network,
-    is_main,
-    normal_table,
 )
 
 #: (destination, table id, metric): the slot the kernel holds one route in. An alias is evaluated

@@ -14,20 +14,8 @@ from typing import Union
 # Re-exported: callers have long imported them from here; they live with the other exceptions.
 from l2tproute.core.errors import InputError as InputError
 from l2tproute.core.errors import Refused as Refused
+from l2tproute.core.maintable import is_main
 from l2tproute.core.text import show
-
-#: The main table, as route files and the kernel name it (tables.py resolves the other names).
-MAIN = "main"
-
-
-def is_main(table: str | None) -> bool:
-    """The main table, however it is written: no table at all, its name, or its id 254."""
-    return table is None or table in (MAIN, "254")
-
-
-def normal_table(table: str) -> str:
-    """A table as the kernel names it, with main always spelled `main` (ip -N prints 254)."""
-    return MAIN if is_main(table) else table
 
 IPv4Address = ipaddress.IPv4Address
 IPv6Address = ipaddress.IPv6Address

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from l2tproute.core.kernel import Installed, Links, Slot, slot_of
-from l2tproute.core.model import Change, IPv4Address, KernelRoute, Route, is_main
+from l2tproute.core.maintable import is_main
+from l2tproute.core.model import Change, IPv4Address, KernelRoute, Route
 
 #: What `ip route add` without `proto` sets: the protocol of every route the old tool installed.
 OLD_TOOL_PROTOCOL = "3"  # boot

@@ -6,7 +6,7 @@ import glob
 import os
 
 from l2tproute.core.errors import InputError
-from l2tproute.core.model import MAIN, is_main, normal_table
+from l2tproute.core.maintable import MAIN, is_main, normal_table
 from l2tproute.core.text import show
 
 _SEARCH = ("/usr/share/iproute2", "/usr/lib/iproute2", "/etc/iproute2")

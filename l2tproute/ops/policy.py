@@ -19,7 +19,8 @@ from typing import Union
 from l2tproute.core import constants as C
 from l2tproute.core.errors import InputError, Refused
 from l2tproute.core.kernel import Links, parse_routes
-from l2tproute.core.model import MAIN, IPv4Address, Network, Route, is_main
+from l2tproute.core.maintable import MAIN, is_main
+from l2tproute.core.model import IPv4Address, Network, Route
 from l2tproute.core.tables import table_id
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]

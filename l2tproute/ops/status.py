@@ -34,7 +34,8 @@ from l2tproute.core.kernel import (
     parse_routes,
     slot_of,
 )
-from l2tproute.core.model import MAIN, InputError, IPv4Address, KernelRoute, Route, is_main, normal_table
+from l2tproute.core.maintable import MAIN, is_main, normal_table
+from l2tproute.core.model import InputError, IPv4Address, KernelRoute, Route
 from l2tproute.core.reconcile import OldRoute, Plan, Want, adopts, old_tool_routes, plan
 from l2tproute.core.routefile import InvalidLine, Line, format_route, invalid_lines, problems
 from l2tproute.core.routefile import routes as routes_of
