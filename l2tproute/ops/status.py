@@ -125,40 +125,12 @@ def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
         live = live_hops(ctx, {item.route.dev for item in tagged})
         foreign = _Foreign(ctx, links, by_slot=True)
 
-    own: dict[IPv4Address, Carrier] = {}
+    by_peer: dict[IPv4Address, list[Carrier]] = {}
     for connection in connections:
-        if not connection.shared:
-            own.setdefault(connection.peer, connection)
-    # Oldest first: the last of a peer is the newest, the one carrying its routes.
-    shared = sorted((c for c in connections if c.shared), key=lambda c: (c.since, c.link, c.via4))
-    entries: list[tuple[PeerStatus, list]] = []
-    wants: list[Want] = []
-    for p in peers:
-        carrier = own.get(p)
-        entry = PeerStatus(p, carrier.link if carrier else None, invalid=invalid_lines(files[p]),
-                           shared=[c for c in shared if c.peer == p])
-        if carrier is None and entry.shared:
-            carrier = entry.shared[-1]
-        rows: list = []
-        for route in stored[p]:
-            line = format_route(route)
-            if carrier is None:
-                rows.append(RouteStatus(WANTED, line, "installed when the peer connects"))
-                continue
-            try:
-                kernel = carried_route(route, carrier, names)
-            except InputError as exc:
-                rows.append(RouteStatus(MISSING, line, str(exc)))
-                continue
-            if kernel is None:
-                why = f"not routed over {transport_label(carrier.transport)}: it {not_carried_why(route)}"
-                rows.append(RouteStatus(WANTED, line, why))
-                continue
-            want = Want(p, route, kernel)
-            wants.append(want)
-            rows.append(want)
-        entries.append((entry, rows))
-        report.peers.append(entry)
+        by_peer.setdefault(connection.peer, []).append(connection)
+    entries = [_peer_rows(p, files[p], stored[p], by_peer.get(p, []), names) for p in peers]
+    report.peers = [entry for entry, _ in entries]
+    wants = [row for _, rows in entries for row in rows if isinstance(row, Want)]
 
     owned = {e.link for e in report.peers if e.link is not None}
 
@@ -177,6 +149,35 @@ def status(ctx: Context, peer: IPv4Address | None = None) -> StatusReport:
         owner = link_owner.get(item.route.dev)
         (owner.routes if owner is not None else report.extra).append(extra)
     return report
+
+
+def _peer_rows(peer: IPv4Address, lines: list[Line], routes: list[Route], connections: list[Carrier],
+               names) -> tuple[PeerStatus, list]:
+    """The peer's entry, and a row per stored route: its state where it needs no plan (offline, a
+    bad table, not carried over a shared link), else the Want the plan decides. `connections`
+    are this peer's."""
+    own = next((c for c in connections if not c.shared), None)
+    # Oldest first: the last of a peer is the newest, the one carrying its routes.
+    shared = sorted((c for c in connections if c.shared), key=lambda c: (c.since, c.link, c.via4))
+    entry = PeerStatus(peer, own.link if own else None, invalid=invalid_lines(lines), shared=shared)
+    carrier = own or (shared[-1] if shared else None)
+    rows: list = []
+    for route in routes:
+        line = format_route(route)
+        if carrier is None:
+            rows.append(RouteStatus(WANTED, line, "installed when the peer connects"))
+            continue
+        try:
+            kernel = carried_route(route, carrier, names)
+        except InputError as exc:
+            rows.append(RouteStatus(MISSING, line, str(exc)))
+            continue
+        if kernel is None:
+            why = f"not routed over {transport_label(carrier.transport)}: it {not_carried_why(route)}"
+            rows.append(RouteStatus(WANTED, line, why))
+        else:
+            rows.append(Want(peer, route, kernel))
+    return entry, rows
 
 
 def _want_states(planned: Plan, tagged: list[Installed], foreign: _Foreign) -> dict[int, RouteStatus]:
