@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 #: What `pip wheel CHECKOUT` builds the package from; the installer copies the same files.
-PACKAGE_SOURCES = ("pyproject.toml", "README.md", "l2tproute")
+#: bin/, lib/ and contrib/ ship inside the package (pyproject.toml), for the released installer.
+PACKAGE_SOURCES = ("pyproject.toml", "README.md", "l2tproute", "bin", "lib", "contrib")
 
 
 def copy_package_source(checkout: Path, target: Path) -> Path:
