@@ -7,9 +7,12 @@
 #   sudo ./install-l2tp-per-user-routing.sh --uninstall
 #        ./install-l2tp-per-user-routing.sh --root DIR  install into a staging root (packagers, tests)
 #   sudo ./install-l2tp-per-user-routing.sh --scheduler cron   re-apply by cron instead of systemd's timer
+#   sudo ./install-l2tp-per-user-routing.sh --index-url URL    the released script: its package from a mirror
 #
-# For Debian 11/12 and Ubuntu 20.04-24.04. Run it from the checkout: it installs the
-# package from the directory it lives in. Route files are never touched.
+# For Debian 11/12 and Ubuntu 20.04-24.04. In a checkout it installs the package from the
+# directory it lives in. The released copy (docs/release.md) runs alone: it installs the
+# package it was released with, by name from the package index, its hash checked, and takes
+# everything else from that package. Route files are never touched.
 set -Eeuo pipefail
 umask 022
 export LC_ALL=C
@@ -24,10 +27,14 @@ TIMER=route-l2tp-apply-all.timer
 CRON_NAME=l2tproute
 WORKER_SERVICE=l2tproute-worker.service
 WORKER_PATH=l2tproute-worker.path
+# The release step (tools/release) writes these two lines into the released copy: the
+# only package that copy installs when it runs alone, and the sha256 of its wheel and sdist.
+RELEASE_VERSION=""
+RELEASE_HASHES=""
 
 usage() {
     cat <<EOF
-Usage: $PROG [--demo] [--wheels DIR] [--root DIR] [--scheduler systemd|cron] [--panel-user NAME]...
+Usage: $PROG [--demo] [--wheels DIR | --index-url URL] [--root DIR] [--scheduler systemd|cron] [--panel-user NAME]...
        $PROG --uninstall [--root DIR]
 
 Installs l2tp-routectl (per-user routes for xl2tpd/pppd servers) as a drop-in
@@ -44,7 +51,13 @@ file is kept once as FILE$BACKUP_SUFFIX. Running it again changes nothing.
                 namespace with a scratch route store (the real ones are not touched)
   --wheels DIR  install without network access: the package and every dependency
                 from the wheels in DIR (made on a machine with access by:
-                pip wheel /path/to/this/checkout -w DIR)
+                pip wheel /path/to/this/checkout -w DIR, or for the released
+                script: pip wheel l2tproute==VERSION -w DIR)
+  --index-url URL
+                the package index (PEP 503 simple API) to install from instead of
+                pip's own setting (PyPI): a mirror or an offline copy. Also taken from
+                the variable L2TPROUTE_INDEX_URL. The released script checks the hash
+                of its package wherever it comes from
   --uninstall   remove what this script installed and restore the backups; route
                 files are kept
   --root DIR    install into DIR instead of / (no apt, systemctl or sysctl)
@@ -76,12 +89,15 @@ SCHEDULER=""
 GIVEN=0
 OPT_PANEL_USERS=()
 WHEELS=""
+INDEX_URL=${L2TPROUTE_INDEX_URL:-}
 while (($#)); do
     case "$1" in
         --root) (($# >= 2)) && [[ -n $2 ]] || die_usage "--root needs a directory"; ROOT=$2; shift 2 ;;
         --root=*) ROOT=${1#--root=}; [[ -n $ROOT ]] || die_usage "--root needs a directory"; shift ;;
         --wheels) (($# >= 2)) && [[ -n $2 ]] || die_usage "--wheels needs a directory"; WHEELS=$2; shift 2 ;;
         --wheels=*) WHEELS=${1#--wheels=}; [[ -n $WHEELS ]] || die_usage "--wheels needs a directory"; shift ;;
+        --index-url) (($# >= 2)) && [[ -n $2 ]] || die_usage "--index-url needs a URL"; INDEX_URL=$2; shift 2 ;;
+        --index-url=*) INDEX_URL=${1#--index-url=}; [[ -n $INDEX_URL ]] || die_usage "--index-url needs a URL"; shift ;;
         --uninstall) ACTION=uninstall; shift ;;
         --demo) DEMO=1; shift ;;
         --scheduler) (($# >= 2)) || die_usage "--scheduler needs systemd or cron"; SCHEDULER=$2; GIVEN=1; shift 2 ;;
@@ -111,10 +127,24 @@ check_user_name() {
 for user in "${OPT_PANEL_USERS[@]}"; do check_user_name "$user"; done
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+# A checkout beside the script: install it. Otherwise (the script fetched alone) the
+# released package named by RELEASE_VERSION, and the files to install come from it.
+if grep -qx 'name = "l2tproute"' "$SRC/pyproject.toml" 2>/dev/null || [[ -z $RELEASE_VERSION ]]; then
+    FROM=checkout
+    WHEELS_HINT="pip wheel $SRC -w DIR"
+else
+    FROM=release
+    WHEELS_HINT="pip wheel l2tproute==$RELEASE_VERSION -w DIR"
+fi
 if [[ -n $WHEELS ]]; then
     [[ $ACTION == install ]] || die_usage "--wheels is for installing; --uninstall needs no wheels"
-    [[ -d $WHEELS ]] || die_usage "--wheels '$WHEELS' is not a directory; make one with: pip wheel $SRC -w DIR"
+    [[ -z $INDEX_URL ]] || die_usage "--wheels and --index-url do not go together (the wheels are the index)"
+    [[ -d $WHEELS ]] || die_usage "--wheels '$WHEELS' is not a directory; make one with: $WHEELS_HINT"
     WHEELS=$(realpath -- "$WHEELS")
+fi
+if [[ -n $INDEX_URL ]]; then
+    [[ $INDEX_URL =~ ^(https?|file)://[A-Za-z0-9@:%._~/+=,-]+$ ]] ||
+        die_usage "--index-url '$INDEX_URL': expected an http, https or file URL of a simple package index"
 fi
 if [[ -n $ROOT ]]; then
     ROOT=$(realpath -m -- "$ROOT")
@@ -540,15 +570,78 @@ unwire_openvpn() {
 
 check_source() {
     local f
+    if [[ $FROM == release ]]; then return 0; fi  # checked once fetched (fetch_release)
+    if [[ ! -f $SRC/pyproject.toml ]]; then
+        die "$SRC is not an l2tproute checkout and this copy of the script is not a released one: run the" \
+            "released script (docs/release.md), or the one in a complete checkout"
+    fi
+    DATA=$SRC
     for f in pyproject.toml README.md l2tproute/__init__.py l2tproute/fronts/worker.py l2tproute/fronts/entry.py \
         bin/l2tp-routectl bin/l2tp-routectl.py bin/l2tp-routes-ip-up bin/l2tp-routes-ip-down; do
         [[ -f $SRC/$f ]] || die "$SRC/$f is missing: run the script from a complete l2tproute checkout"
     done
+    check_files "run the script from a complete l2tproute checkout"
+}
+
+# Every file to install is in $DATA (the checkout, or the package's l2tproute/files).
+check_files() {
+    local f
     for f in "${FILES[@]}" "${SYSTEMD_FILES[@]}" "${CRON_FILES[@]}" "|contrib/sudoers/l2tproute-openvpn"; do
         f=${f##*|}
-        [[ -f $SRC/$f ]] || die "$SRC/$f is missing: run the script from a complete l2tproute checkout"
-        [[ $f == bin/* || $f == lib/* ]] || grep -qxF -- "$MARKER" "$SRC/$f" || die "$SRC/$f lacks the line '$MARKER'"
+        [[ -f $DATA/$f ]] || die "$DATA/$f is missing: $1"
+        [[ $f == bin/* || $f == lib/* ]] || grep -qxF -- "$MARKER" "$DATA/$f" || die "$DATA/$f lacks the line '$MARKER'"
     done
+}
+
+# pip's sources for the venv: the wheels of --wheels only, or the index of --index-url only
+# (no pip configuration or PIP_* variable adds another), or else pip's own settings.
+pip_sources() {
+    if [[ -n $WHEELS ]]; then
+        PIP_SOURCES=(--isolated --no-index --find-links "$WHEELS")
+    elif [[ -n $INDEX_URL ]]; then
+        PIP_SOURCES=(--isolated --index-url "$INDEX_URL")
+    else
+        PIP_SOURCES=()
+    fi
+}
+pip_env() { if ((${#PIP_SOURCES[@]})); then PIP_CONFIG_FILE=/dev/null "$@"; else "$@"; fi; }
+
+# The released package into $WORK/release, before anything is changed: exactly
+# RELEASE_VERSION, its wheel's hash checked (pip --require-hashes), unpacked into
+# $WORK/package; the files to install are its l2tproute/files. A pip of its own in $WORK
+# fetches it (the venv may not exist yet, and the system's python3 may have no pip).
+fetch_release() {
+    local hash from=${WHEELS:-${INDEX_URL:-the package index}} found
+    pip_sources
+    say "fetching l2tproute $RELEASE_VERSION from $from (hash checked) ..."
+    run_quiet "creating a scratch virtual environment for pip" "$SYSTEM_PYTHON" -m venv "$WORK/fetch"
+    {
+        printf 'l2tproute==%s' "$RELEASE_VERSION"
+        for hash in $RELEASE_HASHES; do printf ' --hash=%s' "$hash"; done
+        printf '\n'
+    } >"$WORK/release.txt"
+    if ! pip_env "$WORK/fetch/bin/python3" -I -m pip download "${PIP_SOURCES[@]}" --disable-pip-version-check \
+        --no-input --no-deps --only-binary :all: --require-hashes -r "$WORK/release.txt" -d "$WORK/release" \
+        >"$WORK/pip.log" 2>&1; then
+        if grep -q 'DO NOT MATCH THE HASHES' "$WORK/pip.log"; then
+            die "the l2tproute $RELEASE_VERSION wheel from $from is not the one this script was released with" \
+                "(its sha256 differs): refused; use the package released with this script"
+        elif grep -q '^ERROR: No matching distribution found for l2tproute' "$WORK/pip.log"; then
+            found=$(sed -n 's/.*(from versions: \(.*\)).*/\1/p' "$WORK/pip.log" | head -n 1)
+            die "$from has no l2tproute $RELEASE_VERSION wheel${found:+ (it has: $found)}: this script installs" \
+                "only the version it was released with; use the script released with your version"
+        fi
+        tail -n 25 "$WORK/pip.log" | sed -e 's/^/    /' >&2
+        die "pip could not fetch l2tproute $RELEASE_VERSION from $from"
+    fi
+    RELEASE_WHEEL=$(find "$WORK/release" -name "l2tproute-$RELEASE_VERSION-*.whl" -print -quit)
+    [[ -n $RELEASE_WHEEL ]] || die "pip fetched no l2tproute $RELEASE_VERSION wheel from $from"
+    run_quiet "unpacking $RELEASE_WHEEL" "$SYSTEM_PYTHON" -I -m zipfile -e "$RELEASE_WHEEL" "$WORK/package"
+    found=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' -- "$WORK/package/l2tproute/__init__.py" 2>/dev/null || true)
+    [[ $found == "$RELEASE_VERSION" ]] ||
+        die "the l2tproute wheel from $from is version ${found:-unknown}, not $RELEASE_VERSION, the version of this script"
+    DATA=$WORK/package/l2tproute/files
+    check_files "the l2tproute $RELEASE_VERSION package is incomplete"
 }
 
 install_packages() {
@@ -679,27 +772,31 @@ prepare() {
     # the venv's site-packages, the script's next lines add (so no .pth file ever runs).
     local name shebang="#!$VENV_FINAL/bin/python3 -IS"
     choose_python
+    if [[ $FROM == release ]]; then fetch_release; fi
     SITE_PACKAGES=$VENV_FINAL/lib/python$("$SYSTEM_PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')/site-packages
     [[ $SITE_PACKAGES =~ ^[A-Za-z0-9/._-]+$ ]] || die "unexpected site-packages path '$SITE_PACKAGES'"
     mkdir -p "$WORK/src" "$WORK/bin" "$WORK/contrib"
-    cp -- "$SRC/pyproject.toml" "$SRC/README.md" "$WORK/src/"
-    # The package's modules only (no caches, no editor files), its layer folders kept.
-    (cd -- "$SRC" && find l2tproute -name '*.py' -type f -print0 | sort -z | xargs -0 cp --parents -t "$WORK/src/")
+    if [[ $FROM == checkout ]]; then
+        cp -- "$SRC/pyproject.toml" "$SRC/README.md" "$WORK/src/"
+        # The package's modules only (no caches, no editor files), its layer folders kept.
+        (cd -- "$SRC" && find l2tproute -name '*.py' -type f -print0 | sort -z | xargs -0 cp --parents -t "$WORK/src/")
+        cp -r -- "$SRC/bin" "$SRC/lib" "$SRC/contrib" "$WORK/src/"  # shipped in the package (pyproject.toml)
+    fi
     # The Python programs: the venv's interpreter, isolated, with exactly its site-packages.
     for name in l2tp-routectl.py l2tp-routes-worker l2tp-routes-openvpn-connect; do
         {
             printf '%s\n%s\n' "$shebang" "$MARKER"
             printf 'import sys\nsys.path.append("%s")  # -S skipped site, which would add it\n' "$SITE_PACKAGES"
-            tail -n +2 -- "$SRC/bin/$name"
+            tail -n +2 -- "$DATA/bin/$name"
         } >"$WORK/bin/$name"
     done
     # The POSIX sh fronts, as they are (they name the final paths), marked on their second line.
     mkdir -p "$WORK/lib"
     for name in bin/l2tp-routectl bin/l2tp-routes-ip-up bin/l2tp-routes-ip-down bin/l2tp-routes-event \
         bin/l2tp-routes-kick bin/l2tp-routes-openvpn lib/l2tproute.sh; do
-        { head -n 1 -- "$SRC/$name"; printf '%s\n' "$MARKER"; tail -n +2 -- "$SRC/$name"; } >"$WORK/$name"
+        { head -n 1 -- "$DATA/$name"; printf '%s\n' "$MARKER"; tail -n +2 -- "$DATA/$name"; } >"$WORK/$name"
     done
-    cp -r -- "$SRC/contrib/systemd" "$SRC/contrib/cron" "$SRC/contrib/sysctl" "$SRC/contrib/iproute2" "$SRC/contrib/sudoers" "$WORK/contrib/"
+    cp -r -- "$DATA/contrib/systemd" "$DATA/contrib/cron" "$DATA/contrib/sysctl" "$DATA/contrib/iproute2" "$DATA/contrib/sudoers" "$WORK/contrib/"
     sed -i "s/^www-data ALL=/$(panel_user_list) ALL=/" "$WORK/contrib/sudoers/l2tp-routectl"
     if command -v visudo >/dev/null; then
         run_quiet "checking the sudoers file with visudo -cf" visudo -cf "$WORK/contrib/sudoers/l2tp-routectl"
@@ -713,7 +810,11 @@ prepare() {
 fingerprint() {
     {
         "$SYSTEM_PYTHON" -c 'import sys; print(sys.version)'
-        (cd "$WORK/src" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+        if [[ $FROM == release ]]; then
+            (cd "$WORK/release" && sha256sum -- "${RELEASE_WHEEL##*/}")
+        else
+            (cd "$WORK/src" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+        fi
     } | sha256sum | cut -d' ' -f1
 }
 
@@ -724,7 +825,10 @@ check_imports() {
         "$ROOT$SITE_PACKAGES"
 }
 
-source_version() { sed -n 's/^__version__ = "\(.*\)"$/\1/p' -- "$SRC/l2tproute/__init__.py"; }
+source_version() {
+    if [[ $FROM == release ]]; then printf '%s\n' "$RELEASE_VERSION"; return 0; fi
+    sed -n 's/^__version__ = "\(.*\)"$/\1/p' -- "$SRC/l2tproute/__init__.py"
+}
 
 # Offline: this checkout's own wheel and its dependencies from $WHEELS only. No pip
 # configuration or PIP_* variable applies (an index or a constraint there would reach out).
@@ -738,7 +842,7 @@ pip_install_wheels() {
         missing=$(sed -n 's/^ERROR: No matching distribution found for //p' "$WORK/pip.log" | head -n 1)
         [[ -n $missing ]] || { tail -n 25 "$WORK/pip.log" | sed -e 's/^/    /' >&2; die "pip install from $WHEELS failed"; }
         die "$WHEELS has no wheel for $missing (for Python $("$VENV_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])'));" \
-            "make the directory on a machine with network access with: pip wheel $SRC -w DIR"
+            "make the directory on a machine with network access with: $WHEELS_HINT"
     fi
     # A wheel of the same version built from other sources would install quietly: refuse it.
     if differs=$(package_mismatch); then
@@ -752,7 +856,8 @@ package_mismatch() {
     while IFS= read -r -d '' name; do
         cmp -s -- "$WORK/src/$name" "$installed/$name" || { printf '%s' "$name"; return 0; }
     done < <(cd -- "$WORK/src" && find l2tproute -name '*.py' -type f -print0
-        cd -- "$installed" && find l2tproute -name '*.py' -type f -print0)
+        # l2tproute/files: bin/, lib/ and contrib/, installed from the checkout itself here.
+        cd -- "$installed" && find l2tproute -path l2tproute/files -prune -o -name '*.py' -type f -print0)
     return 1
 }
 
@@ -767,7 +872,8 @@ venv_pip_builds_pyproject() {
 ensure_pip_builds_pyproject() {
     venv_pip_builds_pyproject && return 0
     run_quiet "upgrading pip $(venv_pip_version) in $VENV, which cannot build this package," \
-        "$VENV_PY" -I -m pip install --disable-pip-version-check --no-input --upgrade "pip>=$PIP_FOR_PYPROJECT"
+        pip_env "$VENV_PY" -I -m pip install "${PIP_SOURCES[@]}" --disable-pip-version-check --no-input --upgrade \
+        "pip>=$PIP_FOR_PYPROJECT"
     changed "upgraded pip in $VENV to $(venv_pip_version) (from the package index)"
 }
 
@@ -796,13 +902,23 @@ install_venv() {
         run_quiet "creating the virtual environment $VENV" "$SYSTEM_PYTHON" -m venv "$VENV"
         changed "created: $VENV (virtual environment)"
     fi
-    if [[ -n $WHEELS ]]; then
+    if [[ $FROM == release ]]; then
+        # The fetched wheel itself (hash checked), also over an install of the same version
+        # from elsewhere (a checkout), which pip would keep; then its dependencies, from the
+        # same source.
+        say "installing l2tproute $RELEASE_VERSION into $VENV (pip) ..."
+        run_quiet "pip install into $VENV" pip_env "$VENV_PY" -I -m pip install "${PIP_SOURCES[@]}" \
+            --disable-pip-version-check --no-input --no-compile --no-deps --force-reinstall "$RELEASE_WHEEL"
+        run_quiet "pip install into $VENV" pip_env "$VENV_PY" -I -m pip install "${PIP_SOURCES[@]}" \
+            --disable-pip-version-check --no-input --no-compile --upgrade "$RELEASE_WHEEL"
+    elif [[ -n $WHEELS ]]; then
         pip_install_wheels
     else
+        pip_sources
         ensure_pip_builds_pyproject
         say "installing l2tproute into $VENV (pip) ..."
-        run_quiet "pip install into $VENV" "$VENV_PY" -I -m pip install --disable-pip-version-check --no-input \
-            --no-compile --upgrade "$WORK/src"
+        run_quiet "pip install into $VENV" pip_env "$VENV_PY" -I -m pip install "${PIP_SOURCES[@]}" \
+            --disable-pip-version-check --no-input --no-compile --upgrade "$WORK/src"
     fi
     # Compiled now, as root: at run time the venv is read-only (ProtectSystem=strict, or
     # www-data through sudo would write root's caches), and every call pays for
@@ -964,7 +1080,11 @@ apply_sysctl() {
 
 do_install() {
     check_source
-    say "Installing l2tproute from $SRC${ROOT:+ into the staging root $ROOT}"
+    if [[ $FROM == release ]]; then
+        say "Installing the released l2tproute $RELEASE_VERSION${ROOT:+ into the staging root $ROOT}"
+    else
+        say "Installing l2tproute from $SRC${ROOT:+ into the staging root $ROOT}"
+    fi
     install_packages
     choose_panel_users
     prepare
