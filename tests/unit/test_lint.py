@@ -1,6 +1,6 @@
 """The code stays lint-clean and runs on Python 3.8: ruff, configured in pyproject.toml (target py38), over
-the library, bench and tests; vermin, which knows in which Python each construct and library name arrived,
-over the same code and bin's Python programs."""
+the library, bench, tests and tools; vermin, which knows in which Python each construct and library name
+arrived, over the same code and bin's Python programs."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ OLDEST = "3.8"
 
 
 def test_ruff_finds_nothing():
-    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "l2tproute", "bench", "tests", "bin"],
-                          cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "l2tproute", "bench", "tests", "bin",
+                           "tools"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -39,7 +39,7 @@ def vermin(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 def test_vermin_finds_nothing_newer_than_python_3_8():
     # Annotations stay unevaluated strings (`from __future__ import annotations`) everywhere but in the
     # command signatures typer reads, checked with their annotations below.
-    done = vermin("l2tproute", "bench", "tests", *python_programs())
+    done = vermin("l2tproute", "bench", "tests", "tools", *python_programs())
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Minimum required versions: 3.8" in done.stdout or "Minimum required versions: 3.7" in done.stdout, \
         done.stdout
