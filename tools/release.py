@@ -31,8 +31,8 @@ from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 SCRIPT = "install-l2tp-per-user-routing.sh"
-#: What the package is built from; bin/ and contrib/ ship inside it (pyproject.toml).
-SOURCES = ("pyproject.toml", "README.md", "l2tproute", "bin", "contrib")
+#: What the package is built from; bin/, lib/ and contrib/ ship inside it (pyproject.toml).
+SOURCES = ("pyproject.toml", "README.md", "l2tproute", "bin", "lib", "contrib")
 SYSTEM_PYTHON = "/usr/bin/python3"
 VENV = "opt/l2tproute"
 #: Differ by design between an install from the wheel file and one by name from --wheels:

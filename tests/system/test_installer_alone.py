@@ -197,7 +197,7 @@ def test_the_venv_has_the_released_wheel_and_every_dependency_came_from_the_inde
         assert len(shipped) > 40
         for name in shipped:
             assert (site / name).read_bytes() == released_wheel.read(name), name
-    imports = "import l2tproute.cli, l2tproute.entry, typer, sh, filelock; print(l2tproute.__version__)"
+    imports = "import l2tproute.fronts.cli, l2tproute.fronts.entry, typer, sh, filelock; print(l2tproute.__version__)"
     result = subprocess.run([str(root / VENV / "bin/python3"), "-I", "-c", imports], capture_output=True, text=True,
                             timeout=60)
     assert (result.returncode, result.stdout, result.stderr) == (0, f"{VERSION}\n", ""), result
@@ -298,7 +298,7 @@ def test_a_venv_with_another_build_of_the_same_version_gets_the_released_package
     """As after an install from a checkout: pip would keep a package of the same version."""
     root = tmp_path / "root"
     subprocess.run(["cp", "-a", str(staged[0]), str(root)], check=True)
-    module = root / SITE_PACKAGES.lstrip("/") / "l2tproute/constants.py"
+    module = root / SITE_PACKAGES.lstrip("/") / "l2tproute/core/constants.py"
     released_text = module.read_text()
     module.write_text(released_text + "# built from other sources\n")
     (root / VENV / ".l2tproute-source").write_text("another source\n")
