@@ -194,7 +194,7 @@ def release(out: Path, given_wheels: Path | None) -> int:
         outside = sum(1 for key in from_wheel if not key.startswith(VENV + "/"))
         print(f"  the same: {len(from_wheel)} paths ({outside} outside the venv), type, mode, owner and content")
         print(f"released: l2tproute {release_version} in {out}; an admin (or the panel's installer) runs:")
-        print(f"  curl -fsSL URL/{SCRIPT} -o /tmp/{SCRIPT} && sudo bash /tmp/{SCRIPT}")
+        print(f"  curl -fsSL RELEASE_URL/{SCRIPT} -o /tmp/l2tproute-install.sh && sudo bash /tmp/l2tproute-install.sh")
         return 0
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
