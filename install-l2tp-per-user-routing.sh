@@ -27,7 +27,7 @@ TIMER=route-l2tp-apply-all.timer
 CRON_NAME=l2tproute
 WORKER_SERVICE=l2tproute-worker.service
 WORKER_PATH=l2tproute-worker.path
-# The release step (tools/release) writes these two lines into the released copy: the
+# The release step (tools/release.py) writes these two lines into the released copy: the
 # only package that copy installs when it runs alone, and the sha256 of its wheel and sdist.
 RELEASE_VERSION=""
 RELEASE_HASHES=""
@@ -142,7 +142,7 @@ if [[ -n $WHEELS ]]; then
     [[ -d $WHEELS ]] || die_usage "--wheels '$WHEELS' is not a directory; make one with: $WHEELS_HINT"
     WHEELS=$(realpath -- "$WHEELS")
 fi
-if [[ -n $INDEX_URL ]]; then
+if [[ -n $INDEX_URL && $ACTION == install ]]; then
     [[ $INDEX_URL =~ ^(https?|file)://[A-Za-z0-9@:%._~/+=,-]+$ ]] ||
         die_usage "--index-url '$INDEX_URL': expected an http, https or file URL of a simple package index"
 fi
