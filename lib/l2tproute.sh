@@ -52,3 +52,18 @@ l2t_start_worker() {
         exec 9>>"$1/worker.lock" && flock -n 9 && exec "$2" --lock-fd 9
     ) </dev/null >/dev/null 2>&1 &
 }
+
+# Sets l2t_netns to this process's network namespace as the spool names it, DEV-INO of its
+# nsfs file (l2tproute/system/netns.py); empty when it cannot be read.
+l2t_get_netns() {
+    l2t_netns=$(stat -L -c %d-%i /proc/self/ns/net 2>/dev/null) || l2t_netns=
+    case $l2t_netns in "" | *[!0-9-]* | -* | *- | *-*-*) l2t_netns= ;; esac
+}
+
+# Sets l2t_name to the spool name of one event: NETNS,IFACE,SEQ,KIND and the kind's fields
+# (spool.event_name is the same grammar in Python; tests/unit/test_spool_grammar.py holds them together).
+l2t_event_name() {
+    l2t_name=$1,$2,$3,$4
+    shift 4
+    for l2t_field in "$@"; do l2t_name=$l2t_name,$l2t_field; done
+}

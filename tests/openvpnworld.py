@@ -39,7 +39,9 @@ from conftest import REPO, Netns, _ip, require
 from support.iproute2s import ip_env
 
 from l2tproute.core import constants as C
+from l2tproute.system.netns import named
 from l2tproute.transports.openvpn.connect import QUEUE
+from l2tproute.transports.openvpn.sessions import PENDING, SESSIONS
 
 PORT = 18443
 SERVER_ADDR = "172.31.1.1"
@@ -313,6 +315,15 @@ class World:
         server = self.root / "server.log"
         raise AssertionError(f"{name}: no {text} in its log:\n{log.read_text(errors='replace')[-1500:]}\n"
                              f"server:\n{server.read_text(errors='replace')[-3000:]}")
+
+    @property
+    def sessions(self) -> Path:
+        """The session records of S's clients (the server and its tun are in S)."""
+        return self.run / SESSIONS / str(named(self.ns["s"].name))
+
+    @property
+    def pending(self) -> Path:
+        return self.run / PENDING / str(named(self.ns["s"].name))
 
     def client_address(self, ns: str) -> str:
         rows = json.loads(self.ns[ns].ip("-j", "addr", "show", "dev", "tun0").stdout)

@@ -6,6 +6,12 @@ l2tproute-worker.path whenever the spool is not empty. Each pass takes every pen
 event, handles them together (hook.handle: one kernel read, one batch) and removes
 them. After it lets go of the lock it looks once more: an event spooled while it was
 finishing found the lock taken and started nobody, so this worker takes it.
+
+Every event names the network namespace its hook ran in; each namespace's events are
+handled inside that namespace (netns.entered: `ip` and /proc/sys/net are then that
+namespace's), whether it is the worker's own, the host's or a named one. An event of a
+namespace the worker cannot find among these (one without a name, or gone) is refused and
+logged, never applied elsewhere (docs/namespaces.md).
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ from l2tproute import transports
 from l2tproute.core.errors import describe
 from l2tproute.fronts.link_events import HOOK_BATCH_TIMEOUT, HOOK_IP_TIMEOUT, after_openvpn, handle
 from l2tproute.ops.context import Context
+from l2tproute.system import netns as namespaces
 from l2tproute.system.iproute2 import IpRoute2, Runner
-from l2tproute.system.spool import Spool, run_dir_from_environment
+from l2tproute.system.spool import Pending, Spool, run_dir_from_environment
 from l2tproute.system.store import Store
 from l2tproute.system.syslogger import Log, quiet_log
 
@@ -49,22 +56,46 @@ def drain(spool: Spool, ctx: Context, log: Log, proc_sys: str = "/proc/sys") -> 
             log(syslog.LOG_ERR, f"worker: {text}")
         if not pending.events and not pending.vpn:
             break
-        try:
-            if pending.vpn:
+        stuck = False
+        for part in pending.by_namespace():
+            if _handle_in_namespace(spool, part, ctx, log, proc_sys):
+                handled += len(part.events) + len(part.vpn)
+            else:
+                stuck = True
+        if stuck:
+            return Drained(handled, stuck=True)
+    return Drained(handled, stuck=False)
+
+
+def _handle_in_namespace(spool: Spool, part: Pending, ctx: Context, log: Log, proc_sys: str) -> bool:
+    """One namespace's events, inside it; False when they failed and stay for the next worker."""
+    events = part.events + part.vpn
+    found = namespaces.find(part.netns) if part.netns is not None else None
+    if found is None:
+        for event in events:
+            log(syslog.LOG_ERR, f"{event}: refused: it happened in network namespace {part.netns}, which is not "
+                                "this worker's, the host's or a named one (ip netns list); give that namespace a "
+                                "name (ip netns attach NAME PID) so its events can be applied there")
+        spool.done(events)
+        return True
+    try:
+        with namespaces.entered(found):
+            if part.vpn:
                 # Only OpenVPN's hook spools these: where it never ran, its code is never loaded.
                 from l2tproute.transports.openvpn import sync as openvpn
 
-                after_openvpn(openvpn.handle(pending.vpn, ctx, log, spool.run_dir), ctx, log)
-            if pending.events:
-                handle(pending.events, ctx, log, proc_sys)
-        except Exception as exc:
-            count = len(pending.events) + len(pending.vpn)
-            log(syslog.LOG_ERR, f"worker: {count} events not handled: {describe(exc)}; "
-                                "they are tried again by the next hook, and the timer applies everything")
-            return Drained(handled, stuck=True)
-        spool.done(pending.events + pending.vpn)
-        handled += len(pending.events) + len(pending.vpn)
-    return Drained(handled, stuck=False)
+                after_openvpn(openvpn.handle(part.vpn, ctx, log, spool.run_dir), ctx, log)
+            if part.events:
+                handle(part.events, ctx, log, proc_sys)
+    except Exception as exc:
+        log(syslog.LOG_ERR, f"worker: {len(events)} events of network namespace {found.what} not handled: "
+                            f"{describe(exc)}; they are tried again by the next hook, and the timer applies "
+                            "everything")
+        return False
+    finally:
+        found.close()
+    spool.done(events)
+    return True
 
 
 def _lock(fd: int, wait: bool) -> bool:

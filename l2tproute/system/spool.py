@@ -5,18 +5,25 @@ cost minutes and a gigabyte. So the hooks are a few lines of POSIX sh
 (bin/l2tp-routes-event) that only record the event and make sure a worker runs; one
 worker (worker.py) then handles every pending event with one kernel read and one batch.
 
-An event is an empty file whose name is the whole event, `IFACE,SEQ,DIRECTION,PEER`,
-created with O_EXCL, so a reader never sees half of one. SEQ counts the events of one
-link name (the file seq/IFACE): pppd runs a link's ip-down only after its ip-up
-returned, so within a link the numbers are in the order pppd ran the hooks. The name is
-only trusted after the same validation as pppd's arguments (hook.parse_event).
+An event is an empty file whose name is the whole event, `NETNS,IFACE,SEQ,DIRECTION,PEER`,
+created with O_EXCL, so a reader never sees half of one. NETNS is the network namespace the
+hook ran in (netns.py: `DEV-INO` of its nsfs file); the worker runs the event there, or
+refuses it when it cannot enter that namespace, never in another. SEQ counts the events
+of one link name in one namespace (the file seq/NETNS,IFACE): pppd runs a link's ip-down
+only after its ip-up returned, so within a link the numbers are in the order pppd ran the
+hooks. The name is only trusted after the same validation as pppd's arguments
+(links.parse_event). A name without NETNS (a hook of the version before) is refused: the
+timer's apply installs its routes.
 
 OpenVPN's hook (bin/l2tp-routes-openvpn, running as nobody:www-data) spools a second kind:
-`TUN,SEQ,vpn-up,VPN_ADDRESS,PEER[,VPN_ADDRESS6]` (the client's IPv6 pool address when the
-server has `server-ipv6`) and `TUN,SEQ,vpn-down,VPN_ADDRESS`, SEQ being the time in
+`NETNS,TUN,SEQ,vpn-up,VPN_ADDRESS,PEER[,VPN_ADDRESS6]` (the client's IPv6 pool address when
+the server has `server-ipv6`) and `NETNS,TUN,SEQ,vpn-down,VPN_ADDRESS`, SEQ being the time in
 nanoseconds (the hook cannot write root's seq files). The spool is writable by the hook's
 group, so the worker trusts these names no further than openvpn.py checks them against
 the kernel and its own session records.
+
+The grammar is written once per language: here (event_name, parse_name, parse_vpn_name) and
+in lib/l2tproute.sh (l2t_event_name); tests/unit/test_spool_grammar.py holds them together.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from dataclasses import dataclass, field
 
 from l2tproute.core import constants as C
 from l2tproute.core.model import InputError, IPv4Address, IPv6Address, parse_device, parse_peer, parse_vpn_address6
+from l2tproute.system.netns import NetnsId, parse_id
 from l2tproute.system.settings import setting
 
 SPOOL = "spool"
@@ -39,8 +47,9 @@ DOWN = "down"
 VPN_UP = "vpn-up"
 VPN_DOWN = "vpn-down"
 
-_NAME_RE = re.compile(r"([^,]{1,15}),([0-9]{1,18}),(up|down),([0-9.]{7,15})", re.ASCII)
-_VPN_NAME_RE = re.compile(r"([^,]{1,15}),([0-9]{1,20}),"
+_NETNS = r"([0-9]{1,10}-[0-9]{1,20}),"
+_NAME_RE = re.compile(_NETNS + r"([^,]{1,15}),([0-9]{1,18}),(up|down),([0-9.]{7,15})", re.ASCII)
+_VPN_NAME_RE = re.compile(_NETNS + r"([^,]{1,15}),([0-9]{1,20}),"
                           r"(vpn-up,([0-9.]{7,15}),([0-9.]{7,15})(?:,([0-9a-f:]{2,39}))?|vpn-down,([0-9.]{7,15}))",
                           re.ASCII)
 
@@ -54,9 +63,15 @@ class SpooledEvent:
     direction: str
     peer: IPv4Address
     name: str  # the file in the spool
+    netns: NetnsId | None = None  # where the hook ran
 
     def __str__(self) -> str:
         return f"ip-{self.direction} {self.iface} peer {self.peer}"
+
+
+def event_name(netns: NetnsId, iface: str, seq: int, kind: str, *fields: object) -> str:
+    """The spool name of one event: NETNS,IFACE,SEQ,KIND and the kind's fields (l2t_event_name in sh)."""
+    return ",".join([str(netns), iface, str(seq), kind, *(str(f) for f in fields)])
 
 
 def run_dir_from_environment(environ=os.environ) -> str:
@@ -75,6 +90,7 @@ class VpnEvent:
     peer: IPv4Address | None  # the user's chap-secrets address; None on vpn-down
     name: str
     address6: IPv6Address | None = None  # the client's IPv6 pool address, with server-ipv6
+    netns: NetnsId | None = None  # where OpenVPN's hook ran: its tun's namespace
 
     def __str__(self) -> str:
         user = f" peer {self.peer}" if self.peer is not None else ""
@@ -84,22 +100,24 @@ class VpnEvent:
 def parse_vpn_name(name: str) -> VpnEvent:
     match = _VPN_NAME_RE.fullmatch(name)
     if match is None:
-        raise InputError(f"spool entry {name[:80]} is not TUN,SEQ,vpn-up,ADDRESS,PEER[,ADDRESS6] or "
-                         "TUN,SEQ,vpn-down,ADDRESS")
-    tun, seq, _, up_address, up_peer, up_address6, down_address = match.groups()
+        raise InputError(f"spool entry {name[:80]} is not NETNS,TUN,SEQ,vpn-up,ADDRESS,PEER[,ADDRESS6] or "
+                         "NETNS,TUN,SEQ,vpn-down,ADDRESS")
+    netns, tun, seq, _, up_address, up_peer, up_address6, down_address = match.groups()
     if up_address is not None:
         address6 = parse_vpn_address6(up_address6) if up_address6 is not None else None
         return VpnEvent(parse_device(tun), int(seq), VPN_UP, parse_peer(up_address), parse_peer(up_peer), name,
-                        address6)
-    return VpnEvent(parse_device(tun), int(seq), VPN_DOWN, parse_peer(down_address), None, name)
+                        address6, parse_id(netns))
+    return VpnEvent(parse_device(tun), int(seq), VPN_DOWN, parse_peer(down_address), None, name,
+                    netns=parse_id(netns))
 
 
 def parse_name(name: str) -> SpooledEvent:
     match = _NAME_RE.fullmatch(name)
     if match is None:
-        raise InputError(f"spool entry {name[:80]} is not IFACE,SEQ,up or down,PEER")
-    iface, seq, direction, peer = match.groups()
-    return SpooledEvent(parse_device(iface), int(seq), direction, parse_peer(peer), name)
+        raise InputError(f"spool entry {name[:80]} is not NETNS,IFACE,SEQ,up or down,PEER (one without NETNS "
+                         "comes from a hook of the version before; the timer applies its routes)")
+    netns, iface, seq, direction, peer = match.groups()
+    return SpooledEvent(parse_device(iface), int(seq), direction, parse_peer(peer), name, parse_id(netns))
 
 
 @dataclass(frozen=True)
@@ -107,6 +125,18 @@ class Pending:
     events: list[SpooledEvent]  # per link in the order pppd ran the hooks
     rejected: list[str]  # names that are not events, with why
     vpn: list[VpnEvent] = field(default_factory=list)  # in the order OpenVPN's hooks ran
+
+    def by_namespace(self) -> list[Pending]:
+        """The events of each namespace apart, each kept in its order; no rejected ones."""
+        spaces = sorted({str(e.netns) for e in [*self.events, *self.vpn]})
+        return [Pending([e for e in self.events if str(e.netns) == space], [],
+                        [e for e in self.vpn if str(e.netns) == space]) for space in spaces]
+
+    @property
+    def netns(self) -> NetnsId | None:
+        """The namespace of the first event (by_namespace's parts have one each)."""
+        first = [*self.events, *self.vpn]
+        return first[0].netns if first else None
 
 
 class Spool:
@@ -133,7 +163,7 @@ class Spool:
             except InputError as exc:
                 rejected.append(f"{exc}; removed")
                 self.discard(name)
-        events.sort(key=lambda e: (e.iface, e.seq))
+        events.sort(key=lambda e: (str(e.netns), e.iface, e.seq))
         vpn.sort(key=lambda e: e.seq)
         return Pending(events, rejected, vpn)
 

@@ -22,6 +22,7 @@ from l2tproute.core import constants as C
 from l2tproute.core.model import InputError
 from l2tproute.fronts import link_events as hook
 from l2tproute.fronts import worker
+from l2tproute.system import netns
 from l2tproute.system.iproute2 import IpRoute2
 from l2tproute.system.spool import Spool
 from l2tproute.system.store import Store
@@ -371,16 +372,17 @@ def test_a_worker_whose_ip_hangs_kills_it_and_finishes(sessions, tmp_path):
     run_dir = tmp_path / "run"
     env = {C.RUN_DIR_ENV: str(run_dir), C.STORE_DIR_ENV: str(tmp_path)}
     spooler = Fronts(tmp_path / "spooler", worker="/bin/false")
-    result = run_hook_script(spooler, "down", pppd_args("ppp1", PEER1)[1:], env=env)
+    result = run_hook_script(spooler, "down", pppd_args("ppp1", PEER1)[1:], ns=sessions, env=env)
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
-    assert spooled(run_dir) == [f"ppp1,1,down,{PEER1}"]
+    event = f"{netns.named(sessions.name)},ppp1,1,down,{PEER1}"
+    assert spooled(run_dir) == [event]
     worker = Fronts(tmp_path / "fronts").worker
     done = subprocess.run(["ip", "netns", "exec", sessions.name, "env", f"PATH={fake}:/usr/sbin:/usr/bin",
                            *[f"{k}={v}" for k, v in env.items()], worker], capture_output=True, timeout=120)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
     leftovers = subprocess.run(["pgrep", "-f", "sleep 587"], capture_output=True, text=True)
     assert leftovers.stdout == "", "the hung ip was not killed"
-    assert spooled(run_dir) == [f"ppp1,1,down,{PEER1}"], "an event that failed must stay for the next worker"
+    assert spooled(run_dir) == [event], "an event that failed must stay for the next worker"
 
 
 def test_a_link_event_not_written_by_root_is_refused_and_removed(sessions, tmp_path):
@@ -389,10 +391,11 @@ def test_a_link_event_not_written_by_root_is_refused_and_removed(sessions, tmp_p
     (run_dir / "spool").mkdir(parents=True)
     tag = ("proto", str(C.RT_PROTO))
     sessions.ip("route", "add", "192.168.50.0/24", "via", PEER1, "dev", "ppp1", *tag)
-    forged = run_dir / "spool" / f"ppp1,1,down,{PEER1}"
+    here = netns.named(sessions.name)  # the worker runs these events in the sessions' namespace
+    forged = run_dir / "spool" / f"{here},ppp1,1,down,{PEER1}"
     forged.touch()
     os.chown(forged, 33, 33)
-    genuine = run_dir / "spool" / f"ppp2,1,up,{PEER2}"
+    genuine = run_dir / "spool" / f"{here},ppp2,1,up,{PEER2}"
     genuine.touch()
     log = Recorder()
     store = tmp_path / "routes.d"

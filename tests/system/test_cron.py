@@ -26,6 +26,7 @@ from conftest import REPO, routectl_path
 from fronts import Fronts, wait_for_worker
 
 from l2tproute.core import constants as C
+from l2tproute.system.netns import named
 from l2tproute.system.store import Store
 
 SHIPPED = REPO / "contrib/cron/l2tproute"
@@ -350,7 +351,7 @@ def test_the_minute_kick_starts_the_worker_that_drains_the_spool_and_returns_at_
     kick = checkout_kick(tmp_path / "fronts")
     run = sandbox.root / "run" / "l2tproute"
     (run / "spool").mkdir(parents=True)
-    (run / "spool" / f"ppp0,1,up,{PEER}").write_text("")
+    (run / "spool" / f"{named(netns.name)},ppp0,1,up,{PEER}").write_text("")
     result = sandbox.run_job(scratch_copy(connected_peer, kick=kick), 2)
     assert (result.returncode, result.stdout) == (0, "")
     wait_for_worker(run)

@@ -21,6 +21,7 @@ from fronts import wait_for_worker
 
 from l2tproute.core import constants as C
 from l2tproute.ops.policy import Config, load_config
+from l2tproute.system.netns import named
 
 INSTALLER = REPO / "install-l2tp-per-user-routing.sh"
 PROG = INSTALLER.name
@@ -868,7 +869,8 @@ def test_the_openvpn_servers_user_may_run_the_kick_through_sudo_and_nothing_else
     (tmp_path / "routes.d").mkdir()
     (tmp_path / "routes.d/10.255.10.2.routes").write_text("192.168.20.0/24 via 10.255.10.2\n")
     netns.add_ppp("ppp0", "10.255.10.2")
-    (tmp_path / "run/spool/ppp0,1,up,10.255.10.2").write_text("")
+    event = tmp_path / "run/spool" / f"{named(netns.name)},ppp0,1,up,10.255.10.2"  # the kick runs in netns
+    event.write_text("")
     assert in_sudo_box(wired, tmp_path, ["visudo", "-c"]).returncode == 0
 
     listed = in_sudo_box(wired, tmp_path, ["sudo", "-l", "-U", "nobody"])
@@ -885,7 +887,7 @@ def test_the_openvpn_servers_user_may_run_the_kick_through_sudo_and_nothing_else
         assert re.match(r"sudo: (a password is required|sorry, you are not allowed to )", refused.stderr), refused
     others = in_sudo_box(wired, tmp_path, ["runuser", "-u", "www-data", "--", "sudo", "-n", "-l", KICK])
     assert others.returncode == 1, others
-    assert netns.tagged_set() == set() and (tmp_path / "run/spool/ppp0,1,up,10.255.10.2").exists()
+    assert netns.tagged_set() == set() and event.exists()
 
     kicked = in_sudo_box(wired, tmp_path, [*as_nobody, KICK], ns=netns)
     assert (kicked.returncode, kicked.stdout, kicked.stderr) == (0, "", ""), kicked

@@ -16,6 +16,7 @@ from conftest import run_routectl
 from openvpnworld import openvpn_world
 
 from l2tproute.core import constants as C
+from l2tproute.system.netns import named
 
 
 @pytest.fixture
@@ -46,9 +47,9 @@ def test_openvpn_user_gets_its_routes_and_loses_exactly_them(world):
     r1, r2 = world.routes_via(a1), world.routes_via(a2)
     assert [(r["dst"], r["dev"], r["protocol"]) for r in r1] == [("192.168.20.0/24", "tun0", str(C.RT_PROTO))]
     assert [(r["dst"], r["dev"], r["protocol"]) for r in r2] == [("192.168.21.0/24", "tun0", str(C.RT_PROTO))]
-    sessions = sorted(os.listdir(world.run / "openvpn"))
+    sessions = sorted(os.listdir(world.sessions))
     assert sessions == sorted([f"tun0,{a1}", f"tun0,{a2}"])
-    assert (world.run / "openvpn" / f"tun0,{a1}").read_text() == "10.255.10.1\n"
+    assert (world.sessions / f"tun0,{a1}").read_text() == "10.255.10.1\n"
     assert world.ping("192.168.20.2")
 
     # The timer's apply leaves live OpenVPN routes alone and removes one of an ended session.
@@ -95,7 +96,7 @@ def test_openvpn_user_gets_its_routes_and_loses_exactly_them(world):
     world.work()
     assert world.routes_via(a1) == []
     assert world.routes_via(a2) == r2
-    assert os.listdir(world.run / "openvpn") == [f"tun0,{a2}"]
+    assert os.listdir(world.sessions) == [f"tun0,{a2}"]
     assert not world.ping("192.168.20.2")
 
 
@@ -106,15 +107,16 @@ def test_forged_spool_events_route_nothing(world):
     world.work()
     before = json.loads(world.ns["s"].ip("-j", "route", "show", "table", "all").stdout)
     seq = time.time_ns()
+    here = named(world.ns["s"].name)  # the server's namespace, where the worker runs
     forged = [
-        f"tun0,{seq},vpn-up,10.10.30.77,10.255.10.1",  # no such client is connected
-        f"tun0,{seq + 1},vpn-up,{a2},10.255.10.1",  # user2's address for user1's routes
-        f"s-c1,{seq + 2},vpn-up,172.31.1.9,10.255.10.1",  # not a tun
-        f"tun9,{seq + 3},vpn-up,10.10.30.5,10.255.10.1",  # no such link
-        f"tun0,{seq + 4},vpn-up,10.10.31.5,10.255.10.1",  # outside the tun's subnet
-        f"tun0,{seq + 5},vpn-up,10.10.30.1,10.255.10.1",  # the server's own address
-        f"tun0,{seq + 6},vpn-down,10.10.30.88",  # no session there
-        f"tun0,{seq + 7},vpn-up,10.10.30.5,10.255.10.1;ip",  # not an event at all
+        f"{here},tun0,{seq},vpn-up,10.10.30.77,10.255.10.1",  # no such client is connected
+        f"{here},tun0,{seq + 1},vpn-up,{a2},10.255.10.1",  # user2's address for user1's routes
+        f"{here},s-c1,{seq + 2},vpn-up,172.31.1.9,10.255.10.1",  # not a tun
+        f"{here},tun9,{seq + 3},vpn-up,10.10.30.5,10.255.10.1",  # no such link
+        f"{here},tun0,{seq + 4},vpn-up,10.10.31.5,10.255.10.1",  # outside the tun's subnet
+        f"{here},tun0,{seq + 5},vpn-up,10.10.30.1,10.255.10.1",  # the server's own address
+        f"{here},tun0,{seq + 6},vpn-down,10.10.30.88",  # no session there
+        f"{here},tun0,{seq + 7},vpn-up,10.10.30.5,10.255.10.1;ip",  # not an event at all
     ]
     for name in forged:
         fd = os.open(world.run / "spool" / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o640)
@@ -125,7 +127,7 @@ def test_forged_spool_events_route_nothing(world):
     # arrives once duplicate address detection ends); a forged event could only add ours or a static.
     assert [r for r in after if r not in before and r.get("protocol") != "kernel"] == []
     assert [r["dst"] for r in world.routes_via(a2)] == ["192.168.21.0/24"]
-    assert os.listdir(world.run / "openvpn") == [f"tun0,{a2}"]
+    assert os.listdir(world.sessions) == [f"tun0,{a2}"]
 
     # OpenVPN serves one management client at a time: while another program holds it, the worker
     # cannot check a connecting client. It keeps the client pending (no route yet) and the timer's
@@ -136,7 +138,7 @@ def test_forged_spool_events_route_nothing(world):
         world.wait_spool(lambda n: len(n) == 1)
         world.work(L2TP_OPENVPN_CLIENT_WAIT="1")
         assert world.routes_via(a1) == []
-        assert os.listdir(world.run / "openvpn-pending") == [f"tun0,{a1}"]
+        assert os.listdir(world.pending) == [f"tun0,{a1}"]
         env = {C.STORE_DIR_ENV: str(world.store), C.RUN_DIR_ENV: str(world.run), C.CHAP_SECRETS_ENV: str(world.chap)}
         waiting = run_routectl("apply", ns=world.ns["s"], env=env, timeout=120)
         assert "1 OpenVPN clients wait to be checked" in waiting.stderr, waiting.stderr
@@ -144,8 +146,8 @@ def test_forged_spool_events_route_nothing(world):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Installed route for peer 10.255.10.1: 192.168.20.0/24 via 10.255.10.1 (over OpenVPN on tun0)" \
         in result.stdout, result.stdout
-    assert sorted(os.listdir(world.run / "openvpn")) == sorted([f"tun0,{a1}", f"tun0,{a2}"])
-    assert os.listdir(world.run / "openvpn-pending") == []
+    assert sorted(os.listdir(world.sessions)) == sorted([f"tun0,{a1}", f"tun0,{a2}"])
+    assert os.listdir(world.pending) == []
     assert world.ping("192.168.20.2")
 
 
@@ -198,7 +200,7 @@ def test_sessions_of_one_user_and_of_both_vpns_and_server_stop(world):
     world.wait_spool(lambda n: any(x.endswith(f",vpn-down,{a1}") for x in n))
     world.work()
     assert [r["dst"] for r in world.routes_via(a1b)] == ["192.168.20.0/24"]
-    assert sorted(os.listdir(world.run / "openvpn")) == sorted([f"tun0,{a1b}", f"tun0,{a3}"])
+    assert sorted(os.listdir(world.sessions)) == sorted([f"tun0,{a1b}", f"tun0,{a3}"])
 
     # user2 leaves L2TP (pppd's ip-down, as its hook spools it) and stays on OpenVPN: the lines
     # the L2TP link held go via its OpenVPN client now, at once, and the worker says so.
@@ -214,7 +216,7 @@ def test_sessions_of_one_user_and_of_both_vpns_and_server_stop(world):
     world.wait_spool(lambda n: sum(",vpn-down," in x for x in n) == 2)
     world.work()
     assert [r for r in s.tagged() if r.get("dev") == "tun0"] == []
-    assert os.listdir(world.run / "openvpn") == []
+    assert os.listdir(world.sessions) == []
     # user1 is still on L2TP (ppp1): its line, held by OpenVPN until now, goes onto ppp1 at once.
     assert [(r["dst"], r["dev"]) for r in world.routes_via("10.255.10.1")] == [("192.168.20.0/24", "ppp1")]
 
@@ -233,8 +235,8 @@ def test_a_pool_address_given_again_routes_only_the_new_users_networks(world):
     assert world.routes_via(a1) == [] or a1 == a2
     assert [(r["dst"], r["dev"]) for r in world.routes_via(a2)] == [("192.168.21.0/24", "tun0")]
     assert [r for r in world.ns["s"].tagged() if r.get("dst") == "192.168.20.0/24"] == []
-    assert os.listdir(world.run / "openvpn") == [f"tun0,{a2}"]
-    assert (world.run / "openvpn" / f"tun0,{a2}").read_text() == "10.255.10.2\n"
+    assert os.listdir(world.sessions) == [f"tun0,{a2}"]
+    assert (world.sessions / f"tun0,{a2}").read_text() == "10.255.10.2\n"
 
     # The server is killed (no client-disconnect runs) and started again with a fresh pool: the
     # records of its sessions are stale. A client of another user at a recorded address gets its
@@ -242,7 +244,7 @@ def test_a_pool_address_given_again_routes_only_the_new_users_networks(world):
     a3 = world.start_client("user1", "c3")
     world.wait_spool(lambda n: len(n) == 1)
     world.work()
-    assert sorted(os.listdir(world.run / "openvpn")) == sorted([f"tun0,{a2}", f"tun0,{a3}"])
+    assert sorted(os.listdir(world.sessions)) == sorted([f"tun0,{a2}", f"tun0,{a3}"])
     server = world.procs.pop("server")
     server.kill()
     server.wait(timeout=30)
@@ -260,7 +262,7 @@ def test_a_pool_address_given_again_routes_only_the_new_users_networks(world):
     stale = {a2, a3} - {b1}
     for address in stale:
         assert f"at {address} on tun0 ended without a client-disconnect" in result.stderr, result.stderr
-    assert os.listdir(world.run / "openvpn") == [f"tun0,{b1}"]
+    assert os.listdir(world.sessions) == [f"tun0,{b1}"]
     assert [r["dst"] for r in world.routes_via(b1)] == ["192.168.20.0/24"]
     assert world.ping("192.168.20.2")
 

@@ -67,7 +67,7 @@ def test_a_burst_of_clients_is_served_by_one_connector_within_tasksmax_with_ipv6
         # IPv6 lines via the client's IPv6 pool address, on the tun.
         assert [(r["dst"], r["dev"]) for r in six if r.get("gateway") == address6] == [
             (f"fd00:{20 + int(user[4:])}::/64", "tun0")]
-    records = {name: (world.run / "openvpn" / name).read_text() for name in os.listdir(world.run / "openvpn")}
+    records = {name: (world.sessions / name).read_text() for name in os.listdir(world.sessions)}
     assert records == {f"tun0,{a}": f"{p}\n{a6}\n" for a, p, a6, _ in clients}
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from pathlib import Path
 
 import pytest
 
 from l2tproute.core.carrier import Carrier, carried_route, newest, not_carried_why
 from l2tproute.core.kernel import Links
 from l2tproute.core.model import InputError, Route
+from l2tproute.system import netns
 from l2tproute.system.spool import VPN_DOWN, VPN_UP, Spool, parse_vpn_name
 from l2tproute.transports.openvpn import hook as openvpnhook
 from l2tproute.transports.openvpn import management as vpnmanagement
@@ -19,17 +21,20 @@ from l2tproute.transports.openvpn import sync as openvpn
 from l2tproute.transports.openvpn.carrier import OpenVpnTransport, carrier
 
 A = ipaddress.IPv4Address
+#: The namespace field every spooled name begins with (tests/unit/test_spool_grammar.py has its own cases).
+NS = "4-4026531840,"
 
 
 def test_vpn_names_parse_and_anything_else_is_refused():
-    up = parse_vpn_name("tun0,1796025175673307835,vpn-up,10.10.30.2,10.255.10.1")
+    up = parse_vpn_name(NS + "tun0,1796025175673307835,vpn-up,10.10.30.2,10.255.10.1")
     assert (up.tun, up.direction, up.address, up.peer) == ("tun0", VPN_UP, A("10.10.30.2"), A("10.255.10.1"))
-    down = parse_vpn_name("tun0,17,vpn-down,10.10.30.2")
+    down = parse_vpn_name(NS + "tun0,17,vpn-down,10.10.30.2")
     assert (down.direction, down.address, down.peer) == (VPN_DOWN, A("10.10.30.2"), None)
     assert up.address6 is None
-    six = parse_vpn_name("tun0,17,vpn-up,10.10.30.2,10.255.10.1,fd00:10:30::1000")
+    six = parse_vpn_name(NS + "tun0,17,vpn-up,10.10.30.2,10.255.10.1,fd00:10:30::1000")
     assert (six.address, six.address6) == (A("10.10.30.2"), ipaddress.IPv6Address("fd00:10:30::1000"))
-    for name in ["tun0,1,vpn-up,10.10.30.2", "tun0,1,vpn-down,10.10.30.2,10.255.10.1",
+    for name in ["tun0,1,vpn-down,10.10.30.2"] + [NS + name for name in [
+                 "tun0,1,vpn-up,10.10.30.2", "tun0,1,vpn-down,10.10.30.2,10.255.10.1",
                  "tun0,1,vpn-up,10.10.30.2,10.255.10.1;x", "../x,1,vpn-down,10.10.30.2",
                  "tun0,1,vpn-up,1.2.3,10.255.10.1",
                  "tun0,1,vpn-up,10.10.30.2,0.0.0.0", "tun0,x,vpn-down,10.10.30.2", "a" * 16 + ",1,vpn-down,10.10.30.2",
@@ -37,7 +42,7 @@ def test_vpn_names_parse_and_anything_else_is_refused():
                  "tun0,1,vpn-up,10.10.30.2,10.255.10.1,fe80::1", "tun0,1,vpn-up,10.10.30.2,10.255.10.1,ff02::1",
                  "tun0,1,vpn-up,10.10.30.2,10.255.10.1,fd00::0:1", "tun0,1,vpn-up,10.10.30.2,10.255.10.1,::1",
                  "tun0,1,vpn-up,10.10.30.2,10.255.10.1,FD00::1", "tun0,1,vpn-up,10.10.30.2,10.255.10.1,",
-                 "tun0,1,vpn-down,10.10.30.2,fd00::1"]:
+                 "tun0,1,vpn-down,10.10.30.2,fd00::1"]]:
         with pytest.raises(InputError):
             parse_vpn_name(name)
 
@@ -45,13 +50,15 @@ def test_vpn_names_parse_and_anything_else_is_refused():
 def test_the_spool_sorts_vpn_events_by_time_and_removes_broken_ones(tmp_path):
     spool = tmp_path / "spool"
     spool.mkdir()
-    for name in ["tun0,20,vpn-down,10.10.30.2", "tun0,10,vpn-up,10.10.30.2,10.255.10.1", "tun0,5,vpn-up,bad",
-                 "ppp0,1,up,10.255.10.3"]:
+    down, up, bad, link = (NS + name for name in ["tun0,20,vpn-down,10.10.30.2",
+                                                  "tun0,10,vpn-up,10.10.30.2,10.255.10.1", "tun0,5,vpn-up,bad",
+                                                  "ppp0,1,up,10.255.10.3"])
+    for name in [down, up, bad, link]:
         (spool / name).touch()
     pending = Spool(str(tmp_path)).pending()
-    assert [e.name for e in pending.vpn] == ["tun0,10,vpn-up,10.10.30.2,10.255.10.1", "tun0,20,vpn-down,10.10.30.2"]
-    assert [e.name for e in pending.events] == ["ppp0,1,up,10.255.10.3"]
-    assert len(pending.rejected) == 1 and not (spool / "tun0,5,vpn-up,bad").exists()
+    assert [e.name for e in pending.vpn] == [up, down]
+    assert [e.name for e in pending.events] == [link]
+    assert len(pending.rejected) == 1 and not (spool / bad).exists()
 
 
 def test_iroutes_are_network_and_dotted_mask_and_only_plain_ipv4_lines():
@@ -94,7 +101,7 @@ def test_session_records_round_trip_and_broken_ones_are_no_session(tmp_path):
     records = vpnsessions.SessionRecords(str(tmp_path))
     assert records.all() == []
     records.write(vpnsessions.Session("tun0", A("10.10.30.2"), A("10.255.10.1")))
-    (tmp_path / "openvpn" / "tun0,10.10.30.3").write_text("not an address\n")
+    (Path(records.directory) / "tun0,10.10.30.3").write_text("not an address\n")
     assert records.all() == [vpnsessions.Session("tun0", A("10.10.30.2"), A("10.255.10.1"))]
     assert vpnsessions.live_next_hops(str(tmp_path), {"tun0"}) == {("tun0", A("10.10.30.2"))}
     assert vpnsessions.live_next_hops(str(tmp_path), {"tun1"}) == set()
@@ -113,11 +120,11 @@ def test_a_record_keeps_the_ipv6_address_and_the_newest_session_of_a_user_carrie
     records = vpnsessions.SessionRecords(str(tmp_path))
     six = ipaddress.IPv6Address("fd00:10:30::1000")
     records.write(vpnsessions.Session("tun0", A("10.10.30.2"), A("10.255.10.1"), six))
-    assert (tmp_path / "openvpn" / "tun0,10.10.30.2").read_text() == "10.255.10.1\nfd00:10:30::1000\n"
+    assert (Path(records.directory) / "tun0,10.10.30.2").read_text() == "10.255.10.1\nfd00:10:30::1000\n"
     assert vpnsessions.live_next_hops(str(tmp_path), {"tun0"}) == {("tun0", A("10.10.30.2")), ("tun0", six)}
     records.write(vpnsessions.Session("tun0", A("10.10.30.3"), A("10.255.10.1")))
     records.write(vpnsessions.Session("tun0", A("10.10.30.4"), A("10.255.10.2")))
-    older, newer = tmp_path / "openvpn" / "tun0,10.10.30.3", tmp_path / "openvpn" / "tun0,10.10.30.2"
+    older, newer = Path(records.directory) / "tun0,10.10.30.3", Path(records.directory) / "tun0,10.10.30.2"
     os.utime(older, (1000, 1000))
     os.utime(newer, (2000, 2000))
     transport = OpenVpnTransport(None, str(tmp_path))
@@ -183,8 +190,8 @@ def test_connect_writes_the_iroutes_spools_the_event_and_lets_the_client_in(tmp_
     assert config.read_text() == ("iroute 192.168.20.0 255.255.255.0\niroute 172.16.4.0 255.255.252.0\n") * 2
     assert deferred.read_text() == "1"
     names = sorted(p.name for p in spool.iterdir())
-    assert len(names) == 2 and all(n.startswith("tun0,") and n.endswith(",vpn-up,10.10.30.2,10.255.10.1")
-                                   for n in names)
+    assert len(names) == 2 and all(n.startswith(f"{netns.current()},tun0,")
+                                   and n.endswith(",vpn-up,10.10.30.2,10.255.10.1") for n in names)
     assert [parse_vpn_name(n).peer for n in names] == [A("10.255.10.1")] * 2
     assert any("10.1.0.0/16 has its own dev eth1; skipped" in m for m in logged)
     assert any("2001:db8::/64 is IPv6; skipped" in m for m in logged)

@@ -33,25 +33,29 @@ class OpenVpnTransport:
         self.runner = runner
         self.run_dir = run_dir
 
+    def _records(self) -> SessionRecords:
+        # The sessions of the namespace the runner works in (--netns NAME, or this thread's own).
+        return SessionRecords(self.run_dir, netns=self.runner.netns)
+
     def carriers(self, links: Links) -> list[Carrier]:
-        return [carrier(s) for s in SessionRecords(self.run_dir).all() if s.tun in links.names]
+        return [carrier(s) for s in self._records().all() if s.tun in links.names]
 
     def carriers_of(self, peer: IPv4Address) -> list[Carrier]:
         """This user's recorded sessions whose tun exists; only their tuns are asked about."""
-        mine = [s for s in SessionRecords(self.run_dir).all() if s.peer == peer]
+        mine = [s for s in self._records().all() if s.peer == peer]
         present = {tun: bool(addrs_of(self.runner, tun)) for tun in {s.tun for s in mine}}
         return [carrier(s) for s in mine if present[s.tun]]
 
     def live_hops(self, link_names: set[str]) -> set[Hop]:
-        return live_next_hops(self.run_dir, link_names)
+        return live_next_hops(self.run_dir, link_names, self.runner.netns)
 
     def is_older_of(self, hop: Hop, of: Carrier) -> bool:
-        return any(s.peer == of.peer and hop in s.next_hops for s in SessionRecords(self.run_dir).all())
+        return any(s.peer == of.peer and hop in s.next_hops for s in self._records().all())
 
     def check(self, link_names: set[str]) -> list[str]:
         """Sessions OpenVPN no longer has lose their record (so their routes are nobody's and go);
         clients the worker could not ask OpenVPN about are recorded once it lists them."""
-        result = check_sessions(self.run_dir, link_names)
+        result = check_sessions(self.run_dir, link_names, self.runner.netns)
         warnings = [f"the OpenVPN session of peer {s.peer} at {s.address} on {s.tun} ended without a "
                     "client-disconnect; its routes are removed" for s in result.ended]
         if result.waiting:

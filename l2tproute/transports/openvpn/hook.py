@@ -7,7 +7,7 @@ hook's own environment. The user name (`username`, else `common_name`) is looked
 chap-secrets as `--user` is; that address's route file gives the iroutes, written into the
 client's dynamic config ($1) as network and dotted mask (`iroute-ipv6 NET/LEN` for IPv6 lines
 when the server gives the client an IPv6 address, `server-ipv6`); the kernel routes are the
-root worker's, from the spooled `TUN,SEQ,vpn-up,ADDRESS,PEER[,ADDRESS6]`. Lines with their own
+root worker's, from the spooled `NETNS,TUN,SEQ,vpn-up,ADDRESS,PEER[,ADDRESS6]`. Lines with their own
 `dev`, IPv6 lines without `server-ipv6` and users without a fixed address or a route file are
 logged and skipped: the client still connects.
 """
@@ -35,8 +35,9 @@ from l2tproute.core.model import (
 )
 from l2tproute.core.routefile import routes as routes_of
 from l2tproute.core.text import one_line
+from l2tproute.system import netns
 from l2tproute.system.chap import Users, chap_path
-from l2tproute.system.spool import SPOOL, VPN_UP, run_dir_from_environment
+from l2tproute.system.spool import SPOOL, VPN_UP, event_name, run_dir_from_environment
 from l2tproute.system.store import Store, store_dir_from_environment
 from l2tproute.system.syslogger import Log, quiet_log
 from l2tproute.transports.openvpn.sync import iroute_lines
@@ -158,9 +159,9 @@ def connect(config_path: str, environ: Mapping[str, str], log: Log) -> None:
 
 
 def spool_connect(run_dir: str, client: Client, peer: IPv4Address) -> None:
-    name = f"{client.tun},{time.time_ns()},{VPN_UP},{client.address},{peer}"
-    if client.address6 is not None:
-        name += f",{client.address6}"
+    # The connector runs in the server's namespace, where its tun is: the worker applies it there.
+    extra = [client.address6] if client.address6 is not None else []
+    name = event_name(netns.current(), client.tun, time.time_ns(), VPN_UP, client.address, peer, *extra)
     fd = os.open(os.path.join(run_dir, SPOOL, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     os.close(fd)
 

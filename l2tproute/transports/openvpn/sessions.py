@@ -1,9 +1,15 @@
 """OpenVPN sessions the root worker recorded: which user holds which client address on which tun.
 
-RUN_DIR/openvpn/TUN,ADDRESS holds the user's peer address (and the client's IPv6 address);
-RUN_DIR/openvpn-pending the clients the worker could not check with OpenVPN yet. Every
+RUN_DIR/openvpn/NETNS/TUN,ADDRESS holds the user's peer address (and the client's IPv6 address);
+RUN_DIR/openvpn-pending/NETNS the clients the worker could not check with OpenVPN yet. Every
 command reads them: apply leaves a live session's routes to it and gives each user's lines
 to its newest session; the timer's apply drops the sessions OpenVPN no longer lists.
+
+A session belongs to the network namespace its tun is in: NETNS is that namespace's
+identity (netns.NetnsId, `DEV-INO`), so an apply for another namespace (`--netns X`, the
+installer's demo, a test's) never reads or drops the records of the host's clients. The
+records of the version before (RUN_DIR/openvpn/TUN,ADDRESS) were the host's: a reader in the
+host's namespace takes them into its own directory.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from l2tproute.core.model import (
     parse_peer,
     parse_vpn_address6,
 )
+from l2tproute.system import netns as namespaces
 from l2tproute.system.chap import SecretsError, Users, chap_path
 from l2tproute.transports.openvpn.management import MANAGEMENT_SOCKET, ManagementError, VpnClient, read_clients
 
@@ -51,17 +58,44 @@ class Session:
 
 
 class SessionRecords:
-    """RUN_DIR/openvpn/TUN,ADDRESS holding `PEER\\n` and, with IPv6, `ADDRESS6\\n`; written by the
-    root worker only."""
+    """RUN_DIR/openvpn/NETNS/TUN,ADDRESS holding `PEER\\n` and, with IPv6, `ADDRESS6\\n`; written by
+    the root worker only. `netns` is the namespace's name as `--netns` gives it, None for this
+    thread's own (where the worker runs an event)."""
 
-    def __init__(self, run_dir: str, kind: str = SESSIONS):
+    def __init__(self, run_dir: str, kind: str = SESSIONS, netns: str | None = None):
         self.run_dir = run_dir
-        self.directory = os.path.join(run_dir, kind)
+        self.kind = kind
+        self.netns = netns
+        self.space = namespaces.of_netns(netns)
+        self.directory = os.path.join(run_dir, kind, str(self.space))
+        self._adopted = False
+
+    def sibling(self, kind: str) -> SessionRecords:
+        """The records of another kind (PENDING) of the same namespace."""
+        return SessionRecords(self.run_dir, kind, self.netns)
 
     def _path(self, tun: str, address: IPv4Address) -> str:
         return os.path.join(self.directory, f"{tun},{address}")
 
+    def _adopt_flat(self) -> None:
+        """Records of the version before, flat in RUN_DIR/openvpn, were the host's: moved into
+        the host's directory, once, by a reader in the host's namespace (root only can tell)."""
+        self._adopted = True
+        parent = os.path.dirname(self.directory)
+        try:
+            flat = [name for name in os.listdir(parent) if "," in name and not name.startswith(".")]
+        except OSError:
+            return
+        if not flat or self.space != namespaces.host():
+            return
+        os.makedirs(self.directory, mode=0o755, exist_ok=True)
+        for name in flat:
+            with contextlib.suppress(OSError):
+                os.rename(os.path.join(parent, name), os.path.join(self.directory, name))
+
     def all(self) -> list[Session]:
+        if not self._adopted:
+            self._adopt_flat()
         try:
             names = os.listdir(self.directory)
         except FileNotFoundError:
@@ -74,6 +108,8 @@ class SessionRecords:
         return found
 
     def get(self, tun: str, address: IPv4Address) -> Session | None:
+        if not self._adopted:
+            self._adopt_flat()
         return self._read(f"{tun},{address}")
 
     def _read(self, name: str) -> Session | None:
@@ -102,10 +138,11 @@ class SessionRecords:
             os.unlink(self._path(tun, address))
 
 
-def live_next_hops(run_dir: str, link_names: set[str]) -> set[tuple[str, IPv4Address | IPv6Address]]:
+def live_next_hops(run_dir: str, link_names: set[str], netns: str | None = None,
+                   ) -> set[tuple[str, IPv4Address | IPv6Address]]:
     """(tun, client address) of every recorded session whose tun still exists: apply's
     reconcile leaves the routes via them alone."""
-    return {hop for s in SessionRecords(run_dir).all() if s.tun in link_names for hop in s.next_hops}
+    return {hop for s in SessionRecords(run_dir, netns=netns).all() if s.tun in link_names for hop in s.next_hops}
 
 
 
@@ -125,14 +162,15 @@ class SessionCheck:
     waiting: list[Session]  # pending, and OpenVPN still does not answer
 
 
-def check_sessions(run_dir: str, link_names: set[str]) -> SessionCheck:
+def check_sessions(run_dir: str, link_names: set[str], netns: str | None = None) -> SessionCheck:
     """The timer's look at the sessions against OpenVPN's client list. A record whose tun is gone,
     or that OpenVPN answers without (no client of that user at that address: it ended without a
     client-disconnect, the server was killed), is dropped; its routes then are no live session's,
     so apply removes them. A pending client (the worker could not ask OpenVPN) is recorded once
     OpenVPN lists it, dropped once it does not. When OpenVPN does not answer, records on an
     existing tun are kept and pending ones wait: nobody can tell. One server per run dir."""
-    records, pending = SessionRecords(run_dir), SessionRecords(run_dir, PENDING)
+    records = SessionRecords(run_dir, netns=netns)
+    pending = records.sibling(PENDING)
     recorded, waiting = records.all(), pending.all()
     result = SessionCheck([], [], [])
     if not recorded and not waiting:

@@ -89,7 +89,7 @@ def handle(events: Sequence[VpnEvent], ctx: Context, log: Log, run_dir: str,
     """Each event in the order OpenVPN's hooks ran, under the store lock. Returns the users whose
     session ended: their lines may go over their L2TP link now (the worker applies them)."""
     ended: list[IPv4Address] = []
-    records = SessionRecords(run_dir)
+    records = SessionRecords(run_dir, netns=ctx.runner.netns)
     clients = Clients(os.path.join(run_dir, MANAGEMENT_SOCKET), client_wait() if wait is None else wait)
     users = Users(chap_path())  # chap-secrets read once per pass, not once per event
     known: list = []
@@ -129,7 +129,7 @@ def _routes_via(ctx: Context, session: Session) -> list[Installed]:
 def _disconnect(ctx: Context, records: SessionRecords, clients: Clients, event: VpnEvent,
                 say: Log) -> IPv4Address | None:
     """The ended session's routes and record go; its user's peer address, or None when nothing ended."""
-    pending = SessionRecords(records.run_dir, PENDING)
+    pending = records.sibling(PENDING)
     if pending.get(event.tun, event.address) is not None:
         pending.remove(event.tun, event.address)  # never confirmed: nothing was installed
     session = records.get(event.tun, event.address)
@@ -161,8 +161,7 @@ def _connect(ctx: Context, records: SessionRecords, clients: Clients, event: Vpn
         try:
             problem = _client_problem(clients, event, users)
         except ManagementError as exc:
-            SessionRecords(records.run_dir, PENDING).write(Session(event.tun, event.address, event.peer,
-                                                                   event.address6))
+            records.sibling(PENDING).write(Session(event.tun, event.address, event.peer, event.address6))
             say(syslog.LOG_WARNING, f"{exc}; the next apply asks OpenVPN again and installs the routes then")
             return
     if problem is not None:
