@@ -1078,6 +1078,23 @@ apply_sysctl() {
     fi
 }
 
+# OpenVPN session records of the version before, flat in /run/l2tproute/openvpn, were the
+# host's (this script runs there): into the host's directory, where the new code reads them
+# (docs/namespaces.md). The sandboxed units cannot tell which namespace is the host's.
+adopt_session_records() {
+    local host kind record moved=0
+    ((LIVE)) || return 0
+    host=$(stat -L -c %d-%i /proc/self/ns/net) || return 0
+    for kind in openvpn openvpn-pending; do
+        for record in "/run/l2tproute/$kind"/*,*; do
+            [[ -f $record ]] || continue
+            mkdir -p -m 0755 "/run/l2tproute/$kind/$host" && mv -f -- "$record" "/run/l2tproute/$kind/$host/" &&
+                moved=$((moved + 1))
+        done
+    done
+    ((moved == 0)) || changed "moved: $moved OpenVPN session records into /run/l2tproute/openvpn/$host (this namespace's)"
+}
+
 do_install() {
     check_source
     if [[ $FROM == release ]]; then
@@ -1094,6 +1111,7 @@ do_install() {
     SYSCTL_CHANGED=0
     install_config
     install_files
+    adopt_session_records
     wire_openvpn
     retire_other_scheduler
     install_store

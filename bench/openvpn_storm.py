@@ -474,7 +474,7 @@ class Bench:
         """The worker's session records: exactly the live clients, each with its own user's peer."""
         if not self.unit.wait_idle(60):
             raise RuntimeError("the worker did not finish")
-        records = {p.name: p.read_text().strip() for p in (self.w.run / "openvpn").iterdir()}
+        records = {p.name: p.read_text().strip() for p in self.w.sessions.iterdir()}
         status = self.w.status().clients
         peers = {u.name: u.peer for u in users}
         peers[PROBE] = self.probe_peer

@@ -38,7 +38,7 @@ def test_openvpn_user_gets_its_routes_and_loses_exactly_them(world):
     a1 = world.start_client("user1", "c1")
     a2 = world.start_client("user2", "c2")
     names = world.wait_spool(lambda n: sum(",vpn-up," in x for x in n) == 2)
-    assert sorted(n.split(",", 2)[2] for n in names) == [f"vpn-up,{a1},10.255.10.1", f"vpn-up,{a2},10.255.10.2"]
+    assert sorted(n.split(",", 3)[3] for n in names) == [f"vpn-up,{a1},10.255.10.1", f"vpn-up,{a2},10.255.10.2"]
     # The hook ran as the server's user and group: its events belong to nobody:www-data.
     owners = {(os.stat(world.run / "spool" / n).st_uid, os.stat(world.run / "spool" / n).st_gid) for n in names}
     assert owners == {(pwd.getpwnam("nobody").pw_uid, grp.getgrnam("www-data").gr_gid)}
@@ -295,6 +295,6 @@ def test_the_hook_works_with_nothing_but_openvpns_variables_as_nobody_www_data(w
                                 capture_output=True, text=True, timeout=30)
     assert disconnect.returncode == 0
     names = world.wait_spool(lambda n: len(n) == 2)
-    assert sorted(n.split(",", 2)[2] for n in names) == ["vpn-down,10.10.30.9", "vpn-up,10.10.30.9,10.255.10.1"]
+    assert sorted(n.split(",", 3)[3] for n in names) == ["vpn-down,10.10.30.9", "vpn-up,10.10.30.9,10.255.10.1"]
     assert {(os.stat(world.run / "spool" / n).st_uid, os.stat(world.run / "spool" / n).st_gid) for n in names} == {
         (pwd.getpwnam("nobody").pw_uid, grp.getgrnam("www-data").gr_gid)}

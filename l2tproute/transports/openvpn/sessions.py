@@ -8,8 +8,8 @@ to its newest session; the timer's apply drops the sessions OpenVPN no longer li
 A session belongs to the network namespace its tun is in: NETNS is that namespace's
 identity (netns.NetnsId, `DEV-INO`), so an apply for another namespace (`--netns X`, the
 installer's demo, a test's) never reads or drops the records of the host's clients. The
-records of the version before (RUN_DIR/openvpn/TUN,ADDRESS) were the host's: a reader in the
-host's namespace takes them into its own directory.
+records of the version before (RUN_DIR/openvpn/TUN,ADDRESS) were the host's: the installer, or
+a reader that can tell it is in the host's namespace, moves them into the host's directory.
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ class SessionRecords:
 
     def _adopt_flat(self) -> None:
         """Records of the version before, flat in RUN_DIR/openvpn, were the host's: moved into
-        the host's directory, once, by a reader in the host's namespace (root only can tell)."""
+        the host's directory by a reader in the host's namespace (PID 1's: only an unsandboxed
+        root can tell; the installer moves them too)."""
         self._adopted = True
         parent = os.path.dirname(self.directory)
         try:
@@ -88,9 +89,9 @@ class SessionRecords:
             return
         if not flat or self.space != namespaces.host():
             return
-        os.makedirs(self.directory, mode=0o755, exist_ok=True)
-        for name in flat:
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # a read-only /run (a sandboxed reader): the installer moves them
+            os.makedirs(self.directory, mode=0o755, exist_ok=True)
+            for name in flat:
                 os.rename(os.path.join(parent, name), os.path.join(self.directory, name))
 
     def all(self) -> list[Session]:
