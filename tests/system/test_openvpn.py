@@ -205,7 +205,8 @@ def test_sessions_of_one_user_and_of_both_vpns_and_server_stop(world):
     # user2 leaves L2TP (pppd's ip-down, as its hook spools it) and stays on OpenVPN: the lines
     # the L2TP link held go via its OpenVPN client now, at once, and the worker says so.
     s.ip("link", "del", "ppp0")
-    fd = os.open(world.run / "spool" / "ppp0,1,down,10.255.10.2", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    down = world.run / "spool" / f"{named(s.name)},ppp0,1,down,10.255.10.2"
+    fd = os.open(down, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     os.close(fd)
     world.work()
     assert [(r["dst"], r["dev"]) for r in world.routes_via(a3)] == [("192.168.21.0/24", "tun0")]
