@@ -12,7 +12,7 @@ refuses it when it cannot enter that namespace, never in another. SEQ counts the
 of one link name in one namespace (the file seq/NETNS,IFACE): pppd runs a link's ip-down
 only after its ip-up returned, so within a link the numbers are in the order pppd ran the
 hooks. The name is only trusted after the same validation as pppd's arguments
-(links.parse_event). A name without NETNS (a hook of the version before) is refused: the
+(transports.l2tp.events.parse_event). A name without NETNS (a hook of the version before) is refused: the
 timer's apply installs its routes.
 
 OpenVPN's hook (bin/l2tp-routes-openvpn, running as nobody:www-data) spools a second kind:

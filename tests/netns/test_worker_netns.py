@@ -17,15 +17,17 @@ import pytest
 from conftest import Netns, _ip
 from fronts import Fronts, run_hook_script, spooled, wait_for_worker
 
+from l2tproute import transports
 from l2tproute.core import constants as C
+from l2tproute.core.kernel import Links
 from l2tproute.core.model import parse_peer
 from l2tproute.fronts import worker
-from l2tproute.ops.context import Context
 from l2tproute.system import netns
 from l2tproute.system.iproute2 import IpRoute2
 from l2tproute.system.spool import Spool
 from l2tproute.system.store import Store
-from l2tproute.transports.openvpn.sessions import PENDING, Session, SessionRecords, live_sessions
+from l2tproute.transports.openvpn.carrier import OpenVpnTransport
+from l2tproute.transports.openvpn.sessions import PENDING, Session, SessionRecords, live_next_hops
 
 PEERS = {"home": "10.255.20.1", "a": "10.255.20.2", "b": "10.255.20.3"}
 LANS = {"home": "192.168.70.0/24", "a": "192.168.71.0/24", "b": "192.168.72.0/24"}
@@ -147,7 +149,7 @@ def test_an_event_of_a_namespace_without_a_name_is_refused_by_another_worker(unn
     # also has a ppp0 with that peer): refused, logged, removed; nothing routed anywhere.
     spaces["a"].add_ppp("ppp0", PEERS["a"])
     log = Recorder()
-    ctx = Context(Store(str(store)), IpRoute2(spaces["a"].name), run_dir=str(run_dir))
+    ctx = transports.context(Store(str(store)), IpRoute2(spaces["a"].name), run_dir=str(run_dir))
     assert worker.drain(Spool(str(run_dir)), ctx, log, "/nonexistent").stuck is False
     assert spooled(run_dir) == []
     assert len(log.errors()) == 1 and "refused: it happened in network namespace" in log.errors()[0], log.records
@@ -182,8 +184,11 @@ def test_session_records_are_kept_per_namespace(spaces, tmp_path):
     assert SessionRecords(str(tmp_path), netns=spaces["a"].name).all() == [mine]
     assert SessionRecords(str(tmp_path), netns=spaces["b"].name).all() == []
     assert SessionRecords(str(tmp_path)).all() == []  # this test's own namespace
-    assert live_sessions(str(tmp_path), {"tun0"}, spaces["a"].name) == [mine]
-    assert live_sessions(str(tmp_path), {"tun0"}, spaces["b"].name) == []
+    assert live_next_hops(str(tmp_path), {"tun0"}, spaces["a"].name) == mine.next_hops
+    assert live_next_hops(str(tmp_path), {"tun0"}, spaces["b"].name) == set()
+    in_a, in_b = (OpenVpnTransport(IpRoute2(spaces[r].name), str(tmp_path)) for r in "ab")
+    assert [c.peer for c in in_a.carriers(Links(names={"tun0"}))] == [mine.peer]
+    assert in_b.carriers(Links(names={"tun0"})) == []
     assert (tmp_path / "openvpn" / str(netns.named(spaces["a"].name)) / "tun0,10.10.30.2").read_text() == \
         "10.255.10.1\n"
     with pytest.raises(netns.NamespaceError):

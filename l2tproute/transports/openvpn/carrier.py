@@ -33,9 +33,13 @@ class OpenVpnTransport:
         self.runner = runner
         self.run_dir = run_dir
 
+    @property
+    def netns(self) -> str | None:
+        """The namespace whose sessions these are: the runner's --netns NAME, or None for this thread's own."""
+        return getattr(self.runner, "netns", None)
+
     def _records(self) -> SessionRecords:
-        # The sessions of the namespace the runner works in (--netns NAME, or this thread's own).
-        return SessionRecords(self.run_dir, netns=self.runner.netns)
+        return SessionRecords(self.run_dir, netns=self.netns)
 
     def carriers(self, links: Links) -> list[Carrier]:
         return [carrier(s) for s in self._records().all() if s.tun in links.names]
@@ -47,7 +51,7 @@ class OpenVpnTransport:
         return [carrier(s) for s in mine if present[s.tun]]
 
     def live_hops(self, link_names: set[str]) -> set[Hop]:
-        return live_next_hops(self.run_dir, link_names, self.runner.netns)
+        return live_next_hops(self.run_dir, link_names, self.netns)
 
     def is_older_of(self, hop: Hop, of: Carrier) -> bool:
         return any(s.peer == of.peer and hop in s.next_hops for s in self._records().all())
@@ -55,7 +59,7 @@ class OpenVpnTransport:
     def check(self, link_names: set[str]) -> list[str]:
         """Sessions OpenVPN no longer has lose their record (so their routes are nobody's and go);
         clients the worker could not ask OpenVPN about are recorded once it lists them."""
-        result = check_sessions(self.run_dir, link_names, self.runner.netns)
+        result = check_sessions(self.run_dir, link_names, self.netns)
         warnings = [f"the OpenVPN session of peer {s.peer} at {s.address} on {s.tun} ended without a "
                     "client-disconnect; its routes are removed" for s in result.ended]
         if result.waiting:
