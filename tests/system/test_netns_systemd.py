@@ -7,7 +7,10 @@ from wheels, l2tproute-worker.path starting the sandboxed worker.
 `ip netns exec NS /etc/ppp/ip-up ...` (Debian's dispatcher, as pppd runs it there): the worker,
 started by systemd in the host's namespace, enters NS and installs exactly NS's routes; ip-down
 removes them; the host's stay. A burst of the three (path unit stopped while they spool, then
-started: one worker) is applied each in its own. The worker's exposure is at most 2.0.
+started: one worker) is applied each in its own. Without the path unit (as where systemd does not
+run) the hook starts the worker itself, in its namespace. An upgrade moves the OpenVPN session
+records of the version before into the host's directory, and the installer's demo leaves the
+host's session and its route alone. The worker's exposure is at most 2.0.
 """
 
 from __future__ import annotations
@@ -110,6 +113,25 @@ def test_a_burst_of_two_namespaces_and_the_host_is_applied_each_in_its_own(box):
         box.wait_for(lambda ns=ns: tagged(box, ns) == wanted(ns), WAIT_S, f"the routes of {ns or 'the host'}")
     box.wait_for(lambda: not box.check("ls", "/run/l2tproute/spool").split(), WAIT_S, "the spool to drain")
     assert box.unit_property(WORKER, "Result") == "success"
+
+
+def test_without_the_path_unit_the_hook_starts_the_worker_in_its_namespace(box):
+    """As where systemd does not run: the hook sees no l2tproute-worker.path and starts the worker
+    itself, inside pppd's namespace; it applies there and leaves the host's and isp's routes alone."""
+    unit = f"/etc/systemd/system/{PATH_UNIT}"
+    before = {ns: tagged(box, ns) for ns in ("", "isp")}
+    box.check("systemctl", "stop", PATH_UNIT)
+    box.check("mv", unit, "/root/path-unit.saved")
+    try:
+        dispatch(box, "down", "isp2")  # the burst's routes of isp2 go first
+        box.wait_for(lambda: tagged(box, "isp2") == set(), WAIT_S, "isp2's routes to go")
+        dispatch(box, "up", "isp2")
+        box.wait_for(lambda: tagged(box, "isp2") == wanted("isp2"), WAIT_S, "isp2's routes")
+        box.wait_for(lambda: not box.check("ls", "/run/l2tproute/spool").split(), WAIT_S, "the spool to drain")
+        assert {ns: tagged(box, ns) for ns in ("", "isp")} == before
+    finally:
+        box.check("mv", "/root/path-unit.saved", unit)
+        box.check("systemctl", "start", PATH_UNIT)
 
 
 APPLY = "route-l2tp-apply-all.service"
