@@ -1059,15 +1059,18 @@ release_stuck_service() {
         "RemainAfterExit=yes, and the timer never starts a unit that is still active)"
 }
 
-# Seconds until the timer's next elapse, or nothing when systemd has none (NEXT -).
-timer_seconds_left() {
-    local path next now
+# When the timer elapses next, as systemd holds it: "in N s, at HH:MM:SS ZONE" (the clock time
+# rounded down: systemd never fires before it), or nothing when it has none (NEXT -).
+timer_next() {
+    local path next
     path=/org/freedesktop/systemd1/unit/$(printf '%s' "$TIMER" | sed 's/-/_2d/g; s/\./_2e/g')
     next=$(busctl get-property org.freedesktop.systemd1 "$path" org.freedesktop.systemd1.Timer \
         NextElapseUSecMonotonic 2>/dev/null | sed -n 's/^t //p')
     [[ $next =~ ^[0-9]+$ ]] && ((next > 0 && next < 2 ** 62)) || return 0
-    now=$("$SYSTEM_PYTHON" -c 'import time; print(time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000)')
-    if ((next <= now)); then echo 0; else echo $(((next - now + 999999) / 1000000)); fi
+    "$SYSTEM_PYTHON" -c '
+import sys, time
+left = max(0.0, (int(sys.argv[1]) - time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000) / 1e6)
+print("in %d s, at %s" % (round(left), time.strftime("%H:%M:%S %Z", time.localtime(time.time() + left))))' "$next"
 }
 
 # The old tool's routes that apply takes over: proto boot, table main, via a gateway, on a link
@@ -1099,12 +1102,16 @@ say_next_apply() {
     elif ! systemd_running; then
         return 0
     else
-        left=$(timer_seconds_left)
-        if [[ -z $left ]]; then
+        left=$(timer_next)
+        if [[ -n $left ]]; then
+            when="$TIMER runs the next apply $left, then every 60 s"
+        elif [[ $(systemctl show --value -p ActiveState "$SERVICE" 2>/dev/null) == activating ]]; then
+            # Elapsed during this run: the timer waits for the apply it started, then counts 60 s.
+            when="$TIMER started the next apply just now, then runs it every 60 s"
+        else
             warn "$TIMER has no next elapse (systemctl list-timers shows NEXT -): run this script again"
             return 0
         fi
-        when="$TIMER runs the next apply in $left s, at $(date -d "@$(($(date +%s) + left))" '+%H:%M:%S %Z'), then every 60 s"
     fi
     if ((old > 0)); then
         say "Next: $when; it takes over the routes the old tool put in the kernel for stored lines" \
@@ -1234,14 +1241,16 @@ remove_created_dirs() {
 # Our routes, as `ip -N route show` prints them, one a line (both families, every table).
 our_routes() { ip -4 -N route show table all proto 157 2>/dev/null; ip -6 -N route show table all proto 157 2>/dev/null; }
 
-# Of our routes, those the old tool installs itself: DST GW LINK, one a line.
+# Of our routes, those the old tool installs itself: DST GW LINK, one a line. (ip leaves out the
+# protocol it filters on; a link without carrier adds linkdown.)
 old_kind_routes() {
     local links
     links=$(ip -4 -o addr show 2>/dev/null | sed -n 's/^[0-9]*: \([^ ]*\) .* peer .*/\1/p' | sort -u)
     [[ -n $links ]] || return 0
     ip -4 -N route show table main proto 157 2>/dev/null |
         awk -v links="$links" 'BEGIN { n = split(links, l, "\n"); for (i = 1; i <= n; i++) up[l[i]] = 1 }
-            NF == 7 && $2 == "via" && $4 == "dev" && $6 == "proto" && $7 == "157" && up[$5] { print $1, $3, $5 }'
+            function flags_only(i) { for (; i <= NF; i++) if ($i !~ /^(proto|157|linkdown|onlink|dead)$/) return 0; return 1 }
+            $2 == "via" && $4 == "dev" && up[$5] && flags_only(6) { print $1, $3, $5 }'
 }
 
 remove_our_routes() {
@@ -1274,8 +1283,8 @@ release_routes() {
             [[ -n $dst ]] || continue
             ip -4 route show table main proto boot exact "$dst" 2>/dev/null | grep -q " via $gw dev $dev" && back=$((back + 1))
         done <<<"$handback"
-        changed "handed back: $back of $count routes to the old tool: removed, then added again by its apply" \
-            "just now as it adds them (proto boot, table main; journalctl -u $SERVICE)"
+        ((count == 0)) || changed "handed back: $back of $count routes to the old tool: removed, then added again" \
+            "by its apply just now as it adds them (proto boot, table main; journalctl -u $SERVICE)"
         ((back == count)) || warn "$((count - back)) routes the old tool had are not back in the kernel;" \
             "see journalctl -u $SERVICE"
     else
