@@ -1102,14 +1102,25 @@ say_next_apply() {
     elif ! systemd_running; then
         return 0
     else
-        left=$(timer_next)
+        # A timer that elapsed during this run waits for the apply it started (running), or has
+        # not re-armed yet (elapsed): looked at again for a moment before it counts as stuck.
+        local tries=0 state
+        until left=$(timer_next) && [[ -n $left ]]; do
+            state=$(systemctl show --value -p SubState "$TIMER" 2>/dev/null)
+            if [[ $state == running || $state == elapsed ]] &&
+                [[ $(systemctl show --value -p SubState "$SERVICE" 2>/dev/null) != exited ]]; then
+                break
+            fi
+            ((++tries < 20)) || break
+            sleep 0.25
+        done
         if [[ -n $left ]]; then
             when="$TIMER runs the next apply $left, then every 60 s"
-        elif [[ $(systemctl show --value -p ActiveState "$SERVICE" 2>/dev/null) == activating ]]; then
-            # Elapsed during this run: the timer waits for the apply it started, then counts 60 s.
+        elif [[ $state == running || $state == elapsed ]] && ((tries < 20)); then
             when="$TIMER started the next apply just now, then runs it every 60 s"
         else
-            warn "$TIMER has no next elapse (systemctl list-timers shows NEXT -): run this script again"
+            warn "$TIMER has no next elapse (systemctl list-timers shows NEXT -, the timer is $state): run this" \
+                "script again"
             return 0
         fi
     fi
