@@ -183,6 +183,7 @@ CRON_FILE=$ROOT/etc/cron.d/$CRON_NAME
 STORE_PARENT=$ROOT/etc/l2tp-manager
 STORE=$STORE_PARENT/routes.d
 LOCK_NAME=.l2tproute.lock
+INDEX_NAME=.l2tproute.dst-index
 CONF_FILE=$STORE_PARENT/l2tproute.conf
 LIBEXEC=$VENV/libexec
 # The panel's OpenVPN server (docs/openvpn.md): when its config exists,
@@ -236,6 +237,7 @@ CRON_FILES=("$CRON_FILE|0644|contrib/cron/$CRON_NAME")
 
 CHANGES=0
 OLD_TOOL_REPLACED=0
+TIMER_REPLACED=0
 changed() { CHANGES=$((CHANGES + 1)); say "$*"; }
 systemd_running() { ((LIVE)) && [[ -d /run/systemd/system ]]; }
 if [[ -z $SCHEDULER ]]; then
@@ -941,6 +943,7 @@ install_files() {
         IFS='|' read -r dest mode src <<<"$entry"
         put_file "$WORK/$src" "$dest" "$mode"
         if ((PUT_CHANGED)) && [[ $dest == "$SYSCTL_FILE" ]]; then SYSCTL_CHANGED=1; fi
+        if ((PUT_CHANGED)) && [[ $dest == "$UNIT_DIR/$TIMER" ]]; then TIMER_REPLACED=1; fi
     done
 }
 
@@ -1023,10 +1026,15 @@ activate() {
                 changed "enabled: $unit"
             fi
         done
+        release_stuck_service
         for unit in "$TIMER" "$WORKER_PATH"; do
             if ! systemctl is-active --quiet "$unit"; then
                 run_quiet "systemctl start $unit" systemctl start "$unit"
                 changed "started: $unit"
+            elif [[ $unit == "$TIMER" ]] && ((TIMER_REPLACED)); then
+                # Armed by the old file's settings: restarted, it counts from ours.
+                run_quiet "systemctl restart $unit" systemctl restart "$unit"
+                changed "restarted: $unit (its unit file was replaced)"
             fi
         done
     else
@@ -1036,6 +1044,91 @@ activate() {
     fi
     if [[ $(sysctl -n net.ipv4.ip_forward 2>/dev/null || true) != 1 ]] || ((SYSCTL_CHANGED)); then
         apply_sysctl
+    fi
+}
+
+# The old bash system's service had RemainAfterExit=yes: after one run it stays active
+# (exited) until reboot, and its timer, waiting for it to end, never starts it again. Ours
+# has no RemainAfterExit, so active (exited) is only ever that old state, left across the
+# unit file's replacement: stopped (nothing runs, nothing is undone), the timer starts ours
+# at its next elapse. A rerun finds and repairs the state the same way.
+release_stuck_service() {
+    [[ $(systemctl show --value -p SubState "$SERVICE" 2>/dev/null) == exited ]] || return 0
+    run_quiet "systemctl stop $SERVICE" systemctl stop "$SERVICE"
+    changed "stopped: $SERVICE (it stayed active (exited) after a run of the old unit, which had" \
+        "RemainAfterExit=yes, and the timer never starts a unit that is still active)"
+}
+
+# When the timer elapses next, as systemd holds it: "in N s, at HH:MM:SS ZONE" (the clock time
+# rounded down: systemd never fires before it), or nothing when it has none (NEXT -).
+timer_next() {
+    local path next
+    path=/org/freedesktop/systemd1/unit/$(printf '%s' "$TIMER" | sed 's/-/_2d/g; s/\./_2e/g')
+    next=$(busctl get-property org.freedesktop.systemd1 "$path" org.freedesktop.systemd1.Timer \
+        NextElapseUSecMonotonic 2>/dev/null | sed -n 's/^t //p')
+    [[ $next =~ ^[0-9]+$ ]] && ((next > 0 && next < 2 ** 62)) || return 0
+    "$SYSTEM_PYTHON" -c '
+import sys, time
+left = max(0.0, (int(sys.argv[1]) - time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000) / 1e6)
+print("in %d s, at %s" % (round(left), time.strftime("%H:%M:%S %Z", time.localtime(time.time() + left))))' "$next"
+}
+
+# The old tool's routes that apply takes over: proto boot, table main, via a gateway, on a link
+# that carries a peer (reconcile.old_tool_routes; apply adopts those of stored lines).
+old_tool_route_count() {
+    local links
+    links=$(ip -4 -o addr show 2>/dev/null | sed -n 's/^[0-9]*: \([^ ]*\) .* peer .*/\1/p' | sort -u)
+    [[ -n $links ]] || { echo 0; return 0; }
+    ip -4 route show table main proto boot 2>/dev/null |
+        awk -v links="$links" 'BEGIN { n = split(links, l, "\n"); for (i = 1; i <= n; i++) up[l[i]] = 1 }
+            { for (i = 1; i < NF; i++) if ($i == "dev" && up[$(i + 1)] && / via /) { c++; break } }
+            END { print c + 0 }'
+}
+
+# What runs the next apply and when, as systemd or cron will do it; the old tool's routes
+# that it takes over, when there are any.
+say_next_apply() {
+    local left old=0 when
+    if ! ((LIVE)); then
+        ((OLD_TOOL_REPLACED)) || return 0
+        say "The routes the old tool put in the kernel are taken over by the next apply on the target system" \
+            "(its timer or cron runs it within a minute)."
+        return 0
+    fi
+    [[ ! -e $CMD$BACKUP_SUFFIX ]] || old=$(old_tool_route_count)
+    if [[ $SCHEDULER == cron ]]; then
+        when="cron runs the next apply at the start of the next minute"
+        pgrep -x 'cron|crond' >/dev/null 2>&1 || when="cron runs the next apply once a cron daemon runs"
+    elif ! systemd_running; then
+        return 0
+    else
+        # A timer that elapsed during this run waits for the apply it started (running), or has
+        # not re-armed yet (elapsed): looked at again for a moment before it counts as stuck.
+        local tries=0 state
+        until left=$(timer_next) && [[ -n $left ]]; do
+            state=$(systemctl show --value -p SubState "$TIMER" 2>/dev/null)
+            if [[ $state == running || $state == elapsed ]] &&
+                [[ $(systemctl show --value -p SubState "$SERVICE" 2>/dev/null) != exited ]]; then
+                break
+            fi
+            ((++tries < 20)) || break
+            sleep 0.25
+        done
+        if [[ -n $left ]]; then
+            when="$TIMER runs the next apply $left, then every 60 s"
+        elif [[ $state == running || $state == elapsed ]] && ((tries < 20)); then
+            when="$TIMER started the next apply just now, then runs it every 60 s"
+        else
+            warn "$TIMER has no next elapse (systemctl list-timers shows NEXT -, the timer is $state): run this" \
+                "script again"
+            return 0
+        fi
+    fi
+    if ((old > 0)); then
+        say "Next: $when; it takes over the routes the old tool put in the kernel for stored lines" \
+            "($old routes of the old tool on connected links now)."
+    else
+        say "Next: $when."
     fi
 }
 
@@ -1123,10 +1216,8 @@ do_install() {
     else
         say "Done: $CHANGES changes. Route files were not touched."
     fi
-    if ((OLD_TOOL_REPLACED)); then
-        # apply takes over exactly the old tool's kernel routes for stored lines (see l2tproute/core/reconcile.py).
-        say "The routes the old tool put in the kernel are taken over by the next apply (the timer runs it within a minute)."
-    fi
+    # apply takes over exactly the old tool's kernel routes for stored lines (see l2tproute/core/reconcile.py).
+    say_next_apply
     if ((LIVE)) && [[ $SCHEDULER == cron ]]; then
         say "Logs: grep l2tp-routectl /var/log/syslog (pppd hooks and cron runs), or journalctl -t l2tp-routectl."
     elif ((LIVE)); then
@@ -1169,9 +1260,78 @@ remove_created_dirs() {
     done < <(printf '%s\n' "$1" | sort -r)
 }
 
+# -- the kernel routes at uninstall --------------------------------------------------
+# Ours carry proto 157; once this script is gone nothing would ever remove them, and the
+# old tool (when it comes back) cannot add a route over one: its `ip route add` fails on any
+# route already there. Those the old tool installs itself (IPv4, table main,
+# `DST via GW dev LINK` on a link that carries a peer: what apply adopts, see
+# reconcile.old_tool_routes) are handed back to it; every other route of ours is removed.
+
+# Our routes, as `ip -N route show` prints them, one a line (both families, every table).
+our_routes() { ip -4 -N route show table all proto 157 2>/dev/null; ip -6 -N route show table all proto 157 2>/dev/null; }
+
+# Of our routes, those the old tool installs itself: DST GW LINK, one a line. (ip leaves out the
+# protocol it filters on; a link without carrier adds linkdown.)
+old_kind_routes() {
+    local links
+    links=$(ip -4 -o addr show 2>/dev/null | sed -n 's/^[0-9]*: \([^ ]*\) .* peer .*/\1/p' | sort -u)
+    [[ -n $links ]] || return 0
+    ip -4 -N route show table main proto 157 2>/dev/null |
+        awk -v links="$links" 'BEGIN { n = split(links, l, "\n"); for (i = 1; i <= n; i++) up[l[i]] = 1 }
+            function flags_only(i) { for (; i <= NF; i++) if ($i !~ /^(proto|157|linkdown|onlink|dead)$/) return 0; return 1 }
+            $2 == "via" && $4 == "dev" && up[$5] && flags_only(6) { print $1, $3, $5 }'
+}
+
+remove_our_routes() {
+    ip -4 route flush table all proto 157 2>/dev/null || true
+    ip -6 route flush table all proto 157 2>/dev/null || true
+}
+
+# After the files: the old tool back (its command restored) gets its routes back, else ours stay.
+release_routes() {
+    local old_service=$1 all handback count back=0 dst gw dev
+    ((LIVE)) || return 0
+    all=$(our_routes | grep -c . || true)
+    ((all > 0)) || return 0
+    if [[ ! " ${RESTORED[*]} " == *" $CMD "* ]]; then
+        say "left: $all routes tagged proto 157 in the kernel (no old tool comes back to take them); they go" \
+            "at the next reboot, or now with: ip route flush table all proto 157; ip -6 route flush table all proto 157"
+        return 0
+    fi
+    handback=$(old_kind_routes)
+    count=$(printf '%s' "$handback" | grep -c . || true)
+    if ((old_service)); then
+        # Its apply runs as its units start: it adds the routes of its lines itself, which it
+        # can only do where the kernel has none.
+        remove_our_routes
+        systemctl enable --quiet "$SERVICE" || true
+        if ! timeout 300 systemctl start "$SERVICE"; then
+            warn "the old $SERVICE did not finish within 300 s; it puts the routes of its lines back as it goes"
+        fi
+        while read -r dst gw dev; do
+            [[ -n $dst ]] || continue
+            ip -4 route show table main proto boot exact "$dst" 2>/dev/null | grep -q " via $gw dev $dev" && back=$((back + 1))
+        done <<<"$handback"
+        ((count == 0)) || changed "handed back: $back of $count routes to the old tool: removed, then added again" \
+            "by its apply just now as it adds them (proto boot, table main; journalctl -u $SERVICE)"
+        ((back == count)) || warn "$((count - back)) routes the old tool had are not back in the kernel;" \
+            "see journalctl -u $SERVICE"
+    else
+        while read -r dst gw dev; do
+            [[ -n $dst ]] || continue
+            ip route replace "$dst" via "$gw" dev "$dev" proto boot 2>/dev/null && back=$((back + 1))
+        done <<<"$handback"
+        remove_our_routes
+        ((count == 0)) || changed "handed back: $back of $count routes to the old tool, as it adds them" \
+            "(proto boot, table main; its ip-down removes them when the user disconnects)"
+    fi
+    ((all == count)) || changed "removed: $((all - count)) routes tagged proto 157 that the old tool never" \
+        "installs (IPv6, other tables or metrics, OpenVPN, links without a peer)"
+}
+
 do_uninstall() {
     say "Uninstalling l2tproute${ROOT:+ from the staging root $ROOT}"
-    local entry dest mode src unit
+    local entry dest mode src unit old_service=0
     RESTORED=()
     if systemd_running; then
         for unit in "$TIMER" "$SERVICE" "$WORKER_PATH" "$WORKER_SERVICE"; do
@@ -1187,6 +1347,10 @@ do_uninstall() {
     unwire_openvpn
     if systemd_running; then
         systemctl daemon-reload
+        [[ " ${RESTORED[*]} " != *" $UNIT_DIR/$SERVICE "* ]] || old_service=1
+    fi
+    release_routes "$old_service"
+    if systemd_running; then
         for unit in "${RESTORED[@]}"; do
             # The old system's units were running: bring back what is restored.
             [[ $unit == "$UNIT_DIR/$TIMER" ]] && systemctl enable --quiet --now "$TIMER" || true
@@ -1207,8 +1371,15 @@ do_uninstall() {
     fi
     remove_config
     if [[ -d $STORE ]]; then
-        if [[ -z $(find "$STORE" -mindepth 1 -maxdepth 1 ! -name "$LOCK_NAME" -print -quit) ]]; then
-            rm -f -- "$STORE/$LOCK_NAME"
+        # What the tool made beside the route files: its lock, the destination index, and
+        # temporaries a killed writer left (the old tool never made any of them).
+        local made
+        for made in "$STORE/$LOCK_NAME" "$STORE/$INDEX_NAME" "$STORE"/.tmp-*; do
+            [[ -f $made && ! -L $made ]] || continue
+            rm -f -- "$made"
+            changed "removed: $made"
+        done
+        if [[ -z $(find "$STORE" -mindepth 1 -maxdepth 1 -print -quit) ]]; then
             rmdir -- "$STORE"
             rmdir -- "$STORE_PARENT" 2>/dev/null || true
             changed "removed: $STORE (it was empty)"

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, replace
 
 from l2tproute.core.carrier import Carrier, kernel_route
 from l2tproute.core.kernel import Installed, Links, parse_links, parse_routes, slot_of
-from l2tproute.core.model import InputError, IPv4Address, KernelRoute, Route
-from l2tproute.core.reconcile import Plan, Want, old_tool_routes, plan
+from l2tproute.core.model import Change, InputError, IPv4Address, KernelRoute, Route
+from l2tproute.core.reconcile import Plan, Want, adopts, old_tool_routes, plan
 from l2tproute.core.routefile import format_route
 from l2tproute.core.tables import table_names
 from l2tproute.ops.context import Carried, Context, all_peers, connections, connections_of, live_hops, stored_routes
@@ -279,6 +279,10 @@ def apply_links(ctx: Context, changes: list[LinkChange]) -> ApplyReport:
             return dev in up_links or dev in released_links or (item.route.gw in gone_peers and dev not in on_link)
 
         _reconcile(ctx, report, state, targets, stored, removable)
+        leaving = [Connection(c.peer, c.link) for c in changes
+                   if not c.up and c.link in released_links and on_link.get(c.link) == c.peer]
+        if leaving:
+            _remove_old_tool_routes(ctx, report, state.links, leaving)
         # A user who left L2TP but is still on a shared link (OpenVPN): the L2TP link held its lines
         # first, now they go via its client there (after the reconcile's batch took the L2TP routes out).
         if gone_peers:
@@ -286,6 +290,39 @@ def apply_links(ctx: Context, changes: list[LinkChange]) -> ApplyReport:
             if back:
                 _sync_shared(ctx, report, back, {i.carrier.peer: stored_routes(ctx, i.carrier.peer) for i in back})
     return report
+
+
+def _remove_old_tool_routes(ctx: Context, report: ApplyReport, links: Links, leaving: list[Connection]) -> None:
+    """Links that went down but still carry their peer (pppd's persist or demand keeps them) may
+    hold the old tool's routes of that peer's lines, when no apply took them over since the
+    upgrade: exactly those adoption would take (reconcile.old_tool_routes, adopts) go, as ours
+    would. Only the `proto boot` routes of table main are read, and the route files only when
+    such a route is on one of these links, so a steady state pays one small read per pass."""
+    down = {c.link for c in leaving}
+    candidates = old_tool_routes(_old_routes_of_table(ctx, []), links)
+    old = {slot: item for slot, item in candidates.items() if item.route.dev in down}
+    if not old:
+        return
+    doomed: list[KernelRoute] = []
+    for connection in leaving:
+        stored = stored_routes(ctx, connection.peer)
+        names = table_names() if any(r.table for r in stored) else None
+        for route in stored:
+            try:
+                want = Want(connection.peer, route, kernel_route(route, connection.link, names))
+            except InputError:
+                continue
+            if adopts(want, old.get(slot_of(want.kernel))) and want.kernel not in doomed:
+                doomed.append(want.kernel)
+    # Only a route with our tag can be deleted: the old tool's is taken over first (as del does).
+    failures = {failure.change: failure.message
+                for failure in ctx.runner.batch([c for r in doomed for c in (Change("replace", r), Change("del", r))])}
+    for route in doomed:
+        message = failures.get(Change("replace", route)) or failures.get(Change("del", route))
+        if message is None:
+            report.removed.append(RemovalResult(route))
+        elif not is_gone_error(message):
+            report.removal_failed.append(RemovalResult(route, message))
 
 
 def _kernel_state(ctx: Context, dumps, check_transports: bool = False) -> _KernelState:

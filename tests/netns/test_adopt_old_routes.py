@@ -188,3 +188,33 @@ def test_the_up_hook_takes_over_the_old_tools_routes_on_that_link_only(upgraded,
     assert [r for r in rows_for(upgraded, *LOOK_ALIKES) if '"protocol": "157"' not in r] == look_alikes
     assert rows_for(upgraded, "10.8.0.0/16") == q_route  # the link of another peer: not this event's
     assert [m for m in said if "dopted" in m and "10.1.0.0/16" in m], said
+
+
+def down_hook(upgraded, store_dir, link: str, peer: str) -> list[str]:
+    said: list[str] = []
+    assert hook.main("down", ["l2tp-routes", link, "/dev/pts/3", "0", "10.254.0.1", peer, ""], {},
+                     log=lambda priority, message: said.append(message), store=Store(str(store_dir)),
+                     runner=IpRoute2(upgraded.name), proc_sys="/nonexistent") == 0
+    return said
+
+
+def test_the_down_hook_before_any_apply_removes_exactly_the_old_tools_routes_of_that_peers_lines(upgraded, store_dir):
+    """pppd's persist or demand keeps the link and its peer when the user goes: the old tool's routes
+    of the lines stored for that peer on that link go, by the rule adoption uses; nothing else does."""
+    others = [r for r in upgraded.routes(4) if r["dst"] not in ("10.1.0.0/16", "10.2.0.0/16")]
+    said = down_hook(upgraded, store_dir, "ppp0", P)
+    assert rows_for(upgraded, "10.1.0.0/16", "10.2.0.0/16") == [], said
+    assert upgraded.routes(4) == others  # look-alikes, the route nobody stored, the other peer's link
+    assert upgraded.tagged() == []
+    assert said[-1] == f"ip-down ppp0 peer {P}: Released ppp0 of peer {P}: 2 removed, 0 failed.", said
+    assert {m for m in said if "Removed route" in m} == {f"ip-down ppp0 peer {P}: Removed route: {d} dev ppp0"
+                                                         for d in ("10.1.0.0/16", "10.2.0.0/16")}, said
+    again = down_hook(upgraded, store_dir, "ppp0", P)
+    assert upgraded.routes(4) == others and again[-1].endswith(": 0 removed, 0 failed."), again
+
+
+def test_the_down_hook_leaves_the_old_tools_routes_of_a_peer_without_lines(upgraded, store_dir):
+    (store_dir / f"{Q}{C.ROUTE_FILE_SUFFIX}").unlink()
+    before = upgraded.snapshot()
+    said = down_hook(upgraded, store_dir, "ppp1", Q)
+    assert upgraded.snapshot() == before, said
