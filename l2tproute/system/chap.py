@@ -189,7 +189,28 @@ def resolve_user(name: str, path: str = DEFAULT_CHAP_SECRETS, data: bytes | None
         raise InputError(f"invalid user {show(name)}: expected a user name as written in {path}")
     if data is None:
         data = read_secrets(path)
-    mine = [e for e in entries(data) if e.client == wanted]
+    return _resolve(name, [e for e in entries(data) if e.client == wanted], path)
+
+
+def resolve_all(data: bytes, path: str = DEFAULT_CHAP_SECRETS) -> dict[bytes, IPv4Address | InputError]:
+    """Every client name in `data` with what resolve_user gives it (its address, or the InputError
+    saying why it has none), the file parsed once: the OpenVPN precompute resolves every user."""
+    by_name: dict[bytes, list[Entry]] = {}
+    for entry in entries(data):
+        by_name.setdefault(entry.client, []).append(entry)
+    found: dict[bytes, IPv4Address | InputError] = {}
+    for client, mine in by_name.items():
+        name = client.decode("utf-8", "surrogateescape")
+        try:
+            if not client or len(client) >= MAX_WORD or b"\0" in client:
+                raise InputError(f"invalid user {show(name)}: expected a user name as written in {path}")
+            found[client] = _resolve(name, mine, path)
+        except InputError as exc:
+            found[client] = exc
+    return found
+
+
+def _resolve(name: str, mine: list[Entry], path: str) -> IPv4Address:
     if not mine:
         raise InputError(f"user {show(name)} is not in {path} (names are case-sensitive); "
                          "check the name, or give the address with --peer")
@@ -277,4 +298,4 @@ def chap_path(environ=os.environ) -> str:
 
 
 __all__ = ["DEFAULT_CHAP_SECRETS", "Entry", "SecretsError", "Word", "entries", "read_secrets", "resolve_user",
-           "resolve_user_or_peer", "words", "chap_path", "Users"]
+           "resolve_user_or_peer", "resolve_all", "words", "chap_path", "Users"]
