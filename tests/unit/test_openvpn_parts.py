@@ -12,6 +12,7 @@ from l2tproute.core.carrier import Carrier, carried_route, newest, not_carried_w
 from l2tproute.core.kernel import Links
 from l2tproute.core.model import InputError, Route
 from l2tproute.system.spool import VPN_DOWN, VPN_UP, Spool, parse_vpn_name
+from l2tproute.transports.openvpn import iroutes
 from l2tproute.transports.openvpn import management as vpnmanagement
 from l2tproute.transports.openvpn import sessions as vpnsessions
 from l2tproute.transports.openvpn import sync as openvpn
@@ -58,7 +59,7 @@ def test_iroutes_are_network_and_dotted_mask_and_only_plain_ipv4_lines():
     net = ipaddress.ip_network
     routes = [Route(net("192.168.20.0/24"), gw), Route(net("10.1.0.0/16"), gw, dev="eth1"),
               Route(net("2001:db8::/64"), gw), Route(net("172.16.4.0/22"), gw, metric=5)]
-    assert openvpn.iroute_lines(routes) == ["iroute 192.168.20.0 255.255.255.0", "iroute 172.16.4.0 255.255.252.0"]
+    assert iroutes.iroute_lines(routes) == ["iroute 192.168.20.0 255.255.255.0", "iroute 172.16.4.0 255.255.252.0"]
 
 
 STATUS = ("TITLE\tOpenVPN 2.6.14\r\nTIME\tx\t1\r\nHEADER\tCLIENT_LIST\tCommon Name\tReal Address\tVirtual Address\t"

@@ -31,16 +31,15 @@ import contextlib
 import fcntl
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from l2tproute.core import constants as C
-from l2tproute.core.model import InputError, IPv4Address, parse_peer
+from l2tproute.core.model import InputError, IPv4Address, Route, parse_peer
 from l2tproute.core.routefile import routes as routes_of
 from l2tproute.system.chap import chap_path, read_secrets, resolve_all
 from l2tproute.system.spool import run_dir_from_environment
 from l2tproute.system.store import Store, StoreError
-from l2tproute.transports.openvpn.sync import iroute_lines
 
 IROUTES = C.OPENVPN_IROUTES
 USERS = "users"
@@ -56,6 +55,13 @@ FILE_MODE = 0o640
 
 class PrecomputeError(Exception):
     """The precompute directory is not root's own (another user could plant what the hook copies)."""
+
+
+def iroute_lines(routes: Sequence[Route], ipv6: bool = False) -> list[str]:
+    """OpenVPN's iroutes, as network and dotted mask: `iroute 192.168.20.0/24` is taken as a /32;
+    with `ipv6` (the client has an IPv6 pool address) also `iroute-ipv6 NET/LEN`, which takes a prefix."""
+    return [f"iroute {r.dst.network_address} {r.dst.netmask}" if r.family == 4 else f"iroute-ipv6 {r.dst}"
+            for r in routes if r.dev is None and (r.family == 4 or ipv6)]
 
 
 def user_file_name(name: bytes) -> str | None:
@@ -263,5 +269,5 @@ def precompute_from_environment(store: Store, environ=os.environ) -> Precompute:
     return Precompute(run_dir_from_environment(environ), store, chap_path(environ))
 
 
-__all__ = ["IROUTES", "PEERS", "STAMP", "USERS", "Precompute", "PrecomputeError", "Refreshed",
+__all__ = ["iroute_lines", "IROUTES", "PEERS", "STAMP", "USERS", "Precompute", "PrecomputeError", "Refreshed",
            "precompute_from_environment", "user_file_name"]
