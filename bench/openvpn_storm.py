@@ -206,7 +206,7 @@ def failures(server_log: str) -> tuple[dict[str, int], list[str]]:
 
 def push_delays(server_log: str) -> dict | None:
     """Per client instance: from `Peer Connection Initiated` (authenticated) to the PUSH_REPLY sent, in
-    seconds. With a deferred client-connect, the reply waits for the hook to finish."""
+    seconds. The reply waits for the client-connect hook to finish."""
     began: dict[str, float] = {}
     delays = []
     for line in server_log.splitlines():

@@ -1,4 +1,5 @@
-"""The panel's OpenVPN server, real (Debian's openvpn), as the panel configures it, for
+"""The panel's OpenVPN server, real (Debian's openvpn, or World.openvpn: a release built from
+source, built_openvpn), as the panel configures it, for
 tests/system/test_openvpn*.py and bench/:
 
     H (192.168.20.2) --lan-- C1 ==tcp==+            +== C2 (user2, LAN 192.168.21.0/24)
@@ -11,7 +12,8 @@ S runs `user nobody`, `group www-data`, `verify-client-cert none`, `username-as-
 auth against a scratch chap-secrets (user1 -> 10.255.10.1, user2 -> 10.255.10.2), TCP,
 `topology subnet`, `server 10.10.30.0 255.255.255.0`, `duplicate-cn`. The hook is this
 checkout's bin/l2tp-routes-openvpn; the root worker runs from this checkout inside S (there is
-no systemd path unit in a namespace). Every program runs inside the namespaces made here.
+no systemd path unit in a namespace), and so does its precompute of the iroutes before the
+server starts (start_server, as the installer's ExecStartPre). Every program runs inside the namespaces made here.
 
 For storms (bench/openvpn_storm.py): scratch_users() adds many users, each with its own peer
 address and LAN route; add_client_namespace() adds a namespace that holds many clients (one
