@@ -230,6 +230,8 @@ class Precompute:
                 result.peers_removed += 1
             return
         text = "".join(line + "\n" for line in iroute_lines(routes_of(lines), ipv6=True))
+        if _mtime(path) == when and _read_text(path) == text:
+            return  # a forced refresh rewrites only what differs
         _put(path, text.encode("ascii"), when)
         result.peers_written += 1
 
