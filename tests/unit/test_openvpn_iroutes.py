@@ -212,3 +212,23 @@ def test_the_sh_file_name_is_the_pythons_for_any_bytes(name):
                            "sh", name], capture_output=True, env={"LC_ALL": "C", "PATH": os.environ["PATH"]},
                           timeout=10)
     assert done.stdout.decode() == (user_file_name(name) or "NONE")
+
+
+def test_users_and_resolve_all_give_what_resolve_user_gives_for_every_name(tmp_path):
+    from l2tproute.core.model import InputError
+    from l2tproute.system.chap import Users, resolve_user
+
+    chap = tmp_path / "chap-secrets"
+    chap.write_text('a * p 10.0.0.1\nroam * p *\nnone * p -\ntwo * p 10.0.0.2 10.0.0.3\nsplit * p 10.0.0.4\n'
+                    'split * q 10.0.0.4/32\n"with space" * p 10.0.0.5\nnet * p 10.0.0.0/24\n"" * p 10.0.0.6\n'
+                    'bad * p 10.0.0.01 -- ms-dns 1.1.1.1\nexcl * p !10.0.0.7 10.0.0.8\n')
+    users = Users(str(chap))
+
+    def outcome(call):
+        try:
+            return str(call())
+        except InputError as exc:
+            return f"error: {exc}"
+
+    for name in ["a", "roam", "none", "two", "split", "with space", "net", "", "bad", "excl", "absent", "x" * 2000]:
+        assert outcome(lambda n=name: users.peer(n)) == outcome(lambda n=name: resolve_user(n, str(chap))), name
