@@ -33,6 +33,16 @@ sys.path.insert(0, str(REPO))
 from l2tproute.system.store import Store  # noqa: E402
 from l2tproute.transports.openvpn.iroutes import IROUTES, Precompute  # noqa: E402
 
+TIMER = """
+import json, subprocess, sys, time
+spans = []
+for config, env in json.load(sys.stdin):
+    start = time.perf_counter()
+    subprocess.run([sys.argv[1], config], env=env, check=True)
+    spans.append((time.perf_counter() - start) * 1000)
+print(json.dumps(spans))
+"""
+
 
 def as_server() -> None:
     """In the child before exec: the server's user and group, no other groups (Python 3.8 has no
@@ -86,20 +96,25 @@ def main() -> int:
         work = root / "tmp"
         work.mkdir()
         shutil.chown(work, "nobody", "www-data")
-        spans = []
+        calls = []
         for n in range(args.runs):
             config = work / f"cc-{n}"
             config.write_text("")
             shutil.chown(config, "nobody", "www-data")
-            env = {"script_type": "client-connect", "dev": "tun0", "ifconfig_pool_remote_ip": "10.10.30.2",
-                   "username": name(n % args.users, args.dotted), "L2TP_RUN_DIR": str(run),
-                   "L2TP_CHAP_SECRETS": str(chap)}
-            start = time.perf_counter()
-            subprocess.run([str(hook), str(config)], env=env, preexec_fn=as_server, check=True)
-            spans.append((time.perf_counter() - start) * 1000)
-            if config.stat().st_size == 0:
-                raise SystemExit(f"openvpn_hook.py: error: run {n} wrote no iroute")
-        spans.sort()
+            calls.append([str(config), {"script_type": "client-connect", "dev": "tun0",
+                                        "ifconfig_pool_remote_ip": "10.10.30.2",
+                                        "username": name(n % args.users, args.dotted), "L2TP_RUN_DIR": str(run),
+                                        "L2TP_CHAP_SECRETS": str(chap)}])
+        # The timing loop runs as the server's user itself, so each hook starts as OpenVPN starts
+        # it (a plain fork and exec), not through a Python child that changes its user first.
+        # The system's python3: nobody may not run an interpreter under /root (pyenv).
+        python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+        done = subprocess.run([python, "-I", "-c", TIMER, str(hook)], input=json.dumps(calls), text=True,
+                              capture_output=True, preexec_fn=as_server, check=True)
+        spans = sorted(json.loads(done.stdout))
+        for config, _ in calls:
+            if os.path.getsize(config) == 0:
+                raise SystemExit(f"openvpn_hook.py: error: {config} got no iroute")
         figures = {"users": args.users, "runs": args.runs, "precompute_s": round(precompute_s, 3),
                    "median_ms": round(statistics.median(spans), 2), "p90_ms": round(spans[int(len(spans) * 0.9)], 2),
                    "max_ms": round(spans[-1], 2), "events": len(os.listdir(run / "spool")),
