@@ -899,3 +899,20 @@ def test_the_openvpn_servers_user_may_run_the_kick_through_sudo_and_nothing_else
     assert (kicked.returncode, kicked.stdout, kicked.stderr) == (0, "", ""), kicked
     wait_for_worker(tmp_path / "run")
     assert netns.tagged_set() == {("192.168.20.0/24", "10.255.10.2", "ppp0", "main")}
+
+
+def test_an_earlier_versions_openvpn_connector_is_removed_and_a_file_without_the_mark_stays(staged, checkout,
+                                                                                              tmp_path):
+    root = tmp_path / "root"
+    seed_venv(staged, root)
+    connector = root / "opt/l2tproute/libexec/l2tp-routes-openvpn-connect"
+    connector.write_text(f"#!/opt/l2tproute/bin/python3 -IS\n{MARKER}\nimport sys\n")
+    connector.chmod(0o755)
+    result = installer("--root", str(root), script=checkout / PROG)
+    assert (result.returncode, result.stderr) == (0, ""), result
+    assert f"removed: {connector} (the hook needs no Python now)" in result.stdout.splitlines()
+    assert not connector.exists()
+    connector.write_text("#!/bin/sh\n# the administrator's own\n")
+    again = installer("--root", str(root), script=checkout / PROG)
+    assert again.stdout.splitlines()[-1].startswith("Nothing to do"), again.stdout
+    assert connector.read_text() == "#!/bin/sh\n# the administrator's own\n"
