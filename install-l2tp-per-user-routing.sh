@@ -199,6 +199,11 @@ OVPN_DROP_IN=$UNIT_DIR/$OVPN_UNIT.d/l2tproute.conf
 OVPN_DEFAULTS=$ROOT/etc/default/openvpn
 OVPN_INIT=$ROOT/etc/init.d/openvpn
 OVPN_SUDOERS=$ROOT/etc/sudoers.d/l2tproute-openvpn
+# Root's precompute of every user's iroutes, which the connect hook copies: before OpenVPN
+# starts (ExecStartPre, or the line in /etc/default/openvpn), as the run directory is new at boot.
+OVPN_PRECOMPUTE="$VENV_FINAL/libexec/l2tp-routes-worker --iroutes"
+# The OpenVPN connector Python of earlier versions (the hook needs no Python now).
+OVPN_RETIRED=$LIBEXEC/l2tp-routes-openvpn-connect
 # Where the units of openvpn@server come from, first found wins (as systemd looks them up).
 OVPN_UNIT_FILES=("$UNIT_DIR/$OVPN_UNIT" "$UNIT_DIR/openvpn@.service" "$ROOT/lib/systemd/system/openvpn@.service"
     "$ROOT/usr/lib/systemd/system/openvpn@.service")
@@ -216,7 +221,6 @@ FILES=(
     "$LIBEXEC/l2tp-routes-event|0755|bin/l2tp-routes-event"
     "$LIBEXEC/l2tp-routes-kick|0755|bin/l2tp-routes-kick"
     "$LIBEXEC/l2tp-routes-openvpn|0755|bin/l2tp-routes-openvpn"
-    "$LIBEXEC/l2tp-routes-openvpn-connect|0755|bin/l2tp-routes-openvpn-connect"
     "$LIBEXEC/l2tproute.sh|0644|lib/l2tproute.sh"
     "$CMD|0755|bin/l2tp-routectl"
     "$HOOK_UP|0755|bin/l2tp-routes-ip-up"
@@ -436,13 +440,15 @@ ovpn_drop_in() {
         "# The rest is the ExecStart of $OVPN_UNIT_FOUND as the installer" \
         "# found it: run the installer again after an upgrade of openvpn. --uninstall" \
         "# removes this file." \
-        "[Service]" "ExecStart=" "$1"
+        "[Service]" "ExecStartPre=-$OVPN_PRECOMPUTE" "ExecStart=" "$1"
 }
 
-# The directories OpenVPN needs when it starts (its management socket's) and those its
-# hooks write, as the server's group $1: PATH MODE GROUP, one a line.
+# The directories OpenVPN needs when it starts (its management socket's), those its hooks
+# write and the precompute they read (only root writes it; setgid: its files are the group's),
+# as the server's group $1: PATH MODE GROUP, one a line.
 ovpn_run_dirs() {
-    printf '%s\n' "/run/l2tproute 0755 root" "/run/l2tproute/spool 1770 $1" "/run/l2tproute/openvpn-connect 1770 $1"
+    printf '%s\n' "/run/l2tproute 0755 root" "/run/l2tproute/spool 1770 $1" "/run/l2tproute/openvpn-connect 1770 $1" \
+        "/run/l2tproute/openvpn-iroutes 2750 $1"
 }
 
 # For /etc/init.d/openvpn, which passes OPTARGS before --config to every VPN it starts.
@@ -456,6 +462,7 @@ ovpn_defaults_block() {
         "# --uninstall removes this block." \
         "OPTARGS=\"\${OPTARGS:-} $(ovpn_args)\"" \
         "$(printf '%s && ' "${made[@]}")true || :" \
+        "$OVPN_PRECOMPUTE >/dev/null 2>&1 || :" \
         "$OVPN_END"
 }
 
@@ -471,7 +478,9 @@ wire_openvpn() {
         say "note: no $OVPN_CONF: for users on an OpenVPN server, add to its config:"
         printf '    %s\n' "${OVPN_LINES[@]}"
         say "and make $(ovpn_run_dirs GROUP | sed -n 's/ 1770 GROUP$//p' | paste -sd ' ' | sed 's/ / and /g')" \
-            "writable by the server's group (root:GROUP, mode 1770)"
+            "writable by the server's group (root:GROUP, mode 1770)," \
+            "/run/l2tproute/openvpn-iroutes readable by it (root:GROUP, mode 2750) and run" \
+            "$OVPN_PRECOMPUTE before OpenVPN starts"
         return 0
     fi
     [[ -f $OVPN_CONF && ! -L $OVPN_CONF ]] || die "$OVPN_CONF is not a regular file; move it away"
@@ -518,6 +527,17 @@ wire_openvpn() {
     fi
     user=$(ovpn_option user <"$rest")
     wire_openvpn_sudo "${user:-nobody}"
+}
+
+# An earlier version's connector, ours by its marker line; it is not used any more.
+retire_openvpn_connector() {
+    local saved
+    [[ -f $OVPN_RETIRED && ! -L $OVPN_RETIRED ]] && has_marker "$OVPN_RETIRED" || return 0
+    saved=$WORK/saved.$RANDOM$RANDOM
+    cp -a -- "$OVPN_RETIRED" "$saved"
+    undo restore "$saved" "$OVPN_RETIRED"
+    rm -f -- "$OVPN_RETIRED"
+    changed "removed: $OVPN_RETIRED (the hook needs no Python now)"
 }
 
 # OPTARGS in /etc/default/openvpn, read by Debian's init script; not when that script passes
@@ -785,7 +805,7 @@ prepare() {
         cp -r -- "$SRC/bin" "$SRC/lib" "$SRC/contrib" "$WORK/src/"  # shipped in the package (pyproject.toml)
     fi
     # The Python programs: the venv's interpreter, isolated, with exactly its site-packages.
-    for name in l2tp-routectl.py l2tp-routes-worker l2tp-routes-openvpn-connect; do
+    for name in l2tp-routectl.py l2tp-routes-worker; do
         {
             printf '%s\n%s\n' "$shebang" "$MARKER"
             printf 'import sys\nsys.path.append("%s")  # -S skipped site, which would add it\n' "$SITE_PACKAGES"
@@ -1205,6 +1225,7 @@ do_install() {
     install_config
     install_files
     adopt_session_records
+    retire_openvpn_connector
     wire_openvpn
     retire_other_scheduler
     install_store

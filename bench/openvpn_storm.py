@@ -3,6 +3,8 @@
 
     python3 bench/openvpn_storm.py --clients 200          # about 5 minutes here
     python3 bench/openvpn_storm.py --clients 3 --quick    # what CI runs (tests/system/test_bench_openvpn.py)
+    python3 bench/openvpn_storm.py --clients 200 --openvpn /var/cache/l2tproute-tests/openvpn-2.4.4/openvpn
+                                                          # the same with OpenVPN 2.4.4 (Ubuntu 18.04)
 
 Run as root. The world is tests/openvpnworld.py (the panel's server config, a client of user1
 whose round trips are measured, N scratch users each with its own peer address and LAN route,
@@ -26,6 +28,12 @@ at an address OpenVPN gave to another. OpenVPN's view comes from its status file
 second, so iroutes are seen up to 1 s late): its management socket serves one client at a time
 and the worker needs it; --poll-management samples through the socket instead, as a monitoring
 tool would. The verdict at the end of each storm asks the management socket once.
+
+The server is Debian's openvpn, or --openvpn BINARY (a release built from source; the clients
+stay Debian's). Its client-connect hook runs under a bash wrapper that records, per client, the
+time from before its fork to its exit ($EPOCHREALTIME): what the server waits for each connect
+(2.4 has no deferred connect, so every client waits with it). The wrapper's own start (one bash)
+is not in that figure but is in every other one.
 
 The root worker is this checkout's, started whenever the spool has entries and none runs, as
 l2tproute-worker.path does where systemd runs. Prints a table (--json: the figures as JSON);
@@ -154,6 +162,7 @@ class Storm:
     cgroup: dict | None = None
     worker: dict | None = None
     push_delay: dict | None = None  # server log: a client's authentication to its PUSH_REPLY, median and max
+    hook_ms: dict | None = None  # client-connect hook, fork to exit, per client: median, max, count
     management_wait_s: float = 0.0  # server log: the longest a management client waited for its command to be read
     failures: dict[str, int] = field(default_factory=dict)  # server log, FAILURES
     failure_examples: list[str] = field(default_factory=list)
@@ -197,7 +206,7 @@ def failures(server_log: str) -> tuple[dict[str, int], list[str]]:
 
 def push_delays(server_log: str) -> dict | None:
     """Per client instance: from `Peer Connection Initiated` (authenticated) to the PUSH_REPLY sent, in
-    seconds. With a deferred client-connect, the reply waits for the hook to finish."""
+    seconds. The reply waits for the client-connect hook to finish."""
     began: dict[str, float] = {}
     delays = []
     for line in server_log.splitlines():
@@ -229,8 +238,16 @@ class Seen:
 
 class Bench:
     def __init__(self, world: World, clients: int, quiet_s: float, limit_s: float, log, keep: Path | None,
-                 poll_management: bool):
+                 poll_management: bool, openvpn: str = "openvpn"):
         self.w, self.n, self.quiet_s, self.limit_s, self.log = world, clients, quiet_s, limit_s, log
+        world.openvpn = openvpn
+        self.hook_times = world.root / "hook-times"
+        self.hook_times.write_text("")
+        self.hook_times.chmod(0o666)  # the hook runs as nobody
+        timed = world.root / "l2tp-routes-openvpn-timed"
+        timed.write_text(HOOK_TIMER.format(hook=world.hook, times=self.hook_times))
+        timed.chmod(0o755)
+        world.hook = timed
         self.keep, self.poll_management = keep, poll_management
         self.status_path = world.root / "status.txt"
         self.last_status = StatusRows({}, {})
@@ -326,6 +343,7 @@ class Bench:
             probe = Ping(self.w.ns["s"].name, self.probe_address)
             time.sleep(self.quiet_s)
         sampler = ForkSampler(self.group, self.w.procs["server"].pid)
+        times_from = self.hook_times.stat().st_size
         mark = self.syslog.mark()
         log_size = self.server_log_size()
         names_by_user = {}
@@ -379,6 +397,7 @@ class Bench:
             probe.close()
         server_log = (self.w.root / "server.log").read_text(errors="replace")[log_size:]
         result.push_delay = push_delays(server_log)
+        result.hook_ms = hook_times(self.hook_times.read_text()[times_from:]) if hooks else None
         result.management_wait_s = management_wait(server_log)
         result.failures, result.failure_examples = failures(server_log)
         lines = self.syslog.since(mark)
@@ -481,6 +500,30 @@ class Bench:
         self.records_ok = records == {f"{TUN},{a}": peers.get(u, "?") for a, u in status.items()}
 
 
+HOOK_TIMER = """#!/bin/bash
+# The bench's wrapper of the client-connect hook: fork to exit of the real one, per call.
+t0=$EPOCHREALTIME
+{hook} "$@"
+s=$?
+t1=$EPOCHREALTIME
+echo "${{script_type:-}} $t0 $t1" >>{times}
+exit $s
+"""
+
+
+def hook_times(text: str) -> dict | None:
+    """Median and max, in ms, of the client-connect calls the wrapper recorded."""
+    spans = []
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "client-connect":
+            t0, t1 = (float(x) for x in rest.split())
+            spans.append((t1 - t0) * 1000)
+    if not spans:
+        return None
+    return {"median_ms": statistics.median(spans), "max_ms": max(spans), "clients": len(spans)}
+
+
 # -- the report ------------------------------------------------------------------------------------
 
 def _s(value: float | None) -> str:
@@ -495,6 +538,14 @@ def _ms(trips: RoundTrips | None) -> str:
 
 def _delay(delay: dict | None) -> str:
     return "-" if delay is None else f"{delay['median_s']:.2f} s ({delay['max_s']:.2f} s)"
+
+
+def _hook(times: dict | None) -> str:
+    return "-" if times is None else f"{times['median_ms']:.1f} ms ({times['max_ms']:.1f} ms), {times['clients']} calls"
+
+
+def _hook_ok(times: dict | None) -> bool:
+    return times is not None and times["max_ms"] <= 20
 
 
 def _mib(value: int | None) -> str:
@@ -517,14 +568,16 @@ def _failures(s: Storm) -> str:
     return "; ".join(f"{kind}: {count}" for kind, count in s.failures.items()) or "none"
 
 
-def rows(n: int, base: dict, hooks: dict, lim_base: Storm | None, lim_hooks: Storm | None,
+def rows(n: int, base: dict | None, hooks: dict | None, lim_base: Storm | None, lim_hooks: Storm | None,
          records_ok: bool) -> list[list[str]]:
     out = []
 
     def row(measure, ours, baseline, ratio, target, ok):
         out.append([measure, ours, baseline, ratio, target, "-" if ok is None else ("pass" if ok else "FAIL")])
 
-    for name, b, h in (("storm", base["storm"], hooks["storm"]), ("reconnect", base["reconnect"], hooks["reconnect"])):
+    phases = [] if base is None or hooks is None else [("storm", base["storm"], hooks["storm"]),
+                                                       ("reconnect", base["reconnect"], hooks["reconnect"])]
+    for name, b, h in phases:
         what = (f"storm: {n} clients at once" if name == "storm"
                 else f"reconnect: {n} leave, {n} other users come (pool addresses reused)")
         row(f"{what}, every client connected", _s(h.connected_s), _s(b.connected_s),
@@ -539,6 +592,8 @@ def rows(n: int, base: dict, hooks: dict, lim_base: Storm | None, lim_hooks: Sto
             "-", "all, none old", h.routes_present == h.iroutes_present == n + 1 and h.old_routes_left == 0)
         row(f"{name}: server log, authenticated to PUSH_REPLY sent, median (max)", _delay(h.push_delay),
             _delay(b.push_delay), "-", "reported", None)
+        row(f"{name}: client-connect hook, fork to exit, per client: median (max)", _hook(h.hook_ms), "-", "-",
+            "max <= 20 ms", _hook_ok(h.hook_ms))
         during, base_during = h.round_trips_during, b.round_trips_during
         row(f"{name}: round trip of a connected client during it (ping every 0.2 s)", _ms(during), _ms(base_during),
             _ratio(during.median_ms if during else None, base_during.median_ms if base_during else None),
@@ -563,19 +618,27 @@ def rows(n: int, base: dict, hooks: dict, lim_base: Storm | None, lim_hooks: Sto
             h.log_errors == 0)
     if lim_base is not None and lim_hooks is not None:
         row(f"pids.max={TASKS_MAX} (TasksMax of openvpn@.service), {n} clients at once: connected",
-            f"{lim_hooks.connected}/{n} in {_s(lim_hooks.connected_s)}; {lim_hooks.routes_present} routes",
+            f"{lim_hooks.connected}/{n} in {_s(lim_hooks.connected_s)}; {lim_hooks.routes_present} routes, "
+            f"{lim_hooks.iroutes_present} iroutes, all in at {_s(lim_hooks.done_s)}",
             f"{lim_base.connected}/{n} in {_s(lim_base.connected_s)}", _ratio(lim_hooks.connected_s,
                                                                                lim_base.connected_s),
-            "all clients in, every route", lim_hooks.connected == n and lim_hooks.routes_present == n)
+            "all clients in, every route and iroute", lim_hooks.connected == n
+            and lim_hooks.routes_present == lim_hooks.iroutes_present == n)
+        row(f"pids.max={TASKS_MAX}: client-connect hook, fork to exit, per client: median (max)",
+            _hook(lim_hooks.hook_ms), "-", "-", "max <= 20 ms", _hook_ok(lim_hooks.hook_ms))
+        row(f"pids.max={TASKS_MAX}: the server's cgroup, peak tasks (pids.peak) / peak memory",
+            f"{lim_hooks.cgroup['tasks']} / {_mib(lim_hooks.cgroup['memory'])}",
+            f"{lim_base.cgroup['tasks']} / {_mib(lim_base.cgroup['memory'])}", "-", "reported", None)
         row(f"pids.max={TASKS_MAX}: forks refused (pids.events max); server log",
             f"{lim_hooks.cgroup['refused_forks']}; {_failures(lim_hooks)}",
             f"{lim_base.cgroup['refused_forks']}; {_failures(lim_base)}", "-", "reported", None)
-    storms = (hooks["storm"], hooks["reconnect"])
+    storms = [h for _, _, h in phases] + ([lim_hooks] if lim_hooks is not None else [])
     foreign = sum(s.foreign_samples for s in storms)
     row("no client ever has another user's route or iroute (every sample and the end)",
         f"{foreign} of {sum(s.samples + 1 for s in storms)} looks", "-", "-", "0", foreign == 0)
-    row("session records: exactly the live clients, each its own user's peer", str(records_ok), "-", "-", "True",
-        records_ok)
+    if phases:
+        row("session records: exactly the live clients, each its own user's peer", str(records_ok), "-", "-",
+            "True", records_ok)
     return out
 
 
@@ -583,9 +646,12 @@ def render(table: list[list[str]], args, world: World, what: str, load: str) -> 
     head = ["measure", "hooks", "baseline (no hooks)", "ratio", "target", "pass/fail"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in table]
-    version = subprocess.run(["openvpn", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    version = subprocess.run([args.openvpn, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     flags = [flag for flag, on in (("--quick", args.quick), ("--no-limited", args.no_limited),
+                                   ("--limited-only", args.limited_only),
                                    ("--poll-management", args.poll_management)) if on]
+    if args.openvpn != "openvpn":
+        flags += ["--openvpn", args.openvpn]
     lines += ["", " ".join(["Reproduce: python3 bench/openvpn_storm.py --clients", str(args.clients), *flags]),
               f"Measured: {version.split(' x86')[0]}, server over TCP port {PORT} as the panel configures it; this "
               f"checkout's hook and root worker ({REPO}); the worker started whenever the spool has entries and none "
@@ -600,6 +666,11 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=200, help="clients connecting at once (1 to 250)")
     parser.add_argument("--quick", action="store_true", help="1 s of quiet pings before a storm instead of 5")
     parser.add_argument("--no-limited", action="store_true", help=f"leave out the pids.max={TASKS_MAX} storms")
+    parser.add_argument("--limited-only", action="store_true",
+                        help=f"only the pids.max={TASKS_MAX} storms (with and without hooks)")
+    parser.add_argument("--openvpn", default="openvpn", metavar="BINARY",
+                        help="the server's program (default: the distribution's openvpn); e.g. OpenVPN 2.4.4 built "
+                             "from source, /var/cache/l2tproute-tests/openvpn-2.4.4/openvpn")
     parser.add_argument("--limit", type=float, default=150.0, help="seconds a storm may take before it is cut off")
     parser.add_argument("--json", action="store_true", help="the figures as JSON after the table")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -619,10 +690,12 @@ def main() -> int:
             if args.logs is not None:
                 args.logs.mkdir(parents=True, exist_ok=True)
             bench = Bench(world, args.clients, 1.0 if args.quick else 5.0, args.limit, log, args.logs,
-                          args.poll_management)
+                          args.poll_management, args.openvpn)
             try:
-                base = bench.phase(hooks=False)
-                hooks = bench.phase(hooks=True)
+                base = hooks = None
+                if not args.limited_only:
+                    base = bench.phase(hooks=False)
+                    hooks = bench.phase(hooks=True)
                 lim_base = lim_hooks = None
                 if not args.no_limited:
                     lim_base = bench.limited(hooks=False)
@@ -637,8 +710,9 @@ def main() -> int:
             table = rows(args.clients, base, hooks, lim_base, lim_hooks, bench.records_ok)
             load += " before, " + "/".join(f"{v:.1f}" for v in os.getloadavg()) + " after"
             print(render(table, args, world, bench.cgroup_what, load))
-            figures = {"clients": args.clients, "no_hooks": {k: asdict(v) for k, v in base.items()},
-                       "hooks": {k: asdict(v) for k, v in hooks.items()},
+            figures = {"clients": args.clients, "openvpn": args.openvpn,
+                       "no_hooks": {k: asdict(v) for k, v in base.items()} if base else None,
+                       "hooks": {k: asdict(v) for k, v in hooks.items()} if hooks else None,
                        "limited_no_hooks": asdict(lim_base) if lim_base else None,
                        "limited_hooks": asdict(lim_hooks) if lim_hooks else None,
                        "records_ok": bench.records_ok, "cgroup": bench.cgroup_what,
@@ -650,9 +724,14 @@ def main() -> int:
         # After the world ended every process it started: a storm cut short leaves no control group.
         if bench is not None and bench.group is not None:
             bench.group.remove()
-    storms = [hooks["storm"], hooks["reconnect"]]
-    wrong = any(s.foreign_samples or s.old_routes_left or s.routes_present < s.clients + 1
-                or s.iroutes_present < s.clients + 1 for s in storms) or not bench.records_ok
+    wrong = False
+    if hooks is not None:
+        storms = [hooks["storm"], hooks["reconnect"]]
+        wrong = any(s.foreign_samples or s.old_routes_left or s.routes_present < s.clients + 1
+                    or s.iroutes_present < s.clients + 1 for s in storms) or not bench.records_ok
+    if lim_hooks is not None:
+        wrong = wrong or bool(lim_hooks.foreign_samples) or lim_hooks.connected < lim_hooks.clients \
+            or min(lim_hooks.routes_present, lim_hooks.iroutes_present) < lim_hooks.clients
     return 1 if wrong else 0
 
 

@@ -67,3 +67,35 @@ l2t_event_name() {
     shift 4
     for l2t_field in "$@"; do l2t_name=$l2t_name,$l2t_field; done
 }
+
+# The file name of user name $1 in the OpenVPN precompute (iroutes.user_file_name): bytes
+# A-Z a-z 0-9 _ @ + - kept, every other byte %XX (upper-case hex). Sets l2t_name; false when
+# $1 is empty or the name would be longer than 255 bytes. No fork for printable ASCII (what
+# OpenVPN passes: it turns other bytes of a name into _); any other byte costs one printf.
+l2t_user_name() {
+    l2t_name= l2t_rest=$1
+    [ -n "$l2t_rest" ] || return 1
+    case $l2t_rest in *[!A-Za-z0-9_@+-]*) ;; *)
+        l2t_name=$l2t_rest
+        [ ${#l2t_name} -le 255 ]
+        return
+        ;;
+    esac
+    while [ -n "$l2t_rest" ]; do
+        l2t_rest2=${l2t_rest#?}
+        l2t_c=${l2t_rest%"$l2t_rest2"}
+        l2t_rest=$l2t_rest2
+        case $l2t_c in
+        [A-Za-z0-9_@+-]) l2t_name=$l2t_name$l2t_c; continue ;;
+        ' ') l2t_x=20 ;; '!') l2t_x=21 ;; '"') l2t_x=22 ;; '#') l2t_x=23 ;; '$') l2t_x=24 ;;
+        '%') l2t_x=25 ;; '&') l2t_x=26 ;; "'") l2t_x=27 ;; '(') l2t_x=28 ;; ')') l2t_x=29 ;;
+        '*') l2t_x=2A ;; ',') l2t_x=2C ;; '.') l2t_x=2E ;; '/') l2t_x=2F ;; ':') l2t_x=3A ;;
+        ';') l2t_x=3B ;; '<') l2t_x=3C ;; '=') l2t_x=3D ;; '>') l2t_x=3E ;; '?') l2t_x=3F ;;
+        '[') l2t_x=5B ;; '\') l2t_x=5C ;; ']') l2t_x=5D ;; '^') l2t_x=5E ;; '`') l2t_x=60 ;;
+        '{') l2t_x=7B ;; '|') l2t_x=7C ;; '}') l2t_x=7D ;; '~') l2t_x=7E ;;
+        *) l2t_x=$(printf '%02X' "'$l2t_c") ;;
+        esac
+        l2t_name=$l2t_name%$l2t_x
+    done
+    [ ${#l2t_name} -le 255 ]
+}

@@ -1,4 +1,5 @@
-"""The panel's OpenVPN server, real (Debian's openvpn), as the panel configures it, for
+"""The panel's OpenVPN server, real (Debian's openvpn, or World.openvpn: a release built from
+source, built_openvpn), as the panel configures it, for
 tests/system/test_openvpn*.py and bench/:
 
     H (192.168.20.2) --lan-- C1 ==tcp==+            +== C2 (user2, LAN 192.168.21.0/24)
@@ -11,7 +12,8 @@ S runs `user nobody`, `group www-data`, `verify-client-cert none`, `username-as-
 auth against a scratch chap-secrets (user1 -> 10.255.10.1, user2 -> 10.255.10.2), TCP,
 `topology subnet`, `server 10.10.30.0 255.255.255.0`, `duplicate-cn`. The hook is this
 checkout's bin/l2tp-routes-openvpn; the root worker runs from this checkout inside S (there is
-no systemd path unit in a namespace). Every program runs inside the namespaces made here.
+no systemd path unit in a namespace), and so does its precompute of the iroutes before the
+server starts (start_server, as the installer's ExecStartPre). Every program runs inside the namespaces made here.
 
 For storms (bench/openvpn_storm.py): scratch_users() adds many users, each with its own peer
 address and LAN route; add_client_namespace() adds a namespace that holds many clients (one
@@ -28,7 +30,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -40,8 +41,13 @@ from support.iproute2s import ip_env
 
 from l2tproute.core import constants as C
 from l2tproute.system.netns import named
-from l2tproute.transports.openvpn.connect import QUEUE
+from l2tproute.transports.openvpn.iroutes import IROUTES
 from l2tproute.transports.openvpn.sessions import PENDING, SESSIONS
+
+#: The hook's own directory (the kick's lock and flag), as the installer's tmpfiles.d line makes it.
+OWN = "openvpn-connect"
+#: The OpenVPN releases built from source for the tests (tests/system/test_openvpn_versions.py).
+BUILT = Path("/var/cache/l2tproute-tests")
 
 PORT = 18443
 SERVER_ADDR = "172.31.1.1"
@@ -106,9 +112,9 @@ class World:
         self.store = root / "routes.d"
         self.run = root / "run"
         self.chap = root / "chap-secrets"
-        #: One line per start of the connect Python (its first argument: --lock-fd or the config file).
-        self.connect_starts = root / "connect-starts"
         self.cgroup: Path | None = None
+        #: The server's program: Debian's openvpn, or a release built from source (built_openvpn).
+        self.openvpn = "openvpn"
 
     # -- topology ---------------------------------------------------------------------
     def build(self) -> None:
@@ -155,27 +161,20 @@ class World:
         self.run.chmod(0o755)
         shutil.chown(spool, "root", "www-data")
         spool.chmod(0o1770)
-        queue = self.run / QUEUE  # as the installer's tmpfiles.d line makes it
-        queue.mkdir()
-        shutil.chown(queue, "root", "www-data")
-        queue.chmod(0o1770)
-        self.connect_starts.write_text("")
-        self.connect_starts.chmod(0o666)
+        own = self.run / OWN  # as the installer's tmpfiles.d lines make them
+        own.mkdir()
+        shutil.chown(own, "root", "www-data")
+        own.chmod(0o1770)
+        iroutes = self.run / IROUTES
+        iroutes.mkdir()
+        shutil.chown(iroutes, "root", "www-data")
+        iroutes.chmod(0o2750)
         auth = self.root / "auth.sh"
         auth.write_text(AUTH % self.chap)
         auth.chmod(0o755)
-        # The hook as installed, pointing at this checkout's helpers and interpreter.
-        connect = self.root / "l2tp-routes-openvpn-connect"
-        body = (REPO / "bin" / "l2tp-routes-openvpn-connect").read_text().split("\n", 1)[1]
-        # nobody cannot run this venv's interpreter when it lives under /root (pyenv): the
-        # system Python runs this checkout with the venv's packages, as the installer's line does.
-        paths = [str(REPO), sysconfig.get_paths()["purelib"]]
-        count = f"open({str(self.connect_starts)!r}, 'a').write((sys.argv[1:] or [''])[0] + chr(10))\n"
-        connect.write_text(f"#!/usr/bin/python3 -IS\nimport sys\nsys.path[:0] = {paths!r}\n{count}{body}")
-        connect.chmod(0o755)
+        # The hook as installed, pointing at this checkout's helpers.
         hook_text = (REPO / "bin" / "l2tp-routes-openvpn").read_text()
-        for old, new in {"CONNECT=/opt/l2tproute/libexec/l2tp-routes-openvpn-connect": f"CONNECT={connect}",
-                         "LIB=/opt/l2tproute/libexec/l2tproute.sh": f"LIB={REPO / 'lib' / 'l2tproute.sh'}",
+        for old, new in {"LIB=/opt/l2tproute/libexec/l2tproute.sh": f"LIB={REPO / 'lib' / 'l2tproute.sh'}",
                          # No kick: the tests run the worker themselves (world.work); one may put a kick here.
                          "KICK=/opt/l2tproute/libexec/l2tp-routes-kick": f"KICK={self.root / 'l2tp-routes-kick'}",
                          }.items():
@@ -195,6 +194,8 @@ class World:
         def ssl(*args):
             _sh(["openssl", *args], check=True, cwd=r)
 
+        # OpenVPN 2.4 has no `dh none`: a fixed group (RFC 7919), which costs no generation.
+        ssl("genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048", "-out", "dh.pem")
         ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
             "-subj", "/CN=l2tproute test CA")
         ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
@@ -224,7 +225,7 @@ class World:
         lines = [
             f"local {SERVER_ADDR}", f"port {PORT}", "proto tcp-server", "dev tun", "topology subnet",
             "server 10.10.30.0 255.255.255.0", f"ca {r}/ca.crt", f"cert {r}/server.crt", f"key {r}/server.key",
-            "dh none", "verify-client-cert none", "username-as-common-name",
+            f"dh {r}/dh.pem", "verify-client-cert none", "username-as-common-name",
             f"auth-user-pass-verify {r}/auth.sh via-file", "script-security 2", "duplicate-cn",
             "user nobody", "group www-data", "keepalive 10 120", "persist-tun", "verb 4",
             f"setenv {C.STORE_DIR_ENV} {self.store}", f"setenv {C.RUN_DIR_ENV} {self.run}",
@@ -252,7 +253,8 @@ class World:
             def enter():
                 for group in groups:
                     (group / "cgroup.procs").write_text(str(os.getpid()))
-        self.procs[name] = subprocess.Popen(["ip", "netns", "exec", self.ns[ns].name, "openvpn", *config,
+        program = self.openvpn if name == "server" else "openvpn"
+        self.procs[name] = subprocess.Popen(["ip", "netns", "exec", self.ns[ns].name, program, *config,
                                              "--log", str(log)], stdin=subprocess.DEVNULL,
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=enter)
 
@@ -261,6 +263,7 @@ class World:
         """`pids_max`: the server (with its hooks and what they start) in a pids cgroup of that
         size, as Debian's openvpn@.service has TasksMax=10. `extra`: more config lines; `cgroups`:
         more control groups (made by the caller) to start it in."""
+        self.precompute()  # as the installer's ExecStartPre does before OpenVPN starts
         if pids_max is not None:
             self.cgroup = make_pids_cgroup(f"l2t-{os.getpid()}-ovpn")
             (self.cgroup / "pids.max").write_text(str(pids_max))
@@ -351,6 +354,11 @@ class World:
         return (["ip", "netns", "exec", self.ns["s"].name, str(launcher)],
                 {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", C.STORE_DIR_ENV: str(self.store),
                  C.RUN_DIR_ENV: str(self.run), C.CHAP_SECRETS_ENV: str(self.chap), **ip_env()})
+
+    def precompute(self) -> None:
+        """`l2tp-routes-worker --iroutes` (this checkout's): the iroutes of every user, for the hook."""
+        argv, env = self.worker_command()
+        _sh([*argv, "--iroutes"], check=True, timeout=120, env=env)
 
     def work(self, **extra_env: str) -> None:
         """The root worker, as l2tproute-worker.path starts it, inside S."""
@@ -454,3 +462,13 @@ def openvpn_world() -> Iterator[World]:
     finally:
         w.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def built_openvpn(version: str) -> str:
+    """The path of OpenVPN `version` built from its sources for the tests (see BUILT.txt there);
+    a missing one fails the test that wants it, with one line: it is part of the test set."""
+    path = BUILT / f"openvpn-{version}" / "openvpn"
+    if not os.access(path, os.X_OK):
+        raise AssertionError(f"no OpenVPN {version} at {path}: build it from the openvpn sources at tag "
+                             f"v{version} as {BUILT}/BUILT.txt describes")
+    return str(path)

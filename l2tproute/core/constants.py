@@ -43,6 +43,9 @@ RUN_DIR_ENV = "L2TP_RUN_DIR"
 #: check with OpenVPN yet; either one there means OpenVPN's hooks ran on this server.
 OPENVPN_SESSIONS = "openvpn"
 OPENVPN_PENDING = "openvpn-pending"
+#: Root's precompute of every user's OpenVPN iroutes, which the connect hook copies
+#: (transports/openvpn/iroutes.py): its absence means no OpenVPN server is wired here.
+OPENVPN_IROUTES = "openvpn-iroutes"
 
 #: Moves chap-secrets for the OpenVPN hook's tests; ignored under sudo.
 CHAP_SECRETS_ENV = "L2TP_CHAP_SECRETS"

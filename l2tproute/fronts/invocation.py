@@ -22,7 +22,8 @@ from l2tproute.fronts import render
 from l2tproute.ops import applying, policy
 from l2tproute.ops.context import Context
 from l2tproute.system.iproute2 import DryRun, IpRoute2, Runner
-from l2tproute.system.store import Store
+from l2tproute.system.store import Store, StoreError
+from l2tproute.transports.openvpn.iroutes import PrecomputeError, precompute_from_environment
 
 _NETNS_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", re.ASCII)
 
@@ -66,6 +67,7 @@ class Invocation:
         self.caller = policy.current_caller()
         policy.authorize(self.caller, policy.Request(force=force, netns=netns, table=table))
         found = Store.from_environment()
+        found.on_commit = precompute_from_environment(found).follow
         self.json = json_out
         self.store = DryRunStore(found.directory) if dry_run else found
         self._netns = netns
@@ -79,6 +81,18 @@ class Invocation:
             real = IpRoute2(self._netns)
             self._runner = DryRun(real) if self._dry_run else real
         return self._runner
+
+    def refresh_iroutes(self, ctx: Context) -> None:
+        """The whole-server apply (the timer's) brings the OpenVPN precompute up to date."""
+        if self._dry_run:
+            return
+        try:
+            done = precompute_from_environment(self.store).refresh()
+        except (OSError, PrecomputeError, StoreError) as exc:
+            ctx.warn(f"OpenVPN iroutes not precomputed: {describe(exc)}")
+            return
+        for text in done.skipped:
+            ctx.warn(text)
 
     def context(self) -> Context:
         return transports.context(self.store, self.runner, force=self.force, caller=self.caller)
@@ -134,6 +148,8 @@ def apply_command(invocation: Invocation, peer) -> int:
     """`apply [--peer IP]` once its arguments are parsed: the full CLI and the timer's lean path."""
     ctx = invocation.context()
     report = applying.apply(ctx, peer)
+    if peer is None:
+        invocation.refresh_iroutes(ctx)
     for text in render.apply_warnings(report):
         ctx.warn(text)
     return invocation.finish(render.apply_doc(report), render.apply_lines(report), ctx, 0 if report.ok else 1)

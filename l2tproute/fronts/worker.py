@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from l2tproute import transports
+from l2tproute.core import constants as C
 from l2tproute.core.errors import describe
 from l2tproute.fronts.link_events import HOOK_BATCH_TIMEOUT, HOOK_IP_TIMEOUT, after_openvpn, handle
 from l2tproute.ops.context import Context
@@ -128,18 +129,43 @@ def run(spool: Spool, ctx: Context, log: Log, held_fd: int | None, proc_sys: str
         os.close(fd)
 
 
+def refresh_iroutes(store: Store, log: Log, force: bool = False) -> None:
+    """The OpenVPN precompute's users/ after a chap-secrets change (l2tproute-worker.path starts
+    the worker for one), or everything with `force` (--iroutes, before OpenVPN starts)."""
+    if not os.path.isdir(os.path.join(run_dir_from_environment(), C.OPENVPN_IROUTES)):
+        return  # no OpenVPN server wired here: a pppd event loads no OpenVPN code
+    from l2tproute.transports.openvpn.iroutes import precompute_from_environment
+
+    try:
+        done = precompute_from_environment(store).refresh(force=force, peers=force)
+    except Exception as exc:  # the spool's events come first
+        log(syslog.LOG_ERR, f"worker: OpenVPN iroutes not precomputed: {describe(exc)}")
+        return
+    for text in done.skipped:
+        log(syslog.LOG_WARNING, f"worker: {text}")
+    if done.users_written or done.users_removed or done.peers_written or done.peers_removed:
+        log(syslog.LOG_INFO, f"worker: OpenVPN iroutes precomputed: {done.users_written} users written, "
+                             f"{done.users_removed} removed; {done.peers_written} peers written, "
+                             f"{done.peers_removed} removed")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """`l2tp-routes-worker [--lock-fd N]`; always 0, everything it has to say goes to syslog."""
+    """`l2tp-routes-worker [--lock-fd N | --iroutes]`; always 0, everything it has to say goes to syslog."""
     argv = list(sys.argv[1:] if argv is None else argv)
     log = quiet_log()
     held = None
+    store = Store.from_environment()
+    if argv == ["--iroutes"]:
+        refresh_iroutes(store, log, force=True)
+        return 0
     if len(argv) == 2 and argv[0] == "--lock-fd" and argv[1].isdigit():
         held = int(argv[1])
     elif argv:
-        log(syslog.LOG_ERR, "worker: unknown arguments; expected nothing or --lock-fd N")
+        log(syslog.LOG_ERR, "worker: unknown arguments; expected nothing, --lock-fd N or --iroutes")
         return 0
+    refresh_iroutes(store, log)
     runner: Runner = IpRoute2(timeout=HOOK_IP_TIMEOUT, batch_timeout=HOOK_BATCH_TIMEOUT)
-    ctx = transports.context(Store.from_environment(), runner, lock_timeout=WORKER_LOCK_TIMEOUT)
+    ctx = transports.context(store, runner, lock_timeout=WORKER_LOCK_TIMEOUT)
     try:
         run(Spool(run_dir_from_environment()), ctx, log, held)
     except BaseException as exc:  # noqa: B902 - logged, never a traceback on a closed stdout

@@ -33,6 +33,9 @@ class Store:
         self.directory = directory
         #: Where each lock hold time is appended (bench/peruser.py reads it); None: nowhere.
         self.lock_times = lock_times
+        #: Called with the peer after its route file was replaced or removed (under the lock):
+        #: the OpenVPN precompute follows the file (transports/openvpn/iroutes.py).
+        self.on_commit: Callable[[IPv4Address], None] | None = None
 
     @classmethod
     def from_environment(cls, environ=os.environ) -> Store:
@@ -192,8 +195,14 @@ class Store:
             yield lambda: None  # no file, none wanted
             return
         staged = _Staged(self, peer, serialize(lines) if keep else None, old)
+
+        def commit() -> None:
+            staged.commit()
+            if self.on_commit is not None:
+                self.on_commit(peer)
+
         try:
-            yield staged.commit
+            yield commit
         finally:
             staged.close()
 

@@ -42,7 +42,12 @@ def test_the_openvpn_storm_benchmark_runs_and_its_figures_are_sane():
     assert base["routes_present"] == 0  # no hooks, no routes: the baseline is what it says
     assert reconnect["reused_addresses"] > 0, reconnect  # the safety check met reused addresses
     assert figures["records_ok"] is True
-    assert hooks["forked"]["peak_pss"] > 0 and hooks["cgroup"]["memory"] > 0 and hooks["cgroup"]["tasks"] > 1
+    # The hooks live a few milliseconds now (no Python): the forked processes' PSS, sampled every
+    # 50 ms, may see none of them at 3 clients; the cgroup's peaks count every fork.
+    assert hooks["cgroup"]["memory"] > 0 and hooks["cgroup"]["tasks"] > 1
+    for storm in (hooks, reconnect):
+        assert storm["hook_ms"]["clients"] == CLIENTS and 0 < storm["hook_ms"]["median_ms"] <= storm["hook_ms"][
+            "max_ms"], storm
     rows = {row["measure"]: row for row in figures["table"]}
     ratio = rows[f"storm: {CLIENTS} clients at once, every route and iroute in place"]["ratio"]
     assert float(ratio.rstrip("x")) > 0, ratio

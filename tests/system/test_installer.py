@@ -43,7 +43,6 @@ FILES = {
     "opt/l2tproute/libexec/l2tp-routes-event": (0o755, "bin/l2tp-routes-event"),
     "opt/l2tproute/libexec/l2tp-routes-kick": (0o755, "bin/l2tp-routes-kick"),
     "opt/l2tproute/libexec/l2tp-routes-openvpn": (0o755, "bin/l2tp-routes-openvpn"),
-    "opt/l2tproute/libexec/l2tp-routes-openvpn-connect": (0o755, "bin/l2tp-routes-openvpn-connect"),
     "opt/l2tproute/libexec/l2tproute.sh": (0o644, "lib/l2tproute.sh"),
     "usr/local/sbin/l2tp-routectl": (0o755, "bin/l2tp-routectl"),
     "etc/ppp/ip-up.d/l2tp-routes": (0o755, "bin/l2tp-routes-ip-up"),
@@ -159,7 +158,7 @@ def staged(tmp_path_factory, checkout) -> Path:
     result = installer("--root", str(root), script=checkout / PROG)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == ""
-    assert result.stdout.splitlines()[-1] == "Done: 21 changes. Route files were not touched."
+    assert result.stdout.splitlines()[-1] == "Done: 20 changes. Route files were not touched."
     assert "--force" not in result.stdout  # nothing of an old tool to take over
     return root
 
@@ -665,6 +664,7 @@ PANEL_OVPN = ("port 8443\nproto tcp-server\ndev tun\ntopology subnet\nserver 10.
               "script-security 2\nuser nobody\ngroup www-data\nduplicate-cn\npersist-tun\nkeepalive 10 120\n")
 HOOK = "/opt/l2tproute/libexec/l2tp-routes-openvpn"
 KICK = "/opt/l2tproute/libexec/l2tp-routes-kick"
+PRECOMPUTE = "/opt/l2tproute/libexec/l2tp-routes-worker --iroutes"
 #: What earlier versions put into server.conf itself (a rewrite by the panel dropped it).
 OLD_BLOCK = (f"{MARKER}\n# l2tproute: the per-user routes for users connected over OpenVPN (--uninstall removes this "
              f"block)\nclient-connect {HOOK}\nclient-disconnect {HOOK}\n"
@@ -718,11 +718,14 @@ def test_the_openvpn_hooks_go_on_openvpns_command_line_before_its_config_which_s
     drop_in = (wired / DROP_IN).read_text()
     assert drop_in.startswith(MARKER + "\n") and stat.S_IMODE((wired / DROP_IN).stat().st_mode) == 0o644
     # The packaged command, our options first: the config's own lines win over them.
-    assert drop_in.endswith(f"\n[Service]\nExecStart=\n{program} {OPTIONS} {rest}\n"), drop_in
+    # Root's precompute of the iroutes the hook copies, before the server takes clients.
+    assert drop_in.endswith(f"\n[Service]\nExecStartPre=-{PRECOMPUTE}\nExecStart=\n{program} {OPTIONS} {rest}\n"), \
+        drop_in
     assert "/lib/systemd/system/openvpn@.service" in drop_in
     assert (wired / TMPFILES).read_text() == (
         f"{MARKER}\nd /run/l2tproute 0755 root root -\nd /run/l2tproute/spool 1770 root www-data -\n"
-        "d /run/l2tproute/openvpn-connect 1770 root www-data -\n")
+        "d /run/l2tproute/openvpn-connect 1770 root www-data -\n"
+        "d /run/l2tproute/openvpn-iroutes 2750 root www-data -\n")
     # Where systemd runs, Debian's defaults file is not touched.
     assert (wired / "etc/default/openvpn").read_bytes() == Path("/etc/default/openvpn").read_bytes()
     sudoers = wired / OVPN_SUDOERS
@@ -787,7 +790,9 @@ def test_where_systemd_does_not_run_debians_init_script_gets_the_hooks_through_o
         f"{debians}{MARKER}\n# l2tproute: the hooks of the panel's OpenVPN server (docs/openvpn.md);"
         f"\n# --uninstall removes this block.\nOPTARGS=\"${{OPTARGS:-}} {OPTIONS}\"\n"
         "install -d -m 0755 -g root /run/l2tproute && install -d -m 1770 -g www-data /run/l2tproute/spool && "
-        "install -d -m 1770 -g www-data /run/l2tproute/openvpn-connect && true || :\n"
+        "install -d -m 1770 -g www-data /run/l2tproute/openvpn-connect && "
+        "install -d -m 2750 -g www-data /run/l2tproute/openvpn-iroutes && true || :\n"
+        f"{PRECOMPUTE} >/dev/null 2>&1 || :\n"
         "# l2tproute end\n")
     assert (root / "etc/default/openvpn.bak-l2tproute").read_text() == debians
     again = installer("--root", str(root), "--scheduler", "cron", script=checkout / PROG)
@@ -800,14 +805,16 @@ def test_where_systemd_does_not_run_debians_init_script_gets_the_hooks_through_o
     script = ('mount -t tmpfs none /run && mount --bind "$1/etc/openvpn" /etc/openvpn && '
               'mount --bind "$1/etc/default/openvpn" /etc/default/openvpn && '
               'mount --bind "$2" /sbin/start-stop-daemon && '
-              '/etc/init.d/openvpn start server && ls -ld /run/l2tproute/spool /run/l2tproute/openvpn-connect')
+              '/etc/init.d/openvpn start server && '
+              'ls -ld /run/l2tproute/spool /run/l2tproute/openvpn-connect /run/l2tproute/openvpn-iroutes')
     started = subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "sh", "-euc", script, "sh",
                               str(root), str(recorder)],
                              capture_output=True, text=True, timeout=60)
     assert started.returncode == 0, started
-    made = [line.split() for line in started.stdout.strip().splitlines()[-2:]]
+    made = [line.split() for line in started.stdout.strip().splitlines()[-3:]]
     assert [(d[0], d[2], d[3], d[-1]) for d in made] == [
         ("drwxrwx--T", "root", "www-data", "/run/l2tproute/openvpn-connect"),
+        ("drwxr-s---", "root", "www-data", "/run/l2tproute/openvpn-iroutes"),
         ("drwxrwx--T", "root", "www-data", "/run/l2tproute/spool")], started.stdout
     argv = record.read_text().splitlines()
     command = argv[argv.index("--") + 1:]
@@ -827,7 +834,8 @@ def test_an_openvpn_config_with_its_own_hooks_is_left_alone_and_without_one_the_
     assert f"    client-connect {HOOK}" in bare.stdout.splitlines()
     assert "    management-client-user root" in bare.stdout.splitlines()
     assert ("and make /run/l2tproute/spool and /run/l2tproute/openvpn-connect writable by the server's group "
-            "(root:GROUP, mode 1770)") in bare.stdout.splitlines()
+            "(root:GROUP, mode 1770), /run/l2tproute/openvpn-iroutes readable by it (root:GROUP, mode 2750) and "
+            f"run {PRECOMPUTE} before OpenVPN starts") in bare.stdout.splitlines()
     assert not (root / "etc/openvpn").exists() and not (root / "etc/tmpfiles.d").exists()
 
     own = PANEL_OVPN + "client-connect /etc/openvpn/mine.sh\n"
@@ -893,3 +901,20 @@ def test_the_openvpn_servers_user_may_run_the_kick_through_sudo_and_nothing_else
     assert (kicked.returncode, kicked.stdout, kicked.stderr) == (0, "", ""), kicked
     wait_for_worker(tmp_path / "run")
     assert netns.tagged_set() == {("192.168.20.0/24", "10.255.10.2", "ppp0", "main")}
+
+
+def test_an_earlier_versions_openvpn_connector_is_removed_and_a_file_without_the_mark_stays(staged, checkout,
+                                                                                              tmp_path):
+    root = tmp_path / "root"
+    seed_venv(staged, root)
+    connector = root / "opt/l2tproute/libexec/l2tp-routes-openvpn-connect"
+    connector.write_text(f"#!/opt/l2tproute/bin/python3 -IS\n{MARKER}\nimport sys\n")
+    connector.chmod(0o755)
+    result = installer("--root", str(root), script=checkout / PROG)
+    assert (result.returncode, result.stderr) == (0, ""), result
+    assert f"removed: {connector} (the hook needs no Python now)" in result.stdout.splitlines()
+    assert not connector.exists()
+    connector.write_text("#!/bin/sh\n# the administrator's own\n")
+    again = installer("--root", str(root), script=checkout / PROG)
+    assert again.stdout.splitlines()[-1].startswith("Nothing to do"), again.stdout
+    assert connector.read_text() == "#!/bin/sh\n# the administrator's own\n"

@@ -270,28 +270,23 @@ def test_a_pool_address_given_again_routes_only_the_new_users_networks(world):
 
 def test_the_hook_works_with_nothing_but_openvpns_variables_as_nobody_www_data(world):
     """OpenVPN gives its hooks no PATH and runs them as the server's user and group: the hook,
-    run exactly so (env -i, nobody:www-data), queues the connect, writes the iroute into the
-    client's dynamic config, answers the deferred connect and spools both events."""
+    run exactly so (env -i, nobody:www-data), copies the precomputed iroute into the client's
+    dynamic config and spools both events; it can write nothing of the precompute."""
+    world.precompute()
     work = world.root / "openvpn-tmp"  # OpenVPN's tmp-dir, its own
     work.mkdir()
     shutil.chown(work, "nobody", "www-data")
-    config, deferred = work / "cc.tmp", work / "acf.tmp"
-    for path in (config, deferred):
-        path.write_text("")
-        shutil.chown(path, "nobody", "www-data")
+    config = work / "cc.tmp"
+    config.write_text("")
+    shutil.chown(config, "nobody", "www-data")
     common = [f"{C.STORE_DIR_ENV}={world.store}", f"{C.RUN_DIR_ENV}={world.run}",
               f"{C.CHAP_SECRETS_ENV}={world.chap}", "dev=tun0", "ifconfig_pool_remote_ip=10.10.30.9"]
     as_server = ["setpriv", "--reuid", "nobody", "--regid", "www-data", "--clear-groups", "env", "-i"]
     connect = subprocess.run([*as_server, *common, "script_type=client-connect", "username=user1",
-                              f"client_connect_deferred_file={deferred}", str(world.hook), str(config)],
-                             capture_output=True, text=True, timeout=30)
+                              str(world.hook), str(config)], capture_output=True, text=True, timeout=30)
     assert connect.returncode == 0 and connect.stdout == connect.stderr == ""
-    world.wait_spool(lambda n: any(",vpn-up," in x for x in n))
-    deadline = time.monotonic() + 30
-    while deferred.read_text() != "1" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert deferred.read_text() == "1"
     assert config.read_text() == "iroute 192.168.20.0 255.255.255.0\n"
+    assert [n.split(",", 3)[3] for n in world.spooled()] == ["vpn-up,10.10.30.9,10.255.10.1"]
     disconnect = subprocess.run([*as_server, *common, "script_type=client-disconnect", str(world.hook)],
                                 capture_output=True, text=True, timeout=30)
     assert disconnect.returncode == 0
@@ -299,3 +294,10 @@ def test_the_hook_works_with_nothing_but_openvpns_variables_as_nobody_www_data(w
     assert sorted(n.split(",", 3)[3] for n in names) == ["vpn-down,10.10.30.9", "vpn-up,10.10.30.9,10.255.10.1"]
     assert {(os.stat(world.run / "spool" / n).st_uid, os.stat(world.run / "spool" / n).st_gid) for n in names} == {
         (pwd.getpwnam("nobody").pw_uid, grp.getgrnam("www-data").gr_gid)}
+    # The precompute: the server's group reads it, only root writes it.
+    iroutes = world.run / "openvpn-iroutes"
+    for path in (iroutes / "users" / "user1", iroutes / "peers" / "10.255.10.1"):
+        write = subprocess.run([*as_server, "/bin/sh", "-c", f"cat {path} >/dev/null && : >>{path}"],
+                               capture_output=True, text=True, timeout=30)
+        assert write.returncode != 0 and "Permission denied" in write.stderr, write
+        assert os.stat(path).st_uid == 0 and os.stat(path).st_mode & 0o777 == 0o640

@@ -1,5 +1,5 @@
-"""A burst of OpenVPN clients served by one connector Python, within the tasks Debian's
-openvpn@.service allows, with the IPv6 half (`server-ipv6`); the root worker's kick.
+"""A burst of OpenVPN clients served by the sh hook from root's precompute, within the tasks
+Debian's openvpn@.service allows, with the IPv6 half (`server-ipv6`); the root worker's kick.
 The real server and clients: tests/openvpnworld.py."""
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import time
 
 import pytest
 from conftest import REPO
-from openvpnworld import openvpn_world, pids_cgroup_root
+from openvpnworld import OWN, openvpn_world, pids_cgroup_root
 
 from l2tproute.core import constants as C
-from l2tproute.transports.openvpn.connect import QUEUE
 
 #: Debian 12's /lib/systemd/system/openvpn@.service: TasksMax=10.
 TASKS_MAX = 10
@@ -40,18 +39,16 @@ def _internal_routes(world) -> set[tuple[str, str]]:
     return found
 
 
-def test_a_burst_of_clients_is_served_by_one_connector_within_tasksmax_with_ipv6(world):
+def test_a_burst_of_clients_gets_its_iroutes_within_tasksmax_with_ipv6(world):
     limited = pids_cgroup_root() is not None
     world.start_server(hooks=True, ipv6=True, pids_max=TASKS_MAX if limited else None)
     users = list(BURST)
     names = world.start_clients(users[:3], "c2") + world.start_clients(users[3:], "c3")
-    # Every client is in (a deferred connect is answered only after its event is spooled).
+    # Every client is in, and its hook spooled its event before it returned.
     clients = [(world.logged_address(n), BURST[u][1], world.logged_address(n, 6), u) for n, u in zip(names, users)]
     events = [name.split(",")[1:] for name in world.spooled()]  # without the namespace
     assert sorted((a, p, a6) for _, _, kind, a, p, a6 in events if kind == "vpn-up") == sorted(c[:3] for c in clients)
     assert len(events) == len(users)
-    # One Python for the whole burst: the connector, started by the first hook.
-    assert world.connect_starts.read_text().splitlines() == ["--lock-fd"]
     routes = _internal_routes(world)
     for user in users:
         i = int(user[4:])
@@ -86,7 +83,7 @@ def test_the_worker_is_kicked_after_every_disconnect_one_kick_at_a_time(tmp_path
     sees in the spool: after the last hook returned, a kick still starts and sees every event."""
     run = tmp_path / "run"
     (run / "spool").mkdir(parents=True)
-    (run / QUEUE).mkdir()
+    (run / OWN).mkdir()
     seen = tmp_path / "kicks"
     kick = tmp_path / "kick"
     kick.write_text(f"#!/bin/sh\nsleep 0.2\nls {run / 'spool'} | wc -l >>{seen}\n")
@@ -109,9 +106,9 @@ def test_the_worker_is_kicked_after_every_disconnect_one_kick_at_a_time(tmp_path
     for n in range(3, 9):
         disconnect(n)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and (run / QUEUE / ".kick-wanted").exists():
+    while time.monotonic() < deadline and (run / OWN / ".kick-wanted").exists():
         time.sleep(0.05)
     # The last kick runs after the flag went: wait for the kick lock to be free.
-    subprocess.run(["flock", str(run / QUEUE / "kick.lock"), "true"], check=True, timeout=20)
+    subprocess.run(["flock", str(run / OWN / "kick.lock"), "true"], check=True, timeout=20)
     counts = [int(x) for x in seen.read_text().split()]
     assert counts[-1] == 7 and 1 <= len(counts) <= 6

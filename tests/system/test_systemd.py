@@ -371,11 +371,21 @@ def test_the_openvpn_hooks_survive_the_panel_rewriting_its_config_and_restarting
     assert settings["keepalive_timeout"] == "60"  # the new config is the one loaded
     assert box.check("cat", "/run/l2t-up.out") == "password=probe\n"
 
-    # A user connects (a client in a namespace of the box): the hook, its connector, systemd's
-    # path unit and the root worker put the user's route via the client's VPN address.
+    # OpenVPN's ExecStartPre made root's precompute for the hook: readable by the server's group only.
+    listed = box.check("stat", "-c", "%a %U %G", "/run/l2tproute/openvpn-iroutes",
+                       "/run/l2tproute/openvpn-iroutes/chap.stamp")
+    assert listed.split("\n")[:2] == ["2750 root www-data", "640 root www-data"], listed
+    # A user connects (a client in a namespace of the box): the hook copies its precomputed
+    # iroute, systemd's path unit and the root worker put its route via the client's VPN address.
     box.write("/etc/ppp/chap-secrets", "user9 * pass9 10.255.10.9\n", "0640")
     box.check("chgrp", "www-data", "/etc/ppp/chap-secrets")
-    box.write(f"{STORE}/10.255.10.9.routes", "192.168.90.0/24 via 10.255.10.9\n")
+    # l2tproute-worker.path: chap-secrets changed, so the worker brings the precompute up to date.
+    box.wait_for(lambda: box.run("cat", "/run/l2tproute/openvpn-iroutes/users/user9").stdout == "10.255.10.9\n",
+                 WAIT_S, "the precompute of user9")
+    # The panel's add: the precompute follows the route file at once.
+    box.check("/usr/local/sbin/l2tp-routectl", "add", "--peer", "10.255.10.9", "--dst", "192.168.90.0/24")
+    assert box.check("cat", "/run/l2tproute/openvpn-iroutes/peers/10.255.10.9") == \
+        "iroute 192.168.90.0 255.255.255.0\n"
     box.write("/root/user9.pass", "user9\npass9\n", "0600")
     for argv in (("netns", "add", "client"), ("link", "add", "ovpn0", "type", "veth", "peer", "name", "ovpn1"),
                  ("link", "set", "ovpn1", "netns", "client"), ("addr", "add", "172.31.9.1/24", "dev", "ovpn0"),

@@ -12,9 +12,8 @@ import pytest
 from l2tproute.core.carrier import Carrier, carried_route, newest, not_carried_why
 from l2tproute.core.kernel import Links
 from l2tproute.core.model import InputError, Route
-from l2tproute.system import netns
 from l2tproute.system.spool import VPN_DOWN, VPN_UP, Spool, parse_vpn_name
-from l2tproute.transports.openvpn import hook as openvpnhook
+from l2tproute.transports.openvpn import iroutes
 from l2tproute.transports.openvpn import management as vpnmanagement
 from l2tproute.transports.openvpn import sessions as vpnsessions
 from l2tproute.transports.openvpn import sync as openvpn
@@ -66,7 +65,7 @@ def test_iroutes_are_network_and_dotted_mask_and_only_plain_ipv4_lines():
     net = ipaddress.ip_network
     routes = [Route(net("192.168.20.0/24"), gw), Route(net("10.1.0.0/16"), gw, dev="eth1"),
               Route(net("2001:db8::/64"), gw), Route(net("172.16.4.0/22"), gw, metric=5)]
-    assert openvpn.iroute_lines(routes) == ["iroute 192.168.20.0 255.255.255.0", "iroute 172.16.4.0 255.255.252.0"]
+    assert iroutes.iroute_lines(routes) == ["iroute 192.168.20.0 255.255.255.0", "iroute 172.16.4.0 255.255.252.0"]
 
 
 STATUS = ("TITLE\tOpenVPN 2.6.14\r\nTIME\tx\t1\r\nHEADER\tCLIENT_LIST\tCommon Name\tReal Address\tVirtual Address\t"
@@ -161,62 +160,6 @@ def test_a_line_goes_via_the_client_address_of_its_family_keeping_metric_and_tab
     # A link of the user's own (L2TP) takes the line as it is: its gateway, its own dev.
     l2tp = Carrier(A("10.255.10.1"), "ppp0", "l2tp")
     assert (carried_route(own, l2tp, None).dev, carried_route(own, l2tp, None).gw) == ("eth1", A("10.255.10.1"))
-
-
-def _hook_world(tmp_path):
-    store = tmp_path / "routes.d"
-    store.mkdir()
-    (store / "10.255.10.1.routes").write_text(
-        "192.168.20.0/24 via 10.255.10.1\n10.1.0.0/16 via 10.255.10.1 dev eth1\n"
-        "2001:db8::/64 via 10.255.10.1\n# a comment\n172.16.4.0/22 via 10.255.10.1\n")
-    chap = tmp_path / "chap-secrets"
-    chap.write_text("user1 * p1 10.255.10.1\nroaming * p2 *\nnofile * p3 10.255.10.9\n")
-    (tmp_path / "run" / "spool").mkdir(parents=True)
-    config = tmp_path / "client.conf"
-    config.write_text("")
-    deferred = tmp_path / "deferred"
-    deferred.write_text("2")
-    env = {"script_type": "client-connect", "dev": "tun0", "ifconfig_pool_remote_ip": "10.10.30.2",
-           "client_connect_deferred_file": str(deferred), "L2TP_ROUTES_DIR": str(store),
-           "L2TP_RUN_DIR": str(tmp_path / "run"), "L2TP_CHAP_SECRETS": str(chap)}
-    return env, config, deferred, tmp_path / "run" / "spool"
-
-
-def test_connect_writes_the_iroutes_spools_the_event_and_lets_the_client_in(tmp_path):
-    env, config, deferred, spool = _hook_world(tmp_path)
-    logged = []
-    assert openvpnhook.main([str(config)], {**env, "username": "user1"}) == 0
-    openvpnhook.connect(str(config), {**env, "common_name": "user1"}, lambda p, m: logged.append(m))
-    assert config.read_text() == ("iroute 192.168.20.0 255.255.255.0\niroute 172.16.4.0 255.255.252.0\n") * 2
-    assert deferred.read_text() == "1"
-    names = sorted(p.name for p in spool.iterdir())
-    assert len(names) == 2 and all(n.startswith(f"{netns.current()},tun0,")
-                                   and n.endswith(",vpn-up,10.10.30.2,10.255.10.1") for n in names)
-    assert [parse_vpn_name(n).peer for n in names] == [A("10.255.10.1")] * 2
-    assert any("10.1.0.0/16 has its own dev eth1; skipped" in m for m in logged)
-    assert any("2001:db8::/64 is IPv6; skipped" in m for m in logged)
-
-
-@pytest.mark.parametrize("user", ["roaming", "nofile", "stranger"])
-def test_a_user_without_a_fixed_address_or_routes_connects_with_nothing(tmp_path, user):
-    env, config, deferred, spool = _hook_world(tmp_path)
-    assert openvpnhook.main([str(config)], {**env, "username": user}) == 0
-    assert deferred.read_text() == "1" and config.read_text() == "" and list(spool.iterdir()) == []
-
-
-@pytest.mark.parametrize("change", [{"dev": "tun0;x"}, {"ifconfig_pool_remote_ip": ""}, {"username": ""}])
-def test_unusable_values_from_openvpn_give_no_routes_and_keep_the_client(tmp_path, change):
-    env, config, deferred, spool = _hook_world(tmp_path)
-    assert openvpnhook.main([str(config)], {**env, "username": "user1", **change}) == 0
-    assert deferred.read_text() == "1" and config.read_text() == "" and list(spool.iterdir()) == []
-
-
-def test_a_connect_that_cannot_spool_undoes_its_iroutes_and_refuses(tmp_path):
-    env, config, deferred, spool = _hook_world(tmp_path)
-    config.write_text("push-reset-is-not-ours\n")
-    spool.rmdir()
-    assert openvpnhook.main([str(config)], {**env, "username": "user1"}) == 1
-    assert deferred.read_text() == "0" and config.read_text() == "push-reset-is-not-ours\n"
 
 
 def _management(path, replies):

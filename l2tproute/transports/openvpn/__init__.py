@@ -1,1 +1,1 @@
-"""OpenVPN: the client-connect hook, its connector, the management socket, session records."""
+"""OpenVPN: the precompute the client-connect hook copies, the management socket, session records."""

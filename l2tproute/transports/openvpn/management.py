@@ -23,7 +23,7 @@ from l2tproute.system.settings import setting
 #: `management-client-user root` in the server config): the one source of who is connected.
 MANAGEMENT_SOCKET = "openvpn.sock"
 #: How long the worker waits for OpenVPN to list a connecting client (or drop a leaving one):
-#: the deferred connect finishes only after its event is spooled.
+#: the hook spools its event before OpenVPN has taken the client in.
 CLIENT_WAIT = 10.0
 CLIENT_WAIT_ENV = "L2TP_OPENVPN_CLIENT_WAIT"
 MANAGEMENT_TIMEOUT = 5.0

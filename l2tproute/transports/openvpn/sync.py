@@ -1,8 +1,8 @@
 """The same per-user routes for users connected over the panel's OpenVPN server.
 
 OpenVPN (`topology subnet`, a pool on one tun) needs two things to deliver a user's LAN
-traffic: an `iroute NET MASK` in the client's dynamic config (written by the hook itself,
-openvpnhook.py, as it runs unprivileged) and a kernel route `DST via VPN_ADDRESS dev TUN`
+traffic: an `iroute NET MASK` in the client's dynamic config (precomputed by root,
+iroutes.py, and copied there by the unprivileged hook) and a kernel route `DST via VPN_ADDRESS dev TUN`
 (installed here, by the root worker, from a spooled vpn-up event). Never dev-only: with
 OpenVPN's kernel data channel the next hop selects the client.
 
@@ -26,7 +26,7 @@ from typing import Callable
 
 from l2tproute.core.errors import describe
 from l2tproute.core.kernel import Installed
-from l2tproute.core.model import Change, IPv4Address, IPv6Address, Route
+from l2tproute.core.model import Change, IPv4Address, IPv6Address
 from l2tproute.core.text import one_line
 from l2tproute.ops.context import Context, stored_routes
 from l2tproute.ops.syncing import sync_carrier, tagged_on_link
@@ -41,13 +41,6 @@ from l2tproute.transports.openvpn.sessions import PENDING, Session, SessionRecor
 TUN_LINK_TYPE = "none"
 
 Log = Callable[[int, str], None]
-
-
-def iroute_lines(routes: Sequence[Route], ipv6: bool = False) -> list[str]:
-    """OpenVPN's iroutes, as network and dotted mask: `iroute 192.168.20.0/24` is taken as a /32;
-    with `ipv6` (the client has an IPv6 pool address) also `iroute-ipv6 NET/LEN`, which takes a prefix."""
-    return [f"iroute {r.dst.network_address} {r.dst.netmask}" if r.family == 4 else f"iroute-ipv6 {r.dst}"
-            for r in routes if r.dev is None and (r.family == 4 or ipv6)]
 
 
 def tun_problem(link_rows: list, tun: str, address: IPv4Address, address6: IPv6Address | None = None) -> str | None:
