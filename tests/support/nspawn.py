@@ -88,23 +88,30 @@ def debian_mirror() -> str:
     return DEFAULT_MIRROR
 
 
-def rootfs(suite: str = "bookworm", mirror: str | None = None, cache: Path = CACHE) -> Path:
-    """A bootable Debian `suite`, built by debootstrap the first time and reused after (45-90 s once)."""
-    recipe = json.dumps({"version": RECIPE_VERSION, "suite": suite, "packages": PACKAGES, "masked": MASKED})
-    target = cache / f"rootfs-{suite}"
-    stamp = cache / f"rootfs-{suite}.recipe"
+def rootfs(suite: str = "bookworm", mirror: str | None = None, cache: Path = CACHE,
+           extra: tuple[str, ...] = ()) -> Path:
+    """A bootable Debian `suite`, built by debootstrap the first time and reused after (45-90 s once).
+
+    `extra` packages make another root filesystem, cached under its own name (rootfs-SUITE-EXTRA...):
+    the plain one stays what the other tests boot.
+    """
+    packages = (*PACKAGES, *extra)
+    name = "-".join(("rootfs", suite, *extra))
+    recipe = json.dumps({"version": RECIPE_VERSION, "suite": suite, "packages": packages, "masked": MASKED})
+    target = cache / name
+    stamp = cache / f"{name}.recipe"
     cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / f"rootfs-{suite}.lock", "w") as lock:
+    with open(cache / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second test run on this machine waits for the first build
         if target.is_dir() and stamp.is_file() and stamp.read_text() == recipe:
             return target
         missing = missing_tools()
         if missing:
             raise ContainerError(f"missing {', '.join(missing)}: apt-get install debootstrap systemd-container")
-        building = cache / f"rootfs-{suite}.new"
+        building = cache / f"{name}.new"
         shutil.rmtree(building, ignore_errors=True)
         mirror = mirror or debian_mirror()
-        result = subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", suite,
+        result = subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", suite,
                                  str(building), mirror], capture_output=True, text=True, timeout=1800)
         if result.returncode != 0:
             raise ContainerError(f"debootstrap {suite} from {mirror} failed:\n{result.stdout[-2000:]}"
