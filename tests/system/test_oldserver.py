@@ -47,7 +47,7 @@ SUITE = "bullseye"
 #: The box's distribution openvpn: its unit file, its libraries, the programs it brings.
 EXTRA = ("openvpn",)
 BUILT = CACHE / SUITE
-#: Cached program -> what it must say about itself, and where it goes in the box.
+#: The programs built inside bullseye (cached per machine), and what they say of their version.
 IP_415 = BUILT / "iproute2-4.15.0/ip"
 OVPN_244 = BUILT / "openvpn-2.4.4/openvpn"
 IP_SAYS = "iproute2-ss180129"
