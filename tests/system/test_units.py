@@ -82,7 +82,8 @@ def test_the_sandbox_keeps_what_ip_needs_and_little_else():
     assert service["CapabilityBoundingSet"].split() == ["CAP_NET_ADMIN"]
     assert "AF_NETLINK" in service["RestrictAddressFamilies"].split()
     assert "PrivateNetwork" not in service  # the routes belong to the host's namespace
-    assert service["ProtectSystem"] == "strict" and service["ReadWritePaths"] == "-" + C.DEFAULT_STORE_DIR
+    assert service["ProtectSystem"] == "strict"
+    assert service["ReadWritePaths"] == f"-{C.DEFAULT_STORE_DIR} -{C.DEFAULT_RUN_DIR}"
     result = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", str(SERVICE)],
                             capture_output=True, text=True, timeout=120)
     level = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
