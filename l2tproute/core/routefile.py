@@ -7,12 +7,15 @@ parse survive every edit of other lines byte for byte.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from l2tproute.core.model import (
     InputError,
     Route,
+    ipv4_address,
+    ipv4_network,
     parse_destination,
     parse_device,
     parse_gateway,
@@ -102,7 +105,48 @@ def parse_words(words: list[str]) -> Route:
     return Route(dst=dst, gw=gw, **extras)
 
 
+_OCTET = rb"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+# A line exactly as format_route writes an IPv4 route without metric or table, which nearly
+# every line is: `DST via GW[ dev IFACE]` and LF, in model.py's spelling of each value (no
+# leading zeros, a prefix 0-32, a link name parse_device accepts). Such a line is read from
+# this one match; anything else, or a value the checks below refuse, takes the full parse.
+_CANONICAL4 = re.compile(
+    rb"%s\.%s\.%s\.%s/(3[0-2]|[12][0-9]|[0-9]) via ([0-9.]{7,15})(?: dev ([A-Za-z0-9_.+@-]{1,15}))?\n"
+    % (_OCTET, _OCTET, _OCTET, _OCTET))
+
+
+def _canonical(raw: bytes) -> Line | None:
+    """The ROUTE line parse_line would make of `raw`, when `raw` is a canonical IPv4 line; else None."""
+    match = _CANONICAL4.fullmatch(raw)
+    if match is None:
+        return None
+    a, b, c, d, bits_text, gw_text, dev_text = match.groups()
+    bits = int(bits_text)
+    address = int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d)
+    if address & ((1 << (32 - bits)) - 1):
+        return None  # host bits set: the full parse words the refusal
+    gw = ipv4_address(gw_text.decode("ascii"))
+    if gw is None:
+        return None  # not a canonical dotted quad
+    first = int(gw) >> 24
+    if first == 0 or first == 127 or first >= 224:
+        return None  # not unicast, as model.parse_gateway checks it
+    dev = None
+    if dev_text is not None:
+        if dev_text in (b".", b".."):
+            return None
+        dev = dev_text.decode("ascii")
+    return Line(raw, ROUTE, Route(dst=ipv4_network(address, bits), gw=gw, dev=dev))
+
+
 def parse_line(raw: bytes) -> Line:
+    """One line of a route file; a canonical IPv4 line is read by one match, the same Line as
+    parse_line_in_full makes of it (tests/unit/test_routefile.py holds the two together)."""
+    line = _canonical(raw)
+    return line if line is not None else parse_line_in_full(raw)
+
+
+def parse_line_in_full(raw: bytes) -> Line:
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
