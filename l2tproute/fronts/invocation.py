@@ -152,7 +152,9 @@ def apply_command(invocation: Invocation, peer) -> int:
         invocation.refresh_iroutes(ctx)
     for text in render.apply_warnings(report):
         ctx.warn(text)
-    return invocation.finish(render.apply_doc(report), render.apply_lines(report), ctx, 0 if report.ok else 1)
+    # Only what is printed is rendered: each form writes every route line again (10,000 on a full apply).
+    doc, lines = (render.apply_doc(report), []) if invocation.json else ({}, render.apply_lines(report))
+    return invocation.finish(doc, lines, ctx, 0 if report.ok else 1)
 
 
 def guarded(call, wants_json: bool) -> int:
