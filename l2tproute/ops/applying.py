@@ -8,6 +8,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
+from l2tproute.core import constants as C
 from l2tproute.core.carrier import Carrier, kernel_route
 from l2tproute.core.kernel import Installed, Links, parse_links, parse_routes, slot_of
 from l2tproute.core.model import Change, InputError, IPv4Address, KernelRoute, Route
@@ -17,7 +18,7 @@ from l2tproute.core.tables import table_names
 from l2tproute.ops.context import Carried, Context, all_peers, connections, connections_of, live_hops, stored_routes
 from l2tproute.ops.syncing import CarriedRoute, sync_carrier, tagged_on_link
 from l2tproute.system.iproute2 import Runner, is_gone_error, is_taken_slot_error
-from l2tproute.system.kernel_reads import peer_links, read_slot_holders, read_tagged_on, slot_holder
+from l2tproute.system.kernel_reads import addrs_of, peer_links, read_slot_holders, read_tagged_on, slot_holder
 
 
 @dataclass(frozen=True)
@@ -245,8 +246,11 @@ def apply_links(ctx: Context, changes: list[LinkChange]) -> ApplyReport:
     a down never touches a link that already carries another peer (a reused name).
     """
     report = ApplyReport(scope=None)
+    # A few links that came up are read link by link, as `apply --peer` reads its one link: a
+    # dump of every tagged route and link was most of an ip-up's time on a busy server.
+    alone = len(changes) <= LINKS_READ_ALONE and all(change.up for change in changes)
     with _no_cycle_collection(), ctx.store.locked(ctx.lock_timeout):
-        state = _kernel_state(ctx, _dump_kernel_state(ctx.runner))
+        state = _links_alone(ctx, changes) if alone else _kernel_state(ctx, _dump_kernel_state(ctx.runner))
         on_link = state.links.peer_on
         targets: list[Connection] = []
         released_links: set[str] = set()
@@ -272,13 +276,19 @@ def apply_links(ctx: Context, changes: list[LinkChange]) -> ApplyReport:
                 gone_peers.add(change.peer)
         stored = {t.peer: stored_routes(ctx, t.peer) for t in targets}
         up_links = {t.link for t in targets}
+        old_reader = None
+        if alone:
+            state, slots = _with_slot_holders(ctx, state, targets, stored)
+
+            def old_reader(ctx: Context, adds: list[KernelRoute]) -> list[Installed]:
+                return [item for item in slots if item.route.dst in {add.dst for add in adds}]
 
         def removable(item: Installed) -> bool:
             dev = item.route.dev
             # Routes via a peer that left, on a link of their own (a line with `dev`), go with it.
             return dev in up_links or dev in released_links or (item.route.gw in gone_peers and dev not in on_link)
 
-        _reconcile(ctx, report, state, targets, stored, removable)
+        _reconcile(ctx, report, state, targets, stored, removable, old_reader=old_reader)
         leaving = [Connection(c.peer, c.link) for c in changes
                    if not c.up and c.link in released_links and on_link.get(c.link) == c.peer]
         if leaving:
@@ -323,6 +333,51 @@ def _remove_old_tool_routes(ctx: Context, report: ApplyReport, links: Links, lea
             report.removed.append(RemovalResult(route))
         elif not is_gone_error(message):
             report.removal_failed.append(RemovalResult(route, message))
+
+
+#: At most this many ups are read link by link (each: its addresses, our routes on it, and each
+#: destination its lines want that it does not hold, alone); a burst of more costs less as one dump.
+LINKS_READ_ALONE = 4
+
+
+def _links_alone(ctx: Context, changes: list[LinkChange]) -> _KernelState:
+    """The kernel's state as apply_links needs it for a few links that came up: their peers, and
+    our routes on each that still carries its announced peer (the others are skipped unread)."""
+    rows = [row for change in changes for row in addrs_of(ctx.runner, change.link)]
+    links = parse_links(rows)
+    tagged: list[Installed] = []
+    for change in changes:
+        if links.peer_on.get(change.link) == change.peer:
+            tagged += read_tagged_on(ctx.runner, change.link) or []
+    return _KernelState(tagged, links)
+
+
+def _with_slot_holders(ctx: Context, state: _KernelState, targets: list[Connection],
+                       stored: dict[IPv4Address, list[Route]]) -> tuple[_KernelState, list[Installed]]:
+    """`_links_alone`'s state, plus our routes elsewhere in every slot a target's lines want and
+    its link does not hold as wanted (`exact`, as `apply --peer` reads them), so reconcile.plan
+    meets every route of ours that bears on these links, as after a dump of them all; then the
+    live clients' routes among them set aside, as `_kernel_state` does. Each such destination
+    is read once, every protocol: the routes there are also what the old tool's adoption looks
+    at (the slot holders, second), so no destination is read twice."""
+    names = table_names() if any(r.table for t in targets for r in stored[t.peer]) else None
+    held = {(item.slot, item.route.dev, item.route.gw) for item in state.tagged}
+    read = {target.link for target in targets}
+    elsewhere = []
+    for target in targets:
+        for route in stored[target.peer]:
+            try:
+                wanted = kernel_route(route, target.link, names)
+            except InputError:
+                continue  # reported by the reconcile
+            if (slot_of(wanted), wanted.dev, wanted.gw) not in held:
+                elsewhere.append(wanted)
+    slots = read_slot_holders(ctx.runner, elsewhere, tagged=False)
+    ours = str(C.RT_PROTO)
+    tagged = state.tagged + [item for item in slots if item.protocol == ours and item.route.dev not in read]
+    # A route's link exists (the kernel holds a route on it): the links asked about are the routes'.
+    tagged = _without_live_routes(ctx, tagged, {item.route.dev for item in tagged})
+    return _KernelState(tagged, state.links), slots
 
 
 def _kernel_state(ctx: Context, dumps, check_transports: bool = False) -> _KernelState:
