@@ -150,6 +150,7 @@ def _session_world(tmp_path_factory):
         for name in [k for k in os.environ if k.startswith("SUDO_")]:
             mp.delenv(name)
         mp.setenv(C.STORE_DIR_ENV, str(tmp_path_factory.mktemp("session-routes.d")))
+        mp.setenv(C.CACHE_DIR_ENV, str(tmp_path_factory.mktemp("session-cache")))
         unbound_init = IpRoute2.__init__
 
         def bound_init(self, netns=None, *args, **kwargs):

@@ -6,9 +6,16 @@ DEFAULT_STORE_DIR = "/etc/l2tp-manager/routes.d"
 #: The only environment variable that configures the store (ignored under sudo).
 STORE_DIR_ENV = "L2TP_ROUTES_DIR"
 ROUTE_FILE_SUFFIX = ".routes"
-#: Which peer holds which destination (l2tproute/system/dstindex.py): a cache, checked against the files at each use.
-INDEX_FILE_NAME = ".l2tproute.dst-index"
-#: A cache beside the route files (the destination index) is at most this big; a larger one is rebuilt.
+#: Caches of what the route files say (l2tproute/system/dstindex.py), never configuration: the
+#: store under /etc holds only the route files and the lock.
+DEFAULT_CACHE_DIR = "/var/cache/l2tproute"
+#: Moves the caches for tests and the bench; like L2TP_ROUTES_DIR, ignored under sudo.
+CACHE_DIR_ENV = "L2TP_CACHE_DIR"
+#: Which peer holds which destination: a cache in the cache directory, checked against the files at each use.
+INDEX_FILE_NAME = "dst-index"
+#: Where versions before issue 28 kept it, in the store (the installer moves it out).
+OLD_INDEX_FILE_NAME = ".l2tproute.dst-index"
+#: A cache (the destination index) is at most this big; a larger one is rebuilt.
 MAX_CACHE_BYTES = 64 << 20
 #: For bench/: a file the store appends each lock hold time to, in seconds (ignored under sudo).
 LOCK_TIMES_ENV = "L2TP_ROUTES_LOCK_TIMES"

@@ -1,13 +1,17 @@
 """Which other peer's file already holds a destination, without parsing every file on every add.
 
-A cache beside the route files (INDEX_NAME), used and rewritten only under the store lock.
-It is never trusted on its own word: each use lists the store and compares every route
-file's identity (inode, size, mtime, ctime) with the one recorded when the file was parsed.
+A cache of the route files (INDEX_NAME in the cache directory, /var/cache/l2tproute; never in
+the store, which is configuration: backed up, committed by etckeeper, compared by configuration
+management), used and rewritten only under the store lock. It names the store it describes
+(path, device and inode), so an index of another store is not used. It is never trusted on
+its own word: each use lists the store and compares every route file's identity (inode,
+size, mtime, ctime) with the one recorded when the file was parsed.
 A file that differs or is new is parsed again, one that is gone is dropped, so a rename,
 an in-place hand edit, a `touch -d` (the ctime moves anyway) and a removal are all seen.
 File times are coarse (a clock tick), so an edit in the tick of an earlier parse could keep
 them equal: a file changed within SETTLE_NS of the read is parsed now and not recorded.
-A missing, unreadable, torn or older-format index is simply rebuilt. Listing and stat()ing
+A missing, unreadable, torn, older-format or foreign index (another store's, not a regular
+file, too big, not root's alone: Store.read_cache) is simply rebuilt. Listing and stat()ing
 costs a few microseconds a file; parsing them all is what grew with the number of users.
 The caller saves the index only once its own change is in place (save), so a refused or
 failed command leaves the store as it found it.
@@ -36,7 +40,8 @@ from l2tproute.core.text import path_text
 from l2tproute.system.store import Store
 
 INDEX_NAME = C.INDEX_FILE_NAME
-VERSION = 1
+#: 2: the index names its store, and lives in the cache directory (1: in the store, unnamed).
+VERSION = 2
 SETTLE_NS = 2_000_000_000
 #: Far longer than a tick of the clock that stamps file times (at most 10 ms).
 DIR_SETTLE_NS = 100_000_000
@@ -86,16 +91,17 @@ class Holdings:
 def read(store: Store) -> Holdings:
     """The holdings of the whole store, each file parsed only when it changed. Call under the lock."""
     now = time.time_ns()
-    recorded = _load(store)
-    kept: dict[str, list] = {}
-    changed = False
     found = Holdings()
     try:
         entries = list(os.scandir(store.directory))
+        here = _store_identity(store)
     except FileNotFoundError:
         return found
     except OSError as exc:
         raise store_fault(exc, f"cannot list the route store {path_text(store.directory)}", store.directory) from None
+    recorded = _load(store, here)
+    kept: dict[str, list] = {}
+    changed = False
     suffix = len(C.ROUTE_FILE_SUFFIX)
     settled = now - SETTLE_NS
     for entry in entries:
@@ -132,7 +138,7 @@ def read(store: Store) -> Holdings:
         else:
             found.keys[text] = keys
     if changed or len(kept) != len(recorded):
-        found.pending = json.dumps({"version": VERSION, "files": kept}, separators=(",", ":")).encode()
+        found.pending = json.dumps({"version": VERSION, "store": here, "files": kept}, separators=(",", ":")).encode()
     return found
 
 
@@ -181,7 +187,13 @@ def _parse(store: Store, peer: IPv4Address) -> tuple[list[str], str | None]:
     return sorted({key_of(route) for route in routes_of(lines)}), None
 
 
-def _load(store: Store) -> dict[str, list]:
+def _store_identity(store: Store) -> list:
+    """Which store an index describes: its path as given, and the directory's device and inode."""
+    info = os.stat(store.directory)
+    return [os.path.abspath(store.directory), info.st_dev, info.st_ino]
+
+
+def _load(store: Store, here: list) -> dict[str, list]:
     data = store.read_cache(INDEX_NAME)
     if not data:
         return {}
@@ -189,6 +201,7 @@ def _load(store: Store) -> dict[str, list]:
         doc = json.loads(data)
     except ValueError:
         return {}
-    if not isinstance(doc, dict) or doc.get("version") != VERSION or not isinstance(doc.get("files"), dict):
+    if not isinstance(doc, dict) or doc.get("version") != VERSION or doc.get("store") != here \
+            or not isinstance(doc.get("files"), dict):
         return {}
     return doc["files"]

@@ -20,7 +20,7 @@ from l2tproute.core.routefile import Line, parse, serialize
 from l2tproute.core.text import path_text, show
 from l2tproute.system.settings import setting
 
-__all__ = ["Store", "StoreError", "SystemFault", "store_dir_from_environment"]
+__all__ = ["Store", "StoreError", "SystemFault", "cache_dir_from_environment", "store_dir_from_environment"]
 
 
 def store_dir_from_environment(environ=os.environ) -> str:
@@ -28,11 +28,18 @@ def store_dir_from_environment(environ=os.environ) -> str:
     return setting(C.STORE_DIR_ENV, C.DEFAULT_STORE_DIR, environ)
 
 
+def cache_dir_from_environment(environ=os.environ) -> str:
+    """L2TP_CACHE_DIR moves the caches for tests, never for a caller going through sudo."""
+    return setting(C.CACHE_DIR_ENV, C.DEFAULT_CACHE_DIR, environ)
+
+
 class Store:
-    def __init__(self, directory: str, lock_times: str | None = None):
+    def __init__(self, directory: str, lock_times: str | None = None, cache_dir: str | None = None):
         self.directory = directory
         #: Where each lock hold time is appended (bench/peruser.py reads it); None: nowhere.
         self.lock_times = lock_times
+        #: Where the caches of this store's files go (dstindex); never inside the store.
+        self.cache_dir = cache_dir if cache_dir is not None else cache_dir_from_environment()
         #: Called with the peer after its route file was replaced or removed (under the lock):
         #: the OpenVPN precompute follows the file (transports/openvpn/iroutes.py).
         self.on_commit: Callable[[IPv4Address], None] | None = None
@@ -40,7 +47,7 @@ class Store:
     @classmethod
     def from_environment(cls, environ=os.environ) -> Store:
         lock_times = setting(C.LOCK_TIMES_ENV, "", environ) or None
-        return cls(store_dir_from_environment(environ), lock_times)
+        return cls(store_dir_from_environment(environ), lock_times, cache_dir_from_environment(environ))
 
     def path(self, peer: IPv4Address) -> str:
         # The name is built only from a parsed address, never from a caller's string.
@@ -113,27 +120,51 @@ class Store:
         return peers, warnings
 
     def read_cache(self, name: str) -> bytes | None:
-        """A cache file beside the route files (see dstindex); None when missing or unreadable."""
+        """A cache file of this store (see dstindex), in the cache directory; None when it is missing,
+        unreadable, not a regular file (a link is not followed, a FIFO not waited on), larger than
+        MAX_CACHE_BYTES, or not written by this user alone (another owner, writable by others)."""
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
         try:
-            with open(os.path.join(self.directory, name), "rb", opener=_no_follow) as handle:
-                return handle.read(C.MAX_CACHE_BYTES)
+            fd = os.open(os.path.join(self.cache_dir, name), flags)
         except OSError:
             return None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > C.MAX_CACHE_BYTES \
+                    or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+                return None
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                return handle.read(C.MAX_CACHE_BYTES + 1)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
 
     # -- writing -------------------------------------------------------------
 
     def replace_cache(self, name: str, data: bytes) -> None:
-        """Put a cache file in place atomically. Call inside `locked()`. A cache that cannot be
-        written is only slower next time, never wrong: it is checked against the files it covers."""
+        """Put a cache file in place atomically, in the cache directory (made when missing). Call
+        inside `locked()`. A cache that cannot be written is only slower next time, never wrong: it
+        is checked against the files it covers. Whatever is in its place that is not a file (a link,
+        a FIFO, an empty directory) is replaced; a directory with something in it is left alone."""
         import tempfile
 
         tmp = None
+        path = os.path.join(self.cache_dir, name)
+        prefix = f"{C.TEMP_FILE_PREFIX}{name.lstrip('.')}."
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f"{C.TEMP_FILE_PREFIX}{name.lstrip('.')}.", dir=self.directory)
+            os.makedirs(self.cache_dir, mode=0o755, exist_ok=True)
+            for entry in os.scandir(self.cache_dir):  # under the lock: a leftover of a killed writer
+                if entry.name.startswith(prefix) and entry.is_file(follow_symlinks=False):
+                    _unlink_quietly(entry.path)
+            fd, tmp = tempfile.mkstemp(prefix=prefix, dir=self.cache_dir)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             os.chmod(tmp, C.ROUTE_FILE_MODE)
-            os.rename(tmp, os.path.join(self.directory, name))
+            with contextlib.suppress(OSError):  # rename(2) cannot replace a directory; an empty one goes
+                if stat.S_ISDIR(os.lstat(path).st_mode):
+                    os.rmdir(path)
+            os.rename(tmp, path)
             tmp = None
         except OSError:
             pass
@@ -304,10 +335,6 @@ class _Staged:
         if self.dir_fd >= 0:
             os.close(self.dir_fd)
             self.dir_fd = -1
-
-
-def _no_follow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
 
 
 def _open_directory(directory: str) -> int:

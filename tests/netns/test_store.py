@@ -2,12 +2,14 @@
 
 import os
 import stat
+import time
 
 import pytest
 
 from l2tproute.core import constants as C
 from l2tproute.core.model import make_route, parse_destination, parse_peer
 from l2tproute.core.routefile import parse, route_line
+from l2tproute.system import dstindex
 from l2tproute.system.store import Store, StoreError, store_dir_from_environment
 
 PEER = parse_peer("10.255.10.1")
@@ -84,3 +86,31 @@ def test_store_directory_comes_from_the_environment_except_under_sudo():
     assert store_dir_from_environment({C.STORE_DIR_ENV: "/tmp/x"}) == "/tmp/x"
     assert store_dir_from_environment({C.STORE_DIR_ENV: "/tmp/x", "SUDO_UID": "33"}) == C.DEFAULT_STORE_DIR
     assert store_dir_from_environment({}) == C.DEFAULT_STORE_DIR
+
+
+def test_every_command_leaves_only_route_files_and_the_lock_in_the_store(netns, store_dir, tmp_path, monkeypatch):
+    """The destination index is a cache: it goes to L2TP_CACHE_DIR (/var/cache/l2tproute), never into
+    the store, whichever front answers (the sh `list --peer`, the lean `apply`, the full CLI)."""
+    from conftest import run_routectl
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(C.CACHE_DIR_ENV, str(cache))
+    netns.add_ppp("ppp0", "10.255.10.1")
+    netns.add_ppp("ppp1", "10.255.10.2")
+    other = store_dir / "10.255.10.2.routes"
+    other.write_bytes(b"10.7.0.0/24 via 10.255.10.2\n")
+    commands = [["list"], ["list", "--peer", "10.255.10.2"], ["apply"], ["apply", "--peer", "10.255.10.2"],
+                ["status"], ["add", "--peer", "10.255.10.1", "--dst", "10.1.0.0/24"],
+                ["add", "--peer", "10.255.10.1", "--dst", "10.7.0.0/24"],  # refused: another peer has it
+                ["add", "--peer", "10.255.10.1", "--dst", "10.2.0.0/24", "--dry-run"],
+                ["list", "--peer", "10.255.10.1"], ["del", "--peer", "10.255.10.1", "--dst", "10.1.0.0/24"],
+                ["del", "--peer", "10.255.10.2", "--dst", "all"]]
+    for argv in commands:
+        if argv[0] == "add":
+            # The index records only files unchanged for dstindex.SETTLE_NS (a clock tick could hide an edit).
+            time.sleep(max(0.0, other.stat().st_ctime + dstindex.SETTLE_NS / 1e9 + 0.1 - time.time()))
+        done = run_routectl(*argv, ns=netns if argv[0] in ("add", "apply", "status", "del") else None)
+        assert done.returncode in (0, 2), (argv, done.stderr)
+        left = sorted(p.name for p in store_dir.iterdir() if not p.name.endswith(C.ROUTE_FILE_SUFFIX))
+        assert left in ([], [C.LOCK_FILE_NAME]), (argv, left)
+    assert sorted(p.name for p in cache.iterdir()) == [C.INDEX_FILE_NAME]

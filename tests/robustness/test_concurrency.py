@@ -367,8 +367,7 @@ if __name__ != "__main__":
 
         on_disk = {name: (store / name).read_bytes() for name in os.listdir(store) if name.endswith(".routes")}
         assert on_disk == model.store_bytes()
-        leftovers = sorted(n for n in os.listdir(store)
-                           if not n.endswith(".routes") and n not in (C.LOCK_FILE_NAME, C.INDEX_FILE_NAME))
+        leftovers = sorted(n for n in os.listdir(store) if not n.endswith(".routes") and n != C.LOCK_FILE_NAME)
         assert leftovers == []
 
         wanted = {(dst, peer, links[peer], "main") for peer, lines in model.files.items() if peer in links
