@@ -183,7 +183,10 @@ CRON_FILE=$ROOT/etc/cron.d/$CRON_NAME
 STORE_PARENT=$ROOT/etc/l2tp-manager
 STORE=$STORE_PARENT/routes.d
 LOCK_NAME=.l2tproute.lock
+# The destination index is a cache (l2tproute/system/dstindex.py): earlier versions kept it in
+# the store as INDEX_NAME; it lives in CACHE_DIR now, so routes.d holds route files and the lock.
 INDEX_NAME=.l2tproute.dst-index
+CACHE_DIR=$ROOT/var/cache/l2tproute
 CONF_FILE=$STORE_PARENT/l2tproute.conf
 LIBEXEC=$VENV/libexec
 # The panel's OpenVPN server (docs/openvpn.md): when its config exists,
@@ -1021,6 +1024,31 @@ install_store() {
     changed "created: $STORE (route store)"
 }
 
+# An upgrade from a version that kept the destination index in the store moves it out; the
+# tool checks it against the files at each use and rebuilds it when it is not of this version.
+move_index_out() {
+    local old=$STORE/$INDEX_NAME saved
+    [[ -e $old || -L $old ]] || return 0
+    if [[ ! -f $old || -L $old ]]; then
+        warn "$old is not a file l2tproute wrote; left alone (remove it by hand)"
+        return 0
+    fi
+    ensure_dir "$CACHE_DIR" 0755
+    saved=$WORK/old-index.$RANDOM$RANDOM
+    cp -a -- "$old" "$saved"
+    undo restore "$saved" "$old"
+    undo rm "$CACHE_DIR/dst-index"
+    mv -f -- "$old" "$CACHE_DIR/dst-index"
+    changed "moved: $old to $CACHE_DIR/dst-index (a cache; the store keeps route files only)"
+}
+
+# The cache is the tool's own, rebuilt from the route files whenever needed.
+remove_cache_dir() {
+    [[ -d $CACHE_DIR && ! -L $CACHE_DIR ]] || return 0
+    rm -rf -- "$CACHE_DIR"
+    changed "removed: $CACHE_DIR (a cache of the route files)"
+}
+
 activate() {
     if ! ((LIVE)); then
         if [[ $SCHEDULER == cron ]]; then
@@ -1229,6 +1257,7 @@ do_install() {
     wire_openvpn
     retire_other_scheduler
     install_store
+    move_index_out
     record_dirs
     activate
     COMMITTED=1
@@ -1384,6 +1413,7 @@ do_uninstall() {
         rm -rf -- /run/l2tproute
         changed "removed: /run/l2tproute (the pppd hooks' spool)"
     fi
+    remove_cache_dir
     if [[ -f $FINGERPRINT ]]; then
         rm -rf -- "$VENV"
         changed "removed: $VENV"

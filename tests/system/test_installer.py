@@ -918,3 +918,28 @@ def test_an_earlier_versions_openvpn_connector_is_removed_and_a_file_without_the
     again = installer("--root", str(root), script=checkout / PROG)
     assert again.stdout.splitlines()[-1].startswith("Nothing to do"), again.stdout
     assert connector.read_text() == "#!/bin/sh\n# the administrator's own\n"
+
+
+def test_an_upgrade_moves_the_destination_index_out_of_the_store_and_uninstall_removes_the_cache(
+        staged, checkout, tmp_path):
+    """Issue 28: the index is a cache; the store keeps only route files (and the lock)."""
+    root = tmp_path / "root"
+    subprocess.run(["cp", "-a", str(staged), str(root)], check=True)
+    store = root / STORE
+    index = store / ".l2tproute.dst-index"
+    index.write_bytes(b'{"version":1,"files":{}}')
+    routes_before = snapshot(store)
+
+    result = installer("--root", str(root), script=checkout / PROG)
+    assert (result.returncode, result.stderr) == (0, ""), result
+    moved = root / "var/cache/l2tproute/dst-index"
+    assert f"moved: {index} to {moved}" in result.stdout
+    assert moved.read_bytes() == b'{"version":1,"files":{}}' and not index.exists()
+    assert {name: data for name, data in routes_before.items() if not name.endswith("dst-index")} == snapshot(store)
+    again = installer("--root", str(root), script=checkout / PROG)
+    assert again.returncode == 0 and "Nothing to do" in again.stdout
+
+    removed = installer("--uninstall", "--root", str(root))
+    assert (removed.returncode, removed.stderr) == (0, ""), removed
+    assert f"removed: {root}/var/cache/l2tproute (a cache of the route files)" in removed.stdout
+    assert not (root / "var/cache/l2tproute").exists()
