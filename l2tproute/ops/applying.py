@@ -482,7 +482,8 @@ def _execute(ctx: Context, result: Plan, report: ApplyReport) -> None:
     for install in result.installs:
         want = install.want
         outcome = RouteResult(want.peer, want.route, want.kernel.dev)
-        message = failures.get(install.change)
+        # Hashing a change hashes its networks in Python code: only done when something failed.
+        message = failures.get(install.change) if failures else None
         if message is None:
             done = report.adopted if install.adopt else report.updated if install.update else report.installed
             done.append(outcome)
@@ -492,7 +493,7 @@ def _execute(ctx: Context, result: Plan, report: ApplyReport) -> None:
         else:
             report.failed.append(replace(outcome, detail=message))
     for removal in result.removals:
-        message = failures.get(removal.change)
+        message = failures.get(removal.change) if failures else None
         if message is None:
             report.removed.append(RemovalResult(removal.change.route))
         elif not is_gone_error(message):  # already gone: fine

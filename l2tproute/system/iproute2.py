@@ -31,8 +31,8 @@ from l2tproute.core.text import show
 from l2tproute.system.iptext import Names, parse_routes_text
 from l2tproute.system.settings import setting
 
-__all__ = ["DryRun", "IpError", "IpRoute2", "Runner", "change_tokens", "is_gone_error", "is_no_device_error",
-           "is_no_route_error", "is_taken_slot_error", "route_show_args", "route_tokens"]
+__all__ = ["DryRun", "IpError", "IpRoute2", "Runner", "change_line", "change_tokens", "is_gone_error",
+           "is_no_device_error", "is_no_route_error", "is_taken_slot_error", "route_show_args", "route_tokens"]
 
 
 _VERBS = ("add", "replace", "del")
@@ -79,15 +79,28 @@ def _checked_token(token: str) -> str:
     return token
 
 
+# A line of such tokens joined by single spaces: with exactly one space fewer than tokens, it
+# proves every token safe in one match (a token with a space in it adds a space; an empty one
+# leaves two in a row, or one at an end), where a match per token cost a tenth of a full apply.
+_SAFE_LINE = re.compile(r"[A-Za-z0-9_.:/+@-]{1,64}(?: [A-Za-z0-9_.:/+@-]{1,64})*", re.ASCII)
+
+
 def change_tokens(change: Change) -> list[str]:
+    return change_line(change).split(" ")
+
+
+def change_line(change: Change) -> str:
+    """The `ip` arguments of a change as one line of an `ip -batch`, every token checked."""
     if change.verb not in _VERBS:
         raise ValueError(f"unknown route verb {show(change.verb)}")
     tokens = ["route", change.verb] + route_tokens(change.route)
-    for token in tokens:
-        if not _SAFE_TOKEN.fullmatch(token):
-            # Values are validated at the edge; reaching this is a bug, never input.
-            raise ValueError(f"refusing unsafe ip token {show(token)}")
-    return tokens
+    line = " ".join(tokens)
+    if _SAFE_LINE.fullmatch(line) is None or line.count(" ") != len(tokens) - 1:
+        for token in tokens:
+            if not _SAFE_TOKEN.fullmatch(token):
+                # Values are validated at the edge; reaching this is a bug, never input.
+                raise ValueError(f"refusing unsafe ip token {show(token)}")
+    return line
 
 
 class Runner(ABC):
@@ -284,7 +297,7 @@ class IpRoute2(Runner):
     def batch(self, changes: Sequence[Change]) -> list[Failure]:
         if not changes:
             return []
-        text = "".join(" ".join(change_tokens(c)) + "\n" for c in changes)
+        text = "".join(change_line(c) + "\n" for c in changes)
         try:
             cmd = self._run(["-force", "-batch", "-"], stdin=text, timeout=self.batch_timeout)
         except IpError as exc:

@@ -95,3 +95,24 @@ def test_the_shortcut_takes_canonical_lines_and_only_those():
         assert F.parse_line(raw) == F.parse_line_in_full(raw)
     assert all(F.parse_line(raw).kind == F.ROUTE for raw in taken)
     assert [F.parse_line(raw).kind for raw in left] == [F.INVALID] * 5 + [F.LOOSE, F.INVALID, F.ROUTE]
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9_.:/+@-]{1,64}", re.ASCII)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(st.sampled_from("ab0:-@ \t;\n'/.#é"), max_size=70), st.one_of(st.none(), st.text(max_size=8)))
+def test_a_batch_line_is_refused_exactly_when_a_token_is_unsafe(dev, table):
+    import ipaddress
+
+    from l2tproute.core.model import Change, KernelRoute
+    from l2tproute.system.iproute2 import change_line, route_tokens
+
+    route = KernelRoute(ipaddress.ip_network("10.0.0.0/8"), dev, ipaddress.ip_address("10.1.1.1"), table=table)
+    tokens = ["route", "replace"] + route_tokens(route)
+    try:
+        line = change_line(Change("replace", route))
+    except ValueError:
+        assert not all(_TOKEN.fullmatch(token) for token in tokens)
+    else:
+        assert all(_TOKEN.fullmatch(token) for token in tokens) and line == " ".join(tokens)
