@@ -183,7 +183,8 @@ def storm(args) -> dict:
     returned = [ended[pid][0] - began for pid, began in hooks.items()]
     failed = sum(1 for pid in hooks if ended[pid][1] != 0)
     return {"returned": returned, "failed": failed, "max_rss": max_rss[0], "done": done,
-            "spawning": max(hooks.values()) - start, "hooks": len(sessions), "peak_pss_sum": memory.stop()}
+            "spawning": max(hooks.values()) - start, "hooks": len(sessions), "peak_pss_sum": memory.stop(),
+            "started": start}  # time.perf_counter (CLOCK_MONOTONIC): comparable with draw.py's route counter
 
 
 def _run_hook(hook: str, iface: str, peer: str, env: dict) -> int:
