@@ -155,8 +155,8 @@ def draw(data: dict, out: str) -> list[str]:
         ax.set_xlim(left=0)
         ax.set_xlabel("seconds since the first hook started")
         ax.set_ylabel("routes in")
-        ax.set_title(f"reconnect storm: {storm['hooks']} ip-up hooks at once "
-                     f"(a hook returns in {storm['returned_median'] * 1000:.1f} ms, median)")
+        ax.set_title(f"{storm['hooks']} ip-up hooks at once; a hook returns in "
+                     f"{storm['returned_median'] * 1000:.1f} ms (median)", fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right")
         fig.tight_layout()
