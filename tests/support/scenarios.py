@@ -130,8 +130,8 @@ class World:
         return self.kernel.tagged_set(family)
 
     def openvpn_session(self, tun: str, address: str, peer: str, address6: str | None = None) -> None:
-        """The record the root worker writes once OpenVPN listed the client (vpnsessions.py)."""
-        SessionRecords(str(self.run_dir)).write(Session(
+        """The record the root worker writes once OpenVPN listed the client, in the world's namespace."""
+        SessionRecords(str(self.run_dir), netns=getattr(self.kernel.runner, "netns", None)).write(Session(
             tun, parse_peer(address), parse_peer(peer), ipaddress.IPv6Address(address6) if address6 else None))
 
 
