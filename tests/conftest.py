@@ -3,35 +3,45 @@ rules that keep every test off this machine.
 
 The rules are structural, not case by case:
 
-- every test runs with its own scratch store: L2TP_ROUTES_DIR names it and no SUDO_*
-  variable is set (under sudo the tool ignores L2TP_ROUTES_DIR and would use the real
-  /etc/l2tp-manager/routes.d); a test that wants SUDO_* sets them itself
-  (monkeypatch.setenv or run_routectl's env=);
+- every test runs with its own scratch state: L2TP_ROUTES_DIR (store), L2TP_RUN_DIR (the
+  hooks' spool and the OpenVPN session records), L2TP_CHAP_SECRETS and L2TP_CACHE_DIR (the
+  destination index) name scratch paths, and
+  no SUDO_* variable is set (under sudo the tool ignores all three and uses the real
+  /etc/l2tp-manager, /run/l2tproute and /etc/ppp/chap-secrets, and reads the real settings
+  and /etc/resolv.conf); a test that wants SUDO_* sets them itself (monkeypatch.setenv or
+  run_routectl's env=) and runs the command through support.scratchroot, which binds
+  scratch copies over those paths in a private mount namespace;
 - every `ip` the tool runs from a test is bound to a namespace: in this process an
   `IpRoute2` built without one runs in a namespace that never exists (so `ip` fails,
   loudly), and `run_routectl` starts the command inside the test's namespace, or, when
   the test names none, inside an empty scratch namespace;
-- the session fails if this machine's own routing table (`ip -j route show table all`,
-  IPv4 and IPv6, of the namespace pytest starts in) or the real route store changed
-  between the start and the end of the run. This assumes nothing else on the machine
-  changes them while the tests run (true on a CI machine; on a shared box, another run
-  of the suite from an older checkout that still writes the real store would trip it).
+- the session guard (support.hostguard) reads this machine at the start and at the end of
+  the run: routes and rules of both families, links, addresses, network namespaces, the
+  sysctls the tool sets, and every file the tool, its hooks and its installer write
+  (/run/l2tproute, /etc/l2tp-manager, chap-secrets, the installed files). Any difference
+  fails the run: exit status 1, a "HOST GUARD FAILED" report and "host guard failed" in the
+  summary line. SIGINT, SIGTERM and SIGHUP end the run through pytest's own interruption,
+  so the guard runs then too; the run's leftover scratch namespaces are removed (and
+  reported), and so are those of earlier runs that were killed outright. This assumes
+  nothing else on the machine changes that state while the tests run (true on a CI machine;
+  run-tests.sh installs the tool before pytest starts, so the installed files are part of
+  the state that must not change).
 """
 
 from __future__ import annotations
 
+import atexit
 import difflib
-import hashlib
 import itertools
 import json
 import os
-import stat
+import signal
 import subprocess
 import sysconfig
 from pathlib import Path
 
 import pytest
-from support import iproute2s, wheelhouse
+from support import hostguard, iproute2s, wheelhouse
 
 from l2tproute.core import constants as C
 from l2tproute.system.iproute2 import IpRoute2
@@ -142,15 +152,32 @@ def _without_sudo(environ) -> dict:
     return {k: v for k, v in environ.items() if not k.startswith("SUDO_")}
 
 
+#: The variables that move the tool's state (each ignored under sudo), and the scratch path each gets.
+SCRATCH_ENV = {C.STORE_DIR_ENV: "routes.d", C.RUN_DIR_ENV: "run", C.CHAP_SECRETS_ENV: "chap-secrets",
+               C.CACHE_DIR_ENV: "cache"}
+
+
+def _scratch_state(tmp_path_factory, mp: pytest.MonkeyPatch, tag: str) -> dict[str, Path]:
+    """Fresh scratch paths for SCRATCH_ENV, set in the environment; SUDO_* removed."""
+    for name in [k for k in os.environ if k.startswith("SUDO_")]:
+        mp.delenv(name)
+    top = tmp_path_factory.mktemp(tag)
+    paths = {}
+    for variable, leaf in SCRATCH_ENV.items():
+        paths[variable] = top / leaf
+        mp.setenv(variable, str(paths[variable]))
+    paths[C.STORE_DIR_ENV].mkdir()
+    paths[C.CACHE_DIR_ENV].mkdir()
+    paths[C.CHAP_SECRETS_ENV].write_text("# scratch chap-secrets of tests/conftest.py\n")
+    return paths
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _session_world(tmp_path_factory):
-    """For the whole session (module fixtures included): no SUDO_*, a scratch store, and
+    """For the whole session (module fixtures included): no SUDO_*, scratch state, and
     no runner in this process without a namespace."""
     with pytest.MonkeyPatch.context() as mp:
-        for name in [k for k in os.environ if k.startswith("SUDO_")]:
-            mp.delenv(name)
-        mp.setenv(C.STORE_DIR_ENV, str(tmp_path_factory.mktemp("session-routes.d")))
-        mp.setenv(C.CACHE_DIR_ENV, str(tmp_path_factory.mktemp("session-cache")))
+        _scratch_state(tmp_path_factory, mp, "session")
         unbound_init = IpRoute2.__init__
 
         def bound_init(self, netns=None, *args, **kwargs):
@@ -161,14 +188,16 @@ def _session_world(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def scratch_store(tmp_path_factory, monkeypatch) -> Path:
-    """Every test's own empty store, named by L2TP_ROUTES_DIR; SUDO_* removed (again: a
-    module fixture or an earlier test may have set them)."""
-    path = tmp_path_factory.mktemp("routes.d")
-    for name in [k for k in os.environ if k.startswith("SUDO_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv(C.STORE_DIR_ENV, str(path))
-    return path
+def scratch_state(tmp_path_factory, monkeypatch) -> dict[str, Path]:
+    """Every test's own scratch state (again: a module fixture or an earlier test may have set
+    SUDO_* or the variables)."""
+    return _scratch_state(tmp_path_factory, monkeypatch, "state")
+
+
+@pytest.fixture
+def scratch_store(scratch_state) -> Path:
+    """The test's own empty store, named by L2TP_ROUTES_DIR."""
+    return scratch_state[C.STORE_DIR_ENV]
 
 
 def pytest_generate_tests(metafunc):
@@ -260,56 +289,70 @@ def require(present: bool, what: str) -> None:
         pytest.fail(f"{what} is missing; run-tests.sh installs it (or install it by hand and run again)")
 
 
-# -- the session guard: this machine's routing table and the real store ------------------
-
-def host_routes() -> list[str]:
-    """`ip -j route show table all` of the namespace pytest runs in, both families, one line a route."""
-    found = []
-    for family in ("-4", "-6"):
-        out = _ip(family, "-j", "route", "show", "table", "all").stdout.strip()
-        found += sorted(f"{family} {json.dumps(r, sort_keys=True)}" for r in (json.loads(out) if out else []))
-    return found
-
-
-def real_store() -> list[str]:
-    """Every entry of /etc/l2tp-manager/routes.d, one line each: type and mode, owner, and
-    the content's digest or the link's target."""
-    top = Path(C.DEFAULT_STORE_DIR)
-    if not top.exists() and not top.is_symlink():
-        return [f"{top} missing"]
-    found = []
-    for path in [top, *sorted(top.rglob("*"))] if top.is_dir() and not top.is_symlink() else [top]:
-        info = path.lstat()
-        if stat.S_ISLNK(info.st_mode):
-            detail = "-> " + os.readlink(path)
-        elif stat.S_ISREG(info.st_mode):
-            detail = "sha256 " + hashlib.sha256(path.read_bytes()).hexdigest()
-        else:
-            detail = ""
-        found.append(f"{path} {stat.filemode(info.st_mode)} {info.st_uid}:{info.st_gid} {detail}".rstrip())
-    return found
-
+# -- the session guard: this machine's state (support.hostguard) -----------------------
 
 _HOST_BEFORE = pytest.StashKey[dict]()
+_guard_done: list[bool] = []
+
+
+def _remove_namespaces(names: list[str]) -> None:
+    for name in names:
+        _ip("netns", "del", name, check=False)
+
+
+def _interrupted(signum, frame):
+    # pytest ends a run on KeyboardInterrupt through its own path: fixtures torn down,
+    # pytest_sessionfinish (the guard) run, exit status 2.
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 def pytest_sessionstart(session):
-    session.config.stash[_HOST_BEFORE] = {"routing table": host_routes(), "real store": real_store()}
+    orphans = hostguard.orphaned_namespaces()
+    _remove_namespaces(orphans)
+    if orphans:
+        print(f"host guard: removed {len(orphans)} scratch namespaces of earlier runs that were killed: "
+              + " ".join(orphans))
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupted)
+    atexit.register(_guard_at_exit)
+    session.config.stash[_HOST_BEFORE] = hostguard.snapshot()
 
 
-def pytest_sessionfinish(session):
-    for name in _sandbox_made:
-        _ip("netns", "del", name, check=False)
-    before = session.config.stash.get(_HOST_BEFORE, None)
-    if before is None:
-        return
-    after = {"routing table": host_routes(), "real store": real_store()}
+def _changes(before: dict) -> list[str]:
+    """What differs from before, as report lines; also removes this run's leftover namespaces."""
     changes = []
+    leftover = hostguard.scratch_namespaces(os.getpid())
+    _remove_namespaces(leftover)
+    if leftover:
+        changes.append("network namespaces of this run were left behind (removed now): " + " ".join(leftover))
+    after = hostguard.snapshot()
     for what in before:
         if before[what] != after[what]:
             changes.append(f"this machine's {what} changed during the test session:")
             changes += [f"  {line}" for line in difflib.unified_diff(before[what], after[what], "before", "after",
                                                                     lineterm="", n=0)][2:]
+    return changes
+
+
+def _guard_at_exit() -> None:
+    """When the run ends without pytest_sessionfinish (an error in pytest itself): clean up and say so."""
+    if _guard_done:
+        return
+    _guard_done.append(True)
+    _remove_namespaces(_sandbox_made)
+    print("host guard: the run ended before its end-of-session check; leftover scratch namespaces "
+          f"removed: {' '.join(hostguard.scratch_namespaces(os.getpid())) or 'none'}", flush=True)
+    _remove_namespaces(hostguard.scratch_namespaces(os.getpid()))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    _guard_done.append(True)
+    _remove_namespaces(_sandbox_made)
+    before = session.config.stash.get(_HOST_BEFORE, None)
+    if before is None:
+        return
+    changes = _changes(before)
     if changes:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         for line in ["", "HOST GUARD FAILED: a test acted on this machine instead of its own namespace and store",
@@ -318,4 +361,16 @@ def pytest_sessionfinish(session):
                 reporter.write_line(line, red=True)
             else:
                 print(line)
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if reporter is not None:
+            # The summary line then reads "..., 1 host guard failed", never just "passed".
+            reporter.stats.setdefault("host guard failed", []).append(_GuardReport())
+        if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+class _GuardReport:
+    """A summary-line entry for the guard (pytest counts the entries of its stats lists)."""
+
+    count_towards_summary = True
+    when = "session"
+    nodeid = "host guard"

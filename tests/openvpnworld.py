@@ -105,7 +105,7 @@ def _sh(argv, **kwargs):
 class World:
     def __init__(self, root: Path):
         self.root = root
-        tag = f"{os.getpid() % 100000}"
+        tag = str(os.getpid())  # the session guard knows a scratch namespace by its pid
         self.tag = tag
         self.ns = {role: Netns(f"l2t-{tag}-ovpn-{role}") for role in ("s", "c1", "c2", "c3", "h")}
         self.procs: dict[str, subprocess.Popen] = {}

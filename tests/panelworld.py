@@ -10,9 +10,10 @@
     and a second namespace (another server, or the host) with A on its ppp0.
 
 Commands run in a private mount namespace in which /etc/l2tp-manager (route store and
-settings) and /etc/resolv.conf are this world's scratch copies, inside the server's
-network namespace (`ip netns exec`, as the panel's own process would be), so neither the
-real store, the real settings nor this machine's routes are read or changed.
+settings), /run/l2tproute, chap-secrets and /etc/resolv.conf are this world's scratch copies
+(support.scratchroot), inside the server's network namespace (`ip netns exec`, as the
+panel's own process would be), so neither the real store, the real settings, the real run
+directory nor this machine's routes are read or changed.
 tests/netns/test_panel_limits.py runs the checkout's console script here with sudo's
 variables; tests/robustness/test_privilege.py runs the installed command through sudo as www-data.
 """
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Netns, _ip
+from support.scratchroot import ScratchRoot
 
 from l2tproute.core import constants as C
 
@@ -36,33 +38,22 @@ RESOLVERS = ("9.9.9.9", "1.1.1.1")
 PANEL_UID = 33  # www-data on Debian
 SETTINGS = "# scratch settings of tests/panelworld.py\npanel_users = www-data\nmin_prefix = 8\n"
 
-_ENTER = r"""
-mount --bind "$1" /etc/l2tp-manager
-mount --bind "$2" /etc/resolv.conf
-ns=$3
-shift 3
-exec ip netns exec "$ns" "$@"
-"""
-
-
 class World:
     def __init__(self, root: Path, server: Netns, other: Netns):
         self.root = root
         self.server = server
         self.other = other
-        self.etc = root / "l2tp-manager"
-        self.store = self.etc / "routes.d"
-        self.resolv = root / "resolv.conf"
+        self.scratch = ScratchRoot(root, SETTINGS, RESOLVERS)
+        self.etc = self.scratch.etc
+        self.store = self.scratch.store
+        self.resolv = self.scratch.resolv
 
     def settings(self, text: str) -> None:
-        path = self.etc / "l2tproute.conf"
-        path.write_text(text)
-        os.chmod(path, 0o644)
+        self.scratch.settings(text)
 
     def run(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        """argv run as root in this world: in the server's namespace with the scratch /etc files."""
-        full = ["unshare", "-m", "--propagation", "private", "sh", "-euc", _ENTER, "sh", str(self.etc),
-                str(self.resolv), self.server.name, *argv]
+        """argv run as root in this world: in the server's namespace with the scratch /etc and /run files."""
+        full = self.scratch.wrap(["ip", "netns", "exec", self.server.name, *argv])
         return subprocess.run(full, capture_output=True, text=True, timeout=timeout)
 
     def files(self) -> dict:
@@ -100,12 +91,7 @@ def world(root: Path, tag: str):
         server.ip("route", "add", B_NET, "via", B, "dev", "ppp1", "proto", str(C.RT_PROTO))
         other.add_ppp("ppp0", A)
         w = World(root, server, other)
-        w.store.mkdir(parents=True)
         (w.store / f"{B}{C.ROUTE_FILE_SUFFIX}").write_text(f"{B_NET} via {B}\n")
-        w.resolv.write_text("".join(f"nameserver {r}\n" for r in RESOLVERS))
-        w.settings(SETTINGS)
-        for path in (root, w.etc, w.store):
-            os.chmod(path, 0o755)
         yield w
     finally:
         for name in names:
