@@ -19,8 +19,8 @@ The rules are structural, not case by case:
   the run: routes and rules of both families, links, addresses, network namespaces, the
   sysctls the tool sets, and every file the tool, its hooks and its installer write
   (/run/l2tproute, /etc/l2tp-manager, chap-secrets, the installed files). Any difference
-  fails the run: exit status 1, a "HOST GUARD FAILED" report and "host guard failed" in the
-  summary line. SIGINT, SIGTERM and SIGHUP end the run through pytest's own interruption,
+  fails the run: exit status 1 and a failed report named HOST GUARD (in FAILURES, the short
+  summary and the count of the summary line). SIGINT, SIGTERM and SIGHUP end the run through pytest's own interruption,
   so the guard runs then too; the run's leftover scratch namespaces are removed (and
   reported), and so are those of earlier runs that were killed outright. This assumes
   nothing else on the machine changes that state while the tests run (true on a CI machine;
@@ -354,23 +354,11 @@ def pytest_sessionfinish(session):
         return
     changes = _changes(before)
     if changes:
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        for line in ["", "HOST GUARD FAILED: a test acted on this machine instead of its own namespace and store",
-                     *changes]:
-            if reporter is not None:
-                reporter.write_line(line, red=True)
-            else:
-                print(line)
-        if reporter is not None:
-            # The summary line then reads "..., 1 host guard failed", never just "passed".
-            reporter.stats.setdefault("host guard failed", []).append(_GuardReport())
+        # A failed report of its own: FAILURES shows what changed, the summary line counts it
+        # ("1 failed"), the short summary names it.
+        text = "\n".join(["a test acted on this machine instead of its own namespace and store", *changes])
+        session.config.hook.pytest_runtest_logreport(report=pytest.TestReport(
+            nodeid="HOST GUARD", location=("tests/conftest.py", None, "HOST GUARD"), keywords={}, outcome="failed",
+            longrepr=text, when="call"))
         if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-class _GuardReport:
-    """A summary-line entry for the guard (pytest counts the entries of its stats lists)."""
-
-    count_towards_summary = True
-    when = "session"
-    nodeid = "host guard"
