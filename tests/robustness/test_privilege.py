@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 from conftest import Netns, _ip
 from panelworld import REFUSED, A, check_refused, refused_argv, tagged, walk_the_panels_calls, world
+from support.scratchroot import ScratchRoot
 
 from l2tproute.core import constants as C
 
@@ -43,6 +44,7 @@ IP = shutil.which("ip", path="/usr/sbin:/usr/bin:/sbin:/bin") or "/sbin/ip"
 SUDOERS = "/etc/sudoers.d/l2tp-routectl"
 VENV_PYTHON = "/opt/l2tproute/bin/python3"
 STORE = C.DEFAULT_STORE_DIR
+CHAP = "/etc/ppp/chap-secrets"
 ONLINE, OFFLINE, LINKED = "10.255.251.1", "10.255.251.2", "10.255.251.3"
 SECRET = "TOPSECRET-77c1d0"
 PANEL_UID = 33  # www-data on Debian
@@ -51,8 +53,14 @@ WRITE_CALLS = {"rename", "renameat", "renameat2", "unlink", "unlinkat", "mkdir",
 TRACED = sorted(WRITE_CALLS | {"open", "openat", "execve", "clone", "clone3", "fork", "vfork"})
 # Paths the tool may read that are not the store: its interpreter and libraries, system files.
 # /run/l2tproute: the OpenVPN session records that status and apply read.
-READ_OK = ("/opt/l2tproute/", "/usr/", "/lib", "/etc/", "/proc/", "/sys/", "/dev/", "/run/netns", "/var/run/netns",
+READ_OK = ("/opt/l2tproute/", "/usr/", "/lib", "/proc/", "/sys/", "/dev/", "/run/netns", "/var/run/netns",
            "/run/l2tproute/")
+# Under /etc only what the dynamic loader, sudo's child, the name service, ip and the tool's
+# policy need; never chap-secrets, shadow or another secret.
+READ_OK_ETC = {"/etc/ld.so.cache", "/etc/ld.so.preload", "/etc/localtime", "/etc/nsswitch.conf", "/etc/passwd",
+               "/etc/group", "/etc/l2tp-manager/l2tproute.conf", "/etc/resolv.conf", "/etc/host.conf",
+               "/etc/hosts"}
+READ_OK_ETC_DIRS = ("/etc/iproute2/", "/usr/share/iproute2/")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +84,11 @@ class Panel:
     def __init__(self, root: Path, ns: Netns):
         self.root = root
         self.ns = ns
-        self.store = root / "store"  # what the tool sees as /etc/l2tp-manager/routes.d
+        # What the tool sees as /etc/l2tp-manager (routes.d, the settings), /run/l2tproute,
+        # chap-secrets and resolv.conf.
+        self.scratch = ScratchRoot(root / "scratch", "panel_users = www-data\n",
+                                   chap=f"alice * {SECRET} {ONLINE}\n")
+        self.store = self.scratch.store
         self.canary = root / "l2tc-canary"  # files an attacker would like read or overwritten
         self.cwd = root / "panel-cwd"  # the panel's working directory, writable by www-data
         self.markers = root / "markers"
@@ -87,10 +99,8 @@ class Panel:
         return env
 
     def sandboxed(self, argv: list[str]) -> list[str]:
-        """argv with the scratch store mounted on the real store's path, in the scratch network namespace."""
-        return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-                'mount --bind "$0" "$1" && shift && exec "$@"', str(self.store), STORE,
-                IP, "netns", "exec", self.ns.name, *argv]
+        """argv with the scratch copies mounted on the real paths, in the scratch network namespace."""
+        return self.scratch.wrap([IP, "netns", "exec", self.ns.name, *argv])
 
     def host_path(self, path: str) -> Path:
         """Where a path the tool named is on this side of the mount."""
@@ -104,7 +114,7 @@ class Panel:
         if trace:
             argv = traced(log, argv)
         proc = subprocess.run(argv, capture_output=True, text=True, env=self.env(env), cwd=self.cwd, timeout=120)
-        return proc, (Trace(log.read_text(), self) if trace else None)
+        return proc, (Trace(log.read_text(), self, user_lookup="--user" in args) if trace else None)
 
 
 def as_panel(*sudo_argv: str) -> list[str]:
@@ -130,8 +140,10 @@ class Trace:
     UNFINISHED = re.compile(r"^(\d+) +(.*) <unfinished \.\.\.>$")
     RESUMED = re.compile(r"^(\d+) +<\.\.\. \w+ resumed>(.*)$")
 
-    def __init__(self, text: str, panel: Panel):
+    def __init__(self, text: str, panel: Panel, user_lookup: bool = False):
         self.panel = panel
+        #: --user names a chap-secrets user: the one call that may read chap-secrets.
+        self.user_lookup = user_lookup
         self.writes: list[str] = []
         self.reads: list[str] = []
         self.opens: list[Open] = []
@@ -199,7 +211,9 @@ class Trace:
             route_file = path.startswith(STORE + "/") and not lock
             assert device or lock or (allow_store_writes and route_file), f"wrote {path}"
         for path in self.reads:
-            assert path.startswith(READ_OK) or path.startswith(STORE + "/") or path == STORE, f"read {path}"
+            assert path.startswith(READ_OK) or path.startswith(STORE + "/") or path == STORE \
+                or path in READ_OK_ETC or path.startswith(READ_OK_ETC_DIRS) \
+                or (self.user_lookup and path == CHAP), f"read {path}"
             assert "l2tc-canary" not in path and "panel-cwd" not in path, f"read {path}"
         forbidden = (str(self.panel.canary.resolve()), str(self.panel.cwd.resolve()))
         for opened in self.opens:
@@ -222,7 +236,6 @@ def panel(installed, tmp_path_factory):
     ns.ip("link", "set", "lo", "up")
     ns.add_ppp("ppp0", ONLINE)
     p = Panel(root, ns)
-    p.store.mkdir(mode=0o755)
     p.canary.mkdir()
     (p.canary / "secret").write_text(SECRET + "\n")
     (p.canary / "store").mkdir()
@@ -404,7 +417,6 @@ def test_the_trace_reader_joins_split_calls_and_sees_where_a_link_leads(tmp_path
     (another process logged in between) is one call, a child that logs before its parent's
     clone returns is the tool's, and opening the store's symlink counts as opening its target."""
     p = Panel(tmp_path, None)
-    p.store.mkdir()
     p.canary.mkdir()
     (p.canary / "secret").write_text(SECRET)
     (p.store / f"{LINKED}.routes").symlink_to(p.canary / "secret")
@@ -426,6 +438,15 @@ def test_the_trace_reader_joins_split_calls_and_sees_where_a_link_leads(tmp_path
         trace.check(allow_store_writes=False)
     refused = Trace(text.replace(") = 4", ") = -1 ELOOP (Too many levels of symbolic links)"), p)
     refused.check(allow_store_writes=False)
+    # Under /etc only the files the tool needs: a secret is a failure, chap-secrets only for --user.
+    for secret in ("/etc/shadow", CHAP, "/etc/sudoers", "/etc/ssh/ssh_host_ed25519_key"):
+        read = Trace(text.replace(") = 4", ") = -1 ELOOP (Too many levels of symbolic links)") + "\n"
+                     + f'100 openat(AT_FDCWD, "{secret}", O_RDONLY|O_CLOEXEC) = 5', p)
+        with pytest.raises(AssertionError, match=f"read {secret}"):
+            read.check(allow_store_writes=False)
+    read = Trace(text.replace(") = 4", ") = -1 ELOOP (Too many levels of symbolic links)") + "\n"
+                 + f'100 openat(AT_FDCWD, "{CHAP}", O_RDONLY|O_CLOEXEC) = 5', p, user_lookup=True)
+    read.check(allow_store_writes=False)
 
 
 # -- the panel's limits, on the scratch server of panelworld.py ---------------------------

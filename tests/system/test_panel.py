@@ -3,8 +3,9 @@
 This needs the real installation (`sudo ./install-l2tp-per-user-routing.sh`; .ci/run
 does it before the tests): the installed command, the installed sudoers entry and
 sudo itself are what is tested. Each panel call runs in a private mount namespace
-whose /etc/l2tp-manager/routes.d is this test's store (sudo ignores L2TP_ROUTES_DIR),
-inside the test's network namespace (so the routes go there, not to this machine).
+whose /etc/l2tp-manager (store and settings), /run/l2tproute, chap-secrets and resolv.conf
+are this test's scratch copies (support.scratchroot; sudo ignores L2TP_ROUTES_DIR and the
+others), inside the test's network namespace (so the routes go there, not to this machine).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from support.scratchroot import ScratchRoot
 
 from l2tproute.core import constants as C
 
@@ -27,12 +29,6 @@ SUDOERS = Path("/etc/sudoers.d/l2tp-routectl")
 MARKER = "# Installed by install-l2tp-per-user-routing.sh (l2tproute)"
 PEER1, PEER11 = "10.255.10.1", "10.255.10.11"
 
-_CALL = r"""
-mount --bind "$1" /etc/l2tp-manager/routes.d
-ns=$2
-shift 2
-exec ip netns exec "$ns" runuser -u www-data -- php "$@"
-"""
 
 
 def require_installation() -> None:
@@ -51,13 +47,14 @@ def require_installation() -> None:
 
 
 class Panel:
-    def __init__(self, ns, store: Path):
+    def __init__(self, ns, scratch: ScratchRoot):
         self.ns = ns
-        self.store = store
+        self.scratch = scratch
+        self.store = scratch.store
 
     def __call__(self, action: str, *values: str) -> dict:
-        argv = ["unshare", "-m", "sh", "-euc", _CALL, "sh", str(self.store), self.ns.name, str(PANEL), action,
-                *values]
+        argv = self.scratch.wrap(["ip", "netns", "exec", self.ns.name, "runuser", "-u", "www-data", "--", "php",
+                                  str(PANEL), action, *values])
         result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         assert result.stderr == "", result
         answer = json.loads(result.stdout)
@@ -80,9 +77,7 @@ def panel(netns, tmp_path):
     require_installation()
     netns.add_ppp("ppp1", PEER1)
     netns.add_ppp("ppp11", PEER11)
-    store = tmp_path / "routes.d"
-    store.mkdir()
-    return Panel(netns, store)
+    return Panel(netns, ScratchRoot(tmp_path / "scratch", "panel_users = www-data\n"))
 
 
 def statuses(answer: dict) -> list:
