@@ -36,6 +36,43 @@ l2t_pick_dir() {
     if [ -z "$l2t_dir" ] || [ -n "${SUDO_UID:-}${SUDO_USER:-}" ]; then l2t_dir=$2; fi
 }
 
+# True when the settings file $1 is absent, or is one policy.load_config reads without an
+# error: a regular file (no link) owned by root and writable by root only, at most 64 KiB,
+# of ASCII lines that are blank, a # comment or a key = value policy.parse_config takes, each
+# key once. Conservative: whatever this cannot vouch for goes to the Python CLI, which says
+# what is wrong with it.
+l2t_settings_plain() {
+    [ -e "$1" ] || [ -h "$1" ] || return 0
+    [ -f "$1" ] && [ ! -h "$1" ] && [ -r "$1" ] || return 1
+    l2t_long=$(LC_ALL=C ls -ldn -- "$1") || return 1
+    # shellcheck disable=SC2086  # the fields of ls -n: mode, links, uid, gid, size
+    set -- "$1" $l2t_long
+    case $2 in ?????w* | ????????w*) return 1 ;; esac
+    [ "$4" = 0 ] && [ "$6" -le 65536 ] || return 1
+    LC_ALL=C awk '
+        /[^\t -~]/ { exit 1 }
+        { line = $0; sub(/^[ \t]+/, "", line); sub(/[ \t]+$/, "", line) }
+        line == "" || line ~ /^#/ { next }
+        {
+            eq = index(line, "="); if (!eq) exit 1
+            key = substr(line, 1, eq - 1); sub(/[ \t]+$/, "", key)
+            value = substr(line, eq + 1); sub(/^[ \t]+/, "", value)
+            if (key in seen) exit 1
+            seen[key] = 1
+            if (key == "panel_users") {
+                n = split(value, users, /[ \t,]+/); good = 0
+                for (i = 1; i <= n; i++) {
+                    if (users[i] == "") continue
+                    if (users[i] !~ /^[A-Za-z_][A-Za-z0-9_.-]*$/ || length(users[i]) > 32) exit 1
+                    good++
+                }
+                if (!good) exit 1
+            } else if (key == "min_prefix" || key == "min_prefix6") {
+                if (value !~ /^[0-9][0-9]?[0-9]?$/ || value + 0 < 1 || value + 0 > (key == "min_prefix" ? 32 : 128)) exit 1
+            } else exit 1
+        }' "$1"
+}
+
 # True when systemd's l2tproute-worker.path starts the worker for the spool under $1 (it
 # watches only the real spool, and only where systemd runs).
 l2t_worker_by_systemd() {
