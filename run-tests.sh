@@ -3,7 +3,11 @@
 # and what .ci/run runs. As root (the tests make network namespaces and drive the
 # installed command through sudo, as the panel does).
 #
-#   ./run-tests.sh [PYTEST ARGS...]     (as root)
+#   ./run-tests.sh [--quick] [PYTEST ARGS...]     (as root)
+#
+# --quick: the quick tier, every module and front once, the slow tests left out
+# (pytest -m "not slow"; tests/conftest.py SLOW names them); a few minutes. Without it,
+# everything (docs/testing.md says which to run when).
 #
 # 1. the distribution packages the tests use for real: iproute2, Debian's ppp
 #    dispatcher, sudo, php-cli (the panel), bird2 and frr (BGP export), systemd
@@ -19,6 +23,8 @@ set -Eeuo pipefail
 cd "$(dirname "$0")"
 
 die() { echo "run-tests.sh: error: $*" >&2; exit 1; }
+tier=()
+if [[ ${1:-} == --quick ]]; then tier=(-m "not slow"); shift; fi
 [[ $(id -u) -eq 0 ]] || die "run it as root: the tests create network namespaces and install the tool"
 command -v apt-get >/dev/null || die "this script needs Debian or Ubuntu (apt-get)"
 
@@ -50,4 +56,4 @@ fi
 echo "run-tests.sh: installing this checkout and its test dependencies into $venv ..."
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]' atheris
 
-exec "$venv/bin/python" -m pytest -q -p no:cacheprovider --durations=15 "$@"
+exec "$venv/bin/python" -m pytest -q -p no:cacheprovider --durations=15 "${tier[@]}" "$@"

@@ -289,6 +289,32 @@ def require(present: bool, what: str) -> None:
         pytest.fail(f"{what} is missing; run-tests.sh installs it (or install it by hand and run again)")
 
 
+# -- the quick tier: `./run-tests.sh --quick` runs `-m "not slow"` ----------------------
+
+#: Tests that are slow (tens of seconds each, or a Debian boot): the full run has them, the
+#: quick tier leaves them out. A prefix of node ids; a test may also carry @pytest.mark.slow.
+SLOW = (
+    "tests/system/",
+    "tests/robustness/test_concurrency.py::test_concurrent_writers_timer_and_readers_lose_nothing",
+    "tests/robustness/test_fuzz.py::",
+    "tests/robustness/test_crash.py::test_sigkill_at_random_moments",
+    "tests/robustness/test_hang.py::test_a_stuck_lock_holder",
+)
+#: What the quick tier keeps of SLOW, so that it still runs every front once: the installed
+#: command through the real sudo and the panel (PHP), and the OpenVPN hooks under a real server.
+QUICK_ANYWAY = (
+    "tests/system/test_panel.py::",
+    "tests/system/test_openvpn.py::test_sessions_of_one_user_and_of_both_vpns_and_server_stop",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        # Node ids are relative to the rootdir, this checkout (pyproject.toml).
+        if item.nodeid.startswith(SLOW) and not item.nodeid.startswith(QUICK_ANYWAY):
+            item.add_marker(pytest.mark.slow)
+
+
 # -- the session guard: this machine's state (support.hostguard) -----------------------
 
 _HOST_BEFORE = pytest.StashKey[dict]()
