@@ -279,20 +279,24 @@ def test_an_ip_that_is_not_executable_is_one_clear_line(scene, tmp_path):
 
 
 def test_a_missing_ip_is_one_clear_line(scene, tmp_path):
-    # /usr/bin without ip: a directory of links to everything else in the real /usr/bin (the
-    # interpreter may live there), which stays reachable through a second bind mount.
-    real, fake = tmp_path / "realbin", tmp_path / "fakebin"
-    real.mkdir()
-    fake.mkdir()
-    for name in os.listdir("/usr/bin"):
-        if name != "ip":
-            (fake / name).symlink_to(real / name)
+    # Every directory the command searches that holds an ip is replaced by a directory of
+    # links to everything else in it (the interpreter may live there), reachable through a
+    # second bind mount: merged /usr or not, no ip is left.
     search = os.pathsep.join(filter(None, [os.environ.get("PATH"), "/usr/sbin:/sbin:/usr/bin:/bin"]))
-    setup = (f"mount --bind /usr/bin {real}\nmount --bind {fake} /usr/bin\n"
-             f'for d in $(echo "{search}" | tr : " "); do test ! -e "$d/ip" || exit 98; done')
-    proc = in_mount_namespace(setup, scene.argv("add"), scene.env())
-    if proc.returncode == 98:
-        pytest.skip("this machine has an ip outside /usr/bin (merged /usr expected)")
+    holding = sorted({os.path.realpath(d) for d in search.split(os.pathsep) if d and os.path.isfile(f"{d}/ip")})
+    assert holding, "no ip on this machine"
+    setup = []
+    for index, directory in enumerate(holding):
+        real, fake = tmp_path / f"real{index}", tmp_path / f"fake{index}"
+        real.mkdir()
+        fake.mkdir()
+        for name in os.listdir(directory):
+            if name != "ip":
+                (fake / name).symlink_to(real / name)
+        setup += [f"mount --bind {directory} {real}", f"mount --bind {fake} {directory}"]
+    setup.append(f'for d in $(echo "{search}" | tr : " "); do test ! -e "$d/ip" || exit 98; done')
+    proc = in_mount_namespace("\n".join(setup), scene.argv("add"), scene.env())
+    assert proc.returncode != 98, "an ip is still reachable after hiding every one found"
     fault_line(proc, "the ip program of iproute2 is missing (not in PATH nor in /usr/sbin:/sbin:/usr/bin:/bin)",
                "install it with: apt-get install iproute2, then try again")
     scene.assert_unchanged()

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import REPO
+from conftest import REPO, require
 from openvpnworld import OWN, openvpn_world, pids_cgroup_root
 
 from l2tproute.core import constants as C
@@ -40,8 +40,9 @@ def _internal_routes(world) -> set[tuple[str, str]]:
 
 
 def test_a_burst_of_clients_gets_its_iroutes_within_tasksmax_with_ipv6(world):
-    limited = pids_cgroup_root() is not None
-    world.start_server(hooks=True, ipv6=True, pids_max=TASKS_MAX if limited else None)
+    # The limit is what this test is about: a machine without a pids cgroup fails it, never skips it.
+    require(pids_cgroup_root() is not None, "a pids cgroup (cgroup v2 with the pids controller, or v1 pids)")
+    world.start_server(hooks=True, ipv6=True, pids_max=TASKS_MAX)
     users = list(BURST)
     names = world.start_clients(users[:3], "c2") + world.start_clients(users[3:], "c3")
     # Every client is in, and its hook spooled its event before it returned.
@@ -54,9 +55,10 @@ def test_a_burst_of_clients_gets_its_iroutes_within_tasksmax_with_ipv6(world):
         i = int(user[4:])
         assert {(f"192.168.{20 + i}.0/24", user), (f"fd00:{20 + i}::/64", user)} <= routes
     assert not [r for r in routes if r[0].startswith("10.")]  # lines with their own dev
-    if limited:
-        # No fork was refused in the server's cgroup (v1 and v2 alike count them as max).
-        assert (world.cgroup / "pids.events").read_text().split() == ["max", "0"]
+    # No fork was refused in the server's cgroup (v1 and v2 alike count them as max), and the
+    # limit was the one set.
+    assert (world.cgroup / "pids.max").read_text().split() == [str(TASKS_MAX)]
+    assert (world.cgroup / "pids.events").read_text().split() == ["max", "0"]
     world.work()
     six = json.loads(world.ns["s"].ip("-6", "-j", "-N", "route", "show", "proto", str(C.RT_PROTO)).stdout)
     for address, _, address6, user in clients:
