@@ -16,6 +16,8 @@ from pathlib import Path
 
 from conftest import REPO, routectl_path
 
+from l2tproute.core import constants as C
+
 HOOK_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -56,11 +58,14 @@ class Fronts:
 
 def run_hook_script(fronts: Fronts, direction: str, args: list, *, ns=None, env: dict | None = None,
                     timeout: float = 60) -> subprocess.CompletedProcess:
-    """A pppd hook call: the environment cleared but for `env`, inside namespace `ns`."""
+    """A pppd hook call: the environment cleared but for the test's scratch state (store, run
+    directory, chap-secrets: never the real ones) and `env`, inside namespace `ns`."""
     argv = [str(fronts.hooks[direction]), *args]
     if ns is not None:
         argv = ["ip", "netns", "exec", ns.name, *argv]
-    return subprocess.run(argv, capture_output=True, env={"PATH": HOOK_PATH, **(env or {})}, timeout=timeout)
+    scratch = {k: os.environ[k] for k in (C.STORE_DIR_ENV, C.RUN_DIR_ENV, C.CHAP_SECRETS_ENV) if k in os.environ}
+    return subprocess.run(argv, capture_output=True, env={"PATH": HOOK_PATH, **scratch, **(env or {})},
+                          timeout=timeout)
 
 
 def spooled(run_dir: Path) -> list[str]:
@@ -77,6 +82,28 @@ def wait_for_worker(run_dir: Path, limit: float = 120) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"the worker did not drain {run_dir} within {limit:g} s: {spooled(run_dir)[:5]}")
+
+
+def wait_worker_running(run_dir: Path, limit: float = 60) -> None:
+    """Until a worker holds the spool's worker lock (it started and has not finished)."""
+    deadline = time.monotonic() + limit
+    lock = run_dir / "worker.lock"
+    while time.monotonic() < deadline:
+        if lock.exists() and not _lock_is_free(lock):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no worker took {lock} within {limit:g} s")
+
+
+def holds_for(check, limit: float = 2.0) -> bool:
+    """`check()` true at every look for `limit` seconds: a bounded poll of a state that would show
+    a failure (routes that must not be there yet), not a sleep."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if not check():
+            return False
+        time.sleep(0.02)
+    return check()
 
 
 def _lock_is_free(path: Path) -> bool:

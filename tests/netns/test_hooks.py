@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from fronts import Fronts, run_hook_script, spooled, wait_for_worker
+from fronts import Fronts, holds_for, run_hook_script, spooled, wait_for_worker, wait_worker_running
 from support.iproute2s import ip_env
 
 from l2tproute import transports
@@ -209,7 +209,10 @@ def test_the_hook_returns_while_the_store_is_locked_and_the_worker_finishes_afte
     with Store(str(store)).locked():
         result = run_hook_script(fronts, "up", pppd_args("ppp1", PEER1)[1:], ns=sessions, env=env)
         assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
-        assert sessions.tagged_set() == set(), "the worker did not wait for the store lock"
+        # A worker runs (it holds the spool's worker lock) and, while the store is locked, routes nothing.
+        wait_worker_running(run_dir)
+        assert holds_for(lambda: sessions.tagged_set() == set()), "the worker did not wait for the store lock"
+        assert spooled(run_dir), "the worker consumed the event while the store was locked"
     wait_for_worker(run_dir)
     assert sessions.tagged_set() == {("192.168.50.0/24", PEER1, "ppp1", "main")}
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import routectl_path
-from fronts import Fronts, run_hook_script, wait_for_worker
+from fronts import Fronts, holds_for, run_hook_script, wait_for_worker, wait_worker_running
 
 from l2tproute.core import constants as C
 
@@ -99,7 +99,10 @@ def test_a_stuck_lock_holder_gives_clear_errors_hooks_do_not_wait_and_a_hung_ip_
         hooked = run_hook_script(fronts, "up", ["ppp0", "/dev/pts/1", "0", "10.254.0.1", PEER, ""], ns=netns,
                                  env={C.STORE_DIR_ENV: str(store_dir), C.RUN_DIR_ENV: str(run_dir)}, timeout=GUARD)
         assert (hooked.returncode, hooked.stdout, hooked.stderr) == (0, b"", b"")
-        assert holder.poll() is None and netns.tagged_set() == set(), "the lock was not held meanwhile"
+        # A worker runs (it holds the spool's worker lock) and routes nothing while the store is locked.
+        wait_worker_running(run_dir)
+        assert holds_for(lambda: netns.tagged_set() == set()) and holder.poll() is None, \
+            "the worker did not wait for the store lock"
 
         for name, proc in waiting.items():
             code, out, err = finish(proc)
