@@ -162,11 +162,22 @@ def test_status_peer_says_for_each_peer_what_the_full_status_says(tmp_path, monk
     w.kernel.ip("route", "add", "10.1.1.0/24", "via", "192.168.50.7", "dev", "eth1", "proto", "static")  # blocked
     # (A route of ours that another peer's line claims first is not compared here: the full status
     # counts it as that peer's, `status --peer` as extra on its link, as `apply --peer` removes it.)
-    full = {entry.peer: entry for entry in w.status("all").value.peers}
-    states = set()
+    # What each peer's entry must say, written out here (not taken from either status).
+    users = {f"10.255.11.{i + 1}": (f"ppp{EXTRA_BASE + i}", False, {
+        f"10.{100 + i}.{j}.0/24 via 10.255.11.{i + 1}": "installed" for j in range(5)}) for i in range(3)}
+    expected = {
+        PEER1: ("ppp0", False, {"10.1.0.0/24 via 10.255.10.1": "installed", "10.1.1.0/24 via 10.255.10.1": "blocked",
+                                "10.1.9.0/24 via 10.255.10.1 dev ppp0": "extra"}),
+        "10.255.10.3": (None, False, {"10.3.0.0/24 via 10.255.10.3": "wanted"}),
+        vpn_user: (None, True, {"10.9.0.0/24 via 10.255.11.9": "installed", "10.9.1.0/24 via 10.255.11.9": "missing"}),
+        **users}
+
+    def said(entry) -> tuple:
+        return entry.link, bool(entry.shared), {r.route: r.state for r in entry.routes}
+
+    full = {str(entry.peer): entry for entry in w.status("all").value.peers}
+    assert {peer: said(entry) for peer, entry in full.items()} == expected
     for peer, entry in full.items():
-        narrow = w.status(f"s{peer}", str(peer)).value.peers
+        narrow = w.status(f"s{peer}", peer).value.peers
         assert narrow == [entry], peer
-        states |= {r.state for r in entry.routes}
-    assert states == {"installed", "missing", "blocked", "extra", "wanted"}
-    assert full[parse_peer(vpn_user)].shared and full[parse_peer(vpn_user)].link is None
+    assert full[vpn_user].shared and full[vpn_user].link is None
