@@ -52,11 +52,16 @@ def test_list_prints_a_hand_edited_file_as_it_is_and_only_list_all_warns(routect
 
 
 def test_add_writes_the_old_format_and_a_repeat_changes_nothing(routectl, store_dir, netns):
+    netns.add_ppp("ppp1", "10.255.10.1")
     first = routectl("add", "--peer", "10.255.10.1", "--dst", "192.168.20.0/24", ns=netns)
     assert first.returncode == 0 and first.stdout.startswith("Added route: 192.168.20.0/24 via 10.255.10.1\n")
+    path = store_dir / "10.255.10.1.routes"
+    assert netns.tagged_set() == {("192.168.20.0/24", "10.255.10.1", "ppp1", "main")}
+    before = (path.stat().st_ino, path.stat().st_mtime_ns, netns.snapshot())
     again = routectl("add", "--peer", "10.255.10.1", "--dst", "192.168.20.0/24", ns=netns)
     assert again.returncode == 0 and again.stdout.startswith("Route already exists: 192.168.20.0/24 via 10.255.10.1")
-    assert (store_dir / "10.255.10.1.routes").read_bytes() == b"192.168.20.0/24 via 10.255.10.1\n"
+    assert path.read_bytes() == b"192.168.20.0/24 via 10.255.10.1\n"
+    assert (path.stat().st_ino, path.stat().st_mtime_ns, netns.snapshot()) == before  # not even rewritten
 
 
 def test_add_for_a_known_destination_with_another_gateway_updates_the_line_in_place(routectl, store_dir, netns):
@@ -76,10 +81,12 @@ def test_add_appends_after_a_last_line_without_newline(routectl, store_dir, netn
 
 def test_same_destination_for_two_peers_is_refused_unless_forced(routectl, store_dir, netns):
     assert routectl("add", "--peer", "10.255.10.1", "--dst", "10.1.0.0/16", ns=netns).returncode == 0
+    store = {p.name: p.read_bytes() for p in store_dir.glob("*.routes")}
+    kernel = netns.snapshot()
     refused = routectl("add", "--peer", "10.255.10.2", "--dst", "10.1.0.0/16", ns=netns)
     assert refused.returncode == 2
     assert "already routed to peer 10.255.10.1" in refused.stderr and "--force" in refused.stderr
-    assert not (store_dir / "10.255.10.2.routes").exists()
+    assert {p.name: p.read_bytes() for p in store_dir.glob("*.routes")} == store and netns.snapshot() == kernel
     forced = routectl("add", "--peer", "10.255.10.2", "--dst", "10.1.0.0/16", "--force", ns=netns)
     assert forced.returncode == 0
     assert (store_dir / "10.255.10.2.routes").read_bytes() == b"10.1.0.0/16 via 10.255.10.2\n"

@@ -64,9 +64,13 @@ def test_root_and_administrators_keep_force_and_netns(server, who):
 def test_the_settings_file_decides_who_the_panel_is_and_its_minimum_prefix(server):
     before = server.state()
     try:
-        server.settings("panel_users = apache\n")  # www-data is then an ordinary sudo user
-        proc = routectl(server, AS_PANEL, "apply", "--force")
+        server.settings("panel_users = apache\n")  # www-data is then an ordinary sudo user: --force is its
+        proc = routectl(server, AS_PANEL, "add", "--peer", A, "--dst", "0.0.0.0/1", "--force")
         assert proc.returncode == 0, proc
+        assert ("0.0.0.0/1", A, "ppp0", "main") in tagged(server.server)
+        assert (server.store / f"{A}.routes").read_text() == f"0.0.0.0/1 via {A}\n"
+        assert routectl(server, AS_PANEL, "del", "--peer", A, "--dst", "0.0.0.0/1").returncode == 0
+        assert server.state() == before
         server.settings("panel_users = www-data\nmin_prefix = 20\n")
         check_refused(server, routectl(server, AS_PANEL, "add", "--peer", A, "--dst", "10.9.0.0/16"),
                       "shorter than /20", before)
