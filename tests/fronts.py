@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from conftest import REPO, routectl_path
+from support.polling import holds_for  # noqa: F401  (tests import it from here too)
 
 from l2tproute.core import constants as C
 
@@ -93,17 +94,6 @@ def wait_worker_running(run_dir: Path, limit: float = 60) -> None:
             return
         time.sleep(0.02)
     raise AssertionError(f"no worker took {lock} within {limit:g} s")
-
-
-def holds_for(check, limit: float = 2.0) -> bool:
-    """`check()` true at every look for `limit` seconds: a bounded poll of a state that would show
-    a failure (routes that must not be there yet), not a sleep."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if not check():
-            return False
-        time.sleep(0.02)
-    return check()
 
 
 def _lock_is_free(path: Path) -> bool:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, routectl_path
 from fronts import Fronts, wait_for_worker
+from support.polling import holds_for
 
 from l2tproute.core import constants as C
 from l2tproute.system.netns import named
@@ -254,9 +255,9 @@ def test_a_real_cron_reads_the_file_without_error_and_runs_the_boot_and_the_minu
 
     assert log.wait_for(lambda m: m.tag == "CRON" and "CMD (" in m.text and "n=0; until ip route" in m.text, 10), \
         log.raw
-    time.sleep(3)
-    # The boot job waits for the network: no default route in the namespace yet, nothing applied.
-    assert netns.tagged_set() == set() and log.ours() == [], log.raw
+    # The boot job waits for the network: no default route in the namespace yet, nothing applied
+    # at any look for 3 s (its loop looks every second).
+    assert holds_for(lambda: netns.tagged_set() == set() and log.ours() == [], 3, 0.1), log.raw
     netns.add_lan("lan0", "192.0.2.1/24")
     netns.ip("route", "add", "default", "dev", "lan0")
     assert log.wait_for(applied, 15), log.raw

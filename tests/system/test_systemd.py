@@ -29,12 +29,12 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 
 import pytest
 from conftest import REPO
 from support.nspawn import Container, ContainerError, missing_tools, rootfs, rootfs_python
+from support.polling import holds_for
 
 from l2tproute.core import constants as C
 
@@ -487,7 +487,18 @@ def test_uninstall_removes_every_unit_and_the_timer_never_fires_again(machine):
                      "!", "-path", f"{PERIOD_DROP_IN.rsplit('/', 1)[0]}*").split()
     assert left == []
     assert TIMER not in box.check("systemctl", "list-timers", "--all", "--no-pager")
+    # Everything else the install put there is gone too: the worker's units, the command, its
+    # venv, the sudoers entries, the ppp hooks, the run directory.
+    installed = ["/etc/systemd/system/l2tproute-worker.path", "/etc/systemd/system/l2tproute-worker.service",
+                 "/usr/local/sbin/l2tp-routectl", "/opt/l2tproute", "/etc/sudoers.d/l2tp-routectl",
+                 "/etc/sudoers.d/l2tproute-openvpn", "/etc/ppp/ip-up.d/l2tp-routes", "/etc/ppp/ip-down.d/l2tp-routes",
+                 "/etc/tmpfiles.d/l2tproute.conf", "/run/l2tproute"]
+    present = box.check("sh", "-c", 'for p do if [ -e "$p" ] || [ -h "$p" ]; then echo "$p"; fi; done', "sh",
+                        *installed).split()
+    assert present == [], present
+    for unit in ("l2tproute-worker.path", "l2tproute-worker.service"):
+        assert box.unit_property(unit, "LoadState") == "not-found"
     runs = len(machine.runs())
-    time.sleep(3 * PERIOD_S)  # three periods in which the timer, were it there, would have run apply
-    assert len(machine.runs()) == runs
+    # Three periods in which the timer, were it there, would have run apply: no run at any look.
+    assert holds_for(lambda: len(machine.runs()) == runs, 3 * PERIOD_S, 0.5)
     box.check("rm", "-r", PERIOD_DROP_IN.rsplit("/", 1)[0])
