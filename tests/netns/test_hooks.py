@@ -370,7 +370,8 @@ def test_a_worker_whose_ip_hangs_kills_it_and_finishes(sessions, tmp_path):
     """An `ip` that never answers holds up the worker, never pppd; the worker kills it after its timeout."""
     fake = tmp_path / "fakebin"
     fake.mkdir()
-    (fake / "ip").write_text("#!/bin/sh\nexec sleep 587\n")
+    started = tmp_path / "ip-pids"
+    (fake / "ip").write_text(f"#!/bin/sh\necho $$ >>{started}\nexec sleep 587\n")
     (fake / "ip").chmod(0o755)
     run_dir = tmp_path / "run"
     env = {C.RUN_DIR_ENV: str(run_dir), C.STORE_DIR_ENV: str(tmp_path)}
@@ -383,8 +384,9 @@ def test_a_worker_whose_ip_hangs_kills_it_and_finishes(sessions, tmp_path):
     done = subprocess.run(["ip", "netns", "exec", sessions.name, "env", f"PATH={fake}:/usr/sbin:/usr/bin",
                            *[f"{k}={v}" for k, v in env.items()], worker], capture_output=True, timeout=120)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
-    leftovers = subprocess.run(["pgrep", "-f", "sleep 587"], capture_output=True, text=True)
-    assert leftovers.stdout == "", "the hung ip was not killed"
+    # This test's own hung ip by its pid (another run's may be sleeping on this machine too).
+    pids = [int(pid) for pid in started.read_text().split()]
+    assert pids and not any(Path(f"/proc/{pid}").exists() for pid in pids), "the hung ip was not killed"
     assert spooled(run_dir) == [event], "an event that failed must stay for the next worker"
 
 

@@ -8,7 +8,9 @@ in a private mount namespace (nothing leaks to this machine) where
   so the hook uses the default path, as in the field);
 - /usr/local/sbin holds an l2tp-routectl that runs this checkout (for the old hook);
 - /dev/log is a datagram socket this test reads: what the hook sent to syslog;
-- /run/l2tproute is this test's: the hooks' spool, drained by the worker they start;
+- /run/l2tproute is this test's: the hooks' spool, drained by the worker they start (an
+  installed l2tproute-worker.path is hidden: it would watch the real spool, and the test
+  would wait for a worker that never comes where systemd is PID 1);
 and then `ip netns exec NS` puts the dispatcher into the namespace that has the links
 (with its own /proc/sys/net, so rp_filter is set on the namespace's link).
 """
@@ -40,8 +42,17 @@ mount --make-rprivate /
 mount -t tmpfs tmpfs "$T/overlay"
 mkdir "$T/overlay/upper" "$T/overlay/work"
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$T/overlay/upper,workdir=$T/overlay/work" /etc
+# The hook starts its worker here: an installed path unit would watch the real spool, never this one.
+rm -f /etc/systemd/system/l2tproute-worker.path
 mkdir -p /etc/l2tp-manager/routes.d
 mount --bind "$T/store" /etc/l2tp-manager/routes.d
+# /run an overlay too, so that /run/l2tproute can be made where the machine has none (a mkdir
+# through a private mount namespace would still make it on the machine's /run); the
+# namespaces' mounts under /run/netns are put back on top.
+mkdir "$T/overlay/run-upper" "$T/overlay/run-work"
+mount --rbind /run/netns "$T/netns"
+mount -t overlay overlay -o "lowerdir=/run,upperdir=$T/overlay/run-upper,workdir=$T/overlay/run-work" /run
+mount --rbind "$T/netns" /run/netns
 mkdir -p /run/l2tproute
 mount --bind "$T/run" /run/l2tproute
 mount --bind "$T/ip-up.d" /etc/ppp/ip-up.d
@@ -75,7 +86,7 @@ class Dispatcher:
                  routectl: str | None = None, reading: bool = True):
         self.base = base
         self.ns = ns
-        for sub in ("overlay", "store", "run", "ip-up.d", "ip-down.d", "sbin", "olddev"):
+        for sub in ("overlay", "store", "run", "ip-up.d", "ip-down.d", "sbin", "olddev", "netns"):
             (base / sub).mkdir()
         for direction, hooks in (("up", up_hooks), ("down", down_hooks)):
             target = base / f"ip-{direction}.d"
