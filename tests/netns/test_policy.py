@@ -196,3 +196,69 @@ def test_name_servers_are_read_from_resolv_conf(tmp_path):
     assert read_resolvers(str(path)) == [ipaddress.ip_address("9.9.9.9"), ipaddress.ip_address("fe80::1")]
     assert read_resolvers(str(tmp_path / "missing")) == []
     assert C.RESOLV_CONF == "/etc/resolv.conf"
+
+
+# -- --gw and --dev, and the server's IPv6 side -------------------------------------------
+
+@pytest.mark.parametrize("dst", sorted(REFUSED))
+@pytest.mark.parametrize("gw, dev", [("10.255.99.2", None), (None, "ppp0"), ("10.255.99.2", "ppp0"),
+                                     ("198.51.100.7", "up0")], ids=["gw", "dev", "gw-dev", "gw-dev-uplink"])
+def test_a_gateway_or_link_of_the_request_changes_nothing_about_the_destination_rules(dst, gw, dev):
+    """The rules are about the destination: naming a gateway or a link neither loosens nor adds one."""
+    route = make_route(PEER, parse_destination(dst), parse_peer(gw) if gw else None, dev)
+    with pytest.raises(Refused) as err:
+        authorize(PANEL, Request(route=route), _server())
+    assert REFUSED[dst] in str(err.value), err.value
+
+
+@pytest.mark.parametrize("gw, dev", [("10.255.99.2", None), (None, "ppp0"), ("10.255.99.2", "ppp0"),
+                                     ("198.51.100.7", "up0")])
+def test_the_panel_may_name_a_gateway_and_a_link_for_a_free_destination(gw, dev):
+    route = make_route(PEER, parse_destination("10.9.0.0/24"), parse_peer(gw) if gw else None, dev)
+    authorize(PANEL, Request(route=route), _server())
+
+
+def _server6() -> ServerState:
+    """A server with an IPv6 uplink: a global address, its connected network, a default route via
+    a link-local router, a route via a global gateway, and an IPv6 name server."""
+    link_rows = [
+        {"ifname": "lo", "addr_info": [{"family": "inet6", "local": "::1"}]},
+        {"ifname": "up0", "addr_info": [{"family": "inet6", "local": "2001:db8:1::2"},
+                                        {"family": "inet6", "local": "fe80::2"}]},
+        {"ifname": "ppp0", "addr_info": [{"family": "inet", "local": "10.254.0.1", "address": "10.255.99.2"}]},
+    ]
+    routes6 = [
+        {"dst": "default", "gateway": "fe80::1", "dev": "up0", "protocol": "ra"},
+        {"dst": "2001:db8:1::/64", "dev": "up0", "protocol": "kernel"},
+        {"dst": "2001:db8:77::/48", "gateway": "2001:db8:1::fe", "dev": "up0", "protocol": "static"},
+        {"dst": "2001:db8:66::/48", "nexthops": [{"gateway": "2001:db8:1::fd", "dev": "up0"}], "protocol": "static"},
+        {"dst": "2001:db8:99::/48", "dev": "ppp0", "protocol": "157"},  # ours
+    ]
+    return server_state(link_rows, {4: [], 6: routes6}, parse_links(link_rows), PEER, [],
+                        [ipaddress.ip_address("2001:4860:4860::8888")])
+
+
+REFUSED6 = {
+    "2001:db8:1::/64": "2001:db8:1::2, an address of this server",
+    "2001:db8:1:0:8000::/65": "2001:db8:1::/64, a network of this server",
+    "2001:db8:77::/48": "2001:db8:77::/48, a network of this server",
+    "2001:db8:77:1::/64": "a network of this server",
+    "2001:db8:1::fe/128": "2001:db8:1::fe, a gateway of this server",
+    "2001:db8:1::fd/128": "2001:db8:1::fd, a gateway of this server",
+    "fe80::/64": "an address of this server",
+    "fe80::1/128": "fe80::1, a gateway of this server",
+    "2001:4860:4860::/48": "2001:4860:4860::8888, a name server",
+}
+
+
+@pytest.mark.parametrize("dst", sorted(REFUSED6))
+def test_the_panel_may_not_route_the_servers_ipv6_networks_gateways_or_name_servers(dst):
+    with pytest.raises(Refused) as err:
+        authorize(PANEL, _request(dst), _server6())
+    assert REFUSED6[dst] in str(err.value) and not FORBIDDEN_IN_MESSAGES & set(str(err.value)), err.value
+    authorize(Caller("alice", False, Config()), _request(dst), _server6())  # an administrator may
+
+
+@pytest.mark.parametrize("dst", ["2001:db8:99::/48", "2001:db8:100::/48", "2001:4860:4861::/48"])
+def test_the_panel_may_route_ipv6_space_nobody_else_holds(dst):
+    authorize(PANEL, _request(dst), _server6())
