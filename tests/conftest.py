@@ -293,6 +293,7 @@ def require(present: bool, what: str) -> None:
 
 #: Tests that are slow (tens of seconds each, or a Debian boot): the full run has them, the
 #: quick tier leaves them out. A prefix of node ids; a test may also carry @pytest.mark.slow.
+#: The variants of the iproute2_versions tests on the built older `ip` releases are slow too.
 SLOW = (
     "tests/system/",
     "tests/robustness/test_concurrency.py::test_concurrent_writers_timer_and_readers_lose_nothing",
@@ -312,6 +313,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         # Node ids are relative to the rootdir, this checkout (pyproject.toml).
         if item.nodeid.startswith(SLOW) and not item.nodeid.startswith(QUICK_ANYWAY):
+            item.add_marker(pytest.mark.slow)
+        # The built older `ip` releases (iproute2_versions): the quick tier keeps the distribution's.
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("ip_binary", iproute2s.DISTRO) != iproute2s.DISTRO:
             item.add_marker(pytest.mark.slow)
 
 
