@@ -278,6 +278,26 @@ def test_the_lie_is_believed_when_it_is_a_regular_index_of_this_store(three_peer
     assert indexed(three_peers)[0] == {f"10.255.12.{i}": {("10.99.0.0/24", None, None)} for i in range(1, 4)}
 
 
+def _owned_by_another_uid(path, monkeypatch) -> None:
+    """`path` owned by another uid: chown as root; unprivileged (the unit layer runs as nobody
+    too), os.fstat reports another owner for that file, as a chown would."""
+    if os.geteuid() == 0:
+        os.chown(path, 12345, -1)
+        return
+    target = os.stat(path)
+    real = os.fstat
+
+    def fstat(fd):
+        info = real(fd)
+        if (info.st_dev, info.st_ino) != (target.st_dev, target.st_ino):
+            return info
+        fields = list(info[:10])
+        fields[4] = os.geteuid() + 1
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(os, "fstat", fstat)
+
+
 @pytest.mark.parametrize("kind", ["symlink", "huge", "other owner", "writable by others", "another store",
                                   "the same path, another directory"])
 def test_an_index_not_made_for_this_store_by_this_user_is_not_trusted(three_peers, cache, kind, monkeypatch):
@@ -293,7 +313,7 @@ def test_an_index_not_made_for_this_store_by_this_user_is_not_trusted(three_peer
     elif kind in ("other owner", "writable by others"):
         index.write_bytes(lie)
         if kind == "other owner":
-            os.chown(index, 12345, -1)
+            _owned_by_another_uid(index, monkeypatch)
         else:
             os.chmod(index, 0o666)
     elif kind == "another store":
