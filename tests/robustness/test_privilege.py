@@ -45,6 +45,8 @@ SUDOERS = "/etc/sudoers.d/l2tp-routectl"
 VENV_PYTHON = "/opt/l2tproute/bin/python3"
 STORE = C.DEFAULT_STORE_DIR
 CHAP = "/etc/ppp/chap-secrets"
+#: The destination index (system/dstindex.py): a cache `add` reads and rewrites, never the store.
+CACHE = C.DEFAULT_CACHE_DIR
 ONLINE, OFFLINE, LINKED = "10.255.251.1", "10.255.251.2", "10.255.251.3"
 SECRET = "TOPSECRET-77c1d0"
 PANEL_UID = 33  # www-data on Debian
@@ -209,9 +211,11 @@ class Trace:
             device = path in ("/dev/null", "/dev/tty", "/dev/ptmx") or path.startswith("/dev/pts/")
             lock = path in (STORE, f"{STORE}/{C.LOCK_FILE_NAME}")  # makedirs(exist_ok) and the store lock
             route_file = path.startswith(STORE + "/") and not lock
-            assert device or lock or (allow_store_writes and route_file), f"wrote {path}"
+            cache = path == CACHE or path.startswith(CACHE + "/")
+            assert device or lock or (allow_store_writes and (route_file or cache)), f"wrote {path}"
         for path in self.reads:
-            assert path.startswith(READ_OK) or path.startswith(STORE + "/") or path == STORE \
+            assert path.startswith(READ_OK) or path in (STORE, CACHE) \
+                or path.startswith((STORE + "/", CACHE + "/")) \
                 or path in READ_OK_ETC or path.startswith(READ_OK_ETC_DIRS) \
                 or (self.user_lookup and path == CHAP), f"read {path}"
             assert "l2tc-canary" not in path and "panel-cwd" not in path, f"read {path}"
