@@ -172,7 +172,7 @@ def test_the_oldest_dependencies_pyproject_admits_pass_the_tests_without_this_ma
 
 
 #: The installer's functions the test below runs, taken from the script itself.
-_INSTALLER_PARTS = ("say", "die", "changed", "run_quiet", "venv_pip_version", "venv_pip_builds_pyproject",
+_INSTALLER_PARTS = ("say", "die", "changed", "run_quiet", "pip_env", "venv_pip_version", "venv_pip_builds_pyproject",
                     "ensure_pip_builds_pyproject")
 
 
@@ -194,13 +194,16 @@ def test_the_installer_upgrades_a_venv_pip_too_old_to_build_the_package(tmp_path
     subprocess.run([oldest_python(), "-m", "venv", str(venv)], check=True, capture_output=True)
     pip(venv, "install", "pip==9.0.1")
     source = tmp_path / "src"
-    shutil.copytree(REPO / "l2tproute", source / "l2tproute", ignore=shutil.ignore_patterns("__pycache__"))
+    for tree in ("l2tproute", "bin", "lib", "contrib"):  # the package and what it ships (l2tproute/files)
+        shutil.copytree(REPO / tree, source / tree, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
     install = [str(venv / "bin/python"), "-I", "-m", "pip", "install", "-q", "--no-deps", str(source)]
     before = subprocess.run(install, capture_output=True, text=True, timeout=600)
     assert before.returncode != 0 and "setup.py" in before.stdout + before.stderr, before
-    script = installer_functions() + '\nPROG=installer WORK=$1 VENV=$2 VENV_PY=$2/bin/python CHANGES=0\n' \
+    # PIP_SOURCES empty: pip's own configuration, as for an install from a checkout.
+    script = installer_functions() + '\nPROG=installer WORK=$1 VENV=$2 VENV_PY=$2/bin/python CHANGES=0' \
+        ' PIP_SOURCES=()\n' \
         'ensure_pip_builds_pyproject\nensure_pip_builds_pyproject\necho "changes $CHANGES"\n'
     # pip 9's default index is pypi.python.org, which this machine cannot resolve (a server reaches it,
     # redirected to pypi.org), and its HTML parser fails on this machine's local index pages: PyPI itself.
