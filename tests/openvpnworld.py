@@ -472,3 +472,31 @@ def built_openvpn(version: str) -> str:
         raise AssertionError(f"no OpenVPN {version} at {path}: build it from the openvpn sources at tag "
                              f"v{version} as {BUILT}/BUILT.txt describes")
     return str(path)
+
+
+# -- the panel's OpenVPN server in a booted Debian (tests/system/test_systemd.py, test_oldserver.py) --
+
+OVPN_UNIT = "openvpn@server.service"
+OVPN_DROP_IN = f"/etc/systemd/system/{OVPN_UNIT}.d/l2tproute.conf"
+OVPN_HOOK = "/opt/l2tproute/libexec/l2tp-routes-openvpn"
+#: The panel's server as its installer writes it.
+PANEL_SERVER = """port 18443
+proto tcp-server
+dev tun
+topology subnet
+server 10.10.30.0 255.255.255.0
+ca /etc/openvpn/pki/ca.crt
+cert /etc/openvpn/pki/ca.crt
+key /etc/openvpn/pki/ca.key
+dh none
+verify-client-cert none
+username-as-common-name
+auth-user-pass-verify /etc/openvpn/auth.sh via-file
+script-security 2
+user nobody
+group www-data
+duplicate-cn
+persist-tun
+keepalive 10 120
+verb 4
+"""

@@ -129,6 +129,19 @@ def rootfs(suite: str = "bookworm", mirror: str | None = None, cache: Path = CAC
         return target
 
 
+def rootfs_or_fail(suite: str = "bookworm", **kwargs) -> Path:
+    """The cached root filesystem a test boots, or that test fails saying what is missing: CI
+    installs the tools (run-tests.sh), so a missing one is a failure, never a skip."""
+    import pytest
+
+    if missing_tools():
+        pytest.fail(f"missing {', '.join(missing_tools())}: apt-get install debootstrap systemd-container")
+    try:
+        return rootfs(suite, **kwargs)
+    except ContainerError as error:
+        pytest.fail(str(error))
+
+
 def rootfs_python(root: Path) -> str:
     """X.Y of the root filesystem's python3 (/usr/bin/python3 -> python3.Y)."""
     found = re.fullmatch(r"python(\d+\.\d+)", os.readlink(root / "usr/bin/python3"))

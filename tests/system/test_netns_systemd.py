@@ -21,7 +21,7 @@ import shutil
 
 import pytest
 from conftest import REPO
-from support.nspawn import Container, ContainerError, missing_tools, rootfs, rootfs_python
+from support.nspawn import Container, rootfs_or_fail, rootfs_python
 
 from l2tproute.core import constants as C
 
@@ -39,12 +39,7 @@ LANS = {"": "192.168.80.0/24", "isp": "192.168.81.0/24", "isp2": "192.168.82.0/2
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory, wheel_dirs):
-    if missing_tools():
-        pytest.fail(f"missing {', '.join(missing_tools())}: apt-get install debootstrap systemd-container")
-    try:
-        root = rootfs("bookworm")
-    except ContainerError as error:
-        pytest.fail(str(error))
+    root = rootfs_or_fail("bookworm")
     scratch = tmp_path_factory.mktemp("netns-systemd")
     box = Container(root, scratch / "box", binds={"/src": REPO, "/wheels": wheel_dirs(rootfs_python(root))},
                     nspawn_args=("--bind=/dev/net/tun",))

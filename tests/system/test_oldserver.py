@@ -37,7 +37,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from support.nspawn import CACHE, Container, ContainerError, missing_tools, rootfs, rootfs_python
+from openvpnworld import OVPN_DROP_IN, OVPN_HOOK, OVPN_UNIT, PANEL_SERVER
+from support.nspawn import CACHE, Container, ContainerError, rootfs_or_fail, rootfs_python
 
 from l2tproute.core import constants as C
 
@@ -66,30 +67,6 @@ PERIOD_TEXT = ("[Timer]\nOnActiveSec=1s\nOnBootSec=\nOnBootSec=2s\nOnUnitActiveS
 WAIT_S = 120  # an upper bound for the slowest step on a loaded machine, never a timed assertion
 WATCHED = ("/etc", "/opt", "/usr/local")
 
-OVPN_UNIT = "openvpn@server.service"
-OVPN_DROP_IN = f"{UNIT_DIR}/{OVPN_UNIT}.d/l2tproute.conf"
-OVPN_HOOK = "/opt/l2tproute/libexec/l2tp-routes-openvpn"
-#: The panel's server as its installer writes it.
-PANEL_SERVER = """port 18443
-proto tcp-server
-dev tun
-topology subnet
-server 10.10.30.0 255.255.255.0
-ca /etc/openvpn/pki/ca.crt
-cert /etc/openvpn/pki/ca.crt
-key /etc/openvpn/pki/ca.key
-dh none
-verify-client-cert none
-username-as-common-name
-auth-user-pass-verify /etc/openvpn/auth.sh via-file
-script-security 2
-user nobody
-group www-data
-duplicate-cn
-persist-tun
-keepalive 10 120
-verb 4
-"""
 #: L2TP users: (peer, its LAN). OpenVPN's user: name, password, peer, LAN.
 PPP_PEER, PPP_LAN = "10.255.10.2", "192.168.20.0/24"
 PANEL_LAN = "192.168.22.0/24"
@@ -155,14 +132,12 @@ def pki(directory: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def machine(tmp_path_factory, wheel_dirs):
-    if missing_tools():  # CI installs them (run-tests.sh): a missing one is a failure, not a skip
-        pytest.fail(f"missing {', '.join(missing_tools())}: apt-get install debootstrap systemd-container")
     for program in (IP_415, OVPN_244):
         if not (program.is_file() and os.access(program, os.X_OK)):
             pytest.fail(f"{program} is missing: build it from its upstream tag inside a {SUITE} root filesystem "
                         "(docs/testing.md)", pytrace=False)
+    root = rootfs_or_fail(SUITE, extra=EXTRA)
     try:
-        root = rootfs(SUITE, extra=EXTRA)
         binds = {"/src": REPO, "/wheels": wheel_dirs(rootfs_python(root)),
                  box_program(root, "ip"): IP_415, box_program(root, "openvpn"): OVPN_244}
     except ContainerError as error:

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 import pytest
 from conftest import REPO
-from support.nspawn import Container, ContainerError, missing_tools, rootfs, rootfs_python
+from openvpnworld import OVPN_DROP_IN, OVPN_HOOK, OVPN_UNIT, PANEL_SERVER
+from support.nspawn import Container, rootfs_or_fail, rootfs_python
 from support.polling import holds_for
 
 from l2tproute.core import constants as C
@@ -73,12 +74,7 @@ class Machine:
 
 @pytest.fixture(scope="module")
 def machine(tmp_path_factory, wheel_dirs):
-    if missing_tools():  # CI installs them (run-tests.sh): a missing one is a failure, not a skip
-        pytest.fail(f"missing {', '.join(missing_tools())}: apt-get install debootstrap systemd-container")
-    try:
-        root = rootfs("bookworm")
-    except ContainerError as error:
-        pytest.fail(str(error))
+    root = rootfs_or_fail("bookworm")
     scratch = tmp_path_factory.mktemp("systemd")
     wheels = wheel_dirs(rootfs_python(root))
     # /dev/net/tun: the OpenVPN test starts the panel's server (its tun in the box's own network).
@@ -254,30 +250,6 @@ def test_debians_ip_up_and_ip_down_install_and_remove_a_peers_routes(machine):
         box.check("systemctl", "start", TIMER)
 
 
-OVPN_UNIT = "openvpn@server.service"
-OVPN_DROP_IN = f"{UNIT_DIR}/{OVPN_UNIT}.d/l2tproute.conf"
-OVPN_HOOK = "/opt/l2tproute/libexec/l2tp-routes-openvpn"
-#: The panel's server as its installer writes it (certificates made here; no client connects).
-PANEL_SERVER = """port 18443
-proto tcp-server
-dev tun
-topology subnet
-server 10.10.30.0 255.255.255.0
-ca /etc/openvpn/pki/ca.crt
-cert /etc/openvpn/pki/ca.crt
-key /etc/openvpn/pki/ca.key
-dh none
-verify-client-cert none
-username-as-common-name
-auth-user-pass-verify /etc/openvpn/auth.sh via-file
-script-security 2
-user nobody
-group www-data
-duplicate-cn
-persist-tun
-keepalive 10 120
-verb 4
-"""
 
 
 #: One command to OpenVPN's management socket (the one the hooks' worker asks), its first answer line.

@@ -31,7 +31,7 @@ import time
 
 import pytest
 from conftest import REPO
-from support.nspawn import Container, ContainerError, missing_tools, rootfs, rootfs_python
+from support.nspawn import Container, rootfs_or_fail, rootfs_python
 
 from l2tproute.core import constants as C
 
@@ -114,12 +114,7 @@ STUCK_DROP_IN = f"/run/systemd/system/{SERVICE}.d/50-test-stuck.conf"
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory, wheel_dirs):
-    if missing_tools():  # CI installs them (run-tests.sh): a missing one is a failure, not a skip
-        pytest.fail(f"missing {', '.join(missing_tools())}: apt-get install debootstrap systemd-container")
-    try:
-        root = rootfs("bookworm")
-    except ContainerError as error:
-        pytest.fail(str(error))
+    root = rootfs_or_fail("bookworm")
     scratch = tmp_path_factory.mktemp("upgrade")
     box = Container(root, scratch / "box", binds={"/src": REPO, "/wheels": wheel_dirs(rootfs_python(root))})
     try:
