@@ -85,7 +85,7 @@ def _authorize(ctx: Context, peer: IPv4Address, route: Route, holdings: dstindex
 
 
 def add(ctx: Context, peer: IPv4Address, route: Route) -> AddResult:
-    found = connections_of(ctx, peer)
+    found = connections_of(ctx, peer, own_only_if_found=True)
     link = found.own[peer].link if peer in found.own else None
     shared = found.shared_of(peer)
     client = shared.carrier if shared is not None and link is None else None

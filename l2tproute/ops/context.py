@@ -62,9 +62,17 @@ def connections(ctx: Context, links: Links) -> Connections:
     return _connections([Carried(c, t) for t in ctx.transports for c in t.carriers(links)])
 
 
-def connections_of(ctx: Context, peer: IPv4Address) -> Connections:
-    """One user's connections, each transport asked about that user only."""
-    return _connections([Carried(c, t) for t in ctx.transports for c in t.carriers_of(peer)])
+def connections_of(ctx: Context, peer: IPv4Address, *, own_only_if_found: bool = False) -> Connections:
+    """One user's connections, each transport asked about that user only. With
+    `own_only_if_found`, the transports after one that found a link of the user's own are not
+    asked (add routes over that link alone, and need not read OpenVPN's records for it)."""
+    found: list[Carried] = []
+    for transport in ctx.transports:
+        carriers = transport.carriers_of(peer)
+        found += [Carried(c, transport) for c in carriers]
+        if own_only_if_found and any(not c.shared for c in carriers):
+            break
+    return _connections(found)
 
 
 def _connections(found: list[Carried]) -> Connections:
