@@ -48,6 +48,13 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 _counter = itertools.count()
 
 
+#: In a booted box: the checkout is bound at /src, and the units the installer puts in place.
+INSTALLER = "/src/install-l2tp-per-user-routing.sh"
+UNIT_DIR = "/etc/systemd/system"
+SERVICE = "route-l2tp-apply-all.service"
+TIMER = "route-l2tp-apply-all.timer"
+
+
 class ContainerError(RuntimeError):
     """A prerequisite is missing or the container did not do what it must (the test fails, never skips)."""
 

@@ -21,16 +21,14 @@ import shutil
 
 import pytest
 from conftest import REPO
-from support.nspawn import Container, rootfs_or_fail, rootfs_python
+from support.nspawn import INSTALLER, TIMER, Container, rootfs_or_fail, rootfs_python
 
 from l2tproute.core import constants as C
 
 pytestmark = pytest.mark.system
 
-INSTALLER = "/src/install-l2tp-per-user-routing.sh"
 WORKER = "l2tproute-worker.service"
 PATH_UNIT = "l2tproute-worker.path"
-TIMER = "route-l2tp-apply-all.timer"
 STORE = C.DEFAULT_STORE_DIR
 WAIT_S = 120  # a bound on waiting, never a timed assertion
 PEERS = {"": "10.255.30.1", "isp": "10.255.30.2", "isp2": "10.255.30.3"}

@@ -38,7 +38,17 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 from openvpnworld import OVPN_DROP_IN, OVPN_HOOK, OVPN_UNIT, PANEL_SERVER
-from support.nspawn import CACHE, Container, ContainerError, rootfs_or_fail, rootfs_python
+from support.nspawn import (
+    CACHE,
+    INSTALLER,
+    SERVICE,
+    TIMER,
+    UNIT_DIR,
+    Container,
+    ContainerError,
+    rootfs_or_fail,
+    rootfs_python,
+)
 
 from l2tproute.core import constants as C
 
@@ -53,10 +63,6 @@ IP_415 = BUILT / "iproute2-4.15.0/ip"
 OVPN_244 = BUILT / "openvpn-2.4.4/openvpn"
 IP_SAYS = "iproute2-ss180129"
 OVPN_SAYS = "OpenVPN 2.4.4 "
-INSTALLER = "/src/install-l2tp-per-user-routing.sh"
-SERVICE = "route-l2tp-apply-all.service"
-TIMER = "route-l2tp-apply-all.timer"
-UNIT_DIR = "/etc/systemd/system"
 STORE = C.DEFAULT_STORE_DIR
 APPLIED = "Applied routes:"
 ROUTECTL = "/usr/local/sbin/l2tp-routectl"

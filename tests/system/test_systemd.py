@@ -34,17 +34,13 @@ from dataclasses import dataclass
 import pytest
 from conftest import REPO
 from openvpnworld import OVPN_DROP_IN, OVPN_HOOK, OVPN_UNIT, PANEL_SERVER
-from support.nspawn import Container, rootfs_or_fail, rootfs_python
+from support.nspawn import INSTALLER, SERVICE, TIMER, UNIT_DIR, Container, rootfs_or_fail, rootfs_python
 from support.polling import holds_for
 
 from l2tproute.core import constants as C
 
 pytestmark = pytest.mark.system
 
-INSTALLER = "/src/install-l2tp-per-user-routing.sh"
-SERVICE = "route-l2tp-apply-all.service"
-TIMER = "route-l2tp-apply-all.timer"
-UNIT_DIR = "/etc/systemd/system"
 STORE = C.DEFAULT_STORE_DIR
 APPLIED = "Applied routes:"
 #: The timer's period for the test: OnUnitActiveSec 60 s would make the layer minutes longer.

@@ -31,16 +31,12 @@ import time
 
 import pytest
 from conftest import REPO
-from support.nspawn import Container, rootfs_or_fail, rootfs_python
+from support.nspawn import INSTALLER, SERVICE, TIMER, UNIT_DIR, Container, rootfs_or_fail, rootfs_python
 
 from l2tproute.core import constants as C
 
 pytestmark = pytest.mark.system
 
-INSTALLER = "/src/install-l2tp-per-user-routing.sh"
-SERVICE = "route-l2tp-apply-all.service"
-TIMER = "route-l2tp-apply-all.timer"
-UNIT_DIR = "/etc/systemd/system"
 STORE = C.DEFAULT_STORE_DIR
 WAIT_S = 150  # an upper bound for the slowest step on a loaded machine (the timer's period is 60 s)
 P, Q = "10.255.10.1", "10.255.10.2"
