@@ -12,7 +12,7 @@ from l2tproute.core.routefile import Line, format_route
 from l2tproute.core.tables import table_names
 from l2tproute.ops.context import Context, connections_of
 from l2tproute.system.iproute2 import IpError, is_gone_error
-from l2tproute.system.kernel_reads import peer_links, read_slot_holders, read_tagged
+from l2tproute.system.kernel_reads import peer_links, read_exact, read_slot_holders, read_tagged
 from l2tproute.system.store import StoreError
 
 ALL = "all"
@@ -107,8 +107,7 @@ def _remove_from_kernel(ctx: Context, peer: IPv4Address, link: str | None, gone:
     if len(destinations) > _FEW_DESTINATIONS:
         tagged = read_tagged(ctx.runner, sorted(families))
     else:
-        tagged = [item for dst in sorted(destinations, key=str) for item in read_tagged(ctx.runner, [dst.version],
-                                                                                        exact=dst)]
+        tagged = read_exact(ctx.runner, sorted(destinations, key=str), tagged=True)
     names = table_names() if any(r.table for r in gone) else None
     doomed: list[KernelRoute] = []
     unadopted: list[Want] = []

@@ -21,6 +21,7 @@ import signal
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from l2tproute.core import constants as C
 from l2tproute.core import errors
@@ -31,7 +32,7 @@ from l2tproute.core.text import show
 from l2tproute.system.iptext import Names, parse_routes_text
 from l2tproute.system.settings import setting
 
-__all__ = ["DryRun", "IpError", "IpRoute2", "Runner", "change_line", "change_tokens", "is_gone_error",
+__all__ = ["DryRun", "IpError", "IpRoute2", "RouteRead", "Runner", "change_line", "change_tokens", "is_gone_error",
            "is_no_device_error", "is_no_route_error", "is_taken_slot_error", "route_show_args", "route_tokens"]
 
 
@@ -58,7 +59,13 @@ def route_show_args(family: int, *, tagged: bool, dev: str | None = None, exact:
                     text: bool = False) -> list[str]:
     """The arguments of one `ip route show` read (Runner.read_routes says what each filter means);
     `text`: for an `ip` without -N, which prints text."""
-    args = [f"-{family}"] + ([] if text else ["-json", "-N"]) + ["route", "show", "table", "all"]
+    return [f"-{family}"] + ([] if text else ["-json", "-N"]) + _route_show_filters(
+        tagged=tagged, dev=dev, exact=exact, main_boot=main_boot, root=root, main_kernel=main_kernel)
+
+
+def _route_show_filters(*, tagged: bool, dev: str | None = None, exact: Network | None = None,
+                        main_boot: bool = False, root: Network | None = None, main_kernel: bool = False) -> list[str]:
+    args = ["route", "show", "table", "all"]
     if main_boot or main_kernel:
         args[-1:] = ["main", "proto", "boot" if main_boot else "kernel"]
     if tagged:
@@ -70,6 +77,32 @@ def route_show_args(family: int, *, tagged: bool, dev: str | None = None, exact:
     if root is not None:
         args += ["root", str(root)]
     return args
+
+
+@dataclass(frozen=True)
+class RouteRead:
+    """One read of Runner.read_route_sets: the filters of read_routes that a batch of reads carries."""
+
+    family: int
+    tagged: bool
+    dev: str | None = None
+    exact: Network | None = None
+
+
+#: A batch line has no -4 or -6 of its own: a prefix names the family, and a read of every
+#: prefix (no `exact`) asks for those under the family's whole root, which `ip` 5.3 to 6.15
+#: answers as it answers -4 or -6 (tests/netns/test_iproute2_versions.py).
+_FAMILY_ROOT = {4: "0.0.0.0/0", 6: "::/0"}
+
+
+def route_read_line(read: RouteRead) -> str:
+    """One read as a line of `ip -json -N -batch -`, every token checked."""
+    tokens = _route_show_filters(tagged=read.tagged, dev=read.dev, exact=read.exact)
+    if read.exact is None:
+        tokens += ["root", _FAMILY_ROOT[read.family]]
+    elif read.exact.version != read.family:
+        raise ValueError(f"refusing a read of {read.exact} as IPv{read.family}")
+    return _checked_line(tokens)
 
 
 def _checked_token(token: str) -> str:
@@ -93,7 +126,10 @@ def change_line(change: Change) -> str:
     """The `ip` arguments of a change as one line of an `ip -batch`, every token checked."""
     if change.verb not in _VERBS:
         raise ValueError(f"unknown route verb {show(change.verb)}")
-    tokens = ["route", change.verb] + route_tokens(change.route)
+    return _checked_line(["route", change.verb] + route_tokens(change.route))
+
+
+def _checked_line(tokens: list[str]) -> str:
     line = " ".join(tokens)
     if _SAFE_LINE.fullmatch(line) is None or line.count(" ") != len(tokens) - 1:
         for token in tokens:
@@ -121,6 +157,11 @@ class Runner(ABC):
         (`root`); `main_boot`: only the `proto boot` routes of table main (what a plain `ip route add`
         makes, as the old tool did), filtered by the kernel; `main_kernel`: likewise the `proto kernel`
         routes of table main (a link's own networks)."""
+
+    def read_route_sets(self, reads: Sequence[RouteRead]) -> list[list]:
+        """Several read_routes at once, their rows in the order asked; an `ip` that can answers them
+        in one process. A read that fails fails the call, as read_routes would have."""
+        return [self.read_routes(r.family, tagged=r.tagged, dev=r.dev, exact=r.exact) for r in reads]
 
     @abstractmethod
     def read_addrs(self, dev: str) -> list:
@@ -232,20 +273,16 @@ class IpRoute2(Runner):
         return cmd
 
     def _read_text(self, args: list[str]) -> str:
-        cmd = self._run(args)
+        return self._output(args, self._run(args))
+
+    def _output(self, args: list[str], cmd) -> str:
         if cmd.exit_code != 0:
             self._raise_silent(args, cmd)
             raise IpError(f"ip {' '.join(args)} failed: {_first_line(cmd.stderr)}")
         return _text(cmd.stdout).strip()
 
     def _read_json(self, args: list[str]) -> list:
-        text = self._read_text(args)
-        if not text:
-            return []
-        try:
-            return json.loads(text)
-        except ValueError:
-            raise IpError(f"ip {' '.join(args)} printed something that is not JSON") from None
+        return _json_of(args, self._read_text(args))
 
     def prints_text(self) -> bool:
         """Whether this `ip` lacks -N (iproute2 before 5.3, so also route JSON before 4.17): asked once."""
@@ -254,13 +291,17 @@ class IpRoute2(Runner):
             cmd = self._run(args)
             if cmd.exit_code == 0:
                 self._text = False
-            elif _NO_NUMERIC in _text(cmd.stderr):
-                self._text = True
-                self._names = Names(protocol_numbers(), table_names())
-            else:
-                self._raise_silent(args, cmd)
-                raise IpError(f"ip {' '.join(args)} failed: {_first_line(cmd.stderr)}")
+            elif not self._learned_text(cmd):
+                self._output(args, cmd)
         return self._text
+
+    def _learned_text(self, cmd) -> bool:
+        """True, from now on, when `ip` failed for not knowing -N."""
+        if _NO_NUMERIC not in _text(cmd.stderr):
+            return False
+        self._text = True
+        self._names = Names(protocol_numbers(), table_names())
+        return True
 
     def _read_addr_rows(self, args: list[str]) -> list:
         # iproute2 4.15 prints an empty row ({"addr_info": [{}]}) for each link a `dev` filter left out.
@@ -272,12 +313,32 @@ class IpRoute2(Runner):
     def read_routes(self, family: int, *, tagged: bool, dev: str | None = None,
                     exact: Network | None = None, main_boot: bool = False, root: Network | None = None,
                     main_kernel: bool = False) -> list:
-        text = self.prints_text()
-        args = route_show_args(family, tagged=tagged, dev=dev, exact=exact, main_boot=main_boot, root=root,
-                               main_kernel=main_kernel, text=text)
-        if text:
-            return parse_routes_text(self._read_text(args), self._names)
-        return self._read_json(args)
+        filters = dict(tagged=tagged, dev=dev, exact=exact, main_boot=main_boot, root=root, main_kernel=main_kernel)
+        if not self._text:
+            # The first read also asks whether this `ip` has -N: one process, not two.
+            args = route_show_args(family, **filters)
+            cmd = self._run(args)
+            if cmd.exit_code == 0 or not self._learned_text(cmd):
+                rows = _json_of(args, self._output(args, cmd))
+                self._text = False
+                return rows
+        return parse_routes_text(self._read_text(route_show_args(family, text=True, **filters)), self._names)
+
+    def read_route_sets(self, reads: Sequence[RouteRead]) -> list[list]:
+        if len(reads) < 2 or self._text:
+            return super().read_route_sets(reads)
+        args = ["-json", "-N", "-batch", "-"]
+        cmd = self._run(args, stdin="".join(route_read_line(read) + "\n" for read in reads))
+        if cmd.exit_code != 0:
+            # The batch stops at a read that fails (a link gone meanwhile), or this `ip` has no -N:
+            # then each read alone says what it always said.
+            self._learned_text(cmd)
+            return super().read_route_sets(reads)
+        self._text = False
+        found = _json_arrays(args, _text(cmd.stdout))
+        if len(found) != len(reads):
+            raise IpError(f"ip {' '.join(args)} answered {len(found)} of {len(reads)} reads")
+        return found
 
     def read_addrs(self, dev: str) -> list:
         return self._read_addr_rows(["-json", "addr", "show", "dev", _checked_token(dev)])
@@ -330,6 +391,34 @@ def _text(data) -> str:
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else (data or "")
 
 
+def _json_of(args: list[str], text: str) -> list:
+    if not text:
+        return []
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise IpError(f"ip {' '.join(args)} printed something that is not JSON") from None
+
+
+def _json_arrays(args: list[str], text: str) -> list[list]:
+    """The JSON arrays an `ip -json -batch` prints, one per command, one after another."""
+    decoder = json.JSONDecoder()
+    found: list[list] = []
+    at, end = 0, len(text)
+    try:
+        while True:
+            while at < end and text[at].isspace():
+                at += 1
+            if at == end:
+                return found
+            rows, at = decoder.raw_decode(text, at)
+            if not isinstance(rows, list):
+                raise ValueError(rows)
+            found.append(rows)
+    except ValueError:
+        raise IpError(f"ip {' '.join(args)} printed something that is not JSON") from None
+
+
 def _first_line(data) -> str:
     lines = [line for line in _text(data).splitlines() if line.strip()]
     return lines[0] if lines else "no message"
@@ -375,6 +464,9 @@ class DryRun(Runner):
 
     def read_routes(self, family: int, **kwargs) -> list:
         return self.inner.read_routes(family, **kwargs)
+
+    def read_route_sets(self, reads: Sequence[RouteRead]) -> list[list]:
+        return self.inner.read_route_sets(reads)
 
     def read_addrs(self, dev: str) -> list:
         return self.inner.read_addrs(dev)

@@ -8,16 +8,15 @@ from dataclasses import dataclass
 from l2tproute.core import constants as C
 from l2tproute.core.kernel import Installed, Links, parse_links, parse_routes, slot_of
 from l2tproute.core.model import IPv4Address, KernelRoute
-from l2tproute.system.iproute2 import IpError, Runner, is_no_device_error, is_no_route_error
+from l2tproute.system.iproute2 import IpError, RouteRead, Runner, is_no_device_error, is_no_route_error
 
 
-def read_tagged(runner: Runner, families=(4, 6), **filters) -> list[Installed]:
+def read_tagged(runner: Runner, families=(4, 6), dev: str | None = None) -> list[Installed]:
     found: list[Installed] = []
-    for family in families:
-        rows = runner.read_routes(family, tagged=True, **filters)
-        if filters.get("dev") is not None:
+    for family, rows in zip(families, runner.read_route_sets([RouteRead(f, tagged=True, dev=dev) for f in families])):
+        if dev is not None:
             for row in rows:  # `ip` leaves out what it was asked to filter by
-                row.setdefault("dev", filters["dev"])
+                row.setdefault("dev", dev)
         found += parse_routes(rows, family, tagged=True)
     return found
 
@@ -60,16 +59,18 @@ def read_tagged_on(runner: Runner, link: str, families=(4, 6)) -> list[Installed
 
 
 def read_slot_holders(runner: Runner, routes: list[KernelRoute], *, tagged: bool) -> list[Installed]:
-    """The routes (ours, or every route when not `tagged`) in these routes' destinations, one
-    `exact` read per destination, each once; what one peer's few lines need instead of a dump."""
+    """The routes (ours, or every route when not `tagged`) in these routes' destinations; what one
+    peer's few lines need instead of a dump."""
+    return read_exact(runner, [route.dst for route in routes], tagged=tagged)
+
+
+def read_exact(runner: Runner, destinations, *, tagged: bool) -> list[Installed]:
+    """The routes (ours, or every route) of these destinations: one `exact` read each, each once,
+    all in one `ip` where it can."""
+    reads = [RouteRead(dst.version, tagged=tagged, exact=dst) for dst in dict.fromkeys(destinations)]
     found: list[Installed] = []
-    seen = set()
-    for route in routes:
-        if route.dst in seen:
-            continue
-        seen.add(route.dst)
-        family = route.dst.version
-        found += parse_routes(runner.read_routes(family, tagged=tagged, exact=route.dst), family, tagged=tagged)
+    for read, rows in zip(reads, runner.read_route_sets(reads)):
+        found += parse_routes(rows, read.family, tagged=tagged)
     return found
 
 

@@ -17,7 +17,7 @@ from support import iproute2s
 
 from l2tproute.core import constants as C
 from l2tproute.core.kernel import parse_links, parse_routes, server_networks
-from l2tproute.system.iproute2 import IpError, IpRoute2
+from l2tproute.system.iproute2 import IpError, IpRoute2, RouteRead, is_no_device_error, route_read_line
 from l2tproute.system.kernel_reads import peer_link
 
 P1, P2 = "10.255.10.1", "10.255.10.2"
@@ -84,24 +84,73 @@ def test_every_read_gives_the_same_typed_state_as_the_distributions_ip(state, ip
     assert got["peer_link"] == ["ppp0", None, None, None]  # ppp1 is down: its peer is not connected
 
 
-@pytest.mark.parametrize("version", list(iproute2s.BUILT))
-def test_the_runner_asks_its_ip_once_whether_it_has_n(state, tmp_path, monkeypatch, version):
-    problem = iproute2s.problem(version)
+def _logging_ip(tmp_path, monkeypatch, version):
+    """L2TP_IP_BINARY: a wrapper of that `ip` writing each call's arguments to the returned file."""
+    problem = iproute2s.problem(version) if version != iproute2s.DISTRO else None
     if problem:
         pytest.fail(problem, pytrace=False)
+    program = iproute2s.program(version) if version != iproute2s.DISTRO else "/usr/sbin/ip"
     log = tmp_path / "calls"
     wrapper = tmp_path / "ip"
-    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {iproute2s.program(version)} "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {program} "$@"\n')
     wrapper.chmod(0o755)
     monkeypatch.setenv(C.IP_BINARY_ENV, str(wrapper))
+    return log
+
+
+@pytest.mark.parametrize("version", iproute2s.IP_VERSIONS)
+def test_the_runner_learns_from_its_first_read_whether_its_ip_has_n(state, tmp_path, monkeypatch, version):
+    log = _logging_ip(tmp_path, monkeypatch, version)
     runner = IpRoute2(state.name)
     assert not log.exists()  # a runner that only writes never asks
     for _ in range(2):
         runner.read_routes(4, tagged=True)
         runner.route_get(ipaddress.IPv4Address(P1))
     calls = log.read_text().splitlines()
-    assert [c for c in calls if c.endswith("-N -V")] == [f"-n {state.name} -N -V"]
-    assert len(calls) == 5
+    asked = [c for c in calls if " -N" in c]
+    if TEXT[version]:  # the first read, refused for its -N; every later one in text
+        assert len(calls) == 5 and asked == [calls[0]] and calls[0].endswith("route show table all proto 157")
+    else:  # no question of its own: the reads are asked with -N
+        assert len(calls) == 4 and asked == [calls[0], calls[2]]
+    assert runner.prints_text() is TEXT[version]
+    assert len(log.read_text().splitlines()) == len(calls)
+
+
+@pytest.mark.parametrize("version", iproute2s.IP_VERSIONS)
+def test_a_set_of_reads_gives_each_reads_rows_in_one_ip_where_it_can(state, tmp_path, monkeypatch, version):
+    log = _logging_ip(tmp_path, monkeypatch, version)
+    net = ipaddress.ip_network
+    reads = [RouteRead(4, True), RouteRead(6, True), RouteRead(4, True, dev="ppp0"), RouteRead(6, True, dev="ppp0"),
+             RouteRead(4, False), RouteRead(4, False, exact=net("10.2.0.0/16")),
+             RouteRead(6, False, exact=net("2001:db8:5::/48")), RouteRead(4, False, exact=net("10.6.0.0/16")),
+             RouteRead(4, True, exact=net("172.16.1.0/24")), RouteRead(4, False, exact=net("10.99.0.0/16"))]
+    runner = IpRoute2(state.name)
+    alone = [runner.read_routes(r.family, tagged=r.tagged, dev=r.dev, exact=r.exact) for r in reads]
+    assert [len(rows) for rows in alone[-2:]] == [0, 0] and all(alone[:-2])
+    before = len(log.read_text().splitlines())
+    together = runner.read_route_sets(reads)
+    calls = log.read_text().splitlines()[before:]
+    assert together == alone
+    assert len(calls) == (len(reads) if TEXT[version] else 1)
+    # A read that fails (a link that is not there) fails the set as it fails alone, after the
+    # batch stopped at it: each read is then asked alone.
+    gone = [RouteRead(4, True), RouteRead(4, True, dev="ppp9")]
+    with pytest.raises(IpError) as alone_error:
+        runner.read_routes(4, tagged=True, dev="ppp9")
+    with pytest.raises(IpError) as set_error:
+        runner.read_route_sets(gone)
+    assert str(set_error.value) == str(alone_error.value) and is_no_device_error(str(set_error.value))
+
+
+def test_a_read_line_is_checked_and_names_its_family():
+    assert route_read_line(RouteRead(4, True, dev="ppp0")) == "route show table all proto 157 dev ppp0 root 0.0.0.0/0"
+    assert route_read_line(RouteRead(6, False)) == "route show table all root ::/0"
+    assert route_read_line(RouteRead(6, False, exact=ipaddress.ip_network("2001:db8::/32"))) \
+        == "route show table all exact 2001:db8::/32"
+    for bad in (RouteRead(4, True, dev="ppp0 dev x"), RouteRead(4, True, dev="-x"),
+                RouteRead(4, False, exact=ipaddress.ip_network("2001:db8::/32"))):
+        with pytest.raises(ValueError):
+            route_read_line(bad)
 
 
 def test_l2tp_ip_binary_names_the_ip_and_is_ignored_under_sudo(monkeypatch):

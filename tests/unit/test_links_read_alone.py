@@ -82,7 +82,10 @@ class _Counting:
         found = getattr(self.inner, name)
         if name.startswith("read") or name in ("route_get", "batch"):
             def counted(*args, **kwargs):
-                self.asked.append(f"{name} {args} {sorted(kwargs.items())}")
+                if name == "read_route_sets":  # each read of the set, as read_routes would be asked it
+                    self.asked += [f"read_routes {sorted(vars(read).items())}" for read in args[0]]
+                else:
+                    self.asked.append(f"{name} {args} {sorted(kwargs.items())}")
                 return found(*args, **kwargs)
             return counted
         return found
@@ -120,3 +123,4 @@ def test_an_up_reads_its_link_and_its_slots_not_the_whole_server(tmp_path):
     assert not any(ask.startswith("read_links") for ask in runner.asked)
     routes = [ask for ask in runner.asked if ask.startswith("read_routes")]
     assert routes and all("('dev', 'ppp3')" in ask or "('exact', IPv4Network(" in ask for ask in routes)
+    assert not any("('dev', None), ('exact', None)" in ask for ask in routes)
