@@ -15,8 +15,6 @@ these is not entered, as nothing could tell it from a later one that got the sam
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import re
 from collections.abc import Iterator
@@ -138,7 +136,11 @@ def _setns(fd: int) -> None:
     if call is not None:
         call(fd, CLONE_NEWNET)
         return
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    import ctypes
+
+    # The interpreter's own symbols hold libc's: ctypes.util.find_library would run
+    # ldconfig -p, a process per call in a worker that is timed from the hook's start.
+    libc = ctypes.CDLL(None, use_errno=True)
     if libc.setns(fd, CLONE_NEWNET) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
@@ -152,6 +154,10 @@ class LostNamespace(BaseException):
 @contextlib.contextmanager
 def entered(found: Found) -> Iterator[None]:
     """This thread (and every process it starts, `ip` included) in `found`'s namespace, and back."""
+    info = os.fstat(found.fd)
+    if NetnsId(info.st_dev, info.st_ino) == current():
+        yield  # already there: where a hook started the worker, always
+        return
     home = os.open(_self_path(), os.O_RDONLY | os.O_CLOEXEC)
     try:
         try:
