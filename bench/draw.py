@@ -35,8 +35,6 @@ import measures as M  # noqa: E402
 import scale  # noqa: E402
 from timing import median, run_timed  # noqa: E402
 
-from l2tproute.core import constants as C  # noqa: E402
-
 DOCS = os.path.join(os.path.dirname(HERE), "docs")
 DATA = os.path.join(DOCS, "performance-data.json")
 PER_PEER = 5
@@ -91,7 +89,7 @@ def measure_storm(tool: launcher.Tool, workdir: str, hooks: int, log) -> dict:
         scale.write_store(store, range(hooks), PER_PEER)
         log(f"storm: {hooks} sessions with their routes, then all reconnect at once")
         ns.add_sessions(range(hooks))
-        run_timed([tool.routectl, "apply", "--netns", ns.name], {**os.environ, C.STORE_DIR_ENV: store})
+        run_timed([tool.routectl, "apply", "--netns", ns.name], {**os.environ, **scale.store_env(store)})
         counter = RouteCounter(ns)
         try:
             # measures.storm drops the sessions (the kernel takes their routes with the links), adds them again.

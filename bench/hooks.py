@@ -6,7 +6,8 @@ the subreaper of everything the hooks start (PR_SET_CHILD_SUBREAPER), so the wor
 hook leaves running comes back to it: all work is done when nothing is left to reap.
 
   single: one link comes up `--runs` times (its tagged routes flushed before each): when
-          the hook returned to "pppd", and when its routes were in (the worker gone).
+          the hook returned to "pppd", and when the worker was gone; when each run started
+          (CLOCK_MONOTONIC, for the caller's `ip monitor route` to time the routes' arrival).
   storm:  every session in `--sessions` comes up at once: one hook each, all started
           before the first is waited for; until everything is done, each hook's return
           time, and the peak of the summed PSS of every process involved (sampled every
@@ -27,6 +28,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import scale  # noqa: E402
 
 from l2tproute.core import constants as C  # noqa: E402
 
@@ -47,7 +51,7 @@ def _hook_argv(hook: str, iface: str, peer: str) -> list:
 
 def _hook_env(args) -> dict:
     # pppd clears the environment; the store and the spool are moved to the benchmark's.
-    return {C.STORE_DIR_ENV: args.store, C.RUN_DIR_ENV: args.run_dir}
+    return {**scale.store_env(args.store), C.RUN_DIR_ENV: args.run_dir}
 
 
 def _tagged_on(iface: str) -> int:
@@ -79,10 +83,11 @@ def _reap_all(hooks: dict, started: float) -> dict:
 
 def single(args) -> dict:
     _subreaper()
-    returned, done, counts = [], [], []
+    returned, done, counts, starts = [], [], [], []
     for _ in range(args.runs + 1):  # the first run warms the caches and is not counted
         subprocess.run(["ip", "route", "flush", "dev", args.iface, "proto", str(C.RT_PROTO)], check=True)
         start = time.perf_counter()
+        starts.append(time.monotonic())  # the clock of the caller's ip monitor (CLOCK_MONOTONIC)
         proc = subprocess.Popen(_hook_argv(args.hook, args.iface, args.peer), env=_hook_env(args),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = proc.communicate()
@@ -91,7 +96,7 @@ def single(args) -> dict:
             raise SystemExit(f"the hook exited {proc.returncode} or printed: {out!r} {err!r}")
         done.append(_reap_all({}, start)["done"])
         counts.append(_tagged_on(args.iface))
-    return {"returned": returned[1:], "done": done[1:], "routes_after": counts[1:]}
+    return {"returned": returned[1:], "done": done[1:], "routes_after": counts[1:], "starts": starts[1:]}
 
 
 class _Memory:

@@ -52,7 +52,7 @@ def sec(seconds: float) -> str:
 
 
 def _env(store: str) -> dict:
-    return dict(os.environ, **{C.STORE_DIR_ENV: store})
+    return dict(os.environ, **scale.store_env(store))
 
 
 # -- 1. the panel's calls ---------------------------------------------------------
@@ -204,14 +204,65 @@ def _in_netns(ns: scale.Namespace, tool: Tool, store: str, run_dir: str, *args: 
 
 def hook_single(tool: Tool, ns: scale.Namespace, store: str, run_dir: str, index: int, per_peer: int,
                 runs: int) -> dict:
-    """ip-up for one new session with `per_peer` routes, every other session up."""
+    """ip-up for one new session with `per_peer` routes, every other session up; "in_kernel": when the
+    last of its routes reached the kernel (as `ip monitor route` heard it), from the hook's start."""
     scale.write_store(store, [index], per_peer)
     ns.add_sessions([index])
-    result = _in_netns(ns, tool, store, run_dir, "single", "--iface", f"ppp{index}", "--peer", scale.peer(index),
-                       "--runs", str(runs))
-    if any(count != per_peer for count in result["routes_after"]):
-        raise BenchError(f"the ip-up hook left {result['routes_after']} routes on ppp{index}, not {per_peer}")
+    arrivals = RouteArrivals(ns, f"ppp{index}")
+    try:
+        result = _in_netns(ns, tool, store, run_dir, "single", "--iface", f"ppp{index}", "--peer",
+                           scale.peer(index), "--runs", str(runs))
+        if any(count != per_peer for count in result["routes_after"]):
+            raise BenchError(f"the ip-up hook left {result['routes_after']} routes on ppp{index}, not {per_peer}")
+        result["in_kernel"] = arrivals.last_after(result["starts"], per_peer)
+        if any(arrived > gone for arrived, gone in zip(result["in_kernel"], result["done"])):
+            raise BenchError(f"routes heard after the worker was gone: {result['in_kernel']} {result['done']}")
+    finally:
+        arrivals.close()
     return result
+
+
+class RouteArrivals:
+    """`ip monitor route` in the namespace: when each route on one link was added (CLOCK_MONOTONIC)."""
+
+    def __init__(self, ns: scale.Namespace, link: str):
+        self.times: list[float] = []
+        self._needle = f" dev {link} "
+        self._proc = subprocess.Popen(["ip", "-n", ns.name, "monitor", "route"], stdout=subprocess.PIPE, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        # Listening once a route made now is heard (the first timed run starts after this).
+        ns.ip("route", "add", "198.51.100.1/32", "dev", link)
+        ns.ip("route", "del", "198.51.100.1/32", "dev", link)
+        self._wait(lambda: self.times)
+        self.times.clear()
+
+    def _read(self) -> None:
+        for line in self._proc.stdout:
+            if not line.startswith("Deleted") and self._needle in line.rstrip("\n") + " ":
+                self.times.append(time.monotonic())
+
+    def _wait(self, done) -> None:
+        deadline = time.monotonic() + 5.0
+        while not done():
+            if time.monotonic() > deadline:
+                raise BenchError("ip monitor route did not hear the routes the hooks installed")
+            time.sleep(0.01)
+
+    def last_after(self, starts: list[float], count: int) -> list[float]:
+        """For each start, how long until the `count`th route added after it (and before the next start)."""
+        self._wait(lambda: len([t for t in self.times if t >= starts[0]]) >= count * len(starts))
+        found = []
+        for start, end in zip(starts, starts[1:] + [float("inf")]):
+            mine = [t for t in self.times if start <= t < end]
+            if len(mine) < count:
+                raise BenchError(f"ip monitor route heard {len(mine)} routes after a hook, not {count}")
+            found.append(mine[count - 1] - start)
+        return found
+
+    def close(self) -> None:
+        self._proc.terminate()
+        self._proc.wait()
 
 
 def _digest(store: str) -> dict[str, str]:

@@ -67,7 +67,7 @@ def measure(tool: Tool, workdir: str, small: int, big: int, per_peer: int, runs:
         lock_log = os.path.join(workdir, "lock-times")
         for round_number in range(runs + 1):  # round 0 warms the caches up, untimed
             for tag, (ns, store) in worlds.items():
-                env = dict(os.environ, **{C.STORE_DIR_ENV: store, C.LOCK_TIMES_ENV: lock_log})
+                env = dict(os.environ, **scale.store_env(store), **{C.LOCK_TIMES_ENV: lock_log})
                 for cmd in COMMANDS:
                     _lock_times(lock_log)
                     elapsed = run_timed(_argv(tool, ns, cmd, peer), env)

@@ -81,6 +81,12 @@ def expected_routes(indexes, per_peer: int) -> set:
     return {(dst, peer(i), f"ppp{i}") for i in indexes for dst in routes(i, per_peer)}
 
 
+def store_env(store: str) -> dict[str, str]:
+    """The variables that point the tool at a benchmark's store, and at a cache directory of that
+    store alone: a server has one store, and the host's /var/cache/l2tproute is not the bench's."""
+    return {C.STORE_DIR_ENV: store, C.CACHE_DIR_ENV: store.rstrip("/") + ".cache"}
+
+
 def write_store(directory: str, indexes, per_peer: int) -> dict[str, bytes]:
     """One route file per peer, as the old tool wrote them (`DST via PEER`)."""
     os.makedirs(directory, exist_ok=True)
