@@ -73,12 +73,15 @@ def panel(tool: Tool, workdir: str, runs: int, users: int, page_runs: int) -> li
         raise BenchError(f"the panel's calls through sudo did not print what the bash baseline prints: "
                          f"{result['ours_output']!r} {result['ours_stderr']!r}")
     ours, bash, bare = (median(result["times"][k]) for k in ("ours", "bash", "bare"))
+    unset, unset_bash = (median(result["without_settings"][k]) for k in ("ours", "bash"))
     page, old_page = (median(result["page_times"][k]) for k in ("ours", "bash"))
     return [
         Row("panel: sudo l2tp-routectl list --peer X", ms(ours), f"{ms(bash)} (bash list, sudo)",
             f"{ours / bash:.2f}x", "<= 1.0x", ours / bash <= 1.0),
         Row(f"panel page: {users} users, {result['page_calls']} calls through sudo", sec(page),
             f"{sec(old_page)} (bash tool)", f"{page / old_page:.2f}x", "<= 1.0x", page / old_page <= 1.0),
+        Row("reference: the same list --peer without a settings file", ms(unset), f"{ms(unset_bash)} (bash list, sudo)",
+            f"{unset / unset_bash:.2f}x", "-", None),
         Row("reference: sudo python3 -IS -c pass (bare start)", ms(bare),
             f"{ms(bash)} (bash list, sudo)", f"{bare / bash:.2f}x", "-", None),
     ]

@@ -5,8 +5,9 @@ twice per user row and one `list` (601 calls for 300 users), one after the other
 
 Under sudo the tool reads only /etc/l2tp-manager/routes.d (L2TP_ROUTES_DIR is ignored
 there, on purpose), so run.py starts this script in a private mount namespace
-(`unshare --mount --propagation private`): /etc gets a throwaway overlay and the
-benchmark's store is bind-mounted on routes.d. Nothing outside this process changes.
+(`unshare --mount --propagation private`): /etc gets a throwaway overlay, the
+benchmark's store is bind-mounted on routes.d and the settings file is the installer's
+(a single call is also timed without it). Nothing outside this process changes.
 Prints one JSON document: the times of every run, in seconds.
 
 """
@@ -25,6 +26,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from timing import interleaved  # noqa: E402
 
 STORE = "/etc/l2tp-manager/routes.d"
+SETTINGS = "/etc/l2tp-manager/l2tproute.conf"
+#: What the installer writes there (its comments left out): every installed box has one, and
+#: under sudo the front answers `list --peer` only after checking it as the Python CLI would.
+INSTALLED_SETTINGS = "panel_users = www-data\nmin_prefix = 8\nmin_prefix6 = 32\n"
 BASH_LIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "old_list.sh")
 
 
@@ -36,6 +41,9 @@ def _mount_store(store: str, scratch: str) -> None:
                     "/etc"], check=True)
     os.makedirs(STORE, exist_ok=True)
     subprocess.run(["mount", "--bind", store, STORE], check=True)
+    with open(SETTINGS, "w") as handle:  # as installed, whatever this host's /etc has
+        handle.write(INSTALLED_SETTINGS)
+    os.chmod(SETTINGS, 0o644)
 
 
 def main() -> int:
@@ -59,6 +67,10 @@ def main() -> int:
     outputs = {name: subprocess.run(argv, capture_output=True) for name, argv in commands.items()}
     same = outputs["ours"].stdout == outputs["bash"].stdout and outputs["ours"].returncode == 0
     times = interleaved(commands, args.runs)
+    os.unlink(SETTINGS)  # the same without the settings file (a box set up by hand): what checking it costs
+    unset = interleaved({name: commands[name] for name in ("ours", "bash")}, args.runs)
+    with open(SETTINGS, "w") as handle:
+        handle.write(INSTALLED_SETTINGS)
     peers = args.page_peers.split(",")
     pages = {"ours": _page(sudo + [args.routectl], peers), "bash": _page(sudo + [BASH_LIST], peers)}
     # The old tool listed the files in glob order, ours in address order: the same lines.
@@ -70,7 +82,8 @@ def main() -> int:
             start = time.perf_counter()
             _page(sudo + [program], peers)
             page_times[name].append(time.perf_counter() - start)
-    print(json.dumps({"times": times, "same_output": same, "page_times": page_times, "page_same": page_same,
+    print(json.dumps({"times": times, "without_settings": unset, "same_output": same, "page_times": page_times,
+                      "page_same": page_same,
                       "page_calls": 2 * len(peers) + 1,
                       "ours_output": outputs["ours"].stdout.decode(errors="replace"),
                       "ours_stderr": outputs["ours"].stderr.decode(errors="replace")}))

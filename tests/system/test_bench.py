@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 MEASURES = [
     "panel: sudo l2tp-routectl list --peer X",
     "panel page:",
+    "reference: the same list --peer without a settings file",
     "reference: sudo python3 -IS -c pass",
     "apply-all from empty:",
     "reference: per-route `ip route add` loop",
