@@ -91,10 +91,52 @@ l2t_start_worker() {
 }
 
 # Sets l2t_netns to this process's network namespace as the spool names it, DEV-INO of its
-# nsfs file (l2tproute/system/netns.py); empty when it cannot be read.
+# nsfs file (l2tproute/system/netns.py); empty when it cannot be read. Reading it takes a
+# stat process (sh has no builtin for an inode), a third of a hook's time; so in PID 1's
+# namespace, where pppd runs on nearly every server, the answer is kept in $1/host-netns
+# (the run directory, when given) for this boot and this PID 1, and `test -ef`, a builtin,
+# tells each later hook it is in that same namespace.
 l2t_get_netns() {
+    l2t_netns=
+    l2t_host=
+    if [ -n "${1:-}" ] && [ /proc/self/ns/net -ef /proc/1/ns/net ] && l2t_boot_mark; then
+        l2t_host=$l2t_mark
+        if read -r l2t_seen_boot l2t_seen_start l2t_seen_id <"$1/host-netns" 2>/dev/null &&
+            [ "$l2t_seen_boot $l2t_seen_start" = "$l2t_host" ] && l2t_is_netns "$l2t_seen_id"; then
+            l2t_netns=$l2t_seen_id
+            return 0
+        fi
+    fi
     l2t_netns=$(stat -L -c %d-%i /proc/self/ns/net 2>/dev/null) || l2t_netns=
-    case $l2t_netns in "" | *[!0-9-]* | -* | *- | *-*-*) l2t_netns= ;; esac
+    l2t_is_netns "$l2t_netns" || l2t_netns=
+    # Written whole under a name of its own, then renamed: a reader sees all of it or nothing.
+    if [ -n "$l2t_host" ] && [ -n "$l2t_netns" ] && [ -d "$1" ]; then
+        { echo "$l2t_host $l2t_netns" >"$1/host-netns.$$" && mv -f "$1/host-netns.$$" "$1/host-netns"; } 2>/dev/null ||
+            rm -f "$1/host-netns.$$" 2>/dev/null || :
+    fi
+}
+
+# True when $1 is DEV-INO as l2t_get_netns writes it.
+l2t_is_netns() {
+    case $1 in "" | *[!0-9-]* | -* | *- | *-*-* | [!0-9]*) return 1 ;; *-*) return 0 ;; esac
+    return 1
+}
+
+# Sets l2t_mark to what names this boot and this PID 1 (the kernel's boot id, PID 1's start
+# time): a namespace remembered under another mark is not this PID 1's. Builtins only.
+l2t_boot_mark() {
+    l2t_mark=
+    read -r l2t_boot </proc/sys/kernel/random/boot_id 2>/dev/null || return 1
+    read -r l2t_stat </proc/1/stat 2>/dev/null || return 1
+    case $l2t_boot in "" | *[!0-9a-f-]*) return 1 ;; esac
+    # The fields after PID 1's command name (which may hold spaces): its start time is the 20th.
+    l2t_stat=${l2t_stat##*) }
+    # shellcheck disable=SC2086  # split into the fields of /proc/1/stat
+    set -- $l2t_stat
+    [ $# -ge 20 ] || return 1
+    eval "l2t_start=\${20}"
+    case $l2t_start in "" | *[!0-9]*) return 1 ;; esac
+    l2t_mark="$l2t_boot $l2t_start"
 }
 
 # Sets l2t_name to the spool name of one event: NETNS,IFACE,SEQ,KIND and the kind's fields
