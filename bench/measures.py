@@ -197,7 +197,10 @@ def steady(tool: Tool, ns: scale.Namespace, store: str, sessions: range, per_pee
 # -- 4. hooks --------------------------------------------------------------------------
 
 def _in_netns(ns: scale.Namespace, tool: Tool, store: str, run_dir: str, *args: str) -> dict:
-    done = subprocess.run(["ip", "netns", "exec", ns.name, sys.executable, os.path.join(HERE, "hooks.py"), *args,
+    """bench/hooks.py in the namespace, as PID 1 of a PID namespace of its own: pppd runs in the
+    namespace of its server's PID 1, and the hooks may rely on that (l2t_get_netns)."""
+    done = subprocess.run(["ip", "netns", "exec", ns.name, "unshare", "--pid", "--fork", "--mount-proc",
+                           sys.executable, os.path.join(HERE, "hooks.py"), *args,
                            "--hook", tool.ip_up, "--down-hook", tool.ip_down, "--store", store, "--run-dir", run_dir],
                           capture_output=True, text=True)
     if done.returncode != 0:
