@@ -6,7 +6,6 @@ its report, its warnings, or one error line. Without typer, so that the timer's 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import errno
 import json
 import os
@@ -52,6 +51,8 @@ class DryRunStore(Store):
             self.changes.append(f"remove {path}")
             return
         new = serialize(lines).decode("ascii", "replace").splitlines(keepends=True)
+        import difflib  # only a --dry-run that writes needs it
+
         diff = difflib.unified_diff(old, new, fromfile=path, tofile=path)
         self.changes.extend(line.rstrip("\n") for line in diff)
 

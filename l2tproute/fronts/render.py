@@ -7,15 +7,18 @@ what the old tool printed, byte for byte.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from l2tproute.core import constants as C
 from l2tproute.core.carrier import transport_label
 from l2tproute.core.model import IPv4Address
 from l2tproute.core.routefile import format_route, parse
-from l2tproute.ops.adding import AddResult
 from l2tproute.ops.applying import ApplyReport, Connection, RouteResult
-from l2tproute.ops.deleting import ALL, DelResult
-from l2tproute.ops.status import INSTALLED, STATES, PeerStatus, RouteStatus, StatusReport
+
+if TYPE_CHECKING:  # typed only: the timer's apply and the hook worker load none of these verbs
+    from l2tproute.ops.adding import AddResult
+    from l2tproute.ops.deleting import DelResult
+    from l2tproute.ops.status import PeerStatus, RouteStatus, StatusReport
 
 
 def _counts(report: ApplyReport) -> str:
@@ -154,6 +157,8 @@ def add_doc(result: AddResult) -> dict:
 
 
 def del_words(result: DelResult, dst: str) -> Words:
+    from l2tproute.ops.deleting import ALL
+
     if not result.had_file:
         lines = [f"No routes found for peer: {result.peer}"]
     elif not result.removed:
@@ -203,6 +208,8 @@ def list_peer_doc(peer: IPv4Address, data: bytes) -> dict:
 # -- status ---------------------------------------------------------------------------
 
 def status_summary(report: StatusReport) -> str:
+    from l2tproute.ops.status import STATES
+
     """One line, first on the output, as monitoring plugins expect."""
     counts = report.counts()
     connected = sum(1 for p in report.peers if p.connected)
@@ -245,6 +252,8 @@ def status_invalid_text(entry: PeerStatus) -> str:
 
 
 def _status_route_text(item: RouteStatus) -> str:
+    from l2tproute.ops.status import INSTALLED
+
     detail = f"  ({item.detail})" if item.detail and item.state != INSTALLED else ""
     return f"  {item.state:<9} {item.route}{detail}"
 
