@@ -3,7 +3,7 @@
 Commands are argument lists. Routes are read with `ip -json -N` where `ip` has -N
 (iproute2 5.3 and later); an older `ip` (Ubuntu 18.04 has 4.15) prints them in text,
 which system/iptext.py reads into the same rows, so core/kernel.py types both the same
-way. Which one this `ip` is, is asked once per runner (`ip -N -V`) at its first read.
+way. Which one this `ip` is, a runner learns from its first route read (sent with -N).
 Links and addresses are `ip -json addr` on every version (4.15 has it). Bulk changes
 go through one `ip -force -batch -`, and every token of a batch line is checked before
 it is joined, so no value can become a second argument or a second command.
@@ -223,7 +223,7 @@ class IpRoute2(Runner):
         self.timeout = timeout
         self.batch_timeout = batch_timeout
         prefix = ["-n", netns] if netns else []
-        #: None until the first read asks `ip -N -V`; then whether this `ip` prints routes only as text.
+        #: None until a read (or `ip -N -V`) told; then whether this `ip` prints routes only as text.
         self._text: bool | None = None
         self._names: Names | None = None
         self.program = _ip_path()
@@ -285,7 +285,8 @@ class IpRoute2(Runner):
         return _json_of(args, self._read_text(args))
 
     def prints_text(self) -> bool:
-        """Whether this `ip` lacks -N (iproute2 before 5.3, so also route JSON before 4.17): asked once."""
+        """Whether this `ip` lacks -N (iproute2 before 5.3, so also route JSON before 4.17): asked
+        (`ip -N -V`) only when no route read told yet."""
         if self._text is None:
             args = ["-N", "-V"]
             cmd = self._run(args)
