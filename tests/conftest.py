@@ -300,6 +300,10 @@ SLOW = (
     "tests/robustness/test_fuzz.py::",
     "tests/robustness/test_crash.py::test_sigkill_at_random_moments",
     "tests/robustness/test_hang.py::test_a_stuck_lock_holder",
+    # A pytest session inside the session, and every file of a mixed store through both fronts:
+    # the two longest of the rest (12 and 18 s), each run in full by the whole suite.
+    "tests/netns/test_session_guard.py::test_a_run_that_leaves_state_fails_in_its_summary_and_exit_status",
+    "tests/netns/test_list_front.py::test_list_peer_of_every_file_in_the_store_is_answered_by_the_front_as_the_cli_does",
 )
 #: What the quick tier keeps of SLOW, so that it still runs every front once: the installed
 #: command through the real sudo and the panel (PHP), and the OpenVPN hooks under a real server.
