@@ -136,13 +136,15 @@ def naive_loop(ns: scale.Namespace, sessions: range, per_peer: int) -> float:
 # -- 3. steady state: nothing changed, nothing written -------------------------------
 
 class RouteMonitor:
-    """`ip monitor route` in the namespace; a sentinel route proves it is listening."""
+    """`ip monitor route` in the namespace, each line with when it was read (CLOCK_MONOTONIC); a
+    sentinel route proves it is listening."""
 
     SENTINEL = "198.51.100.%d/32"
 
     def __init__(self, ns: scale.Namespace):
         self.ns = ns
         self.lines: list[str] = []
+        self.times: list[float] = []
         self._proc = subprocess.Popen(["ip", "-n", ns.name, "monitor", "route"], stdout=subprocess.PIPE, text=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -150,6 +152,7 @@ class RouteMonitor:
 
     def _read(self) -> None:
         for line in self._proc.stdout:
+            self.times.append(time.monotonic())
             self.lines.append(line.rstrip("\n"))
 
     def mark(self) -> int:
@@ -214,68 +217,43 @@ def hook_single(tool: Tool, ns: scale.Namespace, store: str, run_dir: str, index
     last of its routes reached the kernel (as `ip monitor route` heard it), from the hook's start."""
     scale.write_store(store, [index], per_peer)
     ns.add_sessions([index])
-    arrivals = RouteArrivals(ns, f"ppp{index}")
+    monitor = RouteMonitor(ns)
     try:
+        monitor.mark()  # listening before the first run starts
         result = _in_netns(ns, tool, store, run_dir, "single", "--iface", f"ppp{index}", "--peer",
                            scale.peer(index), "--runs", str(runs))
         if any(count != per_peer for count in result["routes_after"]):
             raise BenchError(f"the ip-up hook left {result['routes_after']} routes on ppp{index}, not {per_peer}")
-        result["in_kernel"] = arrivals.last_after(result["starts"], per_peer)
+        result["in_kernel"] = _arrivals(monitor, f"ppp{index}", result["starts"], per_peer)
         if any(arrived > gone for arrived, gone in zip(result["in_kernel"], result["done"])):
             raise BenchError(f"routes heard after the worker was gone: {result['in_kernel']} {result['done']}")
     finally:
-        arrivals.close()
+        monitor.close()
     return result
 
 
-class RouteArrivals:
-    """`ip monitor route` in the namespace: when each route on one link was added (CLOCK_MONOTONIC)."""
+def _arrivals(monitor: RouteMonitor, link: str, starts: list[float], count: int) -> list[float]:
+    """For each start, how long until the `count`th route added on `link` after it (and before the
+    next start), as the monitor heard them."""
+    needle = f" dev {link} "
 
-    def __init__(self, ns: scale.Namespace, link: str):
-        self.times: list[float] = []
-        self._needle = f" dev {link} "
-        self._proc = subprocess.Popen(["ip", "-n", ns.name, "monitor", "route"], stdout=subprocess.PIPE, text=True)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        # Listening once a route made now is heard (the first timed run starts after this); ip
-        # monitor subscribes some time after it started, so the route is made until it is heard.
-        for _ in range(50):
-            ns.ip("route", "add", "198.51.100.1/32", "dev", link)
-            ns.ip("route", "del", "198.51.100.1/32", "dev", link)
-            try:
-                self._wait(lambda: self.times, 0.2)
-                break
-            except BenchError:
-                continue
-        self._wait(lambda: self.times)
-        self.times.clear()
+    def added() -> list[float]:
+        return [t for t, line in zip(monitor.times, monitor.lines)
+                if t >= starts[0] and not line.startswith("Deleted") and needle in line + " "]
 
-    def _read(self) -> None:
-        for line in self._proc.stdout:
-            if not line.startswith("Deleted") and self._needle in line.rstrip("\n") + " ":
-                self.times.append(time.monotonic())
-
-    def _wait(self, done, seconds: float = 5.0) -> None:
-        deadline = time.monotonic() + seconds
-        while not done():
-            if time.monotonic() > deadline:
-                raise BenchError("ip monitor route did not hear the routes the hooks installed")
-            time.sleep(0.01)
-
-    def last_after(self, starts: list[float], count: int) -> list[float]:
-        """For each start, how long until the `count`th route added after it (and before the next start)."""
-        self._wait(lambda: len([t for t in self.times if t >= starts[0]]) >= count * len(starts))
-        found = []
-        for start, end in zip(starts, starts[1:] + [float("inf")]):
-            mine = [t for t in self.times if start <= t < end]
-            if len(mine) < count:
-                raise BenchError(f"ip monitor route heard {len(mine)} routes after a hook, not {count}")
-            found.append(mine[count - 1] - start)
-        return found
-
-    def close(self) -> None:
-        self._proc.terminate()
-        self._proc.wait()
+    deadline = time.monotonic() + 5.0
+    while len(added()) < count * len(starts):
+        if time.monotonic() > deadline:
+            raise BenchError("ip monitor route did not hear the routes the hooks installed")
+        time.sleep(0.01)
+    heard = added()
+    found = []
+    for start, end in zip(starts, starts[1:] + [float("inf")]):
+        mine = [t for t in heard if start <= t < end]
+        if len(mine) < count:
+            raise BenchError(f"ip monitor route heard {len(mine)} routes after a hook, not {count}")
+        found.append(mine[count - 1] - start)
+    return found
 
 
 def _digest(store: str) -> dict[str, str]:
