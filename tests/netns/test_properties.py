@@ -161,7 +161,11 @@ def test_a_peer_is_accepted_exactly_when_it_is_a_canonical_unicast_dotted_quad(t
 @given(st.one_of(
     st.builds(lambda a, p: f"{a}/{p}", near_ipv4, st.one_of(st.integers(-2, 40).map(str), st.text(max_size=4))),
     v4_networks.map(str), v6_networks.map(str), st.text(max_size=30),
-    st.builds(lambda net, plen: f"{net.network_address + 1}/{plen}", v4_networks, st.integers(0, 31))))
+    # The lowest bit set, not `+ 1`: 255.255.255.255 + 1 does not exist.
+    st.builds(lambda net, plen: f"{ipaddress.IPv4Address(int(net.network_address) | 1)}/{plen}",
+              v4_networks, st.integers(0, 31))))
+@example("255.255.255.255/31")
+@example("10.0.0.1/24")
 def test_a_destination_is_accepted_exactly_when_it_is_a_canonical_network(text):
     try:
         expected = ipaddress.ip_network(text, strict=True) if text.isascii() and "/" in text else None
