@@ -36,41 +36,93 @@ l2t_pick_dir() {
     if [ -z "$l2t_dir" ] || [ -n "${SUDO_UID:-}${SUDO_USER:-}" ]; then l2t_dir=$2; fi
 }
 
-# True when the settings file $1 is absent, or is one policy.load_config reads without an
-# error: a regular file (no link) owned by root and writable by root only, at most 64 KiB,
-# of ASCII lines that are blank, a # comment or a key = value policy.parse_config takes, each
-# key once. Conservative: whatever this cannot vouch for goes to the Python CLI, which says
-# what is wrong with it.
+# Sets l2t_mode_N, l2t_uid_N and l2t_size_N (N = 1, 2, ...) to the mode, owner and size of
+# each path given, in order, from one `ls` (sh has no builtin for them). False unless ls
+# described each path on one line (a name with a newline in it is not taken).
+l2t_stat() {
+    l2t_long=$(LC_ALL=C ls -ldnU -- "$@" 2>/dev/null) || return 1
+    l2t_i=0
+    while read -r l2t_m l2t_n l2t_u l2t_g l2t_s l2t_rest; do
+        l2t_i=$((l2t_i + 1))
+        eval "l2t_mode_$l2t_i=\$l2t_m l2t_uid_$l2t_i=\$l2t_u l2t_size_$l2t_i=\$l2t_s"
+    done <<EOF
+$l2t_long
+EOF
+    [ "$l2t_i" -eq $# ]
+}
+
+# Calls $3 with each line of file $1 (of size $2 by l2t_stat, at most 64 KiB), the last one
+# also when it has no newline; false as soon as $3 is. The shell reads the lines itself (the
+# panel runs this twice per row, and a process costs a millisecond): the bytes read summing
+# to the size proves that none was dropped (a NUL) or counted into a wider character.
+l2t_each_line() {
+    [ "$2" -le 65536 ] || return 1
+    l2t_bytes=0
+    while l2t_eol=1 && IFS= read -r l2t_line || { l2t_eol=0 && [ -n "$l2t_line" ]; }; do
+        l2t_bytes=$((l2t_bytes + ${#l2t_line} + l2t_eol))
+        "$3" "$l2t_line" || return 1
+    done <"$1" || return 1
+    [ "$l2t_bytes" -eq "$2" ]
+}
+
+# Sets l2t_text to file $1 of size $2 as the Python CLI prints it: as it is, with a final
+# newline where it has none. False where l2t_each_line cannot vouch for every byte.
+l2t_read_text() {
+    l2t_text=
+    l2t_each_line "$1" "$2" l2t_add_line
+}
+
+l2t_add_line() {
+    l2t_text="$l2t_text$1
+"
+}
+
+# True when the settings file $1, with mode $2, owner $3 and size $4 by l2t_stat, is one
+# policy.load_config reads without an error: a regular file (no link) owned by root and
+# writable by root only, at most 64 KiB, of ASCII lines that are blank, a # comment or a
+# key = value policy.parse_config takes, each key once. Conservative: whatever this cannot
+# vouch for goes to the Python CLI, which says what is wrong with it.
 l2t_settings_plain() {
-    [ -e "$1" ] || [ -h "$1" ] || return 0
     [ -f "$1" ] && [ ! -h "$1" ] && [ -r "$1" ] || return 1
-    l2t_long=$(LC_ALL=C ls -ldn -- "$1") || return 1
-    # shellcheck disable=SC2086  # the fields of ls -n: mode, links, uid, gid, size
-    set -- "$1" $l2t_long
     case $2 in ?????w* | ????????w*) return 1 ;; esac
-    [ "$4" = 0 ] && [ "$6" -le 65536 ] || return 1
-    LC_ALL=C awk '
-        /[^\t -~]/ { exit 1 }
-        { line = $0; sub(/^[ \t]+/, "", line); sub(/[ \t]+$/, "", line) }
-        line == "" || line ~ /^#/ { next }
-        {
-            eq = index(line, "="); if (!eq) exit 1
-            key = substr(line, 1, eq - 1); sub(/[ \t]+$/, "", key)
-            value = substr(line, eq + 1); sub(/^[ \t]+/, "", value)
-            if (key in seen) exit 1
-            seen[key] = 1
-            if (key == "panel_users") {
-                n = split(value, users, /[ \t,]+/); good = 0
-                for (i = 1; i <= n; i++) {
-                    if (users[i] == "") continue
-                    if (users[i] !~ /^[A-Za-z_][A-Za-z0-9_.-]*$/ || length(users[i]) > 32) exit 1
-                    good++
-                }
-                if (!good) exit 1
-            } else if (key == "min_prefix" || key == "min_prefix6") {
-                if (value !~ /^[0-9][0-9]?[0-9]?$/ || value + 0 < 1 || value + 0 > (key == "min_prefix" ? 32 : 128)) exit 1
-            } else exit 1
-        }' "$1"
+    [ "$3" = 0 ] || return 1
+    l2t_keys=" "
+    l2t_each_line "$1" "$4" l2t_setting_line
+}
+
+# True when line $1 of the settings file is one policy.parse_config takes (see above); keys
+# already seen are in l2t_keys.
+l2t_setting_line() {
+    case $1 in *[!\	\ -~]*) return 1 ;; esac
+    l2t_l=${1#"${1%%[!	 ]*}"}
+    l2t_l=${l2t_l%"${l2t_l##*[!	 ]}"}
+    case $l2t_l in "" | "#"*) return 0 ;; *=*) ;; *) return 1 ;; esac
+    l2t_key=${l2t_l%%=*}
+    l2t_key=${l2t_key%"${l2t_key##*[!	 ]}"}
+    l2t_value=${l2t_l#*=}
+    l2t_value=${l2t_value#"${l2t_value%%[!	 ]*}"}
+    case $l2t_keys in *" $l2t_key "*) return 1 ;; esac
+    l2t_keys="$l2t_keys$l2t_key "
+    case $l2t_key in
+    panel_users)
+        # shellcheck disable=SC2086  # split into the names, without globbing
+        set -f && l2t_ifs=$IFS && IFS=' 	,' && set -- $l2t_value && IFS=$l2t_ifs && set +f
+        l2t_users=0
+        for l2t_user; do  # an empty field (two commas) is no name, as in parse_config
+            case $l2t_user in "") continue ;; [!A-Za-z_]* | *[!A-Za-z0-9_.-]*) return 1 ;; esac
+            [ ${#l2t_user} -le 32 ] || return 1
+            l2t_users=$((l2t_users + 1))
+        done
+        [ "$l2t_users" -ge 1 ]
+        ;;
+    min_prefix | min_prefix6)
+        case $l2t_value in [0-9] | [0-9][0-9] | [0-9][0-9][0-9]) ;; *) return 1 ;; esac
+        l2t_top=32
+        [ "$l2t_key" = min_prefix ] || l2t_top=128
+        [ "$l2t_value" -ge 1 ] && [ "$l2t_value" -le "$l2t_top" ]
+        ;;
+    *) return 1 ;;
+    esac
 }
 
 # True when systemd's l2tproute-worker.path starts the worker for the spool under $1 (it

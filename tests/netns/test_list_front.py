@@ -160,6 +160,23 @@ def front_alone(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def front_shell_only(front_alone):
+    """front_alone without its sed: what it prints, the shell read and printed itself."""
+    sed = "LC_ALL=C exec sed -e '$a\\' -- \"$file\""
+    text = front_alone.read_text()
+    assert text.count(sed) == 1
+    shell_only = front_alone.with_name("l2tp-routectl-shell-only")
+    shell_only.write_text(text.replace(sed, "exec /bin/false"))
+    shell_only.chmod(0o755)
+    return shell_only
+
+
+def shell_vouches_for(data: bytes) -> bool:
+    """What the front prints by the shell alone: no NUL (sh drops it), at most 64 KiB."""
+    return b"\0" not in data and len(data) <= 65536
+
+
+@pytest.fixture(scope="module")
 def front_echo(tmp_path_factory):
     """The front with a CLI that prints the arguments it got, each in brackets, and exits 3:
     what the front hands over, and that it hands it over unchanged."""
@@ -199,7 +216,7 @@ def every_peer(store: Path) -> list:
 
 
 def test_list_peer_of_every_file_in_the_store_is_answered_by_the_front_as_the_cli_does(fronts, front_alone,
-                                                                                      mixed_store):
+                                                                                      front_shell_only, mixed_store):
     odd = {"10.255.10.30", "10.255.10.31", "10.255.10.32"}  # a symlink, a directory, a fifo
     for index, peer in enumerate(every_peer(mixed_store)):
         # The `--peer=` spelling on every fourth file and the odd ones: each comparison starts Python once.
@@ -213,6 +230,12 @@ def test_list_peer_of_every_file_in_the_store_is_answered_by_the_front_as_the_cl
                 assert python[0] == 0 and python[2] == b"", (argv, python)
                 assert python[1].startswith(f"Routes for peer {peer}:\n".encode()), argv
                 assert answered_alone(front_alone, argv) == python, argv
+                # Printed by the shell itself where it can vouch for every byte; by sed otherwise.
+                shell = answered_alone(front_shell_only, argv)
+                if shell_vouches_for((mixed_store / f"{peer}.routes").read_bytes()):
+                    assert shell == python, argv
+                else:
+                    assert shell == (1, f"Routes for peer {peer}:\n".encode(), b""), argv
 
 
 def test_a_peer_without_a_file_is_answered_by_the_front(fronts, front_alone, mixed_store):
@@ -311,6 +334,10 @@ BAD_SETTINGS = {
     "prefix of 4 digits": lambda path: path.write_text("min_prefix = 0008\n"),
     "bad user": lambda path: path.write_text("panel_users = www-data, 9lives\n"),
     "no user": lambda path: path.write_text("panel_users = ,\n"),
+    "only empty names": lambda path: path.write_text("panel_users = , ,,\t,\n"),
+    "a name too long": lambda path: path.write_text("panel_users = " + "a" * 33 + "\n"),
+    "a name to glob": lambda path: path.write_text("panel_users = *\n"),
+    "no final newline": lambda path: path.write_text("min_prefix = 8\nmin_prefix6 = 0"),
     "not ascii": lambda path: path.write_bytes("panel_users = www-dätä\n".encode()),
     "too big": lambda path: path.write_text("#" * 70000 + "\n"),
     "group-writable": lambda path: os.chmod(path, 0o664),
@@ -324,6 +351,8 @@ GOOD_SETTINGS = {
     "the defaults": "panel_users = www-data\nmin_prefix = 8\nmin_prefix6 = 32\n",
     "comments and spaces": "# x\n\n   \t\n  panel_users=www-data ,apache,\t nginx  \n min_prefix6 = 128\n",
     "prefix 010": "min_prefix = 010\n",
+    "empty names between commas": "panel_users = ,www-data,,apache,\n",
+    "no final newline": "min_prefix = 8\nmin_prefix6 = 64",
     "none": None,
 }
 
@@ -336,10 +365,12 @@ def test_under_sudo_a_settings_file_the_cli_refuses_is_left_to_the_cli(fronts, f
     assert python[0] == 2 and python[2].startswith(b"l2tp-routectl: error: ") and python[1] == b"", python
     assert under_sudo(root, fronts.routectl, argv) == python
     assert under_sudo(root, front_alone, argv) == (1, b"", b"")  # handed over: /bin/false answered
+    # A peer without a file as well: no "No routes found" before the settings are vouched for.
+    assert under_sudo(root, front_alone, ["list", "--peer", "10.255.10.99"]) == (1, b"", b"")
 
 
 @pytest.mark.parametrize("text", GOOD_SETTINGS.values(), ids=GOOD_SETTINGS.keys())
-def test_under_sudo_settings_the_cli_takes_let_the_front_answer(front_alone, root, text):
+def test_under_sudo_settings_the_cli_takes_let_the_front_answer(front_alone, front_shell_only, root, text):
     path = root.etc / "l2tproute.conf"
     if text is None:
         path.unlink()
@@ -349,6 +380,29 @@ def test_under_sudo_settings_the_cli_takes_let_the_front_answer(front_alone, roo
     python = under_sudo(root, routectl_path(), argv)
     assert python == (0, b"Routes for peer 10.255.10.1:\n" + SUDO_FILE, b"")
     assert under_sudo(root, front_alone, argv) == python
+    assert under_sudo(root, front_shell_only, argv) == python  # the shell read both files itself
+    assert under_sudo(root, front_alone, ["list", "--peer", "10.255.10.99"]) == \
+        (0, b"No routes found for peer: 10.255.10.99\n", b"")
+
+
+#: Settings the CLI takes but the front does not vouch for (it checks bytes a shell reads
+#: alike everywhere): handed over, so the answer is still the CLI's.
+UNVOUCHED_SETTINGS = {
+    "a NUL in a comment": b"# a\x00b\nmin_prefix = 8\n",
+    "CR LF line ends": b"panel_users = www-data\r\nmin_prefix = 8\r\n",
+    "a form feed": b"min_prefix = 8\x0c\n",
+}
+
+
+@pytest.mark.parametrize("data", UNVOUCHED_SETTINGS.values(), ids=UNVOUCHED_SETTINGS.keys())
+def test_under_sudo_settings_the_front_cannot_vouch_for_are_answered_by_the_cli(fronts, front_alone, root, data):
+    path = root.etc / "l2tproute.conf"
+    path.write_bytes(data)
+    argv = ["list", "--peer", "10.255.10.1"]
+    python = under_sudo(root, routectl_path(), argv)
+    assert python == (0, b"Routes for peer 10.255.10.1:\n" + SUDO_FILE, b"")
+    assert under_sudo(root, fronts.routectl, argv) == python
+    assert under_sudo(root, front_alone, argv) == (1, b"", b"")  # handed over: /bin/false answered
 
 
 def test_a_missing_store_and_a_completion_request_are_left_to_the_cli(fronts, front_alone, store_dir, tmp_path):
