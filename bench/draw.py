@@ -93,8 +93,8 @@ def measure_storm(tool: launcher.Tool, workdir: str, hooks: int, log) -> dict:
         counter = RouteCounter(ns)
         try:
             # measures.storm drops the sessions (the kernel takes their routes with the links), adds them again.
-            result = M.storm(tool, ns, store, os.path.join(workdir, "run-storm"), range(hooks), range(hooks),
-                             PER_PEER, workdir)
+            run_dir = scale.run_dir(os.path.join(workdir, "run-storm"))
+            result = M.storm(tool, ns, store, run_dir, range(hooks), range(hooks), PER_PEER, workdir)
         finally:
             events = counter.close()
     finally:
@@ -182,6 +182,7 @@ def main() -> int:
                   file=sys.stderr)
             return 2
         log = lambda text: print(f"draw: {text}", file=sys.stderr, flush=True)  # noqa: E731
+        scale.private_mounts()
         workdir = tempfile.mkdtemp(prefix="l2tdraw-")
         try:
             tool = launcher.prepare(workdir)
@@ -194,6 +195,7 @@ def main() -> int:
             print(f"bench/draw.py: error: {exc}", file=sys.stderr)
             return 1
         finally:
+            scale.release_run_dirs()
             shutil.rmtree(workdir, ignore_errors=True)
         os.makedirs(os.path.dirname(args.data) or ".", exist_ok=True)
         with open(args.data, "w") as handle:

@@ -103,7 +103,7 @@ def _rows(size: Size, tool: launcher.Tool, workdir: str, log) -> list[M.Row]:
                           f"ip monitor route: {lines} lines", "-", "<= 0.5 s, 0 lines",
                           quiet <= 0.5 and lines == 0))
 
-        run_dir = os.path.join(workdir, "run")
+        run_dir = scale.run_dir(os.path.join(workdir, "run"))
         log(f"ip-up hook with {n} other sessions up")
         hook = M.hook_single(tool, ns, store, run_dir, n, per, size.hook_runs)
         returned, done, arrived = median(hook["returned"]), median(hook["done"]), median(hook["in_kernel"])
@@ -128,7 +128,8 @@ def _rows(size: Size, tool: launcher.Tool, workdir: str, log) -> list[M.Row]:
         ns.close()
 
         log(f"flap storm: {size.flappers} up-down-up, {size.leavers} down, {size.reused} link names reused")
-        flap = M.flap(tool, workdir, os.path.join(workdir, "store-flap"), os.path.join(workdir, "run-flap"),
+        flap = M.flap(tool, workdir, os.path.join(workdir, "store-flap"),
+                      scale.run_dir(os.path.join(workdir, "run-flap")),
                       size.flappers, size.leavers, size.reused, per)
         rows.append(M.Row(f"flap storm: {flap['links']} links at once", M.sec(flap["done"]),
                           f"{flap['expected']} routes as stored, 0 stale, foreign and files untouched", "-",
@@ -187,6 +188,7 @@ def main() -> int:
         print("bench/run.py: error: run as root (it creates network namespaces)", file=sys.stderr)
         return 2
     log = (lambda text: None) if args.quiet else (lambda text: print(f"bench: {text}", file=sys.stderr, flush=True))
+    scale.private_mounts()
     workdir = tempfile.mkdtemp(prefix="l2tb-")
     load_before = _load()
     try:
@@ -196,6 +198,7 @@ def main() -> int:
         print(f"bench/run.py: error: {exc}", file=sys.stderr)
         return 1
     finally:
+        scale.release_run_dirs()
         shutil.rmtree(workdir, ignore_errors=True)
     print(render(rows, args.size, tool, load_before))
     return 0

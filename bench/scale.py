@@ -7,6 +7,7 @@ raw `ip -batch` baseline can be written without asking the tool anything.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -74,6 +75,40 @@ class Namespace:
 
     def close(self) -> None:
         ip("netns", "del", self.name, check=False)
+
+
+_CLONE_NEWNS = 0x00020000
+
+
+def private_mounts() -> None:
+    """Gives this process, and all it starts from now on, a mount namespace of its own: the
+    tmpfs of run_dir goes with the process however it ends, and the host's mounts never
+    change. Call it while the process has one thread (unshare(2) refuses CLONE_NEWNS then)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(_CLONE_NEWNS) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"unshare(CLONE_NEWNS): {os.strerror(errno)}")
+    subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+
+
+def run_dir(path: str) -> str:
+    """A run directory for the hooks (spool, seq, lock) on a tmpfs of its own, as /run is on
+    every server: this machine's /run and /tmp are on ext4, where a storm's hooks, rewriting
+    the seq files an earlier measure had left, returned in a median 19 ms against 11 ms on a
+    tmpfs (four storms of 2,000 hooks each way). Needs private_mounts() first."""
+    os.makedirs(path)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=64m", "l2tb-run", path], check=True)
+    _RUN_DIRS.append(path)
+    return path
+
+
+def release_run_dirs() -> None:
+    """Unmounts every run_dir, so that the scratch directory holding them can be removed."""
+    while _RUN_DIRS:
+        subprocess.run(["umount", _RUN_DIRS.pop()], check=False)
+
+
+_RUN_DIRS: list[str] = []
 
 
 def expected_routes(indexes, per_peer: int) -> set:
