@@ -131,14 +131,31 @@ l2t_worker_by_systemd() {
     [ "$1" = /run/l2tproute ] && [ -d /run/systemd/system ] && [ -e /etc/systemd/system/l2tproute-worker.path ]
 }
 
+# True when the worker that holds the lock under $1 runs: $1/worker.running names it by PID
+# and start time, written by the subshell below as it took the lock (exec makes it the
+# worker, same PID and start time) and by the worker on each pass, and removed by the worker
+# before it lets go of the lock and looks at the spool once more
+# (l2tproute/fronts/worker.py). An event spooled while that file names a live process is
+# seen by that look, so the caller starts nobody, and runs no flock: a fork and a process,
+# a quarter of a hook's CPU in a reconnect storm. A dead or another process, or garbage:
+# false, and flock decides as before.
+l2t_worker_running() {
+    read -r l2t_wpid l2t_wstart 2>/dev/null <"$1/worker.running" || return 1
+    case $l2t_wpid in "" | *[!0-9]*) return 1 ;; esac
+    l2t_proc_stat "$l2t_wpid" && [ "$l2t_pid $l2t_start" = "$l2t_wpid $l2t_wstart" ]
+}
+
 # Starts the hooks' worker $2 for the spool under $1 in the background, unless one runs
 # (it holds the lock and looks at the spool again before it exits) or systemd starts it.
 # The worker gets no descriptor of the caller, so nobody waiting for the caller's output
 # (a pipe to logger, sudo, OpenVPN) waits for the worker.
 l2t_start_worker() {
     ! l2t_worker_by_systemd "$1" || return 0
+    ! l2t_worker_running "$1" || return 0
     (
-        exec 9>>"$1/worker.lock" && flock -n 9 && exec "$2" --lock-fd 9
+        exec 9>>"$1/worker.lock" && flock -n 9 || exit 0
+        ! l2t_proc_stat self || echo "$l2t_pid $l2t_start" >|"$1/worker.running"
+        exec "$2" --lock-fd 9
     ) </dev/null >/dev/null 2>&1 &
 }
 
@@ -179,16 +196,26 @@ l2t_is_netns() {
 l2t_boot_mark() {
     l2t_mark=
     read -r l2t_boot </proc/sys/kernel/random/boot_id 2>/dev/null || return 1
-    read -r l2t_stat </proc/1/stat 2>/dev/null || return 1
     case $l2t_boot in "" | *[!0-9a-f-]*) return 1 ;; esac
-    # The fields after PID 1's command name (which may hold spaces): its start time is the 20th.
+    l2t_proc_stat 1 || return 1
+    l2t_mark="$l2t_boot $l2t_start"
+}
+
+# Sets l2t_pid and l2t_start to the PID and the start time (clock ticks after boot) of process
+# $1, a PID or `self` (whoever reads it: a builtin here reads for this very process), from
+# /proc/$1/stat. Builtins only.
+l2t_proc_stat() {
+    l2t_pid= l2t_start=
+    read -r l2t_stat 2>/dev/null <"/proc/$1/stat" || return 1
+    l2t_pid=${l2t_stat%% *}
+    # The fields after the command name (which may hold spaces): the start time is the 20th.
     l2t_stat=${l2t_stat##*) }
-    # shellcheck disable=SC2086  # split into the fields of /proc/1/stat
+    # shellcheck disable=SC2086  # split into the fields of /proc/PID/stat
     set -- $l2t_stat
     [ $# -ge 20 ] || return 1
     eval "l2t_start=\${20}"
+    case $l2t_pid in "" | *[!0-9]*) return 1 ;; esac
     case $l2t_start in "" | *[!0-9]*) return 1 ;; esac
-    l2t_mark="$l2t_boot $l2t_start"
 }
 
 # Sets l2t_name to the spool name of one event: NETNS,IFACE,SEQ,KIND and the kind's fields

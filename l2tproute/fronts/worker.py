@@ -5,7 +5,8 @@ descriptor, so at most one starts per burst) or, where systemd runs, by
 l2tproute-worker.path whenever the spool is not empty. Each pass takes every pending
 event, handles them together (hook.handle: one kernel read, one batch) and removes
 them. After it lets go of the lock it looks once more: an event spooled while it was
-finishing found the lock taken and started nobody, so this worker takes it.
+finishing found the lock taken, or this worker named in worker.running, and started
+nobody, so this worker takes it.
 
 Every event names the network namespace its hook ran in; each namespace's events are
 handled inside that namespace (netns.entered: `ip` and /proc/sys/net are then that
@@ -118,14 +119,22 @@ def run(spool: Spool, ctx: Context, log: Log, held_fd: int | None, proc_sys: str
     else:
         fd = held_fd
     handled = 0
+    held = True
     try:
         while True:
+            spool.mark_running()
             result = drain(spool, ctx, log, proc_sys)
             handled += result.handled
+            # Cleared while the lock is held, before the look below: see Spool.mark_running.
+            spool.clear_running()
             fcntl.flock(fd, fcntl.LOCK_UN)
+            held = False
             if result.stuck or spool.is_empty() or not _lock(fd, wait=False):
                 return handled
+            held = True
     finally:
+        if held:  # another worker may hold the lock, and its own mark, once this one let go
+            spool.clear_running()
         os.close(fd)
 
 

@@ -41,6 +41,9 @@ from l2tproute.system.settings import setting
 SPOOL = "spool"
 SEQ = "seq"
 WORKER_LOCK = "worker.lock"
+#: Names the worker that holds WORKER_LOCK, by PID and start time (lib/l2tproute.sh,
+#: l2t_worker_running): a hook that finds it alive needs no flock.
+WORKER_RUNNING = "worker.running"
 UP = "up"
 DOWN = "down"
 
@@ -144,6 +147,7 @@ class Spool:
         self.run_dir = run_dir
         self.directory = os.path.join(run_dir, SPOOL)
         self.lock_path = os.path.join(run_dir, WORKER_LOCK)
+        self.running_path = os.path.join(run_dir, WORKER_RUNNING)
 
     def pending(self) -> Pending:
         events, rejected, vpn = [], [], []
@@ -177,6 +181,25 @@ class Spool:
         if owner != os.geteuid():
             raise InputError(f"spool entry {name[:80]} was written by uid {owner}, not by the pppd hook")
 
+    def mark_running(self) -> None:
+        """Names this process as the worker holding the lock. Only the holder calls it, and
+        clears it before letting go of the lock: a hook that read it before then has its event
+        seen by the worker's look at the spool after. Not written (a read-only run directory)
+        costs hooks only their flock."""
+        pid, start = _own_pid_and_start()
+        temporary = f"{self.running_path}.{pid}"
+        try:
+            with open(temporary, "w") as handle:
+                handle.write(f"{pid} {start}\n")
+            os.replace(temporary, self.running_path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+
+    def clear_running(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.running_path)
+
     def is_empty(self) -> bool:
         try:
             return not any(not name.startswith(".") for name in os.listdir(self.directory))
@@ -190,3 +213,11 @@ class Spool:
     def done(self, events: list) -> None:
         for event in events:
             self.discard(event.name)
+
+
+def _own_pid_and_start() -> tuple[int, str]:
+    """This process's PID and start time (clock ticks after boot) as /proc/self/stat gives
+    them: the fields after the command name (which may hold spaces), the start time the 20th."""
+    with open("/proc/self/stat") as handle:
+        text = handle.read()
+    return os.getpid(), text[text.rindex(")") + 2:].split()[19]
