@@ -79,7 +79,7 @@ def wait_for_worker(run_dir: Path, limit: float = 120) -> None:
     deadline = time.monotonic() + limit
     lock = run_dir / "worker.lock"
     while time.monotonic() < deadline:
-        if not spooled(run_dir) and (not lock.exists() or _lock_is_free(lock)):
+        if not spooled(run_dir) and (not lock.exists() or lock_is_free(lock)):
             return
         time.sleep(0.05)
     raise AssertionError(f"the worker did not drain {run_dir} within {limit:g} s: {spooled(run_dir)[:5]}")
@@ -90,13 +90,13 @@ def wait_worker_running(run_dir: Path, limit: float = 60) -> None:
     deadline = time.monotonic() + limit
     lock = run_dir / "worker.lock"
     while time.monotonic() < deadline:
-        if lock.exists() and not _lock_is_free(lock):
+        if lock.exists() and not lock_is_free(lock):
             return
         time.sleep(0.02)
     raise AssertionError(f"no worker took {lock} within {limit:g} s")
 
 
-def _lock_is_free(path: Path) -> bool:
+def lock_is_free(path: Path) -> bool:
     fd = os.open(path, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

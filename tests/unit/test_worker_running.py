@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from fronts import lock_is_free
 
 from l2tproute.fronts import worker
 from l2tproute.system.spool import WORKER_RUNNING, Spool
@@ -118,17 +119,6 @@ def test_a_held_lock_without_a_mark_still_starts_nobody(fake):
     assert not (run_dir / WORKER_RUNNING).exists()
 
 
-def lock_is_free(path: str) -> bool:
-    fd = os.open(path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-    return True
-
-
 def test_the_worker_marks_each_pass_and_clears_the_mark_holding_the_lock_before_its_last_look(tmp_path, monkeypatch):
     spool = Spool(str(tmp_path))
     os.makedirs(spool.directory)
@@ -146,7 +136,7 @@ def test_the_worker_marks_each_pass_and_clears_the_mark_holding_the_lock_before_
     real_clear = Spool.clear_running
 
     def clear(self):
-        cleared_free.append(lock_is_free(self.lock_path))
+        cleared_free.append(lock_is_free(Path(self.lock_path)))
         real_clear(self)
 
     monkeypatch.setattr(worker, "drain", drain)
@@ -168,4 +158,4 @@ def test_a_worker_that_fails_leaves_no_mark(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         worker.run(spool, None, lambda *a: None, held_fd=None)
     assert not os.path.exists(spool.running_path)
-    assert lock_is_free(spool.lock_path)
+    assert lock_is_free(Path(spool.lock_path))
