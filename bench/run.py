@@ -32,6 +32,8 @@ import peruser  # noqa: E402
 import scale  # noqa: E402
 from timing import median  # noqa: E402
 
+from l2tproute.core import constants as C  # noqa: E402
+
 
 @dataclass(frozen=True)
 class Size:
@@ -169,11 +171,19 @@ def render(rows: list[M.Row], size_name: str, tool: launcher.Tool, load_before: 
     body = [[r.measure, r.ours, r.baseline, r.ratio, r.target, r.verdict] for r in rows]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    lines += ["", f"Reproduce: python3 bench/run.py --size {size_name}",
+    chosen = os.environ.get(C.IP_BINARY_ENV)
+    prefix = f"{C.IP_BINARY_ENV}={chosen} " if chosen else ""
+    lines += ["", f"Reproduce: {prefix}python3 bench/run.py --size {size_name}",
               f"Measured: {tool.what}; {os.cpu_count()} CPUs, Python {_version_of(tool.python)}, "
-              f"kernel {platform.release()}; load average (1/5/15 min) {load_before} before, {_load()} after; "
+              f"kernel {platform.release()}; the tool's ip: {_ip_version(chosen or 'ip')} (the floor's: "
+              f"{_ip_version('ip')}); load average (1/5/15 min) {load_before} before, {_load()} after; "
               "medians of runs taken in turn."]
     return "\n".join(lines)
+
+
+def _ip_version(program: str) -> str:
+    done = subprocess.run([program, "-V"], capture_output=True, text=True)
+    return done.stdout.strip().replace("ip utility, ", "") or "unknown"
 
 
 def main() -> int:

@@ -118,8 +118,13 @@ def expected_routes(indexes, per_peer: int) -> set:
 
 def store_env(store: str) -> dict[str, str]:
     """The variables that point the tool at a benchmark's store, and at a cache directory of that
-    store alone: a server has one store, and the host's /var/cache/l2tproute is not the bench's."""
-    return {C.STORE_DIR_ENV: store, C.CACHE_DIR_ENV: store.rstrip("/") + ".cache"}
+    store alone: a server has one store, and the host's /var/cache/l2tproute is not the bench's.
+    An `ip` the bench was started with (L2TP_IP_BINARY, e.g. iproute2 4.15's) goes to the hooks
+    too, whose environment is otherwise pppd's empty one."""
+    env = {C.STORE_DIR_ENV: store, C.CACHE_DIR_ENV: store.rstrip("/") + ".cache"}
+    if os.environ.get(C.IP_BINARY_ENV):
+        env[C.IP_BINARY_ENV] = os.environ[C.IP_BINARY_ENV]
+    return env
 
 
 def write_store(directory: str, indexes, per_peer: int) -> dict[str, bytes]:
