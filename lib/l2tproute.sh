@@ -142,7 +142,9 @@ l2t_worker_by_systemd() {
 l2t_worker_running() {
     read -r l2t_wpid l2t_wstart 2>/dev/null <"$1/worker.running" || return 1
     case $l2t_wpid in "" | *[!0-9]*) return 1 ;; esac
-    l2t_proc_stat "$l2t_wpid" && [ "$l2t_pid $l2t_start" = "$l2t_wpid $l2t_wstart" ]
+    l2t_proc_stat "$l2t_wpid" && [ "$l2t_pid $l2t_start" = "$l2t_wpid $l2t_wstart" ] || return 1
+    # A worker that died is a zombie until reaped (by a PID 1 that may take its time).
+    case $l2t_state in Z | X | x) return 1 ;; esac
 }
 
 # Starts the hooks' worker $2 for the spool under $1 in the background, unless one runs
@@ -201,11 +203,11 @@ l2t_boot_mark() {
     l2t_mark="$l2t_boot $l2t_start"
 }
 
-# Sets l2t_pid and l2t_start to the PID and the start time (clock ticks after boot) of process
-# $1, a PID or `self` (whoever reads it: a builtin here reads for this very process), from
-# /proc/$1/stat. Builtins only.
+# Sets l2t_pid, l2t_state and l2t_start to the PID, the state letter and the start time
+# (clock ticks after boot) of process $1, a PID or `self` (whoever reads it: a builtin here
+# reads for this very process), from /proc/$1/stat. Builtins only.
 l2t_proc_stat() {
-    l2t_pid= l2t_start=
+    l2t_pid= l2t_state= l2t_start=
     read -r l2t_stat 2>/dev/null <"/proc/$1/stat" || return 1
     l2t_pid=${l2t_stat%% *}
     # The fields after the command name (which may hold spaces): the start time is the 20th.
@@ -213,6 +215,7 @@ l2t_proc_stat() {
     # shellcheck disable=SC2086  # split into the fields of /proc/PID/stat
     set -- $l2t_stat
     [ $# -ge 20 ] || return 1
+    l2t_state=$1
     eval "l2t_start=\${20}"
     case $l2t_pid in "" | *[!0-9]*) return 1 ;; esac
     case $l2t_start in "" | *[!0-9]*) return 1 ;; esac

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,15 @@ def test_a_mark_counts_only_when_it_names_a_live_process_by_pid_and_start_time(t
     gone.wait()
     mark.write_text(f"{gone.pid} {start_time(sleeper.pid)}\n")
     assert not running(tmp_path)
+    # Exited but not reaped yet (a zombie keeps its PID and start time in /proc).
+    zombie = subprocess.Popen(["true"])
+    try:
+        while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            time.sleep(0.01)
+        mark.write_text(f"{zombie.pid} {start_time(zombie.pid)}\n")
+        assert not running(tmp_path)
+    finally:
+        zombie.wait()
     for garbage in ("", "\n", f"{sleeper.pid}\n", f"{sleeper.pid} {start_time(sleeper.pid)} x\n",
                     f"../{sleeper.pid} {start_time(sleeper.pid)}\n", f"self {start_time(sleeper.pid)}\n",
                     f"{sleeper.pid}/task/{sleeper.pid} {start_time(sleeper.pid)}\n", "1 -\n"):
