@@ -303,8 +303,12 @@ def test_sigkill_at_random_moments_tears_nothing_and_leaves_no_lock(tmp_path, ne
             scale[mode] = min(1.0, scale[mode] * 1.1)
         else:
             stats["finished before the kill"] += 1
-            # The machine got faster than at calibration (load comes and goes): aim earlier.
-            scale[mode] *= 0.7
+            if outcome["reached"]:
+                # The machine got faster than at calibration (load comes and goes): aim earlier.
+                # A command that ended without reaching the lock or a write (a del of a line
+                # that is not there) says nothing of the kind: aiming earlier after those left
+                # every kill before the commit, and no kill after it (seeds 1 and 77272).
+                scale[mode] *= 0.7
             assert outcome["status"] == 0, (where, outcome)
 
         names = os.listdir(store)
