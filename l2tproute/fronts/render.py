@@ -208,9 +208,9 @@ def list_peer_doc(peer: IPv4Address, data: bytes) -> dict:
 # -- status ---------------------------------------------------------------------------
 
 def status_summary(report: StatusReport) -> str:
+    """One line, first on the output, as monitoring plugins expect."""
     from l2tproute.ops.status import STATES
 
-    """One line, first on the output, as monitoring plugins expect."""
     counts = report.counts()
     connected = sum(1 for p in report.peers if p.connected)
     peers = f"{len(report.peers)} peer{'s' if len(report.peers) != 1 else ''} ({connected} connected)"
