@@ -162,7 +162,7 @@ def front_alone(tmp_path_factory):
 @pytest.fixture(scope="module")
 def front_shell_only(front_alone):
     """front_alone without its sed: what it prints, the shell read and printed itself."""
-    sed = "LC_ALL=C exec sed -e '$a\\' -- \"$file\""
+    sed = "LC_ALL=C exec sed -e '$a\\' -- \"$regular\""
     text = front_alone.read_text()
     assert text.count(sed) == 1
     shell_only = front_alone.with_name("l2tp-routectl-shell-only")
