@@ -173,10 +173,11 @@ def render(rows: list[M.Row], size_name: str, tool: launcher.Tool, load_before: 
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     chosen = os.environ.get(C.IP_BINARY_ENV)
     prefix = f"{C.IP_BINARY_ENV}={chosen} " if chosen else ""
+    floor_ip = _ip_version("ip")
     lines += ["", f"Reproduce: {prefix}python3 bench/run.py --size {size_name}",
               f"Measured: {tool.what}; {os.cpu_count()} CPUs, Python {_version_of(tool.python)}, "
-              f"kernel {platform.release()}; the tool's ip: {_ip_version(chosen or 'ip')} (the floor's: "
-              f"{_ip_version('ip')}); load average (1/5/15 min) {load_before} before, {_load()} after; "
+              f"kernel {platform.release()}; the tool's ip: {_ip_version(chosen) if chosen else floor_ip} "
+              f"(the floor's: {floor_ip}); load average (1/5/15 min) {load_before} before, {_load()} after; "
               "medians of runs taken in turn."]
     return "\n".join(lines)
 
